@@ -1,0 +1,39 @@
+# duplex — the two commands: `make run` and `make test`.
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
+CMAKE_FLAGS ?=
+WERROR := $(if $(CI),ON,ON)
+
+.PHONY: all deps build run test unit interop examples consumer asan fuzz bench clean help
+
+all: build
+
+help:
+	@echo "make run    - install what is missing, build, serve ws://127.0.0.1:8080 (echo)"
+	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, fuzz)"
+	@echo "make bench  - micro-benchmarks"
+
+deps:
+	@scripts/deps
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDUPLEX_WERROR=$(WERROR) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	$(BUILD)/duplex echo --listen 127.0.0.1:8080
+
+test: build
+	scripts/test-all $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+bench: build
+	scripts/bench $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,161 @@
+// One WebSocket connection (either role) on an event loop.
+#pragma once
+#include <asio/ip/tcp.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "duplex/net/event_loop.hpp"
+#include "duplex/net/handlers.hpp"
+#include "duplex/net/options.hpp"
+#include "duplex/net/prepared_message.hpp"
+#include "duplex/net/timer_wheel.hpp"
+#include "duplex/protocol/websocket.hpp"
+
+typedef struct ssl_st SSL;
+
+namespace duplex::net {
+
+class TlsContext;
+struct ConnectionConfig;
+struct HandshakeState;
+
+enum class SendStatus : std::uint8_t {
+  ok,            // queued or written
+  backpressure,  // queued, but the send buffer is over the limit (policy drop: see dropped)
+  dropped,       // not sent: over the limit with BackpressurePolicy::drop
+  closed,        // the connection is closing or closed
+};
+
+class Connection : public std::enable_shared_from_this<Connection>,
+                   private protocol::EventHandler,
+                   private TimerNode {
+ public:
+  enum class Phase : std::uint8_t { connecting, tls_handshake, http_handshake, open, closing, closed };
+
+  ~Connection() override;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // ---- sending (loop thread only; see post_send for other threads) ----
+  SendStatus send(std::string_view payload, protocol::Opcode kind = protocol::Opcode::text,
+                  protocol::Compress compress = protocol::Compress::automatic);
+  SendStatus send_text(std::string_view payload) { return send(payload, protocol::Opcode::text); }
+  SendStatus send_binary(std::string_view payload) { return send(payload, protocol::Opcode::binary); }
+  // A frame encoded once for many connections (server role).
+  SendStatus send_prepared(const PreparedMessage& message);
+  // One frame of a fragmented message (see protocol::WebSocket::send_frame).
+  SendStatus send_fragment(std::string_view payload, protocol::Opcode opcode, bool fin);
+  bool ping(std::string_view payload = {});
+  // Starts the close handshake; the connection closes once it completes or
+  // the close timeout passes.
+  void close(std::uint16_t code = protocol::close_code::normal, std::string_view reason = {});
+  // Drops the TCP connection now, without a close handshake.
+  void terminate();
+
+  // Thread-safe: runs send() on the connection's loop if it is still alive.
+  static void post_send(const std::weak_ptr<Connection>& connection, std::string payload,
+                        protocol::Opcode kind = protocol::Opcode::text);
+  // Thread-safe: runs close() on the connection's loop if it is still alive.
+  static void post_close(const std::weak_ptr<Connection>& connection, std::uint16_t code, std::string reason);
+
+  // ---- state ----
+  Phase phase() const { return phase_; }
+  bool is_open() const { return phase_ == Phase::open && ws_.is_open(); }
+  protocol::Role role() const { return ws_.role(); }
+  // Bytes queued that the kernel has not accepted yet.
+  std::size_t buffered_amount() const { return out_.size() - out_offset_; }
+  const std::string& subprotocol() const { return subprotocol_; }
+  // The request target (server) or URL target (client).
+  const std::string& target() const { return target_; }
+  std::string remote_address() const;
+  bool compression_enabled() const { return deflate_ != nullptr; }
+  EventLoop& loop() const { return *loop_; }
+
+  // Application data; the library never touches it.
+  void* user_data = nullptr;
+
+  // ---- creation (used by Server and connect()) ----
+  static std::shared_ptr<Connection> accept(EventLoop& loop, asio::ip::tcp::socket socket,
+                                            std::shared_ptr<const ConnectionConfig> config);
+  static std::shared_ptr<Connection> connect(EventLoop& loop, std::string_view url, const ClientOptions& options,
+                                             Handlers handlers);
+
+  // For tests and metrics.
+  std::size_t memory_footprint() const;
+
+  // Private-by-convention entry points used by EventLoop.
+  void on_timer();
+  void flush();
+
+  struct Private;  // tag for the constructor (use accept/connect)
+  Connection(Private, EventLoop& loop, asio::ip::tcp::socket socket, std::shared_ptr<const ConnectionConfig> config,
+             protocol::Role role);
+
+ private:
+  friend class EventLoop;
+  friend struct ConnectFlow;
+
+  // protocol::EventHandler
+  void on_message(protocol::Opcode kind, std::string_view payload) override;
+  void on_ping(std::string_view payload) override;
+  void on_pong(std::string_view payload) override;
+  void on_close(std::uint16_t code, std::string_view reason) override;
+  void on_protocol_error(std::uint16_t code, std::string_view what) override;
+
+  void start_server();
+  void start_client_tls(const std::string& sni_host);
+  void start_client_handshake();
+  void arm_read();
+  void arm_write();
+  void on_readable();
+  void on_writable();
+  void on_bytes(std::uint8_t* data, std::size_t size);
+  void on_eof();
+  void do_tls_handshake();
+  void handle_server_head(std::uint8_t* rest, std::size_t rest_size);
+  void handle_client_head(std::uint8_t* rest, std::size_t rest_size);
+  void reject_and_close(int status, std::string_view message);
+  void opened();
+  void after_protocol_input();
+  void begin_transport_close();
+  void finish(std::uint16_t code, std::string_view reason);
+  void fail_connect(std::string_view error);
+  void reschedule_timer();
+  SendStatus check_backpressure();
+  void note_queued();
+  long transport_read(std::uint8_t* buf, std::size_t cap, bool& want_write);
+  long transport_write(const char* data, std::size_t size, bool& want_read);
+
+  EventLoop* loop_;
+  std::shared_ptr<const ConnectionConfig> config_;
+  std::shared_ptr<Connection> self_;  // keeps the connection alive until finish()
+  asio::ip::tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+  std::unique_ptr<HandshakeState> handshake_;
+  std::unique_ptr<protocol::PerMessageDeflate> deflate_;
+  protocol::WebSocket ws_;
+  std::string out_;                 // bytes the kernel has not taken yet
+  std::size_t out_offset_ = 0;
+  std::string subprotocol_;
+  std::string target_;
+  std::uint64_t last_rx_tick_ = 0;
+  std::uint64_t last_message_tick_ = 0;
+  std::uint64_t ping_sent_tick_ = 0;  // 0: no ping outstanding
+  std::uint64_t phase_deadline_ = 0;  // handshake or closing deadline
+  Phase phase_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool flush_scheduled_ = false;
+  bool in_read_handler_ = false;
+  bool over_limit_ = false;
+  bool opened_ = false;
+  bool finished_ = false;
+  bool read_wants_write_ = false;
+  bool write_wants_read_ = false;
+  std::uint16_t close_code_ = protocol::close_code::abnormal;
+  std::string close_reason_;
+};
+
+}  // namespace duplex::net

@@ -1,0 +1,69 @@
+// One event loop per thread: an Asio io_context, the loop's shared read
+// buffer, its timer wheel and its end-of-turn flush list.
+#pragma once
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "duplex/net/options.hpp"
+#include "duplex/net/timer_wheel.hpp"
+
+namespace duplex::net {
+
+class Connection;
+
+class EventLoop {
+ public:
+  static constexpr Millis tick{100};
+
+  explicit EventLoop(std::size_t read_buffer_size = 512u << 10);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  asio::io_context& io() { return io_; }
+  // Runs until stop() (or until there is no work and no connection).
+  void run();
+  // Thread-safe.
+  void stop();
+  // Thread-safe: runs `fn` on this loop's thread.
+  void post(std::function<void()> fn);
+  bool running_in_this_thread() const;
+
+  // The loop's shared read buffer: every connection reads into it, so an idle
+  // connection owns no read buffer at all.
+  std::uint8_t* read_buffer() { return read_buffer_.get(); }
+  std::size_t read_buffer_size() const { return read_buffer_size_; }
+
+  TimerWheel& timers() { return wheel_; }
+  // Converts a duration to a deadline in ticks from now (rounded up).
+  std::uint64_t deadline_after(Millis d) const;
+
+  // Cork: a connection that queued bytes outside its own read handler asks
+  // for one flush at the end of this loop turn.
+  void schedule_flush(Connection* c);
+
+  // Connections currently on this loop.
+  std::size_t connection_count() const { return connection_count_; }
+
+ private:
+  friend class Connection;
+  void start_ticking();
+  void run_flushes();
+
+  asio::io_context io_{1};
+  asio::steady_timer tick_timer_;
+  std::unique_ptr<std::uint8_t[]> read_buffer_;
+  std::size_t read_buffer_size_;
+  TimerWheel wheel_;
+  std::vector<std::weak_ptr<Connection>> flush_list_;
+  bool flush_posted_ = false;
+  bool ticking_ = false;
+  std::size_t connection_count_ = 0;
+};
+
+}  // namespace duplex::net

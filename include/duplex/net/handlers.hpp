@@ -1,0 +1,48 @@
+// Application callbacks. All run on the connection's own loop thread.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "duplex/protocol/handshake.hpp"
+#include "duplex/protocol/opcode.hpp"
+
+namespace duplex::net {
+
+class Connection;
+
+// The server's answer to an upgrade request, filled by Handlers::on_upgrade.
+struct UpgradeDecision {
+  bool accept = true;
+  int status = 403;                  // when rejected
+  std::string message = "forbidden";
+  std::string subprotocol;           // preset to the first supported one the client offered
+  std::vector<protocol::HttpHeader> headers;  // extra response headers
+  void reject(int http_status, std::string text) {
+    accept = false;
+    status = http_status;
+    message = std::move(text);
+  }
+};
+
+struct Handlers {
+  // Server only: inspect the request (Origin, path, token...) and accept or reject.
+  std::function<void(Connection&, const protocol::UpgradeRequest&, const protocol::HttpHead&, UpgradeDecision&)>
+      on_upgrade;
+  std::function<void(Connection&)> on_open;
+  // Text (validated UTF-8) or binary. The view is valid during the call only.
+  std::function<void(Connection&, protocol::Opcode, std::string_view)> on_message;
+  std::function<void(Connection&, std::string_view)> on_ping;
+  std::function<void(Connection&, std::string_view)> on_pong;
+  // Exactly once for every connection that opened: the peer's close code (or
+  // ours after a protocol error; 1006 when TCP dropped without a close frame).
+  std::function<void(Connection&, std::uint16_t code, std::string_view reason)> on_close;
+  // The send buffer drained below half the limit after backpressure.
+  std::function<void(Connection&)> on_drain;
+  // Client only: DNS, TCP, TLS or handshake failure (the connection never opened).
+  std::function<void(std::string_view error)> on_error;
+};
+
+}  // namespace duplex::net

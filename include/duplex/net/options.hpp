@@ -1,0 +1,86 @@
+// Every tunable of the WebSocket server and client, with its default, in one place.
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "duplex/protocol/http_head.hpp"
+#include "duplex/protocol/permessage_deflate.hpp"
+#include "duplex/protocol/websocket.hpp"
+
+namespace duplex::net {
+
+using Millis = std::chrono::milliseconds;
+
+struct TlsOptions {
+  std::string cert_file;          // server: PEM chain; client: optional client cert
+  std::string key_file;
+  std::string ca_file;            // client: CA bundle for verification (default: system store)
+  bool verify_peer = true;        // client: verify the server certificate and host name
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+  std::string ciphers;            // TLS 1.2 cipher list (OpenSSL syntax); empty = OpenSSL default
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+struct Timeouts {
+  Millis handshake{10'000};       // TCP accept (or connect) to 101, including TLS
+  Millis ping_interval{30'000};   // ping a connection silent this long (0 = never)
+  Millis pong_timeout{10'000};    // drop it if nothing arrives this long after the ping
+  Millis idle{0};                 // close after this long without a message (0 = never)
+  Millis close{5'000};            // wait this long for the close handshake / TCP close
+};
+
+enum class BackpressurePolicy : std::uint8_t {
+  close,  // a connection over max_send_buffer is closed (1008): slow consumers go
+  drop,   // sends over the limit are dropped and reported as SendStatus::dropped
+};
+
+enum class DeflateMode : std::uint8_t {
+  off,        // never negotiate permessage-deflate
+  shared,     // server_no_context_takeover: one compression per message, shared by all subscribers
+  dedicated,  // a compressor per connection with context takeover (best ratio, most memory)
+};
+
+struct DeflateOptions {
+  DeflateMode mode = DeflateMode::off;
+  std::uint8_t server_max_window_bits = 15;  // our compressor (dedicated mode)
+  std::uint8_t client_max_window_bits = 15;  // requested bound on clients' compressors
+  bool client_no_context_takeover = false;   // ask clients not to keep context (saves our memory)
+  protocol::DeflateTuning tuning;            // memLevel, level, min message size (64 B)
+};
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;              // 0 picks a free port (see Server::port())
+  unsigned threads = 0;                   // event loops; 0 = one per core
+  int backlog = 1024;
+  std::size_t max_connections = 100'000;  // across all loops; further accepts are closed at once
+  std::size_t max_send_buffer = 1u << 20; // per connection, bytes the kernel has not taken yet
+  BackpressurePolicy backpressure = BackpressurePolicy::close;
+  std::size_t read_buffer_size = 512u << 10;  // one per loop, shared by all its connections
+  std::vector<std::string> subprotocols;  // supported, in no particular order
+  protocol::HttpLimits http;
+  protocol::Limits websocket;
+  Timeouts timeouts;
+  TlsOptions tls;
+  DeflateOptions deflate;
+};
+
+struct ClientOptions {
+  std::vector<protocol::HttpHeader> headers;  // extra request headers (e.g. Authorization)
+  std::vector<std::string> subprotocols;
+  std::string origin;
+  std::size_t max_send_buffer = 16u << 20;
+  BackpressurePolicy backpressure = BackpressurePolicy::close;
+  protocol::HttpLimits http;
+  protocol::Limits websocket;
+  Timeouts timeouts;
+  TlsOptions tls;                          // ca_file / verify_peer used for wss://
+  bool deflate = false;                    // offer permessage-deflate
+  protocol::DeflateClientOffer deflate_offer;
+  protocol::DeflateTuning deflate_tuning;
+};
+
+}  // namespace duplex::net

@@ -1,0 +1,55 @@
+// The WebSocket server: one event loop per thread, SO_REUSEPORT acceptors.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "duplex/net/connection.hpp"
+#include "duplex/net/event_loop.hpp"
+#include "duplex/net/handlers.hpp"
+#include "duplex/net/options.hpp"
+
+namespace duplex::net {
+
+class Server {
+ public:
+  // Throws std::runtime_error on a bad TLS file.
+  Server(ServerOptions options, Handlers handlers);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every loop's acceptor (throws std::system_error on failure). After
+  // this, port() is the bound port (useful with port 0).
+  void listen();
+  // listen() if needed, then runs the loops: the calling thread runs loop 0
+  // and this returns once every loop has stopped.
+  void run();
+  // Thread-safe. Stops accepting, closes every connection with `code`
+  // (default 1001 going away) and stops the loops once they are closed or
+  // `deadline` has passed.
+  void shutdown(std::uint16_t code = protocol::close_code::going_away, Millis deadline = Millis{5000});
+  // Thread-safe, immediate: stops the loops, dropping connections.
+  void stop();
+
+  std::uint16_t port() const { return port_; }
+  std::size_t connection_count() const;
+  const ServerOptions& options() const { return options_; }
+  std::vector<EventLoop*> loops();
+
+ private:
+  struct Acceptor;
+  void accept_next(std::size_t index);
+
+  ServerOptions options_;
+  std::shared_ptr<ConnectionConfig> config_;
+  std::vector<std::unique_ptr<EventLoop>> loops_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::thread> threads_;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace duplex::net

@@ -1,0 +1,27 @@
+// duplex: one binary, subcommands.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"duplex - real-time messaging: an RFC 6455 WebSocket server and client"};
+  app.set_version_flag("--version", std::string("duplex ") + DUPLEX_VERSION);
+  app.require_subcommand(1);
+  auto run_echo = duplex::cli::add_echo_command(app);
+  auto run_connect = duplex::cli::add_connect_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (app.got_subcommand("echo")) return run_echo();
+    if (app.got_subcommand("connect")) return run_connect();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "duplex: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,776 @@
+#include "duplex/net/connection.hpp"
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <asio/connect.hpp>
+#include <asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "connection_config.hpp"
+#include "duplex/protocol/handshake.hpp"
+
+namespace duplex::net {
+
+namespace {
+constexpr std::size_t keep_send_capacity = 64u << 10;
+// Reads per readiness event before yielding to other connections.
+constexpr int read_budget = 16;
+
+std::uint64_t random_seed() {
+  std::uint64_t seed = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) seed = 0x2545F4914F6CDD1Dull;
+  return seed;
+}
+
+std::uint64_t ticks(Millis d) {
+  const auto t = (d.count() + EventLoop::tick.count() - 1) / EventLoop::tick.count();
+  return static_cast<std::uint64_t>(t < 1 ? 1 : t);
+}
+}  // namespace
+
+struct Connection::Private {};
+
+Connection::Connection(Private, EventLoop& loop, asio::ip::tcp::socket socket,
+                       std::shared_ptr<const ConnectionConfig> config, protocol::Role role)
+    : loop_(&loop),
+      config_(std::move(config)),
+      socket_(std::move(socket)),
+      ws_(role, &config_->limits, role == protocol::Role::client ? random_seed() : 0),
+      phase_(Phase::connecting) {
+  ++loop_->connection_count_;
+}
+
+Connection::~Connection() {
+  TimerWheel::cancel(this);
+  if (ssl_) SSL_free(ssl_);
+  --loop_->connection_count_;
+}
+
+std::size_t Connection::memory_footprint() const {
+  return sizeof(Connection) + out_.capacity() + (handshake_ ? sizeof(HandshakeState) : 0) +
+         ws_.buffered_message_bytes();
+}
+
+std::string Connection::remote_address() const {
+  asio::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (ec) return {};
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+// ---- creation -----------------------------------------------------------------
+
+std::shared_ptr<Connection> Connection::accept(EventLoop& loop, asio::ip::tcp::socket socket,
+                                               std::shared_ptr<const ConnectionConfig> config) {
+  auto c = std::make_shared<Connection>(Private{}, loop, std::move(socket), std::move(config), protocol::Role::server);
+  c->self_ = c;
+  c->start_server();
+  return c;
+}
+
+void Connection::start_server() {
+  asio::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
+  handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::request, config_->http, loop_->io());
+  phase_deadline_ = loop_->deadline_after(config_->timeouts.handshake);
+  reschedule_timer();
+  if (config_->tls) {
+    ssl_ = SSL_new(config_->tls->native());
+    if (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+      finish(protocol::close_code::abnormal, "TLS setup failed");
+      return;
+    }
+    SSL_set_accept_state(ssl_);
+    phase_ = Phase::tls_handshake;
+    do_tls_handshake();
+    return;
+  }
+  phase_ = Phase::http_handshake;
+  arm_read();
+}
+
+std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_view url, const ClientOptions& options,
+                                                Handlers handlers) {
+  auto config = std::make_shared<ConnectionConfig>();
+  config->handlers = std::move(handlers);
+  config->limits = options.websocket;
+  config->http = options.http;
+  config->timeouts = options.timeouts;
+  config->max_send_buffer = options.max_send_buffer;
+  config->backpressure = options.backpressure;
+  config->client = options;
+  std::string error;
+  auto parsed = parse_ws_url(url, error);
+  if (parsed) {
+    config->url = *parsed;
+    if (parsed->secure) {
+      try {
+        config->tls = TlsContext::client(options.tls);
+      } catch (const std::exception& e) {
+        error = e.what();
+        parsed.reset();
+      }
+    }
+  }
+  auto c = std::make_shared<Connection>(Private{}, loop, asio::ip::tcp::socket(loop.io()), config,
+                                        protocol::Role::client);
+  c->self_ = c;
+  if (!parsed) {
+    loop.post([c, error] { c->fail_connect(error); });
+    return c;
+  }
+  c->target_ = config->url.target;
+  c->handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::response, config->http, loop.io());
+  c->phase_deadline_ = loop.deadline_after(options.timeouts.handshake);
+  c->reschedule_timer();
+  c->handshake_->resolver.async_resolve(
+      config->url.host, std::to_string(config->url.port),
+      [c](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
+        if (c->phase_ == Phase::closed) return;
+        if (ec) {
+          c->fail_connect("cannot resolve " + c->config_->url.host + ": " + ec.message());
+          return;
+        }
+        asio::async_connect(c->socket_, results, [c](const asio::error_code& ec2, const asio::ip::tcp::endpoint&) {
+          if (c->phase_ == Phase::closed) return;
+          if (ec2) {
+            c->fail_connect("cannot connect to " + c->config_->url.host + ":" +
+                            std::to_string(c->config_->url.port) + ": " + ec2.message());
+            return;
+          }
+          asio::error_code ignored;
+          c->socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+          c->socket_.non_blocking(true, ignored);
+          if (c->config_->tls)
+            c->start_client_tls(c->config_->url.host);
+          else
+            c->start_client_handshake();
+        });
+      });
+  return c;
+}
+
+void Connection::start_client_tls(const std::string& sni_host) {
+  ssl_ = SSL_new(config_->tls->native());
+  if (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+    fail_connect("TLS setup failed: " + last_tls_error());
+    return;
+  }
+  asio::error_code ec;
+  asio::ip::make_address(sni_host, ec);
+  const bool is_ip = !ec;
+  if (!is_ip) SSL_set_tlsext_host_name(ssl_, sni_host.c_str());
+  if (config_->tls->verify_peer()) {
+    if (is_ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), sni_host.c_str());
+    } else {
+      SSL_set1_host(ssl_, sni_host.c_str());
+    }
+  }
+  SSL_set_connect_state(ssl_);
+  phase_ = Phase::tls_handshake;
+  do_tls_handshake();
+}
+
+void Connection::start_client_handshake() {
+  std::array<std::uint8_t, 16> nonce{};
+  RAND_bytes(nonce.data(), static_cast<int>(nonce.size()));
+  handshake_->key = protocol::make_client_key(nonce);
+  const ClientOptions& o = config_->client;
+  protocol::ClientRequestOptions req;
+  req.host = config_->url.host_header();
+  req.target = config_->url.target;
+  req.origin = o.origin;
+  req.subprotocols = o.subprotocols;
+  req.extra_headers = o.headers;
+  if (o.deflate) req.extensions = protocol::format_deflate_offer(o.deflate_offer);
+  out_ += protocol::build_upgrade_request(req, handshake_->key);
+  phase_ = Phase::http_handshake;
+  flush();
+  if (phase_ != Phase::closed) arm_read();
+}
+
+void Connection::do_tls_handshake() {
+  ERR_clear_error();
+  const int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    if (ws_.role() == protocol::Role::client) {
+      start_client_handshake();
+    } else {
+      phase_ = Phase::http_handshake;
+      on_readable();  // the client's request may already sit in OpenSSL's buffer
+    }
+    return;
+  }
+  const int err = SSL_get_error(ssl_, r);
+  if (err == SSL_ERROR_WANT_READ) {
+    arm_read();
+  } else if (err == SSL_ERROR_WANT_WRITE) {
+    arm_write();
+  } else if (ws_.role() == protocol::Role::client) {
+    std::string why = last_tls_error();
+    const long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
+    fail_connect("TLS handshake failed: " + why);
+  } else {
+    ERR_clear_error();
+    finish(protocol::close_code::abnormal, "TLS handshake failed");
+  }
+}
+
+// ---- I/O ----------------------------------------------------------------------
+
+long Connection::transport_read(std::uint8_t* buf, std::size_t cap, bool& want_write) {
+  if (ssl_) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(cap, 1u << 30)));
+    if (n > 0) return n;
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ) return -1;
+    if (err == SSL_ERROR_WANT_WRITE) {
+      want_write = true;
+      return -1;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) return 0;
+    ERR_clear_error();
+    return -2;
+  }
+  for (;;) {
+    const ssize_t n = ::recv(socket_.native_handle(), buf, cap, 0);
+    if (n >= 0) return static_cast<long>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+    return -2;
+  }
+}
+
+long Connection::transport_write(const char* data, std::size_t size, bool& want_read) {
+  if (ssl_) {
+    ERR_clear_error();
+    const int n = SSL_write(ssl_, data, static_cast<int>(std::min<std::size_t>(size, 1u << 30)));
+    if (n > 0) return n;
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_WRITE) return -1;
+    if (err == SSL_ERROR_WANT_READ) {
+      want_read = true;
+      return -1;
+    }
+    ERR_clear_error();
+    return -2;
+  }
+  for (;;) {
+    const ssize_t n = ::send(socket_.native_handle(), data, size, MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<long>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+    return -2;
+  }
+}
+
+void Connection::arm_read() {
+  if (reading_ || phase_ == Phase::closed) return;
+  reading_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
+    self->reading_ = false;
+    if (ec || self->phase_ == Phase::closed) return;
+    self->on_readable();
+  });
+}
+
+void Connection::arm_write() {
+  if (writing_ || phase_ == Phase::closed) return;
+  writing_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_write, [self = shared_from_this()](const asio::error_code& ec) {
+    self->writing_ = false;
+    if (ec || self->phase_ == Phase::closed) return;
+    self->on_writable();
+  });
+}
+
+void Connection::on_writable() {
+  if (phase_ == Phase::tls_handshake) {
+    do_tls_handshake();
+    return;
+  }
+  if (read_wants_write_) {
+    read_wants_write_ = false;
+    on_readable();
+    return;
+  }
+  flush();
+}
+
+void Connection::on_readable() {
+  if (phase_ == Phase::tls_handshake) {
+    do_tls_handshake();
+    return;
+  }
+  if (phase_ == Phase::closed || phase_ == Phase::connecting) return;
+  if (write_wants_read_) {
+    write_wants_read_ = false;
+    flush();
+    if (phase_ == Phase::closed) return;
+  }
+  auto self = shared_from_this();
+  std::uint8_t* buf = loop_->read_buffer();
+  const std::size_t cap = loop_->read_buffer_size();
+  in_read_handler_ = true;
+  bool more = false;
+  for (int i = 0; i < read_budget; ++i) {
+    bool want_write = false;
+    const long n = transport_read(buf, cap, want_write);
+    if (n > 0) {
+      last_rx_tick_ = loop_->timers().now();
+      ping_sent_tick_ = 0;  // any byte proves the peer alive
+      on_bytes(buf, static_cast<std::size_t>(n));
+      if (phase_ == Phase::closed) {
+        in_read_handler_ = false;
+        return;
+      }
+      more = (i + 1 == read_budget);
+      if (!ssl_ && static_cast<std::size_t>(n) < cap) break;
+      continue;
+    }
+    in_read_handler_ = false;
+    if (n == 0) {
+      on_eof();
+      return;
+    }
+    if (n == -2) {
+      finish(protocol::close_code::abnormal, "connection reset");
+      return;
+    }
+    if (want_write) {
+      read_wants_write_ = true;
+      arm_write();
+    }
+    break;
+  }
+  in_read_handler_ = false;
+  flush();
+  if (phase_ == Phase::closed) return;
+  if (more) {
+    // OpenSSL may hold decrypted bytes the socket no longer signals: come back.
+    asio::post(loop_->io(), [self] { self->on_readable(); });
+  } else {
+    arm_read();
+  }
+}
+
+void Connection::flush() {
+  flush_scheduled_ = false;
+  if (phase_ == Phase::closed || phase_ == Phase::connecting || phase_ == Phase::tls_handshake || writing_) return;
+  while (out_offset_ < out_.size()) {
+    bool want_read = false;
+    const long n = transport_write(out_.data() + out_offset_, out_.size() - out_offset_, want_read);
+    if (n > 0) {
+      out_offset_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == -1) {
+      // Keep only what the kernel refused.
+      if (out_offset_ > 0) {
+        out_.erase(0, out_offset_);
+        out_offset_ = 0;
+      }
+      if (want_read) {
+        write_wants_read_ = true;
+        arm_read();
+      } else {
+        arm_write();
+      }
+      return;
+    }
+    finish(protocol::close_code::abnormal, "connection reset");
+    return;
+  }
+  out_.clear();
+  out_offset_ = 0;
+  if (out_.capacity() > keep_send_capacity) std::string().swap(out_);
+  if (over_limit_) {
+    over_limit_ = false;
+    if (config_->handlers.on_drain && phase_ == Phase::open) config_->handlers.on_drain(*this);
+  }
+  if (handshake_ && handshake_->close_after_flush) {
+    finish(protocol::close_code::abnormal, "handshake rejected");
+    return;
+  }
+  if (phase_ == Phase::closing && ws_.wants_transport_close()) finish(close_code_, close_reason_);
+}
+
+void Connection::on_eof() {
+  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::client) {
+    fail_connect("server closed the connection during the handshake");
+    return;
+  }
+  if (ws_.close_received()) {
+    finish(close_code_, close_reason_);
+  } else {
+    finish(protocol::close_code::abnormal, "connection closed without a close frame");
+  }
+}
+
+// ---- handshake ----------------------------------------------------------------
+
+void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
+  if (phase_ == Phase::http_handshake) {
+    if (handshake_->close_after_flush) return;  // ignore anything after a rejected request
+    std::size_t consumed = 0;
+    const auto status =
+        handshake_->parser.feed(std::string_view(reinterpret_cast<const char*>(data), size), consumed);
+    if (status == protocol::HttpParseStatus::incomplete) return;
+    if (status == protocol::HttpParseStatus::error) {
+      if (ws_.role() == protocol::Role::client)
+        fail_connect("invalid HTTP response: " + std::string(handshake_->parser.error()));
+      else
+        reject_and_close(handshake_->parser.error_status(), handshake_->parser.error());
+      return;
+    }
+    if (ws_.role() == protocol::Role::server)
+      handle_server_head(data + consumed, size - consumed);
+    else
+      handle_client_head(data + consumed, size - consumed);
+    return;
+  }
+  if (phase_ == Phase::open || phase_ == Phase::closing) {
+    ws_.receive(data, size, *this, out_);
+    after_protocol_input();
+  }
+}
+
+void Connection::reject_and_close(int status, std::string_view message) {
+  protocol::HandshakeRejection rejection;
+  rejection.status = status;
+  rejection.message = std::string(message);
+  out_ += protocol::build_rejection_response(rejection);
+  handshake_->close_after_flush = true;
+  if (!in_read_handler_) flush();
+}
+
+void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
+  const protocol::HttpHead& head = handshake_->parser.head();
+  protocol::UpgradeRequest request;
+  protocol::HandshakeRejection rejection;
+  if (!protocol::validate_upgrade_request(head, request, rejection)) {
+    reject_and_close(rejection.status, rejection.message);
+    return;
+  }
+  UpgradeDecision decision;
+  decision.subprotocol = std::string(protocol::select_subprotocol(request.subprotocols, config_->subprotocols));
+  target_ = std::string(request.target);
+  if (config_->handlers.on_upgrade) config_->handlers.on_upgrade(*this, request, head, decision);
+  if (!decision.accept) {
+    reject_and_close(decision.status, decision.message);
+    return;
+  }
+  std::string extensions;
+  if (config_->deflate.mode != DeflateMode::off) {
+    protocol::DeflateServerPolicy policy;
+    policy.server_no_context_takeover = config_->deflate.mode == DeflateMode::shared;
+    policy.client_no_context_takeover = config_->deflate.client_no_context_takeover;
+    policy.server_max_window_bits = config_->deflate.server_max_window_bits;
+    policy.client_max_window_bits = config_->deflate.client_max_window_bits;
+    if (auto params = protocol::negotiate_deflate(request.extensions, policy, extensions)) {
+      deflate_ = std::make_unique<protocol::PerMessageDeflate>(*params, true, config_->deflate.tuning);
+      ws_.set_deflate(deflate_.get());
+    }
+  }
+  protocol::AcceptOptions accept;
+  accept.subprotocol = decision.subprotocol;
+  accept.extensions = extensions;
+  accept.extra_headers = std::move(decision.headers);
+  out_ += protocol::build_accept_response(request.key, accept);
+  subprotocol_ = decision.subprotocol;
+  handshake_.reset();  // frees the parser: an open connection keeps no HTTP state
+  opened();
+  if (phase_ == Phase::open && rest_size > 0) {
+    ws_.receive(rest, rest_size, *this, out_);
+    after_protocol_input();
+  }
+}
+
+void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
+  const protocol::HttpHead& head = handshake_->parser.head();
+  protocol::UpgradeResponse response;
+  std::string error;
+  if (!protocol::validate_upgrade_response(head, handshake_->key, config_->client.subprotocols, response, error)) {
+    fail_connect(error);
+    return;
+  }
+  std::optional<protocol::DeflateParams> params;
+  if (!response.extensions.empty()) {
+    if (!config_->client.deflate) {
+      fail_connect("server accepted an extension we did not offer");
+      return;
+    }
+    params = protocol::accept_deflate_response(response.extensions, config_->client.deflate_offer, error);
+    if (!error.empty()) {
+      fail_connect(error);
+      return;
+    }
+  }
+  if (params) {
+    deflate_ = std::make_unique<protocol::PerMessageDeflate>(*params, false, config_->client.deflate_tuning);
+    ws_.set_deflate(deflate_.get());
+  }
+  subprotocol_ = response.subprotocol;
+  handshake_.reset();
+  opened();
+  if (phase_ == Phase::open && rest_size > 0) {
+    ws_.receive(rest, rest_size, *this, out_);
+    after_protocol_input();
+  }
+}
+
+void Connection::opened() {
+  phase_ = Phase::open;
+  opened_ = true;
+  last_rx_tick_ = last_message_tick_ = loop_->timers().now();
+  reschedule_timer();
+  if (config_->handlers.on_open) config_->handlers.on_open(*this);
+  if (!in_read_handler_) flush();
+}
+
+void Connection::fail_connect(std::string_view error) {
+  if (finished_) return;
+  auto self = shared_from_this();
+  const bool report = !opened_;
+  finish(protocol::close_code::abnormal, error);
+  if (report && config_->handlers.on_error) config_->handlers.on_error(error);
+}
+
+// ---- protocol events ----------------------------------------------------------
+
+void Connection::on_message(protocol::Opcode kind, std::string_view payload) {
+  last_message_tick_ = loop_->timers().now();
+  if (config_->handlers.on_message) config_->handlers.on_message(*this, kind, payload);
+}
+
+void Connection::on_ping(std::string_view payload) {
+  if (config_->handlers.on_ping) config_->handlers.on_ping(*this, payload);
+}
+
+void Connection::on_pong(std::string_view payload) {
+  if (config_->handlers.on_pong) config_->handlers.on_pong(*this, payload);
+}
+
+void Connection::on_close(std::uint16_t code, std::string_view reason) {
+  if (close_code_ == protocol::close_code::abnormal) {
+    close_code_ = code;
+    close_reason_ = std::string(reason);
+  }
+}
+
+void Connection::on_protocol_error(std::uint16_t code, std::string_view what) {
+  close_code_ = code;
+  close_reason_ = std::string(what);
+}
+
+void Connection::after_protocol_input() {
+  using State = protocol::WebSocket::State;
+  if (ws_.state() == State::open) return;
+  if (phase_ != Phase::closing) {
+    phase_ = Phase::closing;
+    phase_deadline_ = loop_->deadline_after(config_->timeouts.close);
+    reschedule_timer();
+  }
+  if (ws_.wants_transport_close()) {
+    // Server after the close handshake, or either side after a failure:
+    // flush the close frame, then close TCP (flush() finishes).
+    if (!in_read_handler_) flush();
+  }
+  // A client whose handshake completed waits for the server to close TCP.
+}
+
+// ---- application API ----------------------------------------------------------
+
+void Connection::note_queued() {
+  if (in_read_handler_ || flush_scheduled_) return;
+  flush_scheduled_ = true;
+  loop_->schedule_flush(this);
+}
+
+SendStatus Connection::check_backpressure() {
+  if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
+  flush();  // the kernel may take it now
+  if (phase_ == Phase::closed) return SendStatus::closed;
+  if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
+  over_limit_ = true;
+  if (config_->backpressure == BackpressurePolicy::close) {
+    close_code_ = protocol::close_code::policy_violation;
+    close_reason_ = "send buffer limit exceeded";
+    auto self = shared_from_this();
+    finish(close_code_, close_reason_);
+    return SendStatus::closed;
+  }
+  return SendStatus::backpressure;
+}
+
+SendStatus Connection::send(std::string_view payload, protocol::Opcode kind, protocol::Compress compress) {
+  if (!is_open()) return SendStatus::closed;
+  if (config_->backpressure == BackpressurePolicy::drop && buffered_amount() > config_->max_send_buffer)
+    return SendStatus::dropped;
+  if (!ws_.send(out_, kind, payload, compress)) return SendStatus::closed;
+  note_queued();
+  return check_backpressure();
+}
+
+SendStatus Connection::send_fragment(std::string_view payload, protocol::Opcode opcode, bool fin) {
+  if (!is_open()) return SendStatus::closed;
+  if (!ws_.send_frame(out_, opcode, payload, fin)) return SendStatus::closed;
+  note_queued();
+  return check_backpressure();
+}
+
+SendStatus Connection::send_prepared(const PreparedMessage& message) {
+  if (!is_open()) return SendStatus::closed;
+  if (config_->backpressure == BackpressurePolicy::drop && buffered_amount() > config_->max_send_buffer)
+    return SendStatus::dropped;
+  if (ws_.role() == protocol::Role::client) {
+    if (!ws_.send(out_, message.kind(), message.payload())) return SendStatus::closed;
+  } else if (deflate_) {
+    const auto& p = deflate_->params();
+    if (p.server_no_context_takeover && !message.compressed_frame().empty() &&
+        p.server_max_window_bits >= message.window_bits()) {
+      out_ += message.compressed_frame();
+    } else if (!ws_.send(out_, message.kind(), message.payload())) {
+      return SendStatus::closed;
+    }
+  } else {
+    out_ += message.frame();
+  }
+  note_queued();
+  return check_backpressure();
+}
+
+bool Connection::ping(std::string_view payload) {
+  if (!is_open() || !ws_.ping(out_, payload)) return false;
+  note_queued();
+  return true;
+}
+
+void Connection::close(std::uint16_t code, std::string_view reason) {
+  if (phase_ != Phase::open) return;
+  if (!ws_.close(out_, code, reason)) return;
+  phase_ = Phase::closing;
+  phase_deadline_ = loop_->deadline_after(config_->timeouts.close);
+  reschedule_timer();
+  note_queued();
+}
+
+void Connection::terminate() {
+  if (phase_ == Phase::closed) return;
+  auto self = shared_from_this();
+  finish(protocol::close_code::abnormal, "terminated");
+}
+
+void Connection::post_send(const std::weak_ptr<Connection>& connection, std::string payload, protocol::Opcode kind) {
+  auto c = connection.lock();
+  if (!c) return;
+  EventLoop& loop = c->loop();
+  loop.post([w = connection, payload = std::move(payload), kind] {
+    if (auto conn = w.lock()) conn->send(payload, kind);
+  });
+}
+
+void Connection::post_close(const std::weak_ptr<Connection>& connection, std::uint16_t code, std::string reason) {
+  auto c = connection.lock();
+  if (!c) return;
+  c->loop().post([w = connection, code, reason = std::move(reason)] {
+    if (auto conn = w.lock()) conn->close(code, reason);
+  });
+}
+
+// ---- timers and teardown ------------------------------------------------------
+
+void Connection::reschedule_timer() {
+  if (phase_ == Phase::closed) return;
+  std::uint64_t due = ~std::uint64_t{0};
+  if (phase_ == Phase::open) {
+    const Timeouts& t = config_->timeouts;
+    if (t.ping_interval.count() > 0)
+      due = ping_sent_tick_ ? ping_sent_tick_ + ticks(t.pong_timeout) : last_rx_tick_ + ticks(t.ping_interval);
+    if (t.idle.count() > 0) due = std::min(due, last_message_tick_ + ticks(t.idle));
+  } else {
+    due = phase_deadline_;
+  }
+  if (due == ~std::uint64_t{0})
+    TimerWheel::cancel(this);
+  else
+    loop_->timers().schedule(this, due);
+}
+
+void Connection::on_timer() {
+  auto self = shared_from_this();
+  const std::uint64_t now = loop_->timers().now();
+  switch (phase_) {
+    case Phase::connecting:
+    case Phase::tls_handshake:
+    case Phase::http_handshake:
+      if (now >= phase_deadline_) {
+        if (ws_.role() == protocol::Role::client)
+          fail_connect("handshake timed out");
+        else
+          finish(protocol::close_code::abnormal, "handshake timed out");
+        return;
+      }
+      break;
+    case Phase::open: {
+      const Timeouts& t = config_->timeouts;
+      if (t.idle.count() > 0 && now >= last_message_tick_ + ticks(t.idle)) {
+        close(protocol::close_code::going_away, "idle timeout");
+        break;
+      }
+      if (t.ping_interval.count() > 0) {
+        if (ping_sent_tick_ && now >= ping_sent_tick_ + ticks(t.pong_timeout)) {
+          finish(protocol::close_code::abnormal, "no pong within the pong timeout");
+          return;
+        }
+        if (!ping_sent_tick_ && now >= last_rx_tick_ + ticks(t.ping_interval)) {
+          if (ping()) ping_sent_tick_ = now;
+        }
+      }
+      break;
+    }
+    case Phase::closing:
+      if (now >= phase_deadline_) {
+        finish(close_code_, close_reason_.empty() ? "close timeout" : close_reason_);
+        return;
+      }
+      break;
+    case Phase::closed:
+      return;
+  }
+  reschedule_timer();
+}
+
+void Connection::finish(std::uint16_t code, std::string_view reason) {
+  if (finished_) return;
+  finished_ = true;
+  phase_ = Phase::closed;
+  TimerWheel::cancel(this);
+  if (ssl_ && opened_) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // best effort close_notify; the socket is non-blocking
+    ERR_clear_error();
+  }
+  asio::error_code ec;
+  socket_.close(ec);
+  if (ws_.role() == protocol::Role::server && config_->open_connections)
+    config_->open_connections->fetch_sub(1, std::memory_order_relaxed);
+  handshake_.reset();
+  std::string reason_copy(reason);
+  std::string().swap(out_);
+  out_offset_ = 0;
+  if (opened_ && config_->handlers.on_close) config_->handlers.on_close(*this, code, reason_copy);
+  // Released on a later turn: callers up the stack may still use `this`.
+  asio::post(loop_->io(), [keep = std::move(self_)] {});
+}
+
+}  // namespace duplex::net

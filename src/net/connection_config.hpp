@@ -1,0 +1,43 @@
+// Internal: what every connection of one server (or one client connection) shares.
+#pragma once
+#include <asio/ip/tcp.hpp>
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "duplex/net/handlers.hpp"
+#include "duplex/net/options.hpp"
+#include "duplex/net/tls.hpp"
+#include "duplex/net/url.hpp"
+#include "duplex/protocol/http_head.hpp"
+
+namespace duplex::net {
+
+struct ConnectionConfig {
+  Handlers handlers;
+  protocol::Limits limits;
+  protocol::HttpLimits http;
+  Timeouts timeouts;
+  std::size_t max_send_buffer = 1u << 20;
+  BackpressurePolicy backpressure = BackpressurePolicy::close;
+  std::shared_ptr<TlsContext> tls;
+  // Server.
+  std::vector<std::string> subprotocols;
+  DeflateOptions deflate;
+  std::atomic<std::size_t>* open_connections = nullptr;  // the server's counter
+  // Client.
+  ClientOptions client;
+  WsUrl url;
+};
+
+struct HandshakeState {
+  explicit HandshakeState(protocol::HttpHeadParser::Kind kind, const protocol::HttpLimits& limits,
+                          asio::io_context& io)
+      : parser(kind, limits), resolver(io) {}
+  protocol::HttpHeadParser parser;
+  asio::ip::tcp::resolver resolver;  // client only
+  std::string key;                   // client: our Sec-WebSocket-Key
+  bool close_after_flush = false;    // server: a rejection response is queued
+};
+
+}  // namespace duplex::net

@@ -1,0 +1,174 @@
+#include "duplex/net/server.hpp"
+
+#include <sys/socket.h>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <cstdio>
+
+#include "connection_config.hpp"
+
+namespace duplex::net {
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+struct Server::Acceptor {
+  explicit Acceptor(EventLoop& l) : loop(l), acceptor(l.io()), retry(l.io()) {}
+  EventLoop& loop;
+  asio::ip::tcp::acceptor acceptor;
+  asio::steady_timer retry;  // after EMFILE/ENFILE: try again shortly instead of spinning
+  bool reported_fd_limit = false;
+  std::vector<std::weak_ptr<Connection>> live;  // for shutdown; pruned as it grows
+};
+
+Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(options)) {
+  config_ = std::make_shared<ConnectionConfig>();
+  config_->handlers = std::move(handlers);
+  config_->limits = options_.websocket;
+  config_->http = options_.http;
+  config_->timeouts = options_.timeouts;
+  config_->max_send_buffer = options_.max_send_buffer;
+  config_->backpressure = options_.backpressure;
+  config_->subprotocols = options_.subprotocols;
+  config_->deflate = options_.deflate;
+  if (options_.tls.enabled()) config_->tls = TlsContext::server(options_.tls);
+  config_->open_connections = new std::atomic<std::size_t>(0);
+  unsigned n = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<EventLoop>(options_.read_buffer_size));
+}
+
+Server::~Server() {
+  stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  acceptors_.clear();
+  loops_.clear();
+  delete config_->open_connections;
+}
+
+std::vector<EventLoop*> Server::loops() {
+  std::vector<EventLoop*> v;
+  for (auto& l : loops_) v.push_back(l.get());
+  return v;
+}
+
+std::size_t Server::connection_count() const { return config_->open_connections->load(std::memory_order_relaxed); }
+
+void Server::listen() {
+  if (!acceptors_.empty()) return;
+  asio::ip::address address = asio::ip::make_address(options_.host);
+  std::uint16_t port = options_.port;
+  for (auto& loop : loops_) {
+    auto a = std::make_unique<Acceptor>(*loop);
+    asio::ip::tcp::endpoint endpoint(address, port);
+    a->acceptor.open(endpoint.protocol());
+    a->acceptor.set_option(asio::socket_base::reuse_address(true));
+    // One acceptor per loop on the same port: the kernel spreads connections.
+    a->acceptor.set_option(reuse_port(true));
+    a->acceptor.bind(endpoint);
+    a->acceptor.listen(options_.backlog);
+    if (port == 0) port = a->acceptor.local_endpoint().port();
+    acceptors_.push_back(std::move(a));
+  }
+  port_ = port;
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    EventLoop& loop = acceptors_[i]->loop;
+    asio::post(loop.io(), [this, i] { accept_next(i); });
+  }
+}
+
+void Server::accept_next(std::size_t index) {
+  Acceptor& a = *acceptors_[index];
+  if (stopping_ || !a.acceptor.is_open()) return;
+  a.acceptor.async_accept(a.loop.io(), [this, index](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+    Acceptor& acc = *acceptors_[index];
+    if (ec == asio::error::operation_aborted || stopping_) return;
+    if (ec) {
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
+          ec == asio::error::no_memory) {
+        // Out of file descriptors: keep serving who we have, retry soon.
+        if (!acc.reported_fd_limit) {
+          std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts\n", ec.message().c_str());
+          acc.reported_fd_limit = true;
+        }
+        acc.retry.expires_after(Millis{100});
+        acc.retry.async_wait([this, index](const asio::error_code& e) {
+          if (!e) accept_next(index);
+        });
+        return;
+      }
+      accept_next(index);
+      return;
+    }
+    acc.reported_fd_limit = false;
+    if (connection_count() >= options_.max_connections) {
+      asio::error_code ignored;
+      socket.close(ignored);  // over the limit: refuse at once
+    } else {
+      config_->open_connections->fetch_add(1, std::memory_order_relaxed);
+      auto c = Connection::accept(acc.loop, std::move(socket), config_);
+      if (acc.live.size() >= 1024 && acc.live.size() == acc.live.capacity()) {
+        std::erase_if(acc.live, [](const std::weak_ptr<Connection>& w) { return w.expired(); });
+      }
+      acc.live.push_back(c);
+    }
+    accept_next(index);
+  });
+}
+
+void Server::run() {
+  listen();
+  for (std::size_t i = 1; i < loops_.size(); ++i) threads_.emplace_back([this, i] { loops_[i]->run(); });
+  loops_[0]->run();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void Server::stop() {
+  stopping_ = true;
+  for (auto& l : loops_) l->stop();
+}
+
+void Server::shutdown(std::uint16_t code, Millis deadline) {
+  stopping_ = true;
+  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
+    Acceptor* a = acceptors_[i].get();
+    a->loop.post([this, a, code, deadline] {
+      asio::error_code ec;
+      a->acceptor.close(ec);
+      a->retry.cancel();
+      for (auto& w : a->live)
+        if (auto c = w.lock()) {
+          if (c->phase() == Connection::Phase::open)
+            c->close(code, "server shutting down");
+          else if (c->phase() != Connection::Phase::closing)
+            c->terminate();
+        }
+      // Stop this loop when its connections are gone or the deadline passes.
+      auto timer = std::make_shared<asio::steady_timer>(a->loop.io());
+      auto started = std::chrono::steady_clock::now();
+      auto check = std::make_shared<std::function<void()>>();
+      *check = [a, timer, started, deadline, check] {
+        bool any = false;
+        for (auto& w : a->live)
+          if (auto c = w.lock(); c && c->phase() != Connection::Phase::closed) any = true;
+        if (!any || std::chrono::steady_clock::now() - started >= deadline) {
+          for (auto& w : a->live)
+            if (auto c = w.lock()) c->terminate();
+          *check = nullptr;  // break the self-reference
+          a->loop.stop();
+          return;
+        }
+        timer->expires_after(Millis{20});
+        timer->async_wait([check](const asio::error_code&) {
+          if (*check) (*check)();
+        });
+      };
+      (*check)();
+    });
+  }
+}
+
+}  // namespace duplex::net
