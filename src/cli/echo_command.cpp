@@ -30,9 +30,9 @@ std::function<int()> add_echo_command(CLI::App& app) {
   cmd->add_option("--tls-key", args->tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--deflate", args->deflate,
                   "permessage-deflate: off, shared (compress once, no context takeover) or dedicated "
-                  "(a compressor per connection); --deflate alone means dedicated")
+                  "(a compressor per connection); --deflate alone means dedicated; omitted means off")
       ->expected(0, 1)
-      ->default_str("off")
+      ->default_str("dedicated")
       ->check(CLI::IsMember({"off", "shared", "dedicated", ""}));
   cmd->add_option("--max-message-size", args->max_message_size, "Largest message (and frame) accepted, in bytes")
       ->capture_default_str();
@@ -58,7 +58,7 @@ std::function<int()> add_echo_command(CLI::App& app) {
     options.max_send_buffer = std::max<std::size_t>(options.max_send_buffer, 2 * args->max_message_size + 1024);
     options.subprotocols = args->subprotocols;
     options.timeouts.ping_interval = net::Millis{args->ping_interval_s * 1000};
-    std::string mode = cmd->count("--deflate") && args->deflate.empty() ? "dedicated" : args->deflate;
+    std::string mode = args->deflate.empty() ? "dedicated" : args->deflate;
     if (mode == "shared") options.deflate.mode = net::DeflateMode::shared;
     if (mode == "dedicated") options.deflate.mode = net::DeflateMode::dedicated;
 

@@ -8,7 +8,7 @@
 namespace duplex::net {
 
 EventLoop::EventLoop(std::size_t read_buffer_size)
-    : tick_timer_(io_), read_buffer_(new std::uint8_t[read_buffer_size]), read_buffer_size_(read_buffer_size) {}
+    : read_buffer_(new std::uint8_t[read_buffer_size]), read_buffer_size_(read_buffer_size), tick_timer_(io_) {}
 
 EventLoop::~EventLoop() = default;
 

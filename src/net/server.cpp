@@ -157,8 +157,9 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
         if (!any || std::chrono::steady_clock::now() - started >= deadline) {
           for (auto& w : a->live)
             if (auto c = w.lock()) c->terminate();
-          *check = nullptr;  // break the self-reference
-          a->loop.stop();
+          Acceptor* acceptor = a;  // the captures die with the next line
+          auto self = std::move(*check);  // break the self-reference; destroyed on return
+          acceptor->loop.stop();
           return;
         }
         timer->expires_after(Millis{20});

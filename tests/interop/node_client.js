@@ -17,6 +17,11 @@ const STEP_TIMEOUT_MS = 15000;
 
 class CheckFailed extends Error {}
 
+let current = 'connect'; // the check in progress, for unexpected errors
+function begin(name) {
+  current = name;
+}
+
 function usage(msg) {
   if (msg) process.stderr.write(`node_client.js: ${msg}\n`);
   process.stderr.write('usage: node node_client.js URL [--ca-file FILE] [--deflate]\n');
@@ -75,7 +80,7 @@ class Conn {
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString('utf8') };
       for (const w of this.waiters.splice(0)) {
-        w.reject(new CheckFailed(`connection closed while waiting for a message (code ${code}, reason ${JSON.stringify(this.closed.reason)})`));
+        w.reject(new CheckFailed(`${current}: connection closed while waiting for the echo (code ${code}, reason ${JSON.stringify(this.closed.reason)})`));
       }
     });
     ws.on('error', (err) => {
@@ -94,7 +99,11 @@ class Conn {
 
   send(data, options) {
     return new Promise((resolve, reject) => {
-      this.ws.send(data, options, (err) => (err ? reject(new CheckFailed(`send failed: ${err.message}`)) : resolve()));
+      this.ws.send(data, options, (err) => {
+        if (!err) resolve();
+        else if (this.closed) reject(new CheckFailed(`${current}: connection closed while sending (code ${this.closed.code}, reason ${JSON.stringify(this.closed.reason)})`));
+        else reject(new CheckFailed(`${current}: send failed: ${err.message}`));
+      });
     });
   }
 }
@@ -108,6 +117,7 @@ function expectEcho(name, sent, got) {
 }
 
 async function roundtrip(conn, name, data, binary) {
+  begin(name);
   const sent = { data: Buffer.isBuffer(data) ? data : Buffer.from(data, 'utf8'), binary };
   await conn.send(sent.data, { binary });
   expectEcho(name, sent, await conn.recv(name));
@@ -150,6 +160,7 @@ async function run({ url, caFile, deflate }) {
     await roundtrip(conn, 'binary message of 16 MiB', crypto.randomBytes(16 * 1024 * 1024), true);
 
     // Fragmented text, frames split on character boundaries.
+    begin('fragmented text message');
     const parts = ['fragmented ', 'text ', 'message ', '€ ✓ 🌍'].map((s) => Buffer.from(s, 'utf8'));
     for (let i = 0; i < parts.length; i++) {
       await conn.send(parts[i], { binary: false, fin: i === parts.length - 1 });
@@ -158,6 +169,7 @@ async function run({ url, caFile, deflate }) {
       await conn.recv('fragmented text message'));
 
     // Fragmented binary, one empty fragment in the middle.
+    begin('fragmented binary message');
     const bparts = [crypto.randomBytes(1000), Buffer.alloc(0), crypto.randomBytes(3000)];
     for (let i = 0; i < bparts.length; i++) {
       await conn.send(bparts[i], { binary: true, fin: i === bparts.length - 1 });
@@ -166,6 +178,7 @@ async function run({ url, caFile, deflate }) {
       await conn.recv('fragmented binary message'));
 
     // Fragmented text with multi-byte UTF-8 sequences split across frames.
+    begin('fragmented text with UTF-8 split across frames');
     const text = 'split: é € 🌍 ✓ done';
     const raw = Buffer.from(text, 'utf8');
     const cuts = [
@@ -182,6 +195,7 @@ async function run({ url, caFile, deflate }) {
       await conn.recv('fragmented text with split UTF-8'));
 
     // Ping with a payload; wait for the pong carrying the same payload.
+    begin('ping');
     const payload = Buffer.from('duplex-ping-\x00\xff', 'latin1');
     const pong = new Promise((resolve, reject) => {
       const onPong = (data) => {
@@ -202,6 +216,7 @@ async function run({ url, caFile, deflate }) {
   }
 
   // Client-initiated close; an echo server replies with the same code.
+  begin('close');
   const closed = conn.closed
     ? Promise.resolve()
     : new Promise((resolve) => ws.once('close', () => resolve()));
@@ -220,7 +235,7 @@ run(parseArgs(process.argv.slice(2))).then(
     process.exit(0);
   },
   (err) => {
-    const msg = err instanceof CheckFailed ? err.message : `unexpected ${err.stack || err}`;
+    const msg = err instanceof CheckFailed ? err.message : `${current}: unexpected ${err.stack || err}`;
     process.stdout.write(`FAIL - ${msg}\n`);
     process.exit(1);
   },

@@ -28,6 +28,14 @@ class CheckFailed(Exception):
     pass
 
 
+current = "start"  # the check in progress, for unexpected errors
+
+
+def begin(name):
+    global current
+    current = name
+
+
 def ok(name):
     print(f"ok - {name}", flush=True)
 
@@ -65,7 +73,12 @@ def expect_echo(name, sent, got):
 
 
 async def roundtrip(ws, name, payload):
-    await ws.send(payload)
+    begin(name)
+    try:
+        await ws.send(payload)
+    except websockets.ConnectionClosed as e:
+        raise CheckFailed(f"{name}: connection closed while sending "
+                          f"(code {e.code}, reason {e.reason!r})")
     expect_echo(name, payload, await recv(ws, name))
 
 
@@ -87,6 +100,7 @@ async def run(url, ca_file, deflate):
         )
     except Exception as e:  # noqa: BLE001 - any failure here is a failed check
         raise CheckFailed(f"connect to {url}: {type(e).__name__}: {e}")
+    begin("extension negotiation")
     ok(f"connected to {url}")
 
     try:
@@ -106,12 +120,14 @@ async def run(url, ca_file, deflate):
         await roundtrip(ws, "binary message of 16 MiB", os.urandom(16 * 1024 * 1024))
 
         # Fragmented text through the public API: one frame per item.
+        begin("fragmented text message")
         parts = ["fragmented ", "text ", "message ", "€ ✓ 🌍"]
         await ws.send(iter(parts))
         expect_echo("fragmented text message (4 frames)", "".join(parts),
                     await recv(ws, "fragmented text message"))
 
         # Fragmented binary through the public API.
+        begin("fragmented binary message")
         bparts = [os.urandom(1000), b"", os.urandom(3000)]
         await ws.send(iter(bparts))
         expect_echo("fragmented binary message (3 frames, one empty)", b"".join(bparts),
@@ -120,6 +136,7 @@ async def run(url, ca_file, deflate):
         # Fragmented text whose multi-byte UTF-8 sequences are split across
         # frame boundaries. The public API cannot do that (it encodes each str
         # fragment on its own), so write the frames directly.
+        begin("fragmented text with UTF-8 split across frames")
         text = "split: é € 🌍 ✓ done"
         raw = text.encode("utf-8")
         i_e = raw.index("é".encode()) + 1          # inside the 2-byte sequence
@@ -134,6 +151,7 @@ async def run(url, ca_file, deflate):
                     await recv(ws, "fragmented text with split UTF-8"))
 
         # Ping with a payload; websockets matches the pong by its payload.
+        begin("ping")
         payload = b"duplex-ping-\x00\xff"
         pong = await ws.ping(payload)
         try:
@@ -148,6 +166,7 @@ async def run(url, ca_file, deflate):
         raise
 
     # Client-initiated close; an echo server replies with the same code.
+    begin("close")
     await ws.close(4001, "bye")
     if ws.close_code != 4001:
         raise CheckFailed(f"close: sent 4001 'bye', peer answered code {ws.close_code} "
@@ -169,7 +188,7 @@ def main():
         print(f"FAIL - {e}", flush=True)
         return 1
     except Exception as e:  # noqa: BLE001
-        print(f"FAIL - unexpected {type(e).__name__}: {e}", flush=True)
+        print(f"FAIL - {current}: unexpected {type(e).__name__}: {e}", flush=True)
         return 1
     print(f"py_client: all checks passed in {time.monotonic() - started:.1f} s", flush=True)
     return 0

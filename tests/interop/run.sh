@@ -177,6 +177,15 @@ stop_server() {
   forget_pid "$SERVER_PID"
 }
 
+# wait_fg PID: wait for a background step (registered for cleanup meanwhile);
+# sets WAIT_STATUS.
+wait_fg() {
+  PIDS+=("$1")
+  wait "$1"
+  WAIT_STATUS=$?
+  forget_pid "$1"
+}
+
 server_alive() {
   kill -0 "$SERVER_PID" 2>/dev/null
 }
@@ -185,8 +194,10 @@ server_alive() {
 run_client() {
   local name=$1 log=$2 rc
   shift 2
-  timeout -k 5 "$STEP_TIMEOUT" "$@" >"$log" 2>&1 </dev/null
-  rc=$?
+  # in the background + wait, so that a signal to this script is handled at once
+  timeout -k 5 "$STEP_TIMEOUT" "$@" >"$log" 2>&1 </dev/null &
+  wait_fg $!
+  rc=$WAIT_STATUS
   if [ $rc -eq 0 ] && server_alive; then
     pass "$name"
   elif [ $rc -eq 0 ]; then
@@ -305,12 +316,22 @@ elif ! start_server py_server_connect ws "$PYTHON" "$HERE/py_server.py" --port 0
   done
 else
   # (a) two stdin lines come back as two stdout lines; EOF -> close 1000 -> exit 0.
+  # stdin is held open until both echoes are on stdout (at most 10 s): the
+  # websockets server stops echoing once it has seen the client's close frame,
+  # so an immediate EOF would race the echoes.
   name=${connect_steps[0]}
   out="$TMP/connect1.out"; err="$TMP/connect1.err"
   printf 'hello duplex\nsecond line: wörld ✓\n' >"$TMP/connect1.expected"
-  timeout -k 5 "$STEP_TIMEOUT" "$DUPLEX" connect "$SERVER_URL" \
-    <"$TMP/connect1.expected" >"$out" 2>"$err"
-  rc=$?
+  : >"$out"
+  {
+    cat "$TMP/connect1.expected"
+    for ((i = 0; i < 100; i++)); do
+      [ "$(wc -l <"$out")" -ge 2 ] && break
+      sleep 0.1
+    done
+  } | timeout -k 5 "$STEP_TIMEOUT" "$DUPLEX" connect "$SERVER_URL" >"$out" 2>"$err" &
+  wait_fg $!
+  rc=$WAIT_STATUS
   if [ $rc -ne 0 ]; then
     fail "$name" "exit status $rc" "$out" "$err"
   elif ! cmp -s "$out" "$TMP/connect1.expected"; then
@@ -327,8 +348,9 @@ else
   name=${connect_steps[1]}
   out="$TMP/connect2.out"; err="$TMP/connect2.err"
   { printf 'close-me 4002\n'; sleep 3; } |
-    timeout -k 5 "$STEP_TIMEOUT" "$DUPLEX" connect "$SERVER_URL" >"$out" 2>"$err"
-  rc=$?
+    timeout -k 5 "$STEP_TIMEOUT" "$DUPLEX" connect "$SERVER_URL" >"$out" 2>"$err" &
+  wait_fg $!
+  rc=$WAIT_STATUS
   if [ $rc -eq 124 ] || [ $rc -ge 128 ]; then
     fail "$name" "exit status $rc (timeout or crash)" "$out" "$err"
   elif ! grep -Eq '^closed: 4002 server bye$' "$err"; then

@@ -55,15 +55,17 @@ class EventLoop {
   void start_ticking();
   void run_flushes();
 
-  asio::io_context io_{1};
-  asio::steady_timer tick_timer_;
+  // Declared before io_ so they outlive it: destroying io_ destroys pending
+  // handlers, which may hold the last reference to a connection.
+  TimerWheel wheel_;
+  std::size_t connection_count_ = 0;
   std::unique_ptr<std::uint8_t[]> read_buffer_;
   std::size_t read_buffer_size_;
-  TimerWheel wheel_;
+  asio::io_context io_{1};
+  asio::steady_timer tick_timer_;
   std::vector<std::weak_ptr<Connection>> flush_list_;
   bool flush_posted_ = false;
   bool ticking_ = false;
-  std::size_t connection_count_ = 0;
 };
 
 }  // namespace duplex::net
