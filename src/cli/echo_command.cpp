@@ -1,7 +1,9 @@
 // duplex echo: a WebSocket echo server (also the Autobahn test target).
 #include <asio/signal_set.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <unordered_map>
 
 #include "commands.hpp"
 #include "duplex/duplex.hpp"
@@ -17,6 +19,64 @@ struct EchoArgs {
   std::size_t max_message_size = 16u << 20;
   std::vector<std::string> subprotocols;
   unsigned ping_interval_s = 30;
+  bool broadcast = false;
+};
+
+// --broadcast: a message received on path P goes to every connection on P.
+// Each loop keeps its own subscriber lists (touched only by its thread); a
+// message is encoded once and the same bytes are posted to the other loops.
+class Broadcaster {
+ public:
+  void attach(net::Server& server, const protocol::DeflateTuning* tuning) {
+    loops_ = server.loops();
+    rooms_.resize(loops_.size());
+    tuning_ = tuning;
+  }
+  void join(net::Connection& c) {
+    auto& room = rooms_[index_of(c.loop())][c.target()];
+    c.user_data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(room.size()));
+    room.push_back(&c);
+  }
+  void leave(net::Connection& c) {
+    auto& rooms = rooms_[index_of(c.loop())];
+    auto it = rooms.find(c.target());
+    if (it == rooms.end()) return;
+    auto& room = it->second;
+    const auto i = reinterpret_cast<std::uintptr_t>(c.user_data);
+    if (i >= room.size() || room[i] != &c) return;
+    room[i] = room.back();
+    room[i]->user_data = reinterpret_cast<void*>(i);
+    room.pop_back();
+    if (room.empty()) rooms.erase(it);
+  }
+  void publish(net::Connection& from, protocol::Opcode kind, std::string_view payload) {
+    auto message = std::make_shared<const net::PreparedMessage>(kind, payload, tuning_);
+    const std::size_t here = index_of(from.loop());
+    for (std::size_t i = 0; i < loops_.size(); ++i) {
+      if (i == here) {
+        deliver(i, from.target(), *message);
+      } else {
+        loops_[i]->post([this, i, path = from.target(), message] { deliver(i, path, *message); });
+      }
+    }
+  }
+
+ private:
+  std::size_t index_of(const net::EventLoop& loop) const {
+    for (std::size_t i = 0; i < loops_.size(); ++i)
+      if (loops_[i] == &loop) return i;
+    return 0;
+  }
+  void deliver(std::size_t loop, const std::string& path, const net::PreparedMessage& message) {
+    auto it = rooms_[loop].find(path);
+    if (it == rooms_[loop].end()) return;
+    // Copy: a send may close a slow consumer, which leaves the room.
+    std::vector<net::Connection*> targets = it->second;
+    for (net::Connection* c : targets) c->send_prepared(message);
+  }
+  std::vector<net::EventLoop*> loops_;
+  std::vector<std::unordered_map<std::string, std::vector<net::Connection*>>> rooms_;
+  const protocol::DeflateTuning* tuning_ = nullptr;
 };
 }  // namespace
 
@@ -39,6 +99,8 @@ std::function<int()> add_echo_command(CLI::App& app) {
   cmd->add_option("--subprotocol", args->subprotocols, "A subprotocol to accept (repeatable)");
   cmd->add_option("--ping-interval", args->ping_interval_s, "Ping connections silent this many seconds (0 = never)")
       ->capture_default_str();
+  cmd->add_flag("--broadcast", args->broadcast,
+                "Instead of echoing, send every message to all connections on the same path (raw fan-out)");
   return [args, cmd]() -> int {
     net::ServerOptions options;
     std::string error;
@@ -63,10 +125,20 @@ std::function<int()> add_echo_command(CLI::App& app) {
     if (mode == "dedicated") options.deflate.mode = net::DeflateMode::dedicated;
 
     net::Handlers handlers;
-    handlers.on_message = [](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
-      c.send(payload, kind);
-    };
+    auto broadcaster = std::make_shared<Broadcaster>();
+    if (args->broadcast) {
+      handlers.on_open = [broadcaster](net::Connection& c) { broadcaster->join(c); };
+      handlers.on_close = [broadcaster](net::Connection& c, std::uint16_t, std::string_view) { broadcaster->leave(c); };
+      handlers.on_message = [broadcaster](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
+        broadcaster->publish(c, kind, payload);
+      };
+    } else {
+      handlers.on_message = [](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
+        c.send(payload, kind);
+      };
+    }
     net::Server server(options, handlers);
+    broadcaster->attach(server, options.deflate.mode == net::DeflateMode::shared ? &options.deflate.tuning : nullptr);
     server.listen();
     std::printf("listening on %s://%s:%u\n", options.tls.enabled() ? "wss" : "ws",
                 options.host.find(':') != std::string::npos ? ("[" + options.host + "]").c_str() : options.host.c_str(),
