@@ -71,7 +71,9 @@ std::function<int()> add_connect_command(CLI::App& app) {
     net::Handlers handlers;
     handlers.on_open = [&](net::Connection& c) {
       opened = true;
-      if (!c.subprotocol().empty()) std::fprintf(stderr, "connected (subprotocol %s)\n", c.subprotocol().c_str());
+      if (!c.subprotocol().empty())
+        std::fprintf(stderr, "connected (subprotocol %.*s)\n", static_cast<int>(c.subprotocol().size()),
+                     c.subprotocol().data());
       else std::fprintf(stderr, "connected\n");
       // stdin is read on its own thread; each line is posted to the loop.
       input = std::thread([&loop, w = c.weak_from_this(), kind] {

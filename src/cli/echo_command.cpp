@@ -32,31 +32,43 @@ class Broadcaster {
     rooms_.resize(loops_.size());
     tuning_ = tuning;
   }
+  // An open connection keeps no HTTP state, so each member remembers its
+  // room (path) itself, in user_data.
+  struct Member {
+    std::string path;
+    std::size_t index;
+  };
   void join(net::Connection& c) {
-    auto& room = rooms_[index_of(c.loop())][c.target()];
-    c.user_data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(room.size()));
+    auto* m = new Member{std::string(c.target()), 0};
+    auto& room = rooms_[index_of(c.loop())][m->path];
+    m->index = room.size();
+    c.user_data = m;
     room.push_back(&c);
   }
   void leave(net::Connection& c) {
+    std::unique_ptr<Member> m(static_cast<Member*>(c.user_data));
+    c.user_data = nullptr;
+    if (!m) return;
     auto& rooms = rooms_[index_of(c.loop())];
-    auto it = rooms.find(c.target());
+    auto it = rooms.find(m->path);
     if (it == rooms.end()) return;
     auto& room = it->second;
-    const auto i = reinterpret_cast<std::uintptr_t>(c.user_data);
+    const std::size_t i = m->index;
     if (i >= room.size() || room[i] != &c) return;
     room[i] = room.back();
-    room[i]->user_data = reinterpret_cast<void*>(i);
+    static_cast<Member*>(room[i]->user_data)->index = i;
     room.pop_back();
     if (room.empty()) rooms.erase(it);
   }
   void publish(net::Connection& from, protocol::Opcode kind, std::string_view payload) {
     auto message = std::make_shared<const net::PreparedMessage>(kind, payload, tuning_);
     const std::size_t here = index_of(from.loop());
+    const std::string& path = static_cast<Member*>(from.user_data)->path;
     for (std::size_t i = 0; i < loops_.size(); ++i) {
       if (i == here) {
-        deliver(i, from.target(), *message);
+        deliver(i, path, *message);
       } else {
-        loops_[i]->post([this, i, path = from.target(), message] { deliver(i, path, *message); });
+        loops_[i]->post([this, i, path, message] { deliver(i, path, *message); });
       }
     }
   }

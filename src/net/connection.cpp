@@ -1,9 +1,13 @@
 #include "duplex/net/connection.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <asio/connect.hpp>
@@ -35,12 +39,12 @@ std::uint64_t ticks(Millis d) {
 
 struct Connection::Private {};
 
-Connection::Connection(Private, EventLoop& loop, asio::ip::tcp::socket socket,
-                       std::shared_ptr<const ConnectionConfig> config, protocol::Role role)
+Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config,
+                       protocol::Role role)
     : loop_(&loop),
       config_(std::move(config)),
-      socket_(std::move(socket)),
       ws_(role, &config_->limits, role == protocol::Role::client ? random_seed() : 0),
+      fd_(fd),
       phase_(Phase::connecting) {
   ++loop_->connection_count_;
 }
@@ -48,51 +52,83 @@ Connection::Connection(Private, EventLoop& loop, asio::ip::tcp::socket socket,
 Connection::~Connection() {
   TimerWheel::cancel(this);
   if (ssl_) SSL_free(ssl_);
+  if (fd_ >= 0) ::close(fd_);
   --loop_->connection_count_;
+}
+
+std::uint32_t Connection::now() const { return static_cast<std::uint32_t>(loop_->timers().now()); }
+
+Connection::Extras& Connection::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
+std::string_view Connection::subprotocol() const { return extras_ ? std::string_view(extras_->subprotocol) : ""; }
+
+std::string_view Connection::target() const {
+  if (handshake_ && !handshake_->target.empty()) return handshake_->target;
+  return extras_ ? std::string_view(extras_->target) : "";
 }
 
 std::size_t Connection::memory_footprint() const {
   return sizeof(Connection) + out_.capacity() + (handshake_ ? sizeof(HandshakeState) : 0) +
-         ws_.buffered_message_bytes();
+         (extras_ ? sizeof(Extras) : 0) + ws_.buffered_message_bytes();
 }
 
 std::string Connection::remote_address() const {
-  asio::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  if (ec) return {};
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (fd_ < 0 || ::getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {};
+  char host[64] = {};
+  unsigned port = 0;
+  if (addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (addr.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  return {};
+}
+
+void Connection::set_close(std::uint16_t code, std::string_view reason) {
+  close_code_ = code;
+  if (!reason.empty() || extras_) extras().close_reason = std::string(reason);
 }
 
 // ---- creation -----------------------------------------------------------------
 
-std::shared_ptr<Connection> Connection::accept(EventLoop& loop, asio::ip::tcp::socket socket,
-                                               std::shared_ptr<const ConnectionConfig> config) {
-  auto c = std::make_shared<Connection>(Private{}, loop, std::move(socket), std::move(config), protocol::Role::server);
+std::shared_ptr<Connection> Connection::accept(EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config) {
+  auto c = std::make_shared<Connection>(Private{}, loop, fd, std::move(config), protocol::Role::server);
   c->self_ = c;
   c->start_server();
   return c;
 }
 
 void Connection::start_server() {
-  asio::error_code ec;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  socket_.non_blocking(true, ec);
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::request, config_->http, loop_->io());
-  phase_deadline_ = loop_->deadline_after(config_->timeouts.handshake);
+  phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
   reschedule_timer();
   if (config_->tls) {
     ssl_ = SSL_new(config_->tls->native());
-    if (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+    if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) {
       finish(protocol::close_code::abnormal, "TLS setup failed");
       return;
     }
     SSL_set_accept_state(ssl_);
     phase_ = Phase::tls_handshake;
-    do_tls_handshake();
-    return;
+  } else {
+    phase_ = Phase::http_handshake;
   }
-  phase_ = Phase::http_handshake;
-  arm_read();
+  // Registration reports data that is already there (epoll checks readiness on ADD).
+  if (!loop_->watch(fd_, this)) finish(protocol::close_code::abnormal, "epoll registration failed");
 }
 
 std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_view url, const ClientOptions& options,
@@ -118,16 +154,15 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
       }
     }
   }
-  auto c = std::make_shared<Connection>(Private{}, loop, asio::ip::tcp::socket(loop.io()), config,
-                                        protocol::Role::client);
+  auto c = std::make_shared<Connection>(Private{}, loop, -1, config, protocol::Role::client);
   c->self_ = c;
   if (!parsed) {
     loop.post([c, error] { c->fail_connect(error); });
     return c;
   }
-  c->target_ = config->url.target;
+  c->extras().target = config->url.target;
   c->handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::response, config->http, loop.io());
-  c->phase_deadline_ = loop.deadline_after(options.timeouts.handshake);
+  c->phase_deadline_ = static_cast<std::uint32_t>(loop.deadline_after(options.timeouts.handshake));
   c->reschedule_timer();
   c->handshake_->resolver.async_resolve(
       config->url.host, std::to_string(config->url.port),
@@ -137,28 +172,39 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
           c->fail_connect("cannot resolve " + c->config_->url.host + ": " + ec.message());
           return;
         }
-        asio::async_connect(c->socket_, results, [c](const asio::error_code& ec2, const asio::ip::tcp::endpoint&) {
-          if (c->phase_ == Phase::closed) return;
-          if (ec2) {
-            c->fail_connect("cannot connect to " + c->config_->url.host + ":" +
-                            std::to_string(c->config_->url.port) + ": " + ec2.message());
-            return;
-          }
-          asio::error_code ignored;
-          c->socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-          c->socket_.non_blocking(true, ignored);
-          if (c->config_->tls)
-            c->start_client_tls(c->config_->url.host);
-          else
-            c->start_client_handshake();
-        });
+        asio::async_connect(c->handshake_->socket, results,
+                            [c](const asio::error_code& ec2, const asio::ip::tcp::endpoint&) {
+                              if (c->phase_ == Phase::closed) return;
+                              if (ec2) {
+                                c->fail_connect("cannot connect to " + c->config_->url.host + ":" +
+                                                std::to_string(c->config_->url.port) + ": " + ec2.message());
+                                return;
+                              }
+                              asio::error_code ignored;
+                              c->handshake_->socket.non_blocking(true, ignored);
+                              c->start_client_socket(c->handshake_->socket.release(ignored));
+                            });
       });
   return c;
 }
 
+void Connection::start_client_socket(int fd) {
+  fd_ = fd;
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!loop_->watch(fd_, this)) {
+    fail_connect("epoll registration failed");
+    return;
+  }
+  if (config_->tls)
+    start_client_tls(config_->url.host);
+  else
+    start_client_handshake();
+}
+
 void Connection::start_client_tls(const std::string& sni_host) {
   ssl_ = SSL_new(config_->tls->native());
-  if (!ssl_ || SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+  if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) {
     fail_connect("TLS setup failed: " + last_tls_error());
     return;
   }
@@ -167,11 +213,10 @@ void Connection::start_client_tls(const std::string& sni_host) {
   const bool is_ip = !ec;
   if (!is_ip) SSL_set_tlsext_host_name(ssl_, sni_host.c_str());
   if (config_->tls->verify_peer()) {
-    if (is_ip) {
+    if (is_ip)
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), sni_host.c_str());
-    } else {
+    else
       SSL_set1_host(ssl_, sni_host.c_str());
-    }
   }
   SSL_set_connect_state(ssl_);
   phase_ = Phase::tls_handshake;
@@ -193,7 +238,6 @@ void Connection::start_client_handshake() {
   out_ += protocol::build_upgrade_request(req, handshake_->key);
   phase_ = Phase::http_handshake;
   flush();
-  if (phase_ != Phase::closed) arm_read();
 }
 
 void Connection::do_tls_handshake() {
@@ -209,14 +253,12 @@ void Connection::do_tls_handshake() {
     return;
   }
   const int err = SSL_get_error(ssl_, r);
-  if (err == SSL_ERROR_WANT_READ) {
-    arm_read();
-  } else if (err == SSL_ERROR_WANT_WRITE) {
-    arm_write();
-  } else if (ws_.role() == protocol::Role::client) {
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;  // the next epoll edge resumes
+  if (ws_.role() == protocol::Role::client) {
     std::string why = last_tls_error();
     const long verify = SSL_get_verify_result(ssl_);
-    if (verify != X509_V_OK) why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
+    if (verify != X509_V_OK)
+      why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
     fail_connect("TLS handshake failed: " + why);
   } else {
     ERR_clear_error();
@@ -242,7 +284,7 @@ long Connection::transport_read(std::uint8_t* buf, std::size_t cap, bool& want_w
     return -2;
   }
   for (;;) {
-    const ssize_t n = ::recv(socket_.native_handle(), buf, cap, 0);
+    const ssize_t n = ::recv(fd_, buf, cap, 0);
     if (n >= 0) return static_cast<long>(n);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
@@ -265,7 +307,7 @@ long Connection::transport_write(const char* data, std::size_t size, bool& want_
     return -2;
   }
   for (;;) {
-    const ssize_t n = ::send(socket_.native_handle(), data, size, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL);
     if (n >= 0) return static_cast<long>(n);
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
@@ -273,24 +315,14 @@ long Connection::transport_write(const char* data, std::size_t size, bool& want_
   }
 }
 
-void Connection::arm_read() {
-  if (reading_ || phase_ == Phase::closed) return;
-  reading_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
-    self->reading_ = false;
-    if (ec || self->phase_ == Phase::closed) return;
-    self->on_readable();
-  });
-}
-
-void Connection::arm_write() {
-  if (writing_ || phase_ == Phase::closed) return;
-  writing_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_write, [self = shared_from_this()](const asio::error_code& ec) {
-    self->writing_ = false;
-    if (ec || self->phase_ == Phase::closed) return;
-    self->on_writable();
-  });
+void Connection::on_events(std::uint32_t events) {
+  if (phase_ == Phase::closed) return;
+  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+    writable_ = true;
+    on_writable();
+    if (phase_ == Phase::closed) return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) on_readable();
 }
 
 void Connection::on_writable() {
@@ -303,7 +335,7 @@ void Connection::on_writable() {
     on_readable();
     return;
   }
-  flush();
+  if (out_offset_ < out_.size()) flush();
 }
 
 void Connection::on_readable() {
@@ -317,7 +349,6 @@ void Connection::on_readable() {
     flush();
     if (phase_ == Phase::closed) return;
   }
-  auto self = shared_from_this();
   std::uint8_t* buf = loop_->read_buffer();
   const std::size_t cap = loop_->read_buffer_size();
   in_read_handler_ = true;
@@ -326,7 +357,7 @@ void Connection::on_readable() {
     bool want_write = false;
     const long n = transport_read(buf, cap, want_write);
     if (n > 0) {
-      last_rx_tick_ = loop_->timers().now();
+      last_rx_tick_ = now();
       ping_sent_tick_ = 0;  // any byte proves the peer alive
       on_bytes(buf, static_cast<std::size_t>(n));
       if (phase_ == Phase::closed) {
@@ -334,7 +365,7 @@ void Connection::on_readable() {
         return;
       }
       more = (i + 1 == read_budget);
-      if (!ssl_ && static_cast<std::size_t>(n) < cap) break;
+      if (!ssl_ && static_cast<std::size_t>(n) < cap) break;  // drained (edge-triggered)
       continue;
     }
     in_read_handler_ = false;
@@ -346,50 +377,43 @@ void Connection::on_readable() {
       finish(protocol::close_code::abnormal, "connection reset");
       return;
     }
-    if (want_write) {
-      read_wants_write_ = true;
-      arm_write();
-    }
+    if (want_write) read_wants_write_ = true;
     break;
   }
   in_read_handler_ = false;
   flush();
-  if (phase_ == Phase::closed) return;
-  if (more) {
-    // OpenSSL may hold decrypted bytes the socket no longer signals: come back.
-    asio::post(loop_->io(), [self] { self->on_readable(); });
-  } else {
-    arm_read();
+  if (more && phase_ != Phase::closed) {
+    // Edge-triggered: nothing will wake us for bytes we left unread.
+    asio::post(loop_->io(), [self = shared_from_this()] { self->on_readable(); });
   }
 }
 
 void Connection::flush() {
   flush_scheduled_ = false;
-  if (phase_ == Phase::closed || phase_ == Phase::connecting || phase_ == Phase::tls_handshake || writing_) return;
-  while (out_offset_ < out_.size()) {
+  if (phase_ == Phase::closed || phase_ == Phase::connecting || phase_ == Phase::tls_handshake) return;
+  while (out_offset_ < out_.size() && writable_) {
     bool want_read = false;
     const long n = transport_write(out_.data() + out_offset_, out_.size() - out_offset_, want_read);
     if (n > 0) {
-      out_offset_ += static_cast<std::size_t>(n);
+      out_offset_ += static_cast<std::uint32_t>(n);
       continue;
     }
     if (n == -1) {
-      // Keep only what the kernel refused.
+      // Keep only what the kernel refused; EPOLLOUT (or readable, for TLS) resumes.
       if (out_offset_ > 0) {
         out_.erase(0, out_offset_);
         out_offset_ = 0;
       }
-      if (want_read) {
+      if (want_read)
         write_wants_read_ = true;
-        arm_read();
-      } else {
-        arm_write();
-      }
+      else
+        writable_ = false;
       return;
     }
     finish(protocol::close_code::abnormal, "connection reset");
     return;
   }
+  if (out_offset_ < out_.size()) return;
   out_.clear();
   out_offset_ = 0;
   if (out_.capacity() > keep_send_capacity) std::string().swap(out_);
@@ -397,11 +421,12 @@ void Connection::flush() {
     over_limit_ = false;
     if (config_->handlers.on_drain && phase_ == Phase::open) config_->handlers.on_drain(*this);
   }
-  if (handshake_ && handshake_->close_after_flush) {
-    finish(protocol::close_code::abnormal, "handshake rejected");
+  if (close_after_flush_) {
+    finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
     return;
   }
-  if (phase_ == Phase::closing && ws_.wants_transport_close()) finish(close_code_, close_reason_);
+  if (phase_ == Phase::closing && ws_.wants_transport_close())
+    finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
 }
 
 void Connection::on_eof() {
@@ -410,7 +435,7 @@ void Connection::on_eof() {
     return;
   }
   if (ws_.close_received()) {
-    finish(close_code_, close_reason_);
+    finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
   } else {
     finish(protocol::close_code::abnormal, "connection closed without a close frame");
   }
@@ -420,7 +445,7 @@ void Connection::on_eof() {
 
 void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
   if (phase_ == Phase::http_handshake) {
-    if (handshake_->close_after_flush) return;  // ignore anything after a rejected request
+    if (close_after_flush_) return;  // ignore anything after a rejected request
     std::size_t consumed = 0;
     const auto status =
         handshake_->parser.feed(std::string_view(reinterpret_cast<const char*>(data), size), consumed);
@@ -449,7 +474,8 @@ void Connection::reject_and_close(int status, std::string_view message) {
   rejection.status = status;
   rejection.message = std::string(message);
   out_ += protocol::build_rejection_response(rejection);
-  handshake_->close_after_flush = true;
+  close_after_flush_ = true;
+  close_code_ = protocol::close_code::abnormal;
   if (!in_read_handler_) flush();
 }
 
@@ -463,7 +489,7 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   }
   UpgradeDecision decision;
   decision.subprotocol = std::string(protocol::select_subprotocol(request.subprotocols, config_->subprotocols));
-  target_ = std::string(request.target);
+  handshake_->target = std::string(request.target);
   if (config_->handlers.on_upgrade) config_->handlers.on_upgrade(*this, request, head, decision);
   if (!decision.accept) {
     reject_and_close(decision.status, decision.message);
@@ -486,9 +512,9 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   accept.extensions = extensions;
   accept.extra_headers = std::move(decision.headers);
   out_ += protocol::build_accept_response(request.key, accept);
-  subprotocol_ = decision.subprotocol;
-  handshake_.reset();  // frees the parser: an open connection keeps no HTTP state
+  if (!decision.subprotocol.empty()) extras().subprotocol = decision.subprotocol;
   opened();
+  handshake_.reset();  // frees the parser and the target: an open connection keeps no HTTP state
   if (phase_ == Phase::open && rest_size > 0) {
     ws_.receive(rest, rest_size, *this, out_);
     after_protocol_input();
@@ -519,7 +545,7 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
     deflate_ = std::make_unique<protocol::PerMessageDeflate>(*params, false, config_->client.deflate_tuning);
     ws_.set_deflate(deflate_.get());
   }
-  subprotocol_ = response.subprotocol;
+  if (!response.subprotocol.empty()) extras().subprotocol = response.subprotocol;
   handshake_.reset();
   opened();
   if (phase_ == Phase::open && rest_size > 0) {
@@ -531,7 +557,7 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
 void Connection::opened() {
   phase_ = Phase::open;
   opened_ = true;
-  last_rx_tick_ = last_message_tick_ = loop_->timers().now();
+  last_rx_tick_ = last_message_tick_ = now();
   reschedule_timer();
   if (config_->handlers.on_open) config_->handlers.on_open(*this);
   if (!in_read_handler_) flush();
@@ -539,7 +565,6 @@ void Connection::opened() {
 
 void Connection::fail_connect(std::string_view error) {
   if (finished_) return;
-  auto self = shared_from_this();
   const bool report = !opened_;
   finish(protocol::close_code::abnormal, error);
   if (report && config_->handlers.on_error) config_->handlers.on_error(error);
@@ -548,7 +573,7 @@ void Connection::fail_connect(std::string_view error) {
 // ---- protocol events ----------------------------------------------------------
 
 void Connection::on_message(protocol::Opcode kind, std::string_view payload) {
-  last_message_tick_ = loop_->timers().now();
+  last_message_tick_ = now();
   if (config_->handlers.on_message) config_->handlers.on_message(*this, kind, payload);
 }
 
@@ -561,15 +586,11 @@ void Connection::on_pong(std::string_view payload) {
 }
 
 void Connection::on_close(std::uint16_t code, std::string_view reason) {
-  if (close_code_ == protocol::close_code::abnormal) {
-    close_code_ = code;
-    close_reason_ = std::string(reason);
-  }
+  if (close_code_ == protocol::close_code::abnormal) set_close(code, reason);
 }
 
 void Connection::on_protocol_error(std::uint16_t code, std::string_view what) {
-  close_code_ = code;
-  close_reason_ = std::string(what);
+  set_close(code, what);
 }
 
 void Connection::after_protocol_input() {
@@ -577,7 +598,7 @@ void Connection::after_protocol_input() {
   if (ws_.state() == State::open) return;
   if (phase_ != Phase::closing) {
     phase_ = Phase::closing;
-    phase_deadline_ = loop_->deadline_after(config_->timeouts.close);
+    phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
     reschedule_timer();
   }
   if (ws_.wants_transport_close()) {
@@ -603,10 +624,8 @@ SendStatus Connection::check_backpressure() {
   if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
   over_limit_ = true;
   if (config_->backpressure == BackpressurePolicy::close) {
-    close_code_ = protocol::close_code::policy_violation;
-    close_reason_ = "send buffer limit exceeded";
-    auto self = shared_from_this();
-    finish(close_code_, close_reason_);
+    set_close(protocol::close_code::policy_violation, "send buffer limit exceeded");
+    finish(close_code_, "send buffer limit exceeded");
     return SendStatus::closed;
   }
   return SendStatus::backpressure;
@@ -659,14 +678,13 @@ void Connection::close(std::uint16_t code, std::string_view reason) {
   if (phase_ != Phase::open) return;
   if (!ws_.close(out_, code, reason)) return;
   phase_ = Phase::closing;
-  phase_deadline_ = loop_->deadline_after(config_->timeouts.close);
+  phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
   reschedule_timer();
   note_queued();
 }
 
 void Connection::terminate() {
   if (phase_ == Phase::closed) return;
-  auto self = shared_from_this();
   finish(protocol::close_code::abnormal, "terminated");
 }
 
@@ -707,13 +725,12 @@ void Connection::reschedule_timer() {
 }
 
 void Connection::on_timer() {
-  auto self = shared_from_this();
-  const std::uint64_t now = loop_->timers().now();
+  const std::uint64_t tick = now();
   switch (phase_) {
     case Phase::connecting:
     case Phase::tls_handshake:
     case Phase::http_handshake:
-      if (now >= phase_deadline_) {
+      if (tick >= phase_deadline_) {
         if (ws_.role() == protocol::Role::client)
           fail_connect("handshake timed out");
         else
@@ -723,24 +740,25 @@ void Connection::on_timer() {
       break;
     case Phase::open: {
       const Timeouts& t = config_->timeouts;
-      if (t.idle.count() > 0 && now >= last_message_tick_ + ticks(t.idle)) {
+      if (t.idle.count() > 0 && tick >= last_message_tick_ + ticks(t.idle)) {
         close(protocol::close_code::going_away, "idle timeout");
         break;
       }
       if (t.ping_interval.count() > 0) {
-        if (ping_sent_tick_ && now >= ping_sent_tick_ + ticks(t.pong_timeout)) {
+        if (ping_sent_tick_ && tick >= ping_sent_tick_ + ticks(t.pong_timeout)) {
           finish(protocol::close_code::abnormal, "no pong within the pong timeout");
           return;
         }
-        if (!ping_sent_tick_ && now >= last_rx_tick_ + ticks(t.ping_interval)) {
-          if (ping()) ping_sent_tick_ = now;
+        if (!ping_sent_tick_ && tick >= last_rx_tick_ + ticks(t.ping_interval)) {
+          if (ping()) ping_sent_tick_ = static_cast<std::uint32_t>(tick);
         }
       }
       break;
     }
     case Phase::closing:
-      if (now >= phase_deadline_) {
-        finish(close_code_, close_reason_.empty() ? "close timeout" : close_reason_);
+      if (tick >= phase_deadline_) {
+        const std::string reason = extras_ && !extras_->close_reason.empty() ? extras_->close_reason : "close timeout";
+        finish(close_code_, reason);
         return;
       }
       break;
@@ -760,8 +778,11 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     SSL_shutdown(ssl_);  // best effort close_notify; the socket is non-blocking
     ERR_clear_error();
   }
-  asio::error_code ec;
-  socket_.close(ec);
+  if (fd_ >= 0) {
+    loop_->unwatch(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
   if (ws_.role() == protocol::Role::server && config_->open_connections)
     config_->open_connections->fetch_sub(1, std::memory_order_relaxed);
   handshake_.reset();

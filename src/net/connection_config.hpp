@@ -33,11 +33,12 @@ struct ConnectionConfig {
 struct HandshakeState {
   explicit HandshakeState(protocol::HttpHeadParser::Kind kind, const protocol::HttpLimits& limits,
                           asio::io_context& io)
-      : parser(kind, limits), resolver(io) {}
+      : parser(kind, limits), resolver(io), socket(io) {}
   protocol::HttpHeadParser parser;
-  asio::ip::tcp::resolver resolver;  // client only
+  asio::ip::tcp::resolver resolver;  // client: name resolution
+  asio::ip::tcp::socket socket;      // client: connecting (released to a raw fd once connected)
   std::string key;                   // client: our Sec-WebSocket-Key
-  bool close_after_flush = false;    // server: a rejection response is queued
+  std::string target;                // server: the request target, until on_open returns
 };
 
 }  // namespace duplex::net

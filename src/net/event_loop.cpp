@@ -1,16 +1,66 @@
 #include "duplex/net/event_loop.hpp"
 
+#include <sys/epoll.h>
+#include <unistd.h>
+
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
+#include <cerrno>
+#include <system_error>
 
 #include "duplex/net/connection.hpp"
 
 namespace duplex::net {
 
 EventLoop::EventLoop(std::size_t read_buffer_size)
-    : read_buffer_(new std::uint8_t[read_buffer_size]), read_buffer_size_(read_buffer_size), tick_timer_(io_) {}
+    : read_buffer_(new std::uint8_t[read_buffer_size]),
+      read_buffer_size_(read_buffer_size),
+      tick_timer_(io_),
+      epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
+      epoll_watch_(io_) {
+  if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  epoll_watch_.assign(::dup(epoll_fd_));  // Asio owns (and closes) its duplicate
+}
 
-EventLoop::~EventLoop() = default;
+EventLoop::~EventLoop() {
+  asio::error_code ec;
+  epoll_watch_.close(ec);
+  ::close(epoll_fd_);
+}
+
+bool EventLoop::watch(int fd, Connection* c) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = c;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+  arm_epoll();
+  return true;
+}
+
+void EventLoop::unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void EventLoop::arm_epoll() {
+  if (epoll_armed_) return;
+  epoll_armed_ = true;
+  epoll_watch_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
+    epoll_armed_ = false;
+    if (ec) return;
+    poll_epoll();
+  });
+}
+
+void EventLoop::poll_epoll() {
+  constexpr int batch = 256;
+  epoll_event events[batch];
+  const int n = ::epoll_wait(epoll_fd_, events, batch, 0);
+  for (int i = 0; i < n; ++i) static_cast<Connection*>(events[i].data.ptr)->on_events(events[i].events);
+  if (n == batch) {
+    // More may be ready; the outer edge will not fire again for them.
+    asio::post(io_, [this] { poll_epoll(); });
+  } else {
+    arm_epoll();
+  }
+}
 
 void EventLoop::run() {
   auto guard = asio::make_work_guard(io_);

@@ -1,6 +1,10 @@
 #include "duplex/net/server.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -68,6 +72,7 @@ void Server::listen() {
     a->acceptor.set_option(reuse_port(true));
     a->acceptor.bind(endpoint);
     a->acceptor.listen(options_.backlog);
+    a->acceptor.non_blocking(true);
     if (port == 0) port = a->acceptor.local_endpoint().port();
     acceptors_.push_back(std::move(a));
   }
@@ -81,36 +86,38 @@ void Server::listen() {
 void Server::accept_next(std::size_t index) {
   Acceptor& a = *acceptors_[index];
   if (stopping_ || !a.acceptor.is_open()) return;
-  a.acceptor.async_accept(a.loop.io(), [this, index](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+  a.acceptor.async_wait(asio::ip::tcp::acceptor::wait_read, [this, index](const asio::error_code& ec) {
+    if (ec || stopping_) return;
     Acceptor& acc = *acceptors_[index];
-    if (ec == asio::error::operation_aborted || stopping_) return;
-    if (ec) {
-      if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
-          ec == asio::error::no_memory) {
-        // Out of file descriptors: keep serving who we have, retry soon.
-        if (!acc.reported_fd_limit) {
-          std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts\n", ec.message().c_str());
-          acc.reported_fd_limit = true;
+    // Accept what is queued (bounded, so one loop cannot starve its connections).
+    for (int i = 0; i < 128; ++i) {
+      const int fd = ::accept4(acc.acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of file descriptors: keep serving who we have, retry shortly.
+          if (!acc.reported_fd_limit) {
+            std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts while at the limit\n",
+                         std::strerror(errno));
+            acc.reported_fd_limit = true;
+          }
+          acc.retry.expires_after(Millis{100});
+          acc.retry.async_wait([this, index](const asio::error_code& e) {
+            if (!e) accept_next(index);
+          });
+          return;
         }
-        acc.retry.expires_after(Millis{100});
-        acc.retry.async_wait([this, index](const asio::error_code& e) {
-          if (!e) accept_next(index);
-        });
-        return;
+        break;  // EAGAIN: drained
       }
-      accept_next(index);
-      return;
-    }
-    acc.reported_fd_limit = false;
-    if (connection_count() >= options_.max_connections) {
-      asio::error_code ignored;
-      socket.close(ignored);  // over the limit: refuse at once
-    } else {
+      acc.reported_fd_limit = false;
+      if (connection_count() >= options_.max_connections) {
+        ::close(fd);  // over the limit: refuse at once
+        continue;
+      }
       config_->open_connections->fetch_add(1, std::memory_order_relaxed);
-      auto c = Connection::accept(acc.loop, std::move(socket), config_);
-      if (acc.live.size() >= 1024 && acc.live.size() == acc.live.capacity()) {
+      auto c = Connection::accept(acc.loop, fd, config_);
+      if (acc.live.size() >= 1024 && acc.live.size() == acc.live.capacity())
         std::erase_if(acc.live, [](const std::weak_ptr<Connection>& w) { return w.expired(); });
-      }
       acc.live.push_back(c);
     }
     accept_next(index);

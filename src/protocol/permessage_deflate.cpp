@@ -184,6 +184,9 @@ struct PerMessageDeflate::Stream {
   z_stream z{};
   bool is_deflate = false;
   int window_bits = 15;
+  // Inflate only: no input since the message began or since a BFINAL block
+  // ended the DEFLATE stream, so there is no block for the tail to complete.
+  bool at_boundary = true;
   ~Stream() {
     if (is_deflate)
       deflateEnd(&z);
@@ -282,7 +285,7 @@ bool PerMessageDeflate::deflate_keeps_context() const {
 }
 
 PerMessageDeflate::InflateStatus PerMessageDeflate::run_inflate(const std::uint8_t* data, std::size_t size,
-                                                                std::string& out, std::size_t limit) {
+                                                                std::string& out, std::size_t limit, int flush) {
   if (!inflater_) {
     auto s = std::make_unique<Stream>();
     s->window_bits = inflate_window_bits();
@@ -292,24 +295,30 @@ PerMessageDeflate::InflateStatus PerMessageDeflate::run_inflate(const std::uint8
   z_stream& z = inflater_->z;
   z.next_in = const_cast<Bytef*>(data);
   z.avail_in = static_cast<uInt>(size);
+  inflater_->at_boundary = false;
   while (z.avail_in > 0) {
-    if (out.size() >= limit) return InflateStatus::too_big;
-    // Grow in bounded steps and never past limit + 1, so a bomb cannot make
-    // us allocate more than the limit.
-    const std::size_t room = std::min<std::size_t>(std::max<std::size_t>(size * 4, 4096), limit + 1 - out.size());
+    if (out.size() > limit) return InflateStatus::too_big;
+    // Grow in bounded steps and at most one byte past the limit (that byte
+    // is how too_big is detected), so a bomb cannot make us allocate more
+    // than the limit. Written so that limit == SIZE_MAX cannot overflow.
+    const std::size_t left = limit - out.size();
+    std::size_t room = std::max<std::size_t>(std::min<std::size_t>(size, std::size_t{1} << 28) * 4, 4096);
+    if (room > left) room = left + 1;
     const std::size_t at = out.size();
     out.resize(at + room);
     z.next_out = reinterpret_cast<Bytef*>(out.data() + at);
     z.avail_out = static_cast<uInt>(room);
-    const int rc = ::inflate(&z, Z_SYNC_FLUSH);
+    const int rc = ::inflate(&z, flush);
     out.resize(at + room - z.avail_out);
     if (out.size() > limit) return InflateStatus::too_big;
     if (rc == Z_STREAM_END) {
-      // A BFINAL block ended the stream; anything after it is invalid, and
-      // the next message starts a fresh stream (RFC 7692 §7.2.3.3).
-      if (z.avail_in > 0) return InflateStatus::corrupt;
-      inflateReset(&z);
-      break;
+      // A BFINAL block ended the DEFLATE stream (RFC 7692 §7.2.3.3). What
+      // follows starts a new one: in the RFC's example, the octet 0x00 that
+      // the tail completes into an empty stored block. The window is kept,
+      // as a sender keeping context may still refer back into it.
+      inflateResetKeep(&z);
+      if (z.avail_in == 0) inflater_->at_boundary = true;
+      continue;
     }
     if (rc == Z_BUF_ERROR && z.avail_out != 0) break;  // needs more input
     if (rc != Z_OK && rc != Z_BUF_ERROR) return InflateStatus::corrupt;
@@ -320,11 +329,26 @@ PerMessageDeflate::InflateStatus PerMessageDeflate::run_inflate(const std::uint8
 PerMessageDeflate::InflateStatus PerMessageDeflate::inflate(const std::uint8_t* data, std::size_t size,
                                                             std::string& out, std::size_t limit) {
   if (size == 0) return InflateStatus::ok;
-  return run_inflate(data, size, out, limit);
+  return run_inflate(data, size, out, limit, Z_SYNC_FLUSH);
 }
 
 PerMessageDeflate::InflateStatus PerMessageDeflate::finish_inflate(std::string& out, std::size_t limit) {
-  InflateStatus status = run_inflate(deflate_tail, sizeof deflate_tail, out, limit);
+  InflateStatus status = InflateStatus::ok;
+  if (inflater_ && !inflater_->at_boundary) {
+    // Append the 00 00 ff ff tail (RFC 7692 §7.2.2), stopping at the end of
+    // each block: the message must end exactly where the tail's empty stored
+    // block ends. Anything else is a truncated or malformed DEFLATE stream,
+    // which would otherwise deliver a partial message and leave the inflater
+    // out of step for the next one.
+    status = run_inflate(deflate_tail, sizeof deflate_tail, out, limit, Z_BLOCK);
+    if (status == InflateStatus::ok && !inflater_->at_boundary &&
+        (inflater_->z.avail_in != 0 || (inflater_->z.data_type & 128) == 0))
+      status = InflateStatus::corrupt;
+  }
+  // An empty payload (no octets since the message began) has no block for
+  // the tail to complete: it is an empty message, and the stream is left as
+  // it was (some senders flush nothing for an empty message with context).
+  if (inflater_) inflater_->at_boundary = true;
   if (!inflate_keeps_context()) {
     // No context to keep: release the ~40 KiB of zlib state until the next message.
     delete inflater_;

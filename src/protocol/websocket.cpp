@@ -191,11 +191,16 @@ bool WebSocket::parse_header(const std::uint8_t* h, EventHandler& handler, std::
   if (masked) std::memcpy(mask_.data(), h + at, 4);
 
   if (!is_control(opcode)) {
-    if (length > limits_->max_frame_size) {
+    const bool compressed = opcode == Opcode::continuation ? message_compressed_ : rsv1;
+    // Incompressible data grows a little when deflated (stored blocks), so a
+    // compressed frame may exceed the limit by that much; its inflated size
+    // is held to max_message_size exactly.
+    const std::uint64_t frame_limit =
+        compressed ? limits_->max_frame_size + limits_->max_frame_size / 64 + 1024 : limits_->max_frame_size;
+    if (length > frame_limit) {
       fail(close_code::message_too_big, "frame larger than the configured maximum", handler, out);
       return false;
     }
-    const bool compressed = opcode == Opcode::continuation ? message_compressed_ : rsv1;
     // Compressed sizes are checked after inflation, against the inflated total.
     if (!compressed && message_.size() + length > limits_->max_message_size) {
       fail(close_code::message_too_big, "message larger than the configured maximum", handler, out);
@@ -351,8 +356,14 @@ void WebSocket::handle_control(std::string_view payload, EventHandler& handler, 
 
 void WebSocket::fail(std::uint16_t code, std::string_view what, EventHandler& handler, std::string& out) {
   if (!close_sent_) {
-    std::uint8_t payload[2] = {static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code)};
-    append_frame_for_role(out, Opcode::close, std::string_view(reinterpret_cast<const char*>(payload), 2), {});
+    // The reason tells the peer what it did wrong (our descriptions are ASCII).
+    const std::string_view reason = cut_utf8(what, max_control_payload - 2);
+    std::uint8_t payload[max_control_payload];
+    payload[0] = static_cast<std::uint8_t>(code >> 8);
+    payload[1] = static_cast<std::uint8_t>(code);
+    std::memcpy(payload + 2, reason.data(), reason.size());
+    append_frame_for_role(out, Opcode::close,
+                          std::string_view(reinterpret_cast<const char*>(payload), 2 + reason.size()), {});
     close_sent_ = true;
   }
   state_ = State::closed;
@@ -420,7 +431,8 @@ bool WebSocket::close(std::string& out, std::uint16_t code, std::string_view rea
     std::uint8_t payload[max_control_payload];
     payload[0] = static_cast<std::uint8_t>(code >> 8);
     payload[1] = static_cast<std::uint8_t>(code);
-    std::memcpy(payload + 2, reason.data(), reason.size());
+    // An empty reason may have a null data(): memcpy from null is undefined even for 0 bytes.
+    if (!reason.empty()) std::memcpy(payload + 2, reason.data(), reason.size());
     append_frame_for_role(out, Opcode::close, std::string_view(reinterpret_cast<const char*>(payload), 2 + reason.size()),
                           {});
   }

@@ -1,6 +1,5 @@
 // One WebSocket connection (either role) on an event loop.
 #pragma once
-#include <asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,9 +65,12 @@ class Connection : public std::enable_shared_from_this<Connection>,
   protocol::Role role() const { return ws_.role(); }
   // Bytes queued that the kernel has not accepted yet.
   std::size_t buffered_amount() const { return out_.size() - out_offset_; }
-  const std::string& subprotocol() const { return subprotocol_; }
-  // The request target (server) or URL target (client).
-  const std::string& target() const { return target_; }
+  // The negotiated subprotocol, or empty.
+  std::string_view subprotocol() const;
+  // The request target (path and query). Server: available in on_upgrade and
+  // on_open only (an open connection keeps no HTTP state: copy what you need
+  // into user_data). Client: always.
+  std::string_view target() const;
   std::string remote_address() const;
   bool compression_enabled() const { return deflate_ != nullptr; }
   EventLoop& loop() const { return *loop_; }
@@ -77,26 +79,24 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void* user_data = nullptr;
 
   // ---- creation (used by Server and connect()) ----
-  static std::shared_ptr<Connection> accept(EventLoop& loop, asio::ip::tcp::socket socket,
-                                            std::shared_ptr<const ConnectionConfig> config);
+  // Takes ownership of a connected, non-blocking socket `fd`.
+  static std::shared_ptr<Connection> accept(EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config);
   static std::shared_ptr<Connection> connect(EventLoop& loop, std::string_view url, const ClientOptions& options,
                                              Handlers handlers);
 
-  // For tests and metrics.
+  // User-space bytes this connection holds right now (object + buffers).
   std::size_t memory_footprint() const;
 
-  // Private-by-convention entry points used by EventLoop.
+  // Entry points used by EventLoop.
+  void on_events(std::uint32_t epoll_events);
   void on_timer();
   void flush();
 
   struct Private;  // tag for the constructor (use accept/connect)
-  Connection(Private, EventLoop& loop, asio::ip::tcp::socket socket, std::shared_ptr<const ConnectionConfig> config,
-             protocol::Role role);
+  Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config, protocol::Role role);
 
  private:
   friend class EventLoop;
-  friend struct ConnectFlow;
-
   // protocol::EventHandler
   void on_message(protocol::Opcode kind, std::string_view payload) override;
   void on_ping(std::string_view payload) override;
@@ -105,10 +105,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void on_protocol_error(std::uint16_t code, std::string_view what) override;
 
   void start_server();
+  void start_client_socket(int fd);
   void start_client_tls(const std::string& sni_host);
   void start_client_handshake();
-  void arm_read();
-  void arm_write();
   void on_readable();
   void on_writable();
   void on_bytes(std::uint8_t* data, std::size_t size);
@@ -119,34 +118,43 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void reject_and_close(int status, std::string_view message);
   void opened();
   void after_protocol_input();
-  void begin_transport_close();
   void finish(std::uint16_t code, std::string_view reason);
   void fail_connect(std::string_view error);
+  void set_close(std::uint16_t code, std::string_view reason);
   void reschedule_timer();
   SendStatus check_backpressure();
   void note_queued();
   long transport_read(std::uint8_t* buf, std::size_t cap, bool& want_write);
   long transport_write(const char* data, std::size_t size, bool& want_read);
+  std::uint32_t now() const;
+
+  // Rarely needed state, allocated only when used (keeps idle connections small).
+  struct Extras {
+    std::string subprotocol;
+    std::string close_reason;
+    std::string target;  // client
+  };
+  Extras& extras();
 
   EventLoop* loop_;
   std::shared_ptr<const ConnectionConfig> config_;
   std::shared_ptr<Connection> self_;  // keeps the connection alive until finish()
-  asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
   std::unique_ptr<HandshakeState> handshake_;
   std::unique_ptr<protocol::PerMessageDeflate> deflate_;
+  std::unique_ptr<Extras> extras_;
   protocol::WebSocket ws_;
-  std::string out_;                 // bytes the kernel has not taken yet
-  std::size_t out_offset_ = 0;
-  std::string subprotocol_;
-  std::string target_;
-  std::uint64_t last_rx_tick_ = 0;
-  std::uint64_t last_message_tick_ = 0;
-  std::uint64_t ping_sent_tick_ = 0;  // 0: no ping outstanding
-  std::uint64_t phase_deadline_ = 0;  // handshake or closing deadline
+  std::string out_;                   // bytes the kernel has not taken yet
+  std::uint32_t out_offset_ = 0;
+  int fd_ = -1;
+  // Coarse times in loop ticks.
+  std::uint32_t last_rx_tick_ = 0;
+  std::uint32_t last_message_tick_ = 0;
+  std::uint32_t ping_sent_tick_ = 0;  // 0: no ping outstanding
+  std::uint32_t phase_deadline_ = 0;  // handshake or closing deadline
+  std::uint16_t close_code_ = protocol::close_code::abnormal;
   Phase phase_;
-  bool reading_ = false;
-  bool writing_ = false;
+  bool writable_ = true;              // false after EAGAIN until EPOLLOUT
   bool flush_scheduled_ = false;
   bool in_read_handler_ = false;
   bool over_limit_ = false;
@@ -154,8 +162,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool finished_ = false;
   bool read_wants_write_ = false;
   bool write_wants_read_ = false;
-  std::uint16_t close_code_ = protocol::close_code::abnormal;
-  std::string close_reason_;
+  bool close_after_flush_ = false;
 };
 
 }  // namespace duplex::net

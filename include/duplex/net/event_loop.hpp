@@ -1,7 +1,14 @@
-// One event loop per thread: an Asio io_context, the loop's shared read
-// buffer, its timer wheel and its end-of-turn flush list.
+// One event loop per thread: an Asio io_context, the loop's own epoll set for
+// connection sockets, its shared read buffer, its timer wheel and its
+// end-of-turn flush list.
+//
+// Connection sockets are raw non-blocking fds registered once, edge-triggered,
+// in the loop's epoll set; Asio watches that one epoll fd. An idle connection
+// therefore costs no Asio reactor state and no pending operation object, and
+// a readiness event costs no handler allocation.
 #pragma once
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -50,10 +57,16 @@ class EventLoop {
   // Connections currently on this loop.
   std::size_t connection_count() const { return connection_count_; }
 
+  // Registers a connection's socket (EPOLLIN|EPOLLOUT|EPOLLRDHUP, edge-triggered).
+  bool watch(int fd, Connection* c);
+  void unwatch(int fd);
+
  private:
   friend class Connection;
   void start_ticking();
   void run_flushes();
+  void arm_epoll();
+  void poll_epoll();
 
   // Declared before io_ so they outlive it: destroying io_ destroys pending
   // handlers, which may hold the last reference to a connection.
@@ -63,6 +76,9 @@ class EventLoop {
   std::size_t read_buffer_size_;
   asio::io_context io_{1};
   asio::steady_timer tick_timer_;
+  int epoll_fd_ = -1;
+  asio::posix::stream_descriptor epoll_watch_;
+  bool epoll_armed_ = false;
   std::vector<std::weak_ptr<Connection>> flush_list_;
   bool flush_posted_ = false;
   bool ticking_ = false;

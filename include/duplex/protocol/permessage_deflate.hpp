@@ -95,7 +95,8 @@ class PerMessageDeflate {
   bool is_server_;
   Stream* inflater_ = nullptr;
   Stream* deflater_ = nullptr;
-  InflateStatus run_inflate(const std::uint8_t* data, std::size_t size, std::string& out, std::size_t limit);
+  InflateStatus run_inflate(const std::uint8_t* data, std::size_t size, std::string& out, std::size_t limit,
+                            int flush);
   int inflate_window_bits() const;
   int deflate_window_bits() const;
   bool inflate_keeps_context() const;
