@@ -322,7 +322,12 @@ void Connection::on_events(std::uint32_t events) {
     on_writable();
     if (phase_ == Phase::closed) return;
   }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) on_readable();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+    // The peer's FIN may have come in the same edge as its last bytes: read
+    // on to the end of stream, since no further edge will say so.
+    if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) peer_shutdown_ = true;
+    on_readable();
+  }
 }
 
 void Connection::on_writable() {
@@ -365,7 +370,7 @@ void Connection::on_readable() {
         return;
       }
       more = (i + 1 == read_budget);
-      if (!ssl_ && static_cast<std::size_t>(n) < cap) break;  // drained (edge-triggered)
+      if (!ssl_ && !peer_shutdown_ && static_cast<std::size_t>(n) < cap) break;  // drained (edge-triggered)
       continue;
     }
     in_read_handler_ = false;
@@ -563,12 +568,7 @@ void Connection::opened() {
   if (!in_read_handler_) flush();
 }
 
-void Connection::fail_connect(std::string_view error) {
-  if (finished_) return;
-  const bool report = !opened_;
-  finish(protocol::close_code::abnormal, error);
-  if (report && config_->handlers.on_error) config_->handlers.on_error(error);
-}
+void Connection::fail_connect(std::string_view error) { finish(protocol::close_code::abnormal, error); }
 
 // ---- protocol events ----------------------------------------------------------
 
@@ -789,7 +789,12 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   std::string reason_copy(reason);
   std::string().swap(out_);
   out_offset_ = 0;
-  if (opened_ && config_->handlers.on_close) config_->handlers.on_close(*this, code, reason_copy);
+  if (opened_) {
+    if (config_->handlers.on_close) config_->handlers.on_close(*this, code, reason_copy);
+  } else if (ws_.role() == protocol::Role::client && config_->handlers.on_error) {
+    // A client that never opened learns why, whatever path failed it.
+    config_->handlers.on_error(reason_copy);
+  }
   // Released on a later turn: callers up the stack may still use `this`.
   asio::post(loop_->io(), [keep = std::move(self_)] {});
 }

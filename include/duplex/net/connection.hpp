@@ -163,6 +163,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool read_wants_write_ = false;
   bool write_wants_read_ = false;
   bool close_after_flush_ = false;
+  bool peer_shutdown_ = false;        // EPOLLRDHUP seen: read until EOF
 };
 
 }  // namespace duplex::net
