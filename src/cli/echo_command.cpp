@@ -55,8 +55,10 @@ class Broadcaster {
     auto& room = it->second;
     const std::size_t i = m->index;
     if (i >= room.size() || room[i] != &c) return;
-    room[i] = room.back();
-    static_cast<Member*>(room[i]->user_data)->index = i;
+    if (i + 1 < room.size()) {  // move the last member into the hole
+      room[i] = room.back();
+      static_cast<Member*>(room[i]->user_data)->index = i;
+    }
     room.pop_back();
     if (room.empty()) rooms.erase(it);
   }

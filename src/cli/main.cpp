@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   auto run_echo = duplex::cli::add_echo_command(app);
   auto run_connect = duplex::cli::add_connect_command(app);
+  auto run_bench = duplex::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("echo")) return run_echo();
     if (app.got_subcommand("connect")) return run_connect();
+    if (app.got_subcommand("bench")) return run_bench();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "duplex: %s\n", e.what());
     return 1;

@@ -50,10 +50,64 @@ Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const C
 }
 
 Connection::~Connection() {
+  if (loop_->corked_ == this) {
+    loop_->corked_ = nullptr;
+    loop_->cork_.clear();
+  }
   TimerWheel::cancel(this);
   if (ssl_) SSL_free(ssl_);
   if (fd_ >= 0) ::close(fd_);
   --loop_->connection_count_;
+}
+
+std::size_t Connection::buffered_amount() const {
+  std::size_t n = backlog_ ? backlog_->size() - out_offset_ : 0;
+  if (loop_->corked_ == this) n += loop_->cork_.size();
+  return n;
+}
+
+std::string& Connection::output() {
+  if (backlog_ && backlog_->size() > out_offset_) {
+    if (loop_->corked_ == this) uncork();
+    return *backlog_;
+  }
+  return loop_->cork_for(this);
+}
+
+void Connection::uncork() {
+  std::string& cork = loop_->cork_;
+  loop_->corked_ = nullptr;
+  std::size_t off = 0;
+  const bool can_write = phase_ != Phase::closed && phase_ != Phase::connecting && phase_ != Phase::tls_handshake;
+  if (can_write && writable_ && !write_wants_read_ && !write_failed_ && !(backlog_ && backlog_->size() > out_offset_)) {
+    while (off < cork.size()) {
+      bool want_read = false;
+      const long n = transport_write(cork.data() + off, cork.size() - off, want_read);
+      if (n > 0) {
+        off += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n == -1) {
+        if (want_read)
+          write_wants_read_ = true;
+        else
+          writable_ = false;
+      } else {
+        write_failed_ = true;  // reported by flush(), outside whoever uncorked us
+      }
+      break;
+    }
+  }
+  if (off < cork.size() && phase_ != Phase::closed) {
+    if (!backlog_) backlog_ = std::make_unique<std::string>();
+    backlog_->append(cork, off, std::string::npos);
+  }
+  cork.clear();
+  if (cork.capacity() > keep_send_capacity) std::string().swap(cork);
+  if ((write_failed_ || (backlog_ && writable_)) && !flush_scheduled_ && !in_read_handler_) {
+    flush_scheduled_ = true;
+    loop_->schedule_flush(this);
+  }
 }
 
 std::uint32_t Connection::now() const { return static_cast<std::uint32_t>(loop_->timers().now()); }
@@ -71,7 +125,8 @@ std::string_view Connection::target() const {
 }
 
 std::size_t Connection::memory_footprint() const {
-  return sizeof(Connection) + out_.capacity() + (handshake_ ? sizeof(HandshakeState) : 0) +
+  return sizeof(Connection) + (backlog_ ? sizeof(std::string) + backlog_->capacity() : 0) +
+         (handshake_ ? sizeof(HandshakeState) : 0) +
          (extras_ ? sizeof(Extras) : 0) + ws_.buffered_message_bytes();
 }
 
@@ -235,7 +290,7 @@ void Connection::start_client_handshake() {
   req.subprotocols = o.subprotocols;
   req.extra_headers = o.headers;
   if (o.deflate) req.extensions = protocol::format_deflate_offer(o.deflate_offer);
-  out_ += protocol::build_upgrade_request(req, handshake_->key);
+  output() += protocol::build_upgrade_request(req, handshake_->key);
   phase_ = Phase::http_handshake;
   flush();
 }
@@ -340,7 +395,7 @@ void Connection::on_writable() {
     on_readable();
     return;
   }
-  if (out_offset_ < out_.size()) flush();
+  if (backlog_ || loop_->corked_ == this) flush();
 }
 
 void Connection::on_readable() {
@@ -396,9 +451,14 @@ void Connection::on_readable() {
 void Connection::flush() {
   flush_scheduled_ = false;
   if (phase_ == Phase::closed || phase_ == Phase::connecting || phase_ == Phase::tls_handshake) return;
-  while (out_offset_ < out_.size() && writable_) {
+  if (loop_->corked_ == this) uncork();
+  if (write_failed_) {
+    finish(protocol::close_code::abnormal, "connection reset");
+    return;
+  }
+  while (backlog_ && out_offset_ < backlog_->size() && writable_ && !write_wants_read_) {
     bool want_read = false;
-    const long n = transport_write(out_.data() + out_offset_, out_.size() - out_offset_, want_read);
+    const long n = transport_write(backlog_->data() + out_offset_, backlog_->size() - out_offset_, want_read);
     if (n > 0) {
       out_offset_ += static_cast<std::uint32_t>(n);
       continue;
@@ -406,7 +466,7 @@ void Connection::flush() {
     if (n == -1) {
       // Keep only what the kernel refused; EPOLLOUT (or readable, for TLS) resumes.
       if (out_offset_ > 0) {
-        out_.erase(0, out_offset_);
+        backlog_->erase(0, out_offset_);
         out_offset_ = 0;
       }
       if (want_read)
@@ -418,10 +478,11 @@ void Connection::flush() {
     finish(protocol::close_code::abnormal, "connection reset");
     return;
   }
-  if (out_offset_ < out_.size()) return;
-  out_.clear();
-  out_offset_ = 0;
-  if (out_.capacity() > keep_send_capacity) std::string().swap(out_);
+  if (backlog_) {
+    if (out_offset_ < backlog_->size()) return;
+    backlog_.reset();  // everything sent: an idle connection keeps no send buffer
+    out_offset_ = 0;
+  }
   if (over_limit_) {
     over_limit_ = false;
     if (config_->handlers.on_drain && phase_ == Phase::open) config_->handlers.on_drain(*this);
@@ -469,7 +530,7 @@ void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
     return;
   }
   if (phase_ == Phase::open || phase_ == Phase::closing) {
-    ws_.receive(data, size, *this, out_);
+    ws_.receive(data, size, *this, output());
     after_protocol_input();
   }
 }
@@ -478,7 +539,7 @@ void Connection::reject_and_close(int status, std::string_view message) {
   protocol::HandshakeRejection rejection;
   rejection.status = status;
   rejection.message = std::string(message);
-  out_ += protocol::build_rejection_response(rejection);
+  output() += protocol::build_rejection_response(rejection);
   close_after_flush_ = true;
   close_code_ = protocol::close_code::abnormal;
   if (!in_read_handler_) flush();
@@ -516,12 +577,12 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   accept.subprotocol = decision.subprotocol;
   accept.extensions = extensions;
   accept.extra_headers = std::move(decision.headers);
-  out_ += protocol::build_accept_response(request.key, accept);
+  output() += protocol::build_accept_response(request.key, accept);
   if (!decision.subprotocol.empty()) extras().subprotocol = decision.subprotocol;
   opened();
   handshake_.reset();  // frees the parser and the target: an open connection keeps no HTTP state
   if (phase_ == Phase::open && rest_size > 0) {
-    ws_.receive(rest, rest_size, *this, out_);
+    ws_.receive(rest, rest_size, *this, output());
     after_protocol_input();
   }
 }
@@ -554,7 +615,7 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
   handshake_.reset();
   opened();
   if (phase_ == Phase::open && rest_size > 0) {
-    ws_.receive(rest, rest_size, *this, out_);
+    ws_.receive(rest, rest_size, *this, output());
     after_protocol_input();
   }
 }
@@ -635,14 +696,14 @@ SendStatus Connection::send(std::string_view payload, protocol::Opcode kind, pro
   if (!is_open()) return SendStatus::closed;
   if (config_->backpressure == BackpressurePolicy::drop && buffered_amount() > config_->max_send_buffer)
     return SendStatus::dropped;
-  if (!ws_.send(out_, kind, payload, compress)) return SendStatus::closed;
+  if (!ws_.send(output(), kind, payload, compress)) return SendStatus::closed;
   note_queued();
   return check_backpressure();
 }
 
 SendStatus Connection::send_fragment(std::string_view payload, protocol::Opcode opcode, bool fin) {
   if (!is_open()) return SendStatus::closed;
-  if (!ws_.send_frame(out_, opcode, payload, fin)) return SendStatus::closed;
+  if (!ws_.send_frame(output(), opcode, payload, fin)) return SendStatus::closed;
   note_queued();
   return check_backpressure();
 }
@@ -652,31 +713,31 @@ SendStatus Connection::send_prepared(const PreparedMessage& message) {
   if (config_->backpressure == BackpressurePolicy::drop && buffered_amount() > config_->max_send_buffer)
     return SendStatus::dropped;
   if (ws_.role() == protocol::Role::client) {
-    if (!ws_.send(out_, message.kind(), message.payload())) return SendStatus::closed;
+    if (!ws_.send(output(), message.kind(), message.payload())) return SendStatus::closed;
   } else if (deflate_) {
     const auto& p = deflate_->params();
     if (p.server_no_context_takeover && !message.compressed_frame().empty() &&
         p.server_max_window_bits >= message.window_bits()) {
-      out_ += message.compressed_frame();
-    } else if (!ws_.send(out_, message.kind(), message.payload())) {
+      output() += message.compressed_frame();
+    } else if (!ws_.send(output(), message.kind(), message.payload())) {
       return SendStatus::closed;
     }
   } else {
-    out_ += message.frame();
+    output() += message.frame();
   }
   note_queued();
   return check_backpressure();
 }
 
 bool Connection::ping(std::string_view payload) {
-  if (!is_open() || !ws_.ping(out_, payload)) return false;
+  if (!is_open() || !ws_.ping(output(), payload)) return false;
   note_queued();
   return true;
 }
 
 void Connection::close(std::uint16_t code, std::string_view reason) {
   if (phase_ != Phase::open) return;
-  if (!ws_.close(out_, code, reason)) return;
+  if (!ws_.close(output(), code, reason)) return;
   phase_ = Phase::closing;
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
   reschedule_timer();
@@ -787,7 +848,11 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     config_->open_connections->fetch_sub(1, std::memory_order_relaxed);
   handshake_.reset();
   std::string reason_copy(reason);
-  std::string().swap(out_);
+  if (loop_->corked_ == this) {
+    loop_->corked_ = nullptr;
+    loop_->cork_.clear();
+  }
+  backlog_.reset();
   out_offset_ = 0;
   if (opened_) {
     if (config_->handlers.on_close) config_->handlers.on_close(*this, code, reason_copy);

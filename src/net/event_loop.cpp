@@ -99,6 +99,14 @@ void EventLoop::start_ticking() {
   });
 }
 
+std::string& EventLoop::cork_for(Connection* c) {
+  if (corked_ != c) {
+    if (corked_) corked_->uncork();
+    corked_ = c;
+  }
+  return cork_;
+}
+
 void EventLoop::schedule_flush(Connection* c) {
   flush_list_.push_back(c->weak_from_this());
   if (!flush_posted_) {

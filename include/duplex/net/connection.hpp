@@ -64,7 +64,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool is_open() const { return phase_ == Phase::open && ws_.is_open(); }
   protocol::Role role() const { return ws_.role(); }
   // Bytes queued that the kernel has not accepted yet.
-  std::size_t buffered_amount() const { return out_.size() - out_offset_; }
+  std::size_t buffered_amount() const;
   // The negotiated subprotocol, or empty.
   std::string_view subprotocol() const;
   // The request target (path and query). Server: available in on_upgrade and
@@ -91,6 +91,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void on_events(std::uint32_t epoll_events);
   void on_timer();
   void flush();
+  // Moves this connection's frames out of the loop's cork buffer: written
+  // directly if the socket takes them, the rest kept in the backlog.
+  void uncork();
 
   struct Private;  // tag for the constructor (use accept/connect)
   Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config, protocol::Role role);
@@ -127,6 +130,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   long transport_read(std::uint8_t* buf, std::size_t cap, bool& want_write);
   long transport_write(const char* data, std::size_t size, bool& want_read);
   std::uint32_t now() const;
+  // Where the next frames go: the backlog if bytes are already waiting
+  // (order), else the loop's cork buffer.
+  std::string& output();
 
   // Rarely needed state, allocated only when used (keeps idle connections small).
   struct Extras {
@@ -144,8 +150,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::unique_ptr<protocol::PerMessageDeflate> deflate_;
   std::unique_ptr<Extras> extras_;
   protocol::WebSocket ws_;
-  std::string out_;                   // bytes the kernel has not taken yet
-  std::uint32_t out_offset_ = 0;
+  std::unique_ptr<std::string> backlog_;  // bytes the kernel refused; null when all sent
+  std::uint32_t out_offset_ = 0;          // sent prefix of *backlog_
   int fd_ = -1;
   // Coarse times in loop ticks.
   std::uint32_t last_rx_tick_ = 0;
@@ -164,6 +170,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool write_wants_read_ = false;
   bool close_after_flush_ = false;
   bool peer_shutdown_ = false;        // EPOLLRDHUP seen: read until EOF
+  bool write_failed_ = false;         // a direct write from the cork failed
 };
 
 }  // namespace duplex::net

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "duplex/net/options.hpp"
@@ -54,6 +55,11 @@ class EventLoop {
   // for one flush at the end of this loop turn.
   void schedule_flush(Connection* c);
 
+  // The cork: frames for one connection at a time are built here and written
+  // straight to its socket at the end of the turn; only bytes the kernel
+  // refuses are copied to that connection's own backlog.
+  std::string& cork_for(Connection* c);
+
   // Connections currently on this loop.
   std::size_t connection_count() const { return connection_count_; }
 
@@ -80,6 +86,8 @@ class EventLoop {
   asio::posix::stream_descriptor epoll_watch_;
   bool epoll_armed_ = false;
   std::vector<std::weak_ptr<Connection>> flush_list_;
+  std::string cork_;
+  Connection* corked_ = nullptr;
   bool flush_posted_ = false;
   bool ticking_ = false;
 };
