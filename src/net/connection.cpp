@@ -14,6 +14,8 @@
 #include <asio/post.hpp>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "connection_config.hpp"
 #include "duplex/protocol/handshake.hpp"
@@ -29,6 +31,20 @@ std::uint64_t random_seed() {
   std::uint64_t seed = 0;
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) seed = 0x2545F4914F6CDD1Dull;
   return seed;
+}
+
+// One client TLS context per distinct configuration: building one loads the
+// CA store (tens of milliseconds for the system store), so it is shared.
+std::shared_ptr<TlsContext> shared_client_tls(const TlsOptions& o) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<TlsContext>> cache;
+  const std::string key = o.ca_file + '\n' + (o.verify_peer ? "1" : "0") + '\n' + o.cert_file + '\n' + o.key_file +
+                          '\n' + o.min_version + '\n' + o.ciphers;
+  std::lock_guard lock(mutex);
+  if (auto existing = cache[key].lock()) return existing;
+  auto made = TlsContext::client(o);
+  cache[key] = made;
+  return made;
 }
 
 std::uint64_t ticks(Millis d) {
@@ -202,7 +218,7 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
     config->url = *parsed;
     if (parsed->secure) {
       try {
-        config->tls = TlsContext::client(options.tls);
+        config->tls = shared_client_tls(options.tls);
       } catch (const std::exception& e) {
         error = e.what();
         parsed.reset();
@@ -219,6 +235,24 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
   c->handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::response, config->http, loop.io());
   c->phase_deadline_ = static_cast<std::uint32_t>(loop.deadline_after(options.timeouts.handshake));
   c->reschedule_timer();
+  // An IP literal needs no resolver (which would hop to Asio's resolver thread).
+  asio::error_code literal_error;
+  const auto literal = asio::ip::make_address(config->url.host, literal_error);
+  if (!literal_error) {
+    asio::ip::tcp::endpoint endpoint(literal, config->url.port);
+    c->handshake_->socket.async_connect(endpoint, [c](const asio::error_code& ec) {
+      if (c->phase_ == Phase::closed) return;
+      if (ec) {
+        c->fail_connect("cannot connect to " + c->config_->url.host + ":" + std::to_string(c->config_->url.port) +
+                        ": " + ec.message());
+        return;
+      }
+      asio::error_code ignored;
+      c->handshake_->socket.non_blocking(true, ignored);
+      c->start_client_socket(c->handshake_->socket.release(ignored));
+    });
+    return c;
+  }
   c->handshake_->resolver.async_resolve(
       config->url.host, std::to_string(config->url.port),
       [c](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
