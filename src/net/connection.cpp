@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "connection_config.hpp"
+#include "slab_allocator.hpp"
 #include "duplex/protocol/handshake.hpp"
 
 namespace duplex::net {
@@ -58,7 +59,7 @@ struct Connection::Private {};
 Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config,
                        protocol::Role role)
     : loop_(&loop),
-      config_(std::move(config)),
+      config_(config.get()),
       ws_(role, &config_->limits, role == protocol::Role::client ? random_seed() : 0),
       fd_(fd),
       phase_(Phase::connecting) {
@@ -175,7 +176,8 @@ void Connection::set_close(std::uint16_t code, std::string_view reason) {
 // ---- creation -----------------------------------------------------------------
 
 std::shared_ptr<Connection> Connection::accept(EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config) {
-  auto c = std::make_shared<Connection>(Private{}, loop, fd, std::move(config), protocol::Role::server);
+  auto c = std::allocate_shared<Connection>(detail::SlabAllocator<Connection>(), Private{}, loop, fd, std::move(config),
+                                            protocol::Role::server);
   c->self_ = c;
   c->start_server();
   return c;
@@ -227,6 +229,7 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
   }
   auto c = std::make_shared<Connection>(Private{}, loop, -1, config, protocol::Role::client);
   c->self_ = c;
+  c->extras().own_config = config;
   if (!parsed) {
     loop.post([c, error] { c->fail_connect(error); });
     return c;
@@ -240,7 +243,7 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
   const auto literal = asio::ip::make_address(config->url.host, literal_error);
   if (!literal_error) {
     asio::ip::tcp::endpoint endpoint(literal, config->url.port);
-    c->handshake_->socket.async_connect(endpoint, [c](const asio::error_code& ec) {
+    c->handshake_->socket->async_connect(endpoint, [c](const asio::error_code& ec) {
       if (c->phase_ == Phase::closed) return;
       if (ec) {
         c->fail_connect("cannot connect to " + c->config_->url.host + ":" + std::to_string(c->config_->url.port) +
@@ -248,12 +251,12 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
         return;
       }
       asio::error_code ignored;
-      c->handshake_->socket.non_blocking(true, ignored);
-      c->start_client_socket(c->handshake_->socket.release(ignored));
+      c->handshake_->socket->non_blocking(true, ignored);
+      c->start_client_socket(c->handshake_->socket->release(ignored));
     });
     return c;
   }
-  c->handshake_->resolver.async_resolve(
+  c->handshake_->resolver->async_resolve(
       config->url.host, std::to_string(config->url.port),
       [c](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
         if (c->phase_ == Phase::closed) return;
@@ -261,7 +264,7 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
           c->fail_connect("cannot resolve " + c->config_->url.host + ": " + ec.message());
           return;
         }
-        asio::async_connect(c->handshake_->socket, results,
+        asio::async_connect(*c->handshake_->socket, results,
                             [c](const asio::error_code& ec2, const asio::ip::tcp::endpoint&) {
                               if (c->phase_ == Phase::closed) return;
                               if (ec2) {
@@ -270,8 +273,8 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
                                 return;
                               }
                               asio::error_code ignored;
-                              c->handshake_->socket.non_blocking(true, ignored);
-                              c->start_client_socket(c->handshake_->socket.release(ignored));
+                              c->handshake_->socket->non_blocking(true, ignored);
+                              c->start_client_socket(c->handshake_->socket->release(ignored));
                             });
       });
   return c;

@@ -3,6 +3,7 @@
 #include <asio/ip/tcp.hpp>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "duplex/net/handlers.hpp"
@@ -33,11 +34,16 @@ struct ConnectionConfig {
 struct HandshakeState {
   explicit HandshakeState(protocol::HttpHeadParser::Kind kind, const protocol::HttpLimits& limits,
                           asio::io_context& io)
-      : parser(kind, limits), resolver(io), socket(io) {}
+      : parser(kind, limits) {
+    if (kind == protocol::HttpHeadParser::Kind::response) {  // client side only
+      resolver.emplace(io);
+      socket.emplace(io);
+    }
+  }
   protocol::HttpHeadParser parser;
-  asio::ip::tcp::resolver resolver;  // client: name resolution
-  asio::ip::tcp::socket socket;      // client: connecting (released to a raw fd once connected)
-  std::string key;                   // client: our Sec-WebSocket-Key
+  std::optional<asio::ip::tcp::resolver> resolver;  // client: name resolution
+  std::optional<asio::ip::tcp::socket> socket;      // client: connecting (released to a raw fd once connected)
+  std::string key;                                  // client: our Sec-WebSocket-Key
   std::string target;                // server: the request target, until on_open returns
 };
 

@@ -48,12 +48,12 @@ void WebSocket::append_frame_for_role(std::string& out, Opcode opcode, std::stri
     append_frame(out, opcode, payload, flags);
 }
 
-void WebSocket::release_message_buffer() {
-  if (message_.capacity() > keep_message_capacity)
-    std::string().swap(message_);
-  else
-    message_.clear();
+std::string& WebSocket::message() {
+  if (!message_) message_ = std::make_unique<std::string>();
+  return *message_;
 }
+
+void WebSocket::release_message_buffer() { message_.reset(); }
 
 // ---- receiving --------------------------------------------------------------
 
@@ -96,7 +96,8 @@ void WebSocket::receive(std::uint8_t* data, std::size_t size, EventHandler& hand
       apply_mask(p, n, mask_, mask_offset_);
       mask_offset_ = static_cast<std::uint8_t>((mask_offset_ + n) & 3);
     }
-    const bool whole_frame_here = (n == frame_size_);
+    const bool whole_frame_here = !frame_payload_started_ && n == remaining_;
+    frame_payload_started_ = true;
     pos += n;
     remaining_ -= n;
     const std::string_view chunk(reinterpret_cast<const char*>(p), n);
@@ -104,7 +105,8 @@ void WebSocket::receive(std::uint8_t* data, std::size_t size, EventHandler& hand
       if (whole_frame_here) {
         finish_frame(chunk, handler, out);
       } else {
-        control_.append(chunk);
+        if (!control_) control_ = std::make_unique<std::string>();
+        control_->append(chunk);
         if (remaining_ == 0) finish_frame({}, handler, out);
       }
       continue;
@@ -202,7 +204,7 @@ bool WebSocket::parse_header(const std::uint8_t* h, EventHandler& handler, std::
       return false;
     }
     // Compressed sizes are checked after inflation, against the inflated total.
-    if (!compressed && message_.size() + length > limits_->max_message_size) {
+    if (!compressed && buffered_message_bytes() + length > limits_->max_message_size) {
       fail(close_code::message_too_big, "message larger than the configured maximum", handler, out);
       return false;
     }
@@ -216,7 +218,7 @@ bool WebSocket::parse_header(const std::uint8_t* h, EventHandler& handler, std::
   frame_opcode_ = opcode;
   frame_fin_ = fin;
   frame_masked_ = masked;
-  frame_size_ = length;
+  frame_payload_started_ = false;
   remaining_ = length;
   mask_offset_ = 0;
   stage_ = Stage::payload;
@@ -226,14 +228,15 @@ bool WebSocket::parse_header(const std::uint8_t* h, EventHandler& handler, std::
 void WebSocket::consume_data(std::uint8_t* p, std::size_t n, bool whole_frame_here, EventHandler& handler,
                              std::string& out) {
   if (message_compressed_) {
-    const std::size_t before = message_.size();
-    const auto status = deflate_->inflate(p, n, message_, limits_->max_message_size);
+    std::string& m = message();
+    const std::size_t before = m.size();
+    const auto status = deflate_->inflate(p, n, m, limits_->max_message_size);
     if (status != PerMessageDeflate::InflateStatus::ok) {
       fail_inflate(status, handler, out);
       return;
     }
     if (message_opcode_ == Opcode::text &&
-        !utf8_.feed(reinterpret_cast<const std::uint8_t*>(message_.data()) + before, message_.size() - before)) {
+        !utf8_.feed(reinterpret_cast<const std::uint8_t*>(m.data()) + before, m.size() - before)) {
       fail(close_code::invalid_payload, "text message is not valid UTF-8", handler, out);
     }
     return;
@@ -242,7 +245,7 @@ void WebSocket::consume_data(std::uint8_t* p, std::size_t n, bool whole_frame_he
     fail(close_code::invalid_payload, "text message is not valid UTF-8", handler, out);
     return;
   }
-  if (whole_frame_here && frame_fin_ && message_.empty()) {
+  if (whole_frame_here && frame_fin_ && buffered_message_bytes() == 0) {
     // Zero-copy: a whole unfragmented message inside this read.
     if (message_opcode_ == Opcode::text && !utf8_.complete()) {
       fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", handler, out);
@@ -252,7 +255,7 @@ void WebSocket::consume_data(std::uint8_t* p, std::size_t n, bool whole_frame_he
     deliver(message_opcode_, std::string_view(reinterpret_cast<const char*>(p), n), handler);
     return;
   }
-  message_.append(reinterpret_cast<const char*>(p), n);
+  message().append(reinterpret_cast<const char*>(p), n);
 }
 
 void WebSocket::fail_inflate(PerMessageDeflate::InflateStatus status, EventHandler& handler, std::string& out) {
@@ -265,9 +268,10 @@ void WebSocket::fail_inflate(PerMessageDeflate::InflateStatus status, EventHandl
 void WebSocket::finish_frame(std::string_view control_payload, EventHandler& handler, std::string& out) {
   stage_ = Stage::header;
   if (is_control(frame_opcode_)) {
-    if (!control_.empty()) {
+    if (control_) {
       std::string payload;
-      payload.swap(control_);
+      payload.swap(*control_);
+      control_.reset();
       handle_control(payload, handler, out);
     } else {
       handle_control(control_payload, handler, out);
@@ -277,14 +281,15 @@ void WebSocket::finish_frame(std::string_view control_payload, EventHandler& han
   if (!frame_fin_ || !in_message_) return;  // more fragments to come, or already delivered
   in_message_ = false;
   if (message_compressed_) {
-    const std::size_t before = message_.size();
-    const auto status = deflate_->finish_inflate(message_, limits_->max_message_size);
+    std::string& m = message();
+    const std::size_t before = m.size();
+    const auto status = deflate_->finish_inflate(m, limits_->max_message_size);
     if (status != PerMessageDeflate::InflateStatus::ok) {
       fail_inflate(status, handler, out);
       return;
     }
     if (message_opcode_ == Opcode::text &&
-        !utf8_.feed(reinterpret_cast<const std::uint8_t*>(message_.data()) + before, message_.size() - before)) {
+        !utf8_.feed(reinterpret_cast<const std::uint8_t*>(m.data()) + before, m.size() - before)) {
       fail(close_code::invalid_payload, "text message is not valid UTF-8", handler, out);
       return;
     }
@@ -293,7 +298,7 @@ void WebSocket::finish_frame(std::string_view control_payload, EventHandler& han
     fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", handler, out);
     return;
   }
-  deliver(message_opcode_, message_, handler);
+  deliver(message_opcode_, message_ ? std::string_view(*message_) : std::string_view(), handler);
   release_message_buffer();
 }
 
@@ -368,8 +373,8 @@ void WebSocket::fail(std::uint16_t code, std::string_view what, EventHandler& ha
   }
   state_ = State::closed;
   failed_ = true;
-  message_.clear();
-  control_.clear();
+  message_.reset();
+  control_.reset();
   handler.on_protocol_error(code, what);
 }
 

@@ -138,12 +138,13 @@ class Connection : public std::enable_shared_from_this<Connection>,
   struct Extras {
     std::string subprotocol;
     std::string close_reason;
-    std::string target;  // client
+    std::string target;                                  // client
+    std::shared_ptr<const ConnectionConfig> own_config;  // client: its config lives as long as it does
   };
   Extras& extras();
 
   EventLoop* loop_;
-  std::shared_ptr<const ConnectionConfig> config_;
+  const ConnectionConfig* config_;  // the server's (outlives its connections) or Extras::own_config
   std::shared_ptr<Connection> self_;  // keeps the connection alive until finish()
   SSL* ssl_ = nullptr;
   std::unique_ptr<HandshakeState> handshake_;

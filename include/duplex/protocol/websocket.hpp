@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -91,7 +92,7 @@ class WebSocket {
   bool failed() const { return failed_; }
   std::uint16_t peer_close_code() const { return peer_close_code_; }
   // Bytes of an incomplete message held between receive() calls.
-  std::size_t buffered_message_bytes() const { return message_.size(); }
+  std::size_t buffered_message_bytes() const { return message_ ? message_->size() : 0; }
 
   // permessage-deflate (RFC 7692); owned by the caller, may be null.
   void set_deflate(PerMessageDeflate* deflate) { deflate_ = deflate; }
@@ -116,10 +117,12 @@ class WebSocket {
 
   const Limits* limits_;
   PerMessageDeflate* deflate_ = nullptr;
-  std::string message_;          // incomplete data message (empty when idle: no heap)
-  std::string control_;          // a control frame split across reads
+  // Allocated only while a message or control frame spans reads: an idle
+  // connection holds two null pointers.
+  std::unique_ptr<std::string> message_;
+  std::unique_ptr<std::string> control_;
+  std::string& message();
   std::uint64_t remaining_ = 0;  // payload bytes left in the current frame
-  std::uint64_t frame_size_ = 0;
   std::uint64_t rng_;
   MaskKey mask_{};
   std::uint16_t peer_close_code_ = close_code::abnormal;
@@ -134,6 +137,7 @@ class WebSocket {
   std::uint8_t mask_offset_ = 0;
   bool frame_fin_ = false;
   bool frame_masked_ = false;
+  bool frame_payload_started_ = false;
   bool in_message_ = false;
   bool message_compressed_ = false;
   bool sending_fragmented_ = false;
