@@ -33,6 +33,7 @@ test: build
 	scripts/test-all $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: build
+	cmake --build $(BUILD) -j$(JOBS) --target micro_benchmarks beast_echo
 	scripts/bench $(BUILD)
 
 clean:

@@ -24,7 +24,9 @@
 namespace duplex::net {
 
 namespace {
-constexpr std::size_t keep_send_capacity = 64u << 10;
+// The loop's cork buffer keeps up to this much capacity between turns: one
+// per loop, and freeing it every batch cost a page-fault storm under load.
+constexpr std::size_t keep_cork_capacity = 4u << 20;
 // Reads per readiness event before yielding to other connections.
 constexpr int read_budget = 16;
 
@@ -120,7 +122,7 @@ void Connection::uncork() {
     backlog_->append(cork, off, std::string::npos);
   }
   cork.clear();
-  if (cork.capacity() > keep_send_capacity) std::string().swap(cork);
+  if (cork.capacity() > keep_cork_capacity) std::string().swap(cork);
   if ((write_failed_ || (backlog_ && writable_)) && !flush_scheduled_ && !in_read_handler_) {
     flush_scheduled_ = true;
     loop_->schedule_flush(this);

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <cstring>
+
 namespace duplex::protocol {
 
 namespace {
@@ -44,7 +46,26 @@ inline std::size_t sequence_length(std::uint8_t lead) {
 constexpr std::size_t simd_threshold = 32;
 }  // namespace
 
+namespace {
+// True if data[0..size) is all ASCII: eight bytes per step. Short messages
+// (chat lines, JSON commands) are mostly ASCII, and this beats the SIMD
+// validator's fixed cost for them.
+inline bool all_ascii(const std::uint8_t* data, std::size_t size) {
+  std::uint64_t acc = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    acc |= w;
+  }
+  for (; i < size; ++i) acc |= data[i];
+  return (acc & 0x8080808080808080ull) == 0;
+}
+constexpr std::size_t ascii_probe_limit = 256;
+}  // namespace
+
 bool Utf8Validator::feed(const std::uint8_t* data, std::size_t size) {
+  if (state_ == 0 && size <= ascii_probe_limit && all_ascii(data, size)) return true;
   std::size_t i = 0;
   // Finish a code point left open by the previous chunk.
   while (state_ != 0 && i < size) {
