@@ -20,6 +20,10 @@ struct EchoArgs {
   std::vector<std::string> subprotocols;
   unsigned ping_interval_s = 30;
   bool broadcast = false;
+  unsigned window_bits = 15;
+  int mem_level = 8;
+  int level = 6;
+  std::size_t deflate_min_size = 64;
 };
 
 // --broadcast: a message received on path P goes to every connection on P.
@@ -113,6 +117,17 @@ std::function<int()> add_echo_command(CLI::App& app) {
   cmd->add_option("--subprotocol", args->subprotocols, "A subprotocol to accept (repeatable)");
   cmd->add_option("--ping-interval", args->ping_interval_s, "Ping connections silent this many seconds (0 = never)")
       ->capture_default_str();
+  cmd->add_option("--deflate-window-bits", args->window_bits, "Compressor window, 8..15 (dedicated mode)")
+      ->check(CLI::Range(8, 15))
+      ->capture_default_str();
+  cmd->add_option("--deflate-mem-level", args->mem_level, "zlib memLevel 1..9: memory against speed")
+      ->check(CLI::Range(1, 9))
+      ->capture_default_str();
+  cmd->add_option("--deflate-level", args->level, "zlib compression level 1..9")
+      ->check(CLI::Range(1, 9))
+      ->capture_default_str();
+  cmd->add_option("--deflate-min-size", args->deflate_min_size, "Messages smaller than this are sent uncompressed")
+      ->capture_default_str();
   cmd->add_flag("--broadcast", args->broadcast,
                 "Instead of echoing, send every message to all connections on the same path (raw fan-out)");
   return [args, cmd]() -> int {
@@ -135,8 +150,17 @@ std::function<int()> add_echo_command(CLI::App& app) {
     options.subprotocols = args->subprotocols;
     options.timeouts.ping_interval = net::Millis{args->ping_interval_s * 1000};
     std::string mode = args->deflate.empty() ? "dedicated" : args->deflate;
-    if (mode == "shared") options.deflate.mode = net::DeflateMode::shared;
+    if (mode == "shared") {
+      // Shared: compress once per message, keep no zlib state per connection
+      // in either direction (clients are asked not to keep context either).
+      options.deflate.mode = net::DeflateMode::shared;
+      options.deflate.client_no_context_takeover = true;
+    }
     if (mode == "dedicated") options.deflate.mode = net::DeflateMode::dedicated;
+    options.deflate.server_max_window_bits = static_cast<std::uint8_t>(args->window_bits);
+    options.deflate.tuning.mem_level = args->mem_level;
+    options.deflate.tuning.level = args->level;
+    options.deflate.tuning.min_size = args->deflate_min_size;
 
     net::Handlers handlers;
     auto broadcaster = std::make_shared<Broadcaster>();

@@ -604,7 +604,9 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   if (config_->deflate.mode != DeflateMode::off) {
     protocol::DeflateServerPolicy policy;
     policy.server_no_context_takeover = config_->deflate.mode == DeflateMode::shared;
-    policy.client_no_context_takeover = config_->deflate.client_no_context_takeover;
+    // Shared mode keeps no zlib state per connection in either direction.
+    policy.client_no_context_takeover =
+        config_->deflate.client_no_context_takeover || config_->deflate.mode == DeflateMode::shared;
     policy.server_max_window_bits = config_->deflate.server_max_window_bits;
     policy.client_max_window_bits = config_->deflate.client_max_window_bits;
     if (auto params = protocol::negotiate_deflate(request.extensions, policy, extensions)) {

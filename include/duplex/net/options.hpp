@@ -39,7 +39,8 @@ enum class BackpressurePolicy : std::uint8_t {
 
 enum class DeflateMode : std::uint8_t {
   off,        // never negotiate permessage-deflate
-  shared,     // server_no_context_takeover: one compression per message, shared by all subscribers
+  shared,     // no context takeover either way: one compression per message, shared by all
+              // subscribers, and no zlib state kept per connection between messages
   dedicated,  // a compressor per connection with context takeover (best ratio, most memory)
 };
 
