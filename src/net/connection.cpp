@@ -820,10 +820,10 @@ void Connection::reschedule_timer() {
   } else {
     due = phase_deadline_;
   }
-  if (due == ~std::uint64_t{0})
-    TimerWheel::cancel(this);
-  else
-    loop_->timers().schedule(this, due);
+  // No deadline still keeps the connection in the wheel, far out: the wheel
+  // is also the loop's registry of live connections (for shutdown).
+  if (due == ~std::uint64_t{0}) due = loop_->timers().now() + (std::uint64_t{1} << 32);
+  loop_->timers().schedule(this, due);
 }
 
 void Connection::on_timer() {

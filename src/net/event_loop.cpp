@@ -99,6 +99,14 @@ void EventLoop::start_ticking() {
   });
 }
 
+std::vector<std::shared_ptr<Connection>> EventLoop::connections() {
+  // Every unfinished connection stays linked in the wheel (see
+  // Connection::reschedule_timer), so the wheel doubles as the registry.
+  std::vector<std::shared_ptr<Connection>> all;
+  wheel_.for_each([&](TimerNode* n) { all.push_back(static_cast<Connection*>(n)->shared_from_this()); });
+  return all;
+}
+
 std::string& EventLoop::cork_for(Connection* c) {
   if (corked_ != c) {
     if (corked_) corked_->uncork();

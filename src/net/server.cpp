@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "connection_config.hpp"
+#include "duplex/protocol/handshake.hpp"
 
 namespace duplex::net {
 
@@ -23,7 +24,6 @@ struct Server::Acceptor {
   asio::ip::tcp::acceptor acceptor;
   asio::steady_timer retry;  // after EMFILE/ENFILE: try again shortly instead of spinning
   bool reported_fd_limit = false;
-  std::vector<std::weak_ptr<Connection>> live;  // for shutdown; pruned as it grows
 };
 
 Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(options)) {
@@ -38,6 +38,9 @@ Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(op
   config_->deflate = options_.deflate;
   if (options_.tls.enabled()) config_->tls = TlsContext::server(options_.tls);
   config_->open_connections = new std::atomic<std::size_t>(0);
+  // OpenSSL 3 loads its providers on first use (about 2 MB of code and
+  // tables); do it now rather than in the first client's handshake.
+  (void)protocol::compute_accept_key("dGhlIHNhbXBsZSBub25jZQ==");
   unsigned n = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<EventLoop>(options_.read_buffer_size));
 }
@@ -115,10 +118,7 @@ void Server::accept_next(std::size_t index) {
         continue;
       }
       config_->open_connections->fetch_add(1, std::memory_order_relaxed);
-      auto c = Connection::accept(acc.loop, fd, config_);
-      if (acc.live.size() >= 1024 && acc.live.size() == acc.live.capacity())
-        std::erase_if(acc.live, [](const std::weak_ptr<Connection>& w) { return w.expired(); });
-      acc.live.push_back(c);
+      Connection::accept(acc.loop, fd, config_);
     }
     accept_next(index);
   });
@@ -146,24 +146,20 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
       asio::error_code ec;
       a->acceptor.close(ec);
       a->retry.cancel();
-      for (auto& w : a->live)
-        if (auto c = w.lock()) {
-          if (c->phase() == Connection::Phase::open)
-            c->close(code, "server shutting down");
-          else if (c->phase() != Connection::Phase::closing)
-            c->terminate();
-        }
+      for (auto& c : a->loop.connections()) {
+        if (c->phase() == Connection::Phase::open)
+          c->close(code, "server shutting down");
+        else if (c->phase() != Connection::Phase::closing)
+          c->terminate();
+      }
       // Stop this loop when its connections are gone or the deadline passes.
       auto timer = std::make_shared<asio::steady_timer>(a->loop.io());
       auto started = std::chrono::steady_clock::now();
       auto check = std::make_shared<std::function<void()>>();
       *check = [a, timer, started, deadline, check] {
-        bool any = false;
-        for (auto& w : a->live)
-          if (auto c = w.lock(); c && c->phase() != Connection::Phase::closed) any = true;
-        if (!any || std::chrono::steady_clock::now() - started >= deadline) {
-          for (auto& w : a->live)
-            if (auto c = w.lock()) c->terminate();
+        auto remaining = a->loop.connections();
+        if (remaining.empty() || std::chrono::steady_clock::now() - started >= deadline) {
+          for (auto& c : remaining) c->terminate();
           Acceptor* acceptor = a;  // the captures die with the next line
           auto self = std::move(*check);  // break the self-reference; destroyed on return
           acceptor->loop.stop();

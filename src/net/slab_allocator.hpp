@@ -34,7 +34,7 @@ class Slab {
   struct Node {
     Node* next;
   };
-  static constexpr std::size_t block = (BlockSize + 15) & ~std::size_t{15};
+  static constexpr std::size_t block = (BlockSize + 7) & ~std::size_t{7};  // 8-aligned objects only
   static constexpr std::size_t slab_bytes = 256u << 10;
   static std::mutex& mutex() {
     static std::mutex m;
@@ -67,6 +67,7 @@ struct SlabAllocator {
   SlabAllocator() = default;
   template <typename U>
   SlabAllocator(const SlabAllocator<U>&) {}
+  static_assert(alignof(T) <= 8, "slab blocks are 8-byte aligned");
   T* allocate(std::size_t n) {
     if (n == 1) return static_cast<T*>(Slab<sizeof(T)>::allocate());
     return static_cast<T*>(::operator new(n * sizeof(T)));

@@ -161,17 +161,18 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::uint32_t phase_deadline_ = 0;  // handshake or closing deadline
   std::uint16_t close_code_ = protocol::close_code::abnormal;
   Phase phase_;
-  bool writable_ = true;              // false after EAGAIN until EPOLLOUT
-  bool flush_scheduled_ = false;
-  bool in_read_handler_ = false;
-  bool over_limit_ = false;
-  bool opened_ = false;
-  bool finished_ = false;
-  bool read_wants_write_ = false;
-  bool write_wants_read_ = false;
-  bool close_after_flush_ = false;
-  bool peer_shutdown_ = false;        // EPOLLRDHUP seen: read until EOF
-  bool write_failed_ = false;         // a direct write from the cork failed
+  // Flags as bits: with thousands of idle connections every byte counts.
+  bool writable_ : 1 = true;            // false after EAGAIN until EPOLLOUT
+  bool flush_scheduled_ : 1 = false;
+  bool in_read_handler_ : 1 = false;
+  bool over_limit_ : 1 = false;
+  bool opened_ : 1 = false;
+  bool finished_ : 1 = false;
+  bool read_wants_write_ : 1 = false;
+  bool write_wants_read_ : 1 = false;
+  bool close_after_flush_ : 1 = false;
+  bool peer_shutdown_ : 1 = false;      // EPOLLRDHUP seen: read until EOF
+  bool write_failed_ : 1 = false;       // a direct write from the cork failed
 };
 
 }  // namespace duplex::net

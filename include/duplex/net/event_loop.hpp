@@ -62,6 +62,8 @@ class EventLoop {
 
   // Connections currently on this loop.
   std::size_t connection_count() const { return connection_count_; }
+  // Every connection on this loop that has not finished (loop thread only).
+  std::vector<std::shared_ptr<Connection>> connections();
 
   // Registers a connection's socket (EPOLLIN|EPOLLOUT|EPOLLRDHUP, edge-triggered).
   bool watch(int fd, Connection* c);

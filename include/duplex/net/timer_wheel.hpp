@@ -28,6 +28,13 @@ class TimerWheel {
   void schedule(TimerNode* node, std::uint64_t deadline);
   static void cancel(TimerNode* node);
 
+  // Calls f(node) for every scheduled node (the callback must not schedule or cancel).
+  template <typename F>
+  void for_each(F&& f) {
+    for (auto& head : slots_)
+      for (TimerNode* n = head.next; n != &head; n = n->next) f(n);
+  }
+
   // Advances one tick and calls on_expire(node) for every node now due. A
   // callback may schedule or cancel any node, including others due now.
   template <typename OnExpire>
