@@ -11,32 +11,11 @@
 // Whitespace around "=" (BWS) is tolerated, as RFC 9110 does for parameters.
 
 #include "duplex/protocol/extensions.hpp"
+#include "duplex/protocol/http_head.hpp"
 
 namespace duplex::protocol {
 
 namespace {
-
-constexpr bool is_tchar(unsigned char c) {
-  if (c >= '0' && c <= '9') return true;
-  if (c >= 'a' && c <= 'z') return true;
-  if (c >= 'A' && c <= 'Z') return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!is_tchar(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
 
 class Cursor {
  public:

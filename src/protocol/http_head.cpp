@@ -28,28 +28,6 @@ namespace duplex::protocol {
 
 namespace {
 
-constexpr bool is_tchar(unsigned char c) {
-  if (c >= '0' && c <= '9') return true;
-  if (c >= 'a' && c <= 'z') return true;
-  if (c >= 'A' && c <= 'Z') return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!is_tchar(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
 constexpr bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
 // CTLs other than HTAB (field-value and reason-phrase forbid them).
@@ -81,6 +59,28 @@ bool parse_version(std::string_view s, int& major, int& minor) {
 }  // namespace
 
 // ---- free helpers -------------------------------------------------------
+
+bool is_tchar(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!is_tchar(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

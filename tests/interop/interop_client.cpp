@@ -1,5 +1,6 @@
 // Our client against a peer's echo server (Python websockets, Node ws):
 // every message kind and size, fragmentation, ping/pong, close codes both ways.
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -30,14 +31,42 @@ int main(int argc, char** argv) {
   std::string url;
   net::ClientOptions options;
   bool server_close = true;
+  bool quick = false;
+  options.deflate_offer.client_max_window_bits = true;
+  auto window_bits = [&](const char* flag, const char* v) -> std::uint8_t {
+    char* end = nullptr;
+    long n = std::strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < 8 || n > 15) {
+      std::fprintf(stderr, "interop_client: %s needs a value 8..15, got '%s'\n", flag, v);
+      std::exit(2);
+    }
+    return static_cast<std::uint8_t>(n);
+  };
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
     if (s == "--ca-file" && i + 1 < argc) options.tls.ca_file = argv[++i];
     else if (s == "--deflate") options.deflate = true;
     else if (s == "--no-server-close") server_close = false;
-    else if (s == "--help") {
-      std::printf("usage: interop_client URL [--ca-file F] [--deflate] [--no-server-close]\n");
+    else if (s == "--quick") quick = true;
+    else if (s == "--no-context-takeover") {
+      options.deflate_offer.server_no_context_takeover = true;
+      options.deflate_offer.client_no_context_takeover = true;
+    } else if (s == "--server-window-bits" && i + 1 < argc) {
+      options.deflate_offer.server_max_window_bits = window_bits("--server-window-bits", argv[++i]);
+    } else if (s == "--client-window-bits" && i + 1 < argc) {
+      options.deflate_offer.client_max_window_bits_value = window_bits("--client-window-bits", argv[++i]);
+    } else if (s == "--help") {
+      std::printf(
+          "usage: interop_client URL [--ca-file F] [--deflate] [--no-server-close] [--quick]\n"
+          "         [--no-context-takeover] [--server-window-bits N] [--client-window-bits N]\n"
+          "  --quick                skip the 16 MiB and 70000-byte messages\n"
+          "  --no-context-takeover  offer server_ and client_no_context_takeover\n"
+          "  --server-window-bits N offer server_max_window_bits=N (8..15)\n"
+          "  --client-window-bits N offer client_max_window_bits=N (8..15)\n");
       return 0;
+    } else if (!s.empty() && s[0] == '-') {
+      std::fprintf(stderr, "interop_client: unknown or incomplete option %s\n", s.c_str());
+      return 2;
     } else url = s;
   }
   if (url.empty()) {
@@ -47,7 +76,6 @@ int main(int argc, char** argv) {
   options.websocket.max_frame_size = 32u << 20;
   options.websocket.max_message_size = 32u << 20;
   options.max_send_buffer = 64u << 20;
-  options.deflate_offer.client_max_window_bits = true;
 
   std::vector<Step> steps;
   steps.push_back({"text", protocol::Opcode::text, "hello, world", {}, false});
@@ -55,9 +83,11 @@ int main(int argc, char** argv) {
   steps.push_back({"binary", protocol::Opcode::binary, std::string("\x00\x01\x02\xFF", 4), {}, false});
   steps.push_back({"empty text", protocol::Opcode::text, "", {}, false});
   steps.push_back({"empty binary", protocol::Opcode::binary, "", {}, false});
-  for (std::size_t n : {125u, 126u, 65535u, 65536u, 16u << 20})
+  for (std::size_t n : {125u, 126u, 65535u, 65536u, 16u << 20}) {
+    if (quick && n > 65536u) continue;  // --quick: no 16 MiB message
     steps.push_back({"binary " + std::to_string(n) + " B", protocol::Opcode::binary, pattern(n), {}, false});
-  steps.push_back({"text 70000 B", protocol::Opcode::text, std::string(70000, 'x'), {}, false});
+  }
+  if (!quick) steps.push_back({"text 70000 B", protocol::Opcode::text, std::string(70000, 'x'), {}, false});
   steps.push_back({"fragmented text", protocol::Opcode::text, "caf\xC3\xA9 \xE2\x82\xAC!",
                    {"caf\xC3", "\xA9 \xE2", "\x82", "\xAC!"}, false});
   steps.push_back({"fragmented binary", protocol::Opcode::binary, pattern(3000),

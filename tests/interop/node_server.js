@@ -4,6 +4,16 @@
 //
 // Usage: node node_server.js [--host 127.0.0.1] [--port 0]
 //                            [--tls-cert F --tls-key F] [--deflate]
+//                            [--no-context-takeover] [--window-bits N]
+//                            [--server-window-bits N] [--client-window-bits N]
+//
+// The deflate options shape how permessage-deflate is accepted (they imply
+// --deflate): --no-context-takeover answers server_ and client_no_context_takeover,
+// --server-window-bits / --client-window-bits answer server_ /
+// client_max_window_bits=N (ws declines an offer that did not advertise
+// client_max_window_bits when a client bound is configured), --window-bits N
+// sets both. (Node's zlib quietly uses a 9-bit window when asked for a raw
+// deflate window of 8, so a peer must inflate such data with at least 9 bits.)
 //
 // Prints exactly one line, "listening on ws://HOST:PORT" (or wss://), once
 // ready. Echoes text as text and binary as binary. The text message
@@ -22,12 +32,21 @@ const MAX_PAYLOAD = 64 * 1024 * 1024; // comfortably above the 16 MiB test messa
 function usage(msg) {
   if (msg) process.stderr.write(`node_server.js: ${msg}\n`);
   process.stderr.write(
-    'usage: node node_server.js [--host H] [--port P] [--tls-cert F --tls-key F] [--deflate]\n');
+    'usage: node node_server.js [--host H] [--port P] [--tls-cert F --tls-key F] [--deflate]\n' +
+    '         [--no-context-takeover] [--window-bits N] [--server-window-bits N] [--client-window-bits N]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 0, tlsCert: null, tlsKey: null, deflate: false };
+  const opts = {
+    host: '127.0.0.1', port: 0, tlsCert: null, tlsKey: null, deflate: false,
+    noContextTakeover: false, serverWindowBits: undefined, clientWindowBits: undefined,
+  };
+  const bits = (a, v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 8 || n > 15) usage(`${a} needs a value 8..15`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -39,6 +58,17 @@ function parseArgs(argv) {
     else if (a === '--tls-cert') opts.tlsCert = value();
     else if (a === '--tls-key') opts.tlsKey = value();
     else if (a === '--deflate') opts.deflate = true;
+    else if (a === '--no-context-takeover') opts.noContextTakeover = opts.deflate = true;
+    else if (a === '--window-bits') {
+      opts.serverWindowBits = opts.clientWindowBits = bits(a, value());
+      opts.deflate = true;
+    } else if (a === '--server-window-bits') {
+      opts.serverWindowBits = bits(a, value());
+      opts.deflate = true;
+    } else if (a === '--client-window-bits') {
+      opts.clientWindowBits = bits(a, value());
+      opts.deflate = true;
+    }
     else if (a === '-h' || a === '--help') usage();
     else usage(`unknown argument ${a}`);
   }
@@ -48,6 +78,11 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+// threshold 0: compress every message, so the peer's inflater sees them all
+const pmd = { threshold: 0 };
+if (opts.noContextTakeover) pmd.serverNoContextTakeover = pmd.clientNoContextTakeover = true;
+if (opts.serverWindowBits !== undefined) pmd.serverMaxWindowBits = opts.serverWindowBits;
+if (opts.clientWindowBits !== undefined) pmd.clientMaxWindowBits = opts.clientWindowBits;
 const tls = !!opts.tlsCert;
 
 function plainHttp(req, res) {
@@ -62,8 +97,7 @@ const server = tls
 const wss = new WebSocketServer({
   server,
   maxPayload: MAX_PAYLOAD,
-  // threshold 0: compress every message, so the peer's inflater sees them all
-  perMessageDeflate: opts.deflate ? { threshold: 0 } : false,
+  perMessageDeflate: opts.deflate ? pmd : false,
 });
 
 wss.on('connection', (ws) => {

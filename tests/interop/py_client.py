@@ -2,7 +2,17 @@
 """Interop client built on Python websockets (Debian's 10.x): runs a fixed set
 of checks against a WebSocket echo server.
 
-Usage: py_client.py URL [--ca-file FILE] [--deflate]
+Usage: py_client.py URL [--ca-file FILE] [--deflate] [--quick]
+           [--no-context-takeover] [--window-bits N]
+           [--server-window-bits N] [--client-window-bits N]
+
+--quick skips the 16 MiB message. The deflate options shape the
+permessage-deflate offer (they imply --deflate): --no-context-takeover offers
+server_ and client_no_context_takeover, --server-window-bits /
+--client-window-bits offer server_ / client_max_window_bits=N, --window-bits N
+sets both. Python's zlib cannot compress with an 8-bit window (compressobj
+wbits=-8 raises "Invalid initialization option"), so --client-window-bits 8
+fails here by design; --server-window-bits 8 works (decompressing is fine).
 
 Prints one line per check ("ok - ..."); on the first failure prints
 "FAIL - ..." and exits 1. Exit 0 when every check passed.
@@ -18,6 +28,7 @@ import sys
 import time
 
 import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import OP_CONT, OP_TEXT
 
 MAX_SIZE = 64 * 1024 * 1024
@@ -82,7 +93,20 @@ async def roundtrip(ws, name, payload):
     expect_echo(name, payload, await recv(ws, name))
 
 
-async def run(url, ca_file, deflate):
+def deflate_factory(args):
+    """A custom offer, or None for websockets' default deflate offer."""
+    if not (args.no_context_takeover or args.server_window_bits or args.client_window_bits):
+        return None
+    return ClientPerMessageDeflateFactory(
+        server_no_context_takeover=args.no_context_takeover,
+        client_no_context_takeover=args.no_context_takeover,
+        server_max_window_bits=args.server_window_bits,
+        client_max_window_bits=args.client_window_bits or True,
+        compress_settings={"memLevel": 5},
+    )
+
+
+async def run(url, ca_file, deflate, quick=False, factory=None):
     ctx = None
     if url.startswith("wss://"):
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
@@ -91,7 +115,8 @@ async def run(url, ca_file, deflate):
         ws = await websockets.connect(
             url,
             ssl=ctx,
-            compression="deflate" if deflate else None,
+            compression="deflate" if deflate and factory is None else None,
+            extensions=[factory] if factory is not None else None,
             max_size=MAX_SIZE,
             max_queue=4,
             ping_interval=None,
@@ -117,7 +142,8 @@ async def run(url, ca_file, deflate):
         await roundtrip(ws, "empty binary message", b"")
         for n in (125, 126, 65535, 65536):
             await roundtrip(ws, f"binary message of {n} bytes", os.urandom(n))
-        await roundtrip(ws, "binary message of 16 MiB", os.urandom(16 * 1024 * 1024))
+        if not quick:
+            await roundtrip(ws, "binary message of 16 MiB", os.urandom(16 * 1024 * 1024))
 
         # Fragmented text through the public API: one frame per item.
         begin("fragmented text message")
@@ -179,11 +205,26 @@ def main():
     ap.add_argument("url")
     ap.add_argument("--ca-file")
     ap.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
+    ap.add_argument("--quick", action="store_true", help="skip the 16 MiB message")
+    ap.add_argument("--no-context-takeover", action="store_true",
+                    help="offer server_no_context_takeover and client_no_context_takeover")
+    ap.add_argument("--window-bits", type=int, choices=range(8, 16), metavar="N",
+                    help="same as --server-window-bits N --client-window-bits N")
+    ap.add_argument("--server-window-bits", type=int, choices=range(8, 16), metavar="N",
+                    help="offer server_max_window_bits=N")
+    ap.add_argument("--client-window-bits", type=int, choices=range(8, 16), metavar="N",
+                    help="offer client_max_window_bits=N")
     args = ap.parse_args()
+    if args.window_bits:
+        args.server_window_bits = args.server_window_bits or args.window_bits
+        args.client_window_bits = args.client_window_bits or args.window_bits
+    factory = deflate_factory(args)
+    if factory is not None:
+        args.deflate = True
 
     started = time.monotonic()
     try:
-        asyncio.run(run(args.url, args.ca_file, args.deflate))
+        asyncio.run(run(args.url, args.ca_file, args.deflate, args.quick, factory))
     except CheckFailed as e:
         print(f"FAIL - {e}", flush=True)
         return 1

@@ -3,6 +3,16 @@
 duplex client interop tests.
 
 Usage: py_server.py [--host 127.0.0.1] [--port 0] [--tls-cert F --tls-key F] [--deflate]
+                    [--no-context-takeover] [--window-bits N]
+                    [--server-window-bits N] [--client-window-bits N]
+
+The deflate options shape how permessage-deflate is accepted (they imply
+--deflate): --no-context-takeover answers server_ and client_no_context_takeover,
+--server-window-bits / --client-window-bits answer server_ / client_max_window_bits=N
+(the client must have advertised client_max_window_bits), --window-bits N sets
+both. Python's zlib cannot compress with an 8-bit window (compressobj wbits=-8
+raises "Invalid initialization option"), so --server-window-bits 8 fails on the
+first message; --client-window-bits 8 works (decompressing is fine).
 
 Prints exactly one line, "listening on ws://HOST:PORT" (or wss://), once ready.
 Echoes text as text and binary as binary. The text message "close-me 4002"
@@ -20,6 +30,7 @@ import ssl
 import sys
 
 import websockets
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 MAX_SIZE = 64 * 1024 * 1024  # comfortably above the 16 MiB test messages
 
@@ -46,7 +57,28 @@ async def main():
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--deflate", action="store_true", help="enable permessage-deflate")
+    ap.add_argument("--no-context-takeover", action="store_true",
+                    help="require server_no_context_takeover and client_no_context_takeover")
+    ap.add_argument("--window-bits", type=int, choices=range(8, 16), metavar="N",
+                    help="same as --server-window-bits N --client-window-bits N")
+    ap.add_argument("--server-window-bits", type=int, choices=range(8, 16), metavar="N",
+                    help="answer server_max_window_bits=N")
+    ap.add_argument("--client-window-bits", type=int, choices=range(8, 16), metavar="N",
+                    help="answer client_max_window_bits=N")
     args = ap.parse_args()
+    if args.window_bits:
+        args.server_window_bits = args.server_window_bits or args.window_bits
+        args.client_window_bits = args.client_window_bits or args.window_bits
+    factory = None
+    if args.no_context_takeover or args.server_window_bits or args.client_window_bits:
+        args.deflate = True
+        factory = ServerPerMessageDeflateFactory(
+            server_no_context_takeover=args.no_context_takeover,
+            client_no_context_takeover=args.no_context_takeover,
+            server_max_window_bits=args.server_window_bits,
+            client_max_window_bits=args.client_window_bits,
+            compress_settings={"memLevel": 5},
+        )
 
     ctx = None
     if args.tls_cert or args.tls_key:
@@ -65,7 +97,8 @@ async def main():
         args.host,
         args.port,
         ssl=ctx,
-        compression="deflate" if args.deflate else None,
+        compression="deflate" if args.deflate and factory is None else None,
+        extensions=[factory] if factory is not None else None,
         max_size=MAX_SIZE,
         max_queue=4,
         # the selector is only consulted when this list is non-empty

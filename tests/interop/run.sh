@@ -8,6 +8,9 @@
 # (override with PYTHON=...), node with ws in tests/interop/node_modules
 # (override with NODE=...). All traffic stays on 127.0.0.1.
 #
+# Section 4 is an RFC 7692 parameter matrix (context takeover, window bits)
+# over plain ws:// with the peers' --quick mode.
+#
 # Prints one PASS/FAIL line per check and finally "interop: N passed, M failed";
 # exits non-zero if anything failed. KEEP_TMP=1 keeps the scratch directory
 # (certificates, logs).
@@ -361,6 +364,108 @@ else
   fi
   stop_server
 fi
+
+# ---- 4. RFC 7692 parameter matrix (plain ws://, --quick) --------------------
+# Context takeover on/off and window bits 8, 9, 12, 15, both directions.
+# "--window-bits N" on a peer means server_max_window_bits=N and
+# client_max_window_bits=N (offered by a client, answered by a server).
+#
+# Window bits 8: Python's zlib refuses to compress with an 8-bit raw window
+# (zlib.compressobj(wbits=-8) -> "Invalid initialization option"), so Python
+# websockets only works where Python *inflates* with 8 bits: py_client offers
+# server_max_window_bits=8 only (not client_max_window_bits=8), and py_server
+# answers client_max_window_bits=8 only (and our client does not offer
+# server_max_window_bits=8, which py_server would adopt for its compressor).
+# Node's zlib quietly uses a 9-bit window when asked for 8, which duplex
+# tolerates (it never inflates with fewer than 9 bits), so Node gets 8 both ways.
+MATRIX_BITS=(8 9 12 15)
+
+# matrix_peer_bits PEER N: the window-bit options for a peer script.
+matrix_peer_bits() {
+  case "$1,$2" in
+    py_client,8) echo "--server-window-bits 8" ;;
+    py_server,8) echo "--client-window-bits 8" ;;
+    *) echo "--window-bits $2" ;;
+  esac
+}
+# matrix_our_client_bits PEER N: the window-bit options for interop_client.
+matrix_our_client_bits() {
+  case "$1,$2" in
+    py_server,8) echo "--client-window-bits 8" ;;
+    *) echo "--server-window-bits $2 --client-window-bits $2" ;;
+  esac
+}
+
+# 4a. our server (duplex echo --deflate=MODE --deflate-window-bits N) x clients
+for mode in dedicated shared; do
+  for bits in "${MATRIX_BITS[@]}"; do
+    for nct in 0 1; do
+      tag="ws,deflate=$mode,bits=$bits$([ $nct = 1 ] && echo ",no-context-takeover")"
+      clients=(py_client node_client)
+      if [ ! -x "$DUPLEX" ]; then
+        for c in "${clients[@]}"; do
+          fail "matrix: duplex echo [$tag] <- $c" "$DUPLEX not found or not executable"
+        done
+        continue
+      fi
+      label=$(slug "matrix_duplex_echo_$tag")
+      if ! start_server "$label" ws "$DUPLEX" echo --listen 127.0.0.1:0 \
+          --deflate="$mode" --deflate-window-bits "$bits"; then
+        for c in "${clients[@]}"; do
+          fail "matrix: duplex echo [$tag] <- $c" "$SERVER_PROBLEM" "$SERVER_OUT" "$SERVER_ERR"
+        done
+        continue
+      fi
+      for c in "${clients[@]}"; do
+        # shellcheck disable=SC2207 # word splitting of the option list is intended
+        cli_args=(--quick $(matrix_peer_bits "$c" "$bits"))
+        [ $nct = 1 ] && cli_args+=(--no-context-takeover)
+        if [ "$c" = py_client ]; then
+          cmd=("$PYTHON" "$HERE/py_client.py")
+        else
+          cmd=("$NODE" "$HERE/node_client.js")
+        fi
+        run_client "matrix: duplex echo [$tag] <- $c ${cli_args[*]}" "$TMP/$label.$c.log" \
+          "${cmd[@]}" "$SERVER_URL" "${cli_args[@]}"
+      done
+      stop_server
+    done
+  done
+done
+
+# 4b. our client (interop_client --deflate --quick ...) x peer servers
+for peer in py_server node_server; do
+  for bits in "${MATRIX_BITS[@]}"; do
+    for nct in 0 1; do
+      # shellcheck disable=SC2207 # word splitting of the option lists is intended
+      srv_args=(--port 0 $(matrix_peer_bits "$peer" "$bits"))
+      # shellcheck disable=SC2207
+      cli_args=(--deflate --quick $(matrix_our_client_bits "$peer" "$bits"))
+      if [ $nct = 1 ]; then
+        srv_args+=(--no-context-takeover)
+        cli_args+=(--no-context-takeover)
+      fi
+      name="matrix: interop_client ${cli_args[*]} -> $peer ${srv_args[*]:2}"
+      if [ ! -x "$INTEROP_CLIENT" ]; then
+        fail "$name" "$INTEROP_CLIENT not found or not executable"
+        continue
+      fi
+      label=$(slug "matrix_${peer}_${bits}_$nct")
+      if [ $peer = py_server ]; then
+        cmd=("$PYTHON" "$HERE/py_server.py")
+      else
+        cmd=("$NODE" "$HERE/node_server.js")
+      fi
+      if ! start_server "$label" ws "${cmd[@]}" "${srv_args[@]}"; then
+        fail "$name" "peer server: $SERVER_PROBLEM" "$SERVER_OUT" "$SERVER_ERR"
+        continue
+      fi
+      run_client "$name" "$TMP/$label.interop_client.log" \
+        "$INTEROP_CLIENT" "$SERVER_URL" "${cli_args[@]}"
+      stop_server
+    done
+  done
+done
 
 echo "interop: $passed passed, $failed failed"
 [ $failed -eq 0 ]

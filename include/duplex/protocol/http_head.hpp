@@ -78,6 +78,10 @@ class HttpHeadParser {
   int error_status_ = 0;
 };
 
+// RFC 9110 token characters and tokens (method, header name, extension name...).
+bool is_tchar(unsigned char c);
+bool is_token(std::string_view s);
+
 // Case-insensitive ASCII comparison.
 bool iequals(std::string_view a, std::string_view b);
 // True if the comma-separated token list `list` contains `token` (case-insensitive).
