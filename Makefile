@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
-WERROR := $(if $(CI),ON,ON)
+WERROR ?= ON
 
 .PHONY: all deps build run test unit interop examples consumer asan fuzz bench clean help
 
