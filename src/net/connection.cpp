@@ -870,6 +870,23 @@ void Connection::on_timer() {
   reschedule_timer();
 }
 
+void Connection::abandon() {
+  finished_ = true;
+  phase_ = Phase::closed;
+  TimerWheel::cancel(this);
+  if (fd_ >= 0) {
+    loop_->unwatch(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (loop_->corked_ == this) {
+    loop_->corked_ = nullptr;
+    loop_->cork_.clear();
+  }
+  handshake_.reset();
+  self_.reset();  // the caller holds another reference
+}
+
 void Connection::finish(std::uint16_t code, std::string_view reason) {
   if (finished_) return;
   finished_ = true;

@@ -23,6 +23,8 @@ EventLoop::EventLoop(std::size_t read_buffer_size)
 }
 
 EventLoop::~EventLoop() {
+  // Connections still open keep themselves alive; release them (no callbacks).
+  for (auto& c : connections()) c->abandon();
   asio::error_code ec;
   epoll_watch_.close(ec);
   ::close(epoll_fd_);

@@ -138,11 +138,27 @@ void Server::stop() {
   for (auto& l : loops_) l->stop();
 }
 
+// Polls a loop during shutdown. The only reference to the timer is in its
+// pending handler, so nothing leaks if the loop is stopped first.
+void Server::watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> timer,
+                            std::chrono::steady_clock::time_point started, Millis deadline) {
+  auto remaining = a->loop.connections();
+  if (remaining.empty() || std::chrono::steady_clock::now() - started >= deadline) {
+    for (auto& c : remaining) c->terminate();
+    a->loop.stop();
+    return;
+  }
+  timer->expires_after(Millis{20});
+  timer->async_wait([a, timer, started, deadline](const asio::error_code& ec) {
+    if (!ec) watch_shutdown(a, timer, started, deadline);
+  });
+}
+
 void Server::shutdown(std::uint16_t code, Millis deadline) {
   stopping_ = true;
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     Acceptor* a = acceptors_[i].get();
-    a->loop.post([this, a, code, deadline] {
+    a->loop.post([a, code, deadline] {
       asio::error_code ec;
       a->acceptor.close(ec);
       a->retry.cancel();
@@ -153,24 +169,8 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
           c->terminate();
       }
       // Stop this loop when its connections are gone or the deadline passes.
-      auto timer = std::make_shared<asio::steady_timer>(a->loop.io());
-      auto started = std::chrono::steady_clock::now();
-      auto check = std::make_shared<std::function<void()>>();
-      *check = [a, timer, started, deadline, check] {
-        auto remaining = a->loop.connections();
-        if (remaining.empty() || std::chrono::steady_clock::now() - started >= deadline) {
-          for (auto& c : remaining) c->terminate();
-          Acceptor* acceptor = a;  // the captures die with the next line
-          auto self = std::move(*check);  // break the self-reference; destroyed on return
-          acceptor->loop.stop();
-          return;
-        }
-        timer->expires_after(Millis{20});
-        timer->async_wait([check](const asio::error_code&) {
-          if (*check) (*check)();
-        });
-      };
-      (*check)();
+      watch_shutdown(a, std::make_shared<asio::steady_timer>(a->loop.io()), std::chrono::steady_clock::now(),
+                     deadline);
     });
   }
 }

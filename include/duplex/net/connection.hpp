@@ -91,6 +91,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void on_events(std::uint32_t epoll_events);
   void on_timer();
   void flush();
+  // The loop is being destroyed: close the socket and drop the self
+  // reference, without callbacks (the application may be tearing down too).
+  void abandon();
   // Moves this connection's frames out of the loop's cork buffer: written
   // directly if the socket takes them, the rest kept in the backlog.
   void uncork();

@@ -1,6 +1,8 @@
 // The WebSocket server: one event loop per thread, SO_REUSEPORT acceptors.
 #pragma once
+#include <asio/steady_timer.hpp>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -42,6 +44,8 @@ class Server {
  private:
   struct Acceptor;
   void accept_next(std::size_t index);
+  static void watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> timer,
+                             std::chrono::steady_clock::time_point started, Millis deadline);
 
   ServerOptions options_;
   std::shared_ptr<ConnectionConfig> config_;
