@@ -233,22 +233,11 @@ class NetWorker final : public Worker {
 };
 
 int run_connect(const ConnectArgs& args) {
-  std::string error;
-  const auto url = net::parse_ws_url(args.url, error);
-  if (!url) {
-    std::fprintf(stderr, "duplex bench connect: %s\n", error.c_str());
-    return exit_usage;
-  }
-  const std::string engine = args.engine == "auto" ? (url->secure ? "net" : "raw") : args.engine;
-  if (engine == "raw" && url->secure) {
-    std::fprintf(stderr, "duplex bench connect: the raw engine speaks ws:// only; use --engine net for wss://\n");
-    return exit_usage;
-  }
-  RawTarget target;
-  if (engine == "raw" && !resolve_target(*url, target, error)) {
-    std::fprintf(stderr, "duplex bench connect: %s\n", error.c_str());
-    return exit_usage;
-  }
+  const auto bench_target = open_bench_target("connect", args.url, args.engine);
+  if (!bench_target) return exit_usage;
+  const net::WsUrl* url = &bench_target->url;
+  const std::string& engine = bench_target->engine;
+  const RawTarget& target = bench_target->raw;
   if (url->secure) {
     // Fail on a bad --ca-file now rather than once per connection.
     try {

@@ -396,22 +396,10 @@ std::string make_payload(std::size_t size) {
 }
 
 int run_echo(const EchoArgs& args) {
-  std::string error;
-  const auto url = net::parse_ws_url(args.url, error);
-  if (!url) {
-    std::fprintf(stderr, "duplex bench echo: %s\n", error.c_str());
-    return exit_usage;
-  }
-  const std::string engine = args.engine == "auto" ? (url->secure ? "net" : "raw") : args.engine;
-  if (engine == "raw" && url->secure) {
-    std::fprintf(stderr, "duplex bench echo: the raw engine speaks ws:// only; use --engine net for wss://\n");
-    return exit_usage;
-  }
-  RawTarget target;
-  if (engine == "raw" && !resolve_target(*url, target, error)) {
-    std::fprintf(stderr, "duplex bench echo: %s\n", error.c_str());
-    return exit_usage;
-  }
+  const auto bench_target = open_bench_target("echo", args.url, args.engine);
+  if (!bench_target) return exit_usage;
+  const std::string& engine = bench_target->engine;
+  const RawTarget& target = bench_target->raw;
   if (args.server_pid > 0 && read_process_cpu_seconds(args.server_pid) < 0) {
     std::fprintf(stderr, "duplex bench echo: cannot read /proc/%ld/stat (--server-pid)\n", args.server_pid);
     return exit_usage;

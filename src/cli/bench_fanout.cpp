@@ -295,21 +295,9 @@ int run_fanout(const FanoutArgs& args) {
     std::fprintf(stderr, "duplex bench fanout: --size must be at least %zu (timestamp + sequence)\n", header_size);
     return exit_usage;
   }
-  std::string error;
-  const auto url = net::parse_ws_url(args.url, error);
-  if (!url) {
-    std::fprintf(stderr, "duplex bench fanout: %s\n", error.c_str());
-    return exit_usage;
-  }
-  if (url->secure) {
-    std::fprintf(stderr, "duplex bench fanout: ws:// only (the raw engine does not speak TLS)\n");
-    return exit_usage;
-  }
-  RawTarget base;
-  if (!resolve_target(*url, base, error)) {
-    std::fprintf(stderr, "duplex bench fanout: %s\n", error.c_str());
-    return exit_usage;
-  }
+  const auto bench_target = open_bench_target("fanout", args.url, "raw");
+  if (!bench_target) return exit_usage;
+  const RawTarget& base = bench_target->raw;
   if (args.server_pid > 0 && read_process_cpu_seconds(args.server_pid) < 0) {
     std::fprintf(stderr, "duplex bench fanout: cannot read /proc/%ld/stat (--server-pid)\n", args.server_pid);
     return exit_usage;

@@ -51,21 +51,9 @@ int run_idle(const IdleArgs& args) {
     std::fprintf(stderr, "duplex bench idle: --server-pid is required (the figure is the server's memory)\n");
     return exit_usage;
   }
-  std::string error;
-  const auto url = net::parse_ws_url(args.url, error);
-  if (!url) {
-    std::fprintf(stderr, "duplex bench idle: %s\n", error.c_str());
-    return exit_usage;
-  }
-  if (url->secure) {
-    std::fprintf(stderr, "duplex bench idle: ws:// only (the raw engine does not speak TLS)\n");
-    return exit_usage;
-  }
-  RawTarget target;
-  if (!resolve_target(*url, target, error)) {
-    std::fprintf(stderr, "duplex bench idle: %s\n", error.c_str());
-    return exit_usage;
-  }
+  const auto bench_target = open_bench_target("idle", args.url, "raw");
+  if (!bench_target) return exit_usage;
+  const RawTarget& target = bench_target->raw;
   if (args.source_addresses > 1 && target.addr.ss_family != AF_INET) {
     std::fprintf(stderr, "duplex bench idle: --source-addresses needs an IPv4 server address\n");
     return exit_usage;

@@ -396,4 +396,30 @@ void RawEngine::close_all(std::uint64_t deadline) {
     if (conns_[i]->state_ != RawConnection::State::closed) conns_[i]->abort();
 }
 
+
+std::optional<BenchTarget> open_bench_target(std::string_view mode, const std::string& url_text,
+                                             const std::string& engine_option) {
+  const int mode_len = static_cast<int>(mode.size());
+  std::string error;
+  const auto url = net::parse_ws_url(url_text, error);
+  if (!url) {
+    std::fprintf(stderr, "duplex bench %.*s: %s\n", mode_len, mode.data(), error.c_str());
+    return std::nullopt;
+  }
+  BenchTarget t;
+  t.url = *url;
+  t.engine = engine_option == "auto" ? (url->secure ? "net" : "raw") : engine_option;
+  if (t.engine == "raw" && url->secure) {
+    std::fprintf(stderr,
+                 "duplex bench %.*s: the raw engine speaks ws:// only (wss:// needs --engine net, where the mode has it)\n",
+                 mode_len, mode.data());
+    return std::nullopt;
+  }
+  if (t.engine == "raw" && !resolve_target(t.url, t.raw, error)) {
+    std::fprintf(stderr, "duplex bench %.*s: %s\n", mode_len, mode.data(), error.c_str());
+    return std::nullopt;
+  }
+  return t;
+}
+
 }  // namespace duplex::cli::bench

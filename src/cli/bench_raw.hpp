@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <string_view>
 #include <vector>
 
@@ -30,6 +32,20 @@ struct RawTarget {
 
 // Resolves `url` (numeric or by name) once. False with `error` on failure.
 bool resolve_target(const net::WsUrl& url, RawTarget& out, std::string& error);
+
+// What every mode starts from: the parsed URL, the engine ("raw" or "net")
+// and, for the raw engine, the resolved target.
+struct BenchTarget {
+  net::WsUrl url;
+  std::string engine;
+  RawTarget raw;
+};
+
+// Parses `url_text`, settles the engine ("auto": raw for ws://, net for
+// wss://; raw refuses wss://) and resolves the raw target. On failure prints
+// "duplex bench MODE: why" and returns nullopt.
+std::optional<BenchTarget> open_bench_target(std::string_view mode, const std::string& url_text,
+                                             const std::string& engine_option);
 
 struct RawOptions {
   bool deflate = false;  // offer permessage-deflate
