@@ -338,4 +338,18 @@ void add_generator_rows(Report& report, double cpu_seconds, double seconds, unsi
                 " thread(s): the figures may be its limit, not the server's (add --threads or a core)");
 }
 
+void CpuWindow::begin() {
+  if (watch_server_) server_before_ = server_.cpu_seconds();
+  self_before_ = self_cpu_seconds();
+  begun_ = true;
+}
+
+void CpuWindow::end() {
+  if (watch_server_) {
+    server_after_ = server_.cpu_seconds();
+    server_rss_ = server_.rss_kib();
+  }
+  self_after_ = self_cpu_seconds();
+}
+
 }  // namespace duplex::cli::bench

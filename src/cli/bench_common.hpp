@@ -34,6 +34,28 @@ long read_process_rss_kib(long pid);
 
 // Keeps /proc/PID/stat and /proc/PID/status open and re-reads them, so that
 // sampling still works once this process has used up its file descriptors.
+class ProcessWatch;
+
+// CPU seconds used over the measured window by the server (when watched) and
+// by this generator, and the server's RSS at the window's end.
+class CpuWindow {
+ public:
+  CpuWindow(const ProcessWatch& server, bool watch_server) : server_(server), watch_server_(watch_server) {}
+  void begin();
+  void end();
+  bool begun() const { return begun_; }
+  double server_cpu() const { return server_after_ - server_before_; }
+  double self_cpu() const { return self_after_ - self_before_; }
+  long server_rss() const { return server_rss_; }
+
+ private:
+  const ProcessWatch& server_;
+  bool watch_server_;
+  bool begun_ = false;
+  double server_before_ = -1, server_after_ = -1, self_before_ = 0, self_after_ = 0;
+  long server_rss_ = -1;
+};
+
 class ProcessWatch {
  public:
   explicit ProcessWatch(long pid);  // 0: this process

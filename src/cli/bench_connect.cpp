@@ -276,8 +276,8 @@ int run_connect(const ConnectArgs& args) {
       workers.push_back(std::make_unique<NetWorker>(s, *live.back(), c));
   }
   ProgressLine progress(args.output.quiet);
-  const double server_cpu_before = args.server_pid > 0 ? server.cpu_seconds() : -1;
-  const double self_cpu_before = self_cpu_seconds();
+  CpuWindow window(server, args.server_pid > 0);
+  window.begin();
   const std::uint64_t start = now_ns();
   std::vector<std::thread> pool;
   for (auto& w : workers) pool.emplace_back([&w] { w->run(); });
@@ -304,9 +304,7 @@ int run_connect(const ConnectArgs& args) {
     }
   }
   const std::uint64_t end = now_ns();
-  const double server_cpu_after = args.server_pid > 0 ? server.cpu_seconds() : -1;
-  const long server_rss = args.server_pid > 0 ? server.rss_kib() : -1;
-  const double self_cpu_after = self_cpu_seconds();
+  window.end();
   s.stop.store(true);
   for (auto& th : pool) th.join();
   progress.done();
@@ -335,9 +333,9 @@ int run_connect(const ConnectArgs& args) {
   report.integer("unclean_closes", "unclean closes", unclean);
   report.rate("handshakes_per_sec", "handshakes/s", static_cast<double>(opened) / seconds);
   report.latencies("handshake", "connect+handshake", latency);
-  add_generator_rows(report, self_cpu_after - self_cpu_before, seconds, threads);
+  add_generator_rows(report, window.self_cpu(), seconds, threads);
   if (args.server_pid > 0)
-    add_server_rows(report, args.server_pid, server_cpu_after - server_cpu_before, server_rss, seconds, opened,
+    add_server_rows(report, args.server_pid, window.server_cpu(), window.server_rss(), seconds, opened,
                     "handshakes_per_server_cpu_s", "handshakes per server-CPU-second");
   if (!s.first_error.empty()) report.note("first error: " + s.first_error);
   report.print(args.output.json);

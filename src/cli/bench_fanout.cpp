@@ -361,15 +361,8 @@ int run_fanout(const FanoutArgs& args) {
   const std::uint64_t start = now_ns();
   s.warm_end = start + seconds_to_ns(args.timing.warmup);
   s.end = s.warm_end + seconds_to_ns(args.timing.duration);
-  double server_cpu_before = -1, server_cpu_after = -1, self_cpu_before = 0, self_cpu_after = 0;
-  long server_rss = -1;
-  bool sampled_before = false;
-  auto sample_before = [&] {
-    if (args.server_pid > 0) server_cpu_before = server.cpu_seconds();
-    self_cpu_before = self_cpu_seconds();
-    sampled_before = true;
-  };
-  if (args.timing.warmup <= 0) sample_before();
+  CpuWindow window(server, args.server_pid > 0);
+  if (args.timing.warmup <= 0) window.begin();
   s.phase.store(running, std::memory_order_release);
 
   auto received_in_window = [&] {
@@ -384,17 +377,13 @@ int run_fanout(const FanoutArgs& args) {
   bool ended = false;
   for (;;) {
     std::uint64_t wake = std::min(next_progress, ended ? now_ns() + 20'000'000 : s.end);
-    if (!sampled_before) wake = std::min(wake, s.warm_end);
+    if (!window.begun()) wake = std::min(wake, s.warm_end);
     sleep_until_ns(wake);
     const std::uint64_t now = now_ns();
-    if (!sampled_before && now >= s.warm_end) sample_before();
+    if (!window.begun() && now >= s.warm_end) window.begin();
     if (!ended && now >= s.end) {
       ended = true;
-      if (args.server_pid > 0) {
-        server_cpu_after = server.cpu_seconds();
-        server_rss = server.rss_kib();
-      }
-      self_cpu_after = self_cpu_seconds();
+      window.end();
     }
     // After the window: wait for the deliveries still in flight (or the drain time).
     if (ended && (received_in_window() >= s.expected() || now >= drain_deadline)) break;
@@ -448,9 +437,9 @@ int run_fanout(const FanoutArgs& args) {
   report.rate("deliveries_per_sec", "deliveries/s", static_cast<double>(total.received) / seconds);
   report.latencies("latency", "publish->deliver", total.latency);
   report.integer("errors", "errors", total.dropped + total.malformed);
-  add_generator_rows(report, self_cpu_after - self_cpu_before, seconds, threads);
+  add_generator_rows(report, window.self_cpu(), seconds, threads);
   if (args.server_pid > 0)
-    add_server_rows(report, args.server_pid, server_cpu_after - server_cpu_before, server_rss, seconds,
+    add_server_rows(report, args.server_pid, window.server_cpu(), window.server_rss(), seconds,
                     total.received, "deliveries_per_server_cpu_s", "deliveries per server-CPU-second");
   if (!s.first_error.empty()) report.note("first error: " + s.first_error);
   report.print(args.output.json);
