@@ -8,5 +8,6 @@
 #include "duplex/net/prepared_message.hpp"
 #include "duplex/net/server.hpp"
 #include "duplex/protocol/close_code.hpp"
+#include "duplex/protocol/http_response.hpp"
 #include "duplex/protocol/opcode.hpp"
 

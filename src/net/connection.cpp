@@ -20,6 +20,7 @@
 #include "connection_config.hpp"
 #include "slab_allocator.hpp"
 #include "duplex/protocol/handshake.hpp"
+#include "duplex/protocol/http_response.hpp"
 
 namespace duplex::net {
 
@@ -539,6 +540,12 @@ void Connection::on_eof() {
     fail_connect("server closed the connection during the handshake");
     return;
   }
+  if (phase_ == Phase::http_handshake && handshake_ &&
+      handshake_->http_state == HandshakeState::HttpState::awaiting_response) {
+    // The client half-closed after its request: answer, then close.
+    handshake_->keep_alive = false;
+    return;
+  }
   if (ws_.close_received()) {
     finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
   } else {
@@ -551,6 +558,10 @@ void Connection::on_eof() {
 void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
   if (phase_ == Phase::http_handshake) {
     if (close_after_flush_) return;  // ignore anything after a rejected request
+    if (handshake_->http_state != HandshakeState::HttpState::reading_head) {
+      http_input(data, size);
+      return;
+    }
     std::size_t consumed = 0;
     const auto status =
         handshake_->parser.feed(std::string_view(reinterpret_cast<const char*>(data), size), consumed);
@@ -586,6 +597,10 @@ void Connection::reject_and_close(int status, std::string_view message) {
 
 void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   const protocol::HttpHead& head = handshake_->parser.head();
+  if (config_->handlers.on_http && !protocol::list_contains_token(head.joined("Upgrade"), "websocket")) {
+    start_http_request(rest, rest_size);
+    return;
+  }
   protocol::UpgradeRequest request;
   protocol::HandshakeRejection rejection;
   if (!protocol::validate_upgrade_request(head, request, rejection)) {
@@ -626,6 +641,167 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
     ws_.receive(rest, rest_size, *this, output());
     after_protocol_input();
   }
+}
+
+// ---- plain HTTP requests (server) ------------------------------------------------
+
+void Connection::start_http_request(std::uint8_t* rest, std::size_t rest_size) {
+  using HttpState = HandshakeState::HttpState;
+  const protocol::HttpHead& head = handshake_->parser.head();
+  served_http_ = true;
+  if (head.has("Transfer-Encoding")) {
+    reject_and_close(411, "chunked request bodies are not supported: send Content-Length");
+    return;
+  }
+  std::size_t length = 0;
+  if (head.has("Content-Length")) {
+    if (head.count("Content-Length") != 1) {
+      reject_and_close(400, "more than one Content-Length");
+      return;
+    }
+    const std::string_view text = head.get("Content-Length");
+    if (text.empty() || text.size() > 12) {
+      reject_and_close(text.empty() ? 400 : 413, "bad Content-Length");
+      return;
+    }
+    for (char ch : text) {
+      if (ch < '0' || ch > '9') {
+        reject_and_close(400, "bad Content-Length");
+        return;
+      }
+      length = length * 10 + static_cast<std::size_t>(ch - '0');
+    }
+    if (length > config_->http.max_body_bytes) {
+      reject_and_close(413, "request body too large");
+      return;
+    }
+  }
+  handshake_->target = head.target;
+  handshake_->keep_alive = protocol::wants_keep_alive(head);
+  handshake_->head_request = head.method == "HEAD";
+  handshake_->body.clear();
+  handshake_->body_expected = length;
+  handshake_->http_state = HttpState::reading_body;
+  if (length > 0) handshake_->body.reserve(length);
+  http_input(rest, rest_size);
+}
+
+void Connection::http_input(std::uint8_t* data, std::size_t size) {
+  using HttpState = HandshakeState::HttpState;
+  auto& hs = *handshake_;
+  if (hs.http_state == HttpState::reading_body) {
+    const std::size_t take = std::min(size, hs.body_expected - hs.body.size());
+    hs.body.append(reinterpret_cast<const char*>(data), take);
+    data += take;
+    size -= take;
+    if (hs.body.size() < hs.body_expected) return;
+    if (size > 0) hs.pending_input.append(reinterpret_cast<const char*>(data), size);
+    dispatch_http();
+    return;
+  }
+  // A response is pending or streaming: keep the next request's bytes for later.
+  if (hs.pending_input.size() + size > config_->http.max_head_bytes + config_->http.max_body_bytes) {
+    finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
+    return;
+  }
+  hs.pending_input.append(reinterpret_cast<const char*>(data), size);
+}
+
+void Connection::dispatch_http() {
+  auto& hs = *handshake_;
+  hs.http_state = HandshakeState::HttpState::awaiting_response;
+  phase_deadline_ = ~std::uint32_t{0};  // the application answers when it will (long-poll, SSE)
+  reschedule_timer();
+  const protocol::HttpHead& head = hs.parser.head();
+  const std::string_view target = hs.target;
+  HttpRequest request{head, head.method, target, protocol::target_path(target), protocol::target_query(target),
+                      hs.body};
+  auto keep = shared_from_this();
+  config_->handlers.on_http(*this, request);
+}
+
+bool Connection::http_response_pending() const {
+  return handshake_ && (handshake_->http_state == HandshakeState::HttpState::awaiting_response ||
+                        handshake_->http_state == HandshakeState::HttpState::streaming);
+}
+
+bool Connection::http_streaming() const {
+  return handshake_ && handshake_->http_state == HandshakeState::HttpState::streaming;
+}
+
+void Connection::http_respond(int status, std::string_view content_type, std::string_view body,
+                              const std::vector<protocol::HttpHeader>& headers) {
+  if (phase_ != Phase::http_handshake || !handshake_ ||
+      handshake_->http_state != HandshakeState::HttpState::awaiting_response)
+    return;
+  protocol::HttpResponseHead head{status, content_type, &headers, handshake_->keep_alive};
+  protocol::append_http_response(output(), head, body, !handshake_->head_request);
+  http_response_done();
+}
+
+void Connection::http_begin_stream(int status, std::string_view content_type,
+                                   const std::vector<protocol::HttpHeader>& headers) {
+  if (phase_ != Phase::http_handshake || !handshake_ ||
+      handshake_->http_state != HandshakeState::HttpState::awaiting_response)
+    return;
+  protocol::HttpResponseHead head{status, content_type, &headers, handshake_->keep_alive};
+  protocol::append_http_stream_head(output(), head);
+  handshake_->http_state = HandshakeState::HttpState::streaming;
+  note_queued();
+}
+
+SendStatus Connection::http_stream_write(std::string_view data) {
+  if (phase_ != Phase::http_handshake || !http_streaming() || close_after_flush_) return SendStatus::closed;
+  protocol::append_http_chunk(output(), data);
+  note_queued();
+  if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
+  flush();
+  if (phase_ == Phase::closed) return SendStatus::closed;
+  if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
+  finish(protocol::close_code::policy_violation, "send buffer limit exceeded");
+  return SendStatus::closed;
+}
+
+void Connection::http_end_stream() {
+  if (phase_ != Phase::http_handshake || !http_streaming()) return;
+  protocol::append_http_last_chunk(output());
+  http_response_done();
+}
+
+void Connection::http_response_done() {
+  auto& hs = *handshake_;
+  if (!hs.keep_alive) {
+    close_after_flush_ = true;
+    hs.http_state = HandshakeState::HttpState::reading_head;
+    if (!in_read_handler_) flush();
+    return;
+  }
+  hs.parser.reset();
+  hs.body.clear();
+  hs.body.shrink_to_fit();
+  hs.http_state = HandshakeState::HttpState::reading_head;
+  // Keep-alive: the next request must start within the handshake timeout.
+  phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
+  reschedule_timer();
+  note_queued();
+  if (!hs.pending_input.empty()) {
+    // Parsed on a later turn: we may be inside the application's handler.
+    loop_->post([w = weak_from_this()] {
+      if (auto c = w.lock()) c->drain_pending_http();
+    });
+  }
+}
+
+void Connection::drain_pending_http() {
+  if (phase_ != Phase::http_handshake || !handshake_ ||
+      handshake_->http_state != HandshakeState::HttpState::reading_head || handshake_->pending_input.empty())
+    return;
+  std::string input = std::move(handshake_->pending_input);
+  handshake_->pending_input.clear();
+  in_read_handler_ = true;
+  on_bytes(reinterpret_cast<std::uint8_t*>(input.data()), input.size());
+  in_read_handler_ = false;
+  if (phase_ != Phase::closed) flush();
 }
 
 void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
@@ -914,6 +1090,8 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   out_offset_ = 0;
   if (opened_) {
     if (config_->handlers.on_close) config_->handlers.on_close(*this, code, reason_copy);
+  } else if (served_http_ && config_->handlers.on_http_closed) {
+    config_->handlers.on_http_closed(*this);
   } else if (ws_.role() == protocol::Role::client && config_->handlers.on_error) {
     // A client that never opened learns why, whatever path failed it.
     config_->handlers.on_error(reason_copy);

@@ -45,6 +45,14 @@ struct HandshakeState {
   std::optional<asio::ip::tcp::socket> socket;      // client: connecting (released to a raw fd once connected)
   std::string key;                                  // client: our Sec-WebSocket-Key
   std::string target;                // server: the request target, until on_open returns
+  // Server, plain HTTP requests (keep-alive: one request at a time).
+  enum class HttpState : std::uint8_t { reading_head, reading_body, awaiting_response, streaming };
+  HttpState http_state = HttpState::reading_head;
+  std::size_t body_expected = 0;
+  std::string body;
+  std::string pending_input;   // bytes of the next request, received while this one is served
+  bool keep_alive = true;
+  bool head_request = false;   // HEAD: no body in the response
 };
 
 }  // namespace duplex::net

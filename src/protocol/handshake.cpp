@@ -7,6 +7,7 @@
 // handshake, which is the correct outcome for garbage input.
 
 #include "duplex/protocol/handshake.hpp"
+#include "duplex/protocol/http_response.hpp"
 
 #include <openssl/evp.h>
 
@@ -84,32 +85,6 @@ int base64_value(char c) {
   return -1;
 }
 
-std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: break;
-  }
-  if (status >= 400 && status < 500) return "Client Error";
-  if (status >= 500 && status < 600) return "Server Error";
-  return "Unknown";
-}
 
 bool reject(HandshakeRejection& rejection, int status, std::string message) {
   rejection.status = status;

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "duplex/net/event_loop.hpp"
 #include "duplex/net/handlers.hpp"
@@ -52,6 +53,20 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void close(std::uint16_t code = protocol::close_code::normal, std::string_view reason = {});
   // Drops the TCP connection now, without a close handshake.
   void terminate();
+
+  // ---- plain HTTP (server, inside or after Handlers::on_http) ----
+  // One complete response. With keep-alive the connection then reads the next request.
+  void http_respond(int status, std::string_view content_type, std::string_view body,
+                    const std::vector<protocol::HttpHeader>& headers = {});
+  // A streamed (chunked) response, e.g. Server-Sent Events.
+  void http_begin_stream(int status, std::string_view content_type,
+                         const std::vector<protocol::HttpHeader>& headers = {});
+  // One chunk; closes the connection when the send buffer limit is exceeded.
+  SendStatus http_stream_write(std::string_view data);
+  void http_end_stream();
+  // A request was dispatched and not answered yet (or its stream is open).
+  bool http_response_pending() const;
+  bool http_streaming() const;
 
   // Thread-safe: runs send() on the connection's loop if it is still alive.
   static void post_send(const std::weak_ptr<Connection>& connection, std::string payload,
@@ -122,6 +137,11 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void handle_server_head(std::uint8_t* rest, std::size_t rest_size);
   void handle_client_head(std::uint8_t* rest, std::size_t rest_size);
   void reject_and_close(int status, std::string_view message);
+  void start_http_request(std::uint8_t* rest, std::size_t rest_size);
+  void http_input(std::uint8_t* data, std::size_t size);
+  void dispatch_http();
+  void http_response_done();
+  void drain_pending_http();
   void opened();
   void after_protocol_input();
   void finish(std::uint16_t code, std::string_view reason);
@@ -176,6 +196,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool close_after_flush_ : 1 = false;
   bool peer_shutdown_ : 1 = false;      // EPOLLRDHUP seen: read until EOF
   bool write_failed_ : 1 = false;       // a direct write from the cork failed
+  bool served_http_ : 1 = false;        // carried plain HTTP requests (on_http_closed at finish)
 };
 
 }  // namespace duplex::net

@@ -27,6 +27,17 @@ struct UpgradeDecision {
   }
 };
 
+// A plain HTTP request (not a WebSocket upgrade), server only. Views are valid
+// during the on_http call only.
+struct HttpRequest {
+  const protocol::HttpHead& head;
+  std::string_view method;
+  std::string_view target;  // path and query
+  std::string_view path;
+  std::string_view query;
+  std::string_view body;
+};
+
 struct Handlers {
   // Server only: inspect the request (Origin, path, token...) and accept or reject.
   std::function<void(Connection&, const protocol::UpgradeRequest&, const protocol::HttpHead&, UpgradeDecision&)>
@@ -41,6 +52,13 @@ struct Handlers {
   std::function<void(Connection&, std::uint16_t code, std::string_view reason)> on_close;
   // The send buffer drained below half the limit after backpressure.
   std::function<void(Connection&)> on_drain;
+  // Server only: a request that is not a WebSocket upgrade. Answer with
+  // Connection::http_respond (now, or later while holding a shared_ptr to the
+  // connection) or stream with http_begin_stream. Unset: such requests get 426.
+  std::function<void(Connection&, const HttpRequest&)> on_http;
+  // Server only: a connection that carried plain HTTP requests has closed
+  // (for a pending or streaming response: the client went away).
+  std::function<void(Connection&)> on_http_closed;
   // Client only: DNS, TCP, TLS or handshake failure (the connection never opened).
   std::function<void(std::string_view error)> on_error;
 };

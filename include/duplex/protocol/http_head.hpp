@@ -11,6 +11,7 @@ struct HttpLimits {
   std::size_t max_line_bytes = 8192;    // request/status line and each header line
   std::size_t max_header_count = 64;
   std::size_t max_head_bytes = 16384;   // whole head including the blank line
+  std::size_t max_body_bytes = 1u << 20;  // plain HTTP requests (API, fallbacks): Content-Length bound
 };
 
 struct HttpHeader {
