@@ -1,0 +1,23 @@
+#include "duplex/engines/factory.hpp"
+
+#include <stdexcept>
+
+#include "duplex/engines/memory_engine.hpp"
+#include "duplex/engines/sqlite_engine.hpp"
+
+namespace duplex::engines {
+
+std::unique_ptr<Engine> make_engine(const hub::EngineConfig& config) {
+  if (config.type == "memory") return std::make_unique<MemoryEngine>();
+  if (config.type == "sqlite") {
+    if (config.max_batch == 0) throw std::runtime_error("engine.max_batch must be at least 1");
+    SqliteEngineOptions options;
+    options.data_dir = config.data_dir;
+    options.fsync = config.fsync;
+    options.max_batch = config.max_batch;
+    return std::make_unique<SqliteEngine>(std::move(options));
+  }
+  throw std::runtime_error("unknown engine.type '" + config.type + "' (expected \"sqlite\" or \"memory\")");
+}
+
+}  // namespace duplex::engines
