@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   auto run_echo = duplex::cli::add_echo_command(app);
   auto run_connect = duplex::cli::add_connect_command(app);
   auto run_bench = duplex::cli::add_bench_command(app);
+  auto run_token = duplex::cli::add_token_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("echo")) return run_echo();
     if (app.got_subcommand("connect")) return run_connect();
     if (app.got_subcommand("bench")) return run_bench();
+    if (app.got_subcommand("token")) return run_token();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "duplex: %s\n", e.what());
     return 1;
