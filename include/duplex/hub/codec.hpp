@@ -1,0 +1,71 @@
+// The hub's wire encoding, pluggable: the hub decodes commands and encodes
+// replies and pushes only through this interface. `duplex.v1` is JSON
+// (json_codec); a binary codec would be a second implementation selected by
+// subprotocol, with no change to channel logic.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "duplex/hub/command.hpp"
+#include "duplex/hub/types.hpp"
+
+namespace duplex::hub {
+
+enum class DecodeStatus : std::uint8_t {
+  ok,
+  malformed,    // not a command at all: the connection is closed with 4500
+  bad_request,  // a command with an id but a bad or missing field: error 107
+};
+
+struct ConnectedInfo {
+  std::string client;
+  std::string user;
+  std::int64_t expires = 0;  // 0: none
+  std::string node;
+  int ping_seconds = 0;
+};
+
+struct SubscribeResult {
+  std::string channel;
+  StreamPosition position;
+  bool recoverable = false;
+  bool recover_requested = false;
+  bool recovered = false;
+  std::vector<PublicationPtr> publications;
+};
+
+class Codec {
+ public:
+  virtual ~Codec() = default;
+  virtual std::string_view name() const = 0;
+  // On bad_request, `command.id` is set when it could be read and `error` says why.
+  virtual DecodeStatus decode(std::string_view frame, Command& command, std::string& error) const = 0;
+
+  virtual std::string reply_error(std::uint64_t id, int code, std::string_view message) const = 0;
+  virtual std::string reply_empty(std::uint64_t id) const = 0;
+  virtual std::string reply_connected(std::uint64_t id, const ConnectedInfo& info) const = 0;
+  virtual std::string reply_subscribe(std::uint64_t id, const SubscribeResult& result) const = 0;
+  virtual std::string reply_publish(std::uint64_t id, const StreamPosition& position, bool duplicate) const = 0;
+  virtual std::string reply_presence(std::uint64_t id, const std::vector<ClientInfo>& clients) const = 0;
+  virtual std::string reply_history(std::uint64_t id, const StreamPosition& top,
+                                    const std::vector<PublicationPtr>& publications) const = 0;
+  virtual std::string reply_refresh(std::uint64_t id, std::int64_t expires) const = 0;
+
+  virtual std::string push_connected(const ConnectedInfo& info) const = 0;
+  virtual std::string push_message(std::string_view channel, std::string_view epoch, const Publication& p) const = 0;
+  virtual std::string push_join_leave(bool join, std::string_view channel, const ClientInfo& client) const = 0;
+  virtual std::string push_unsubscribe(std::string_view channel, int code, std::string_view reason) const = 0;
+  virtual std::string push_refresh(std::int64_t expires) const = 0;
+  virtual std::string push_disconnect(std::uint16_t code, std::string_view reason, bool reconnect) const = 0;
+};
+
+// The JSON codec of duplex.v1 (one shared instance; stateless).
+const Codec& json_codec();
+
+// Appends the publisher object {"user","client","info"} used in message pushes.
+std::string publisher_json(const ClientInfo& client);
+
+}  // namespace duplex::hub

@@ -1,0 +1,136 @@
+// The hub: sessions, channels, subscriptions with recovery, publishing,
+// presence, token expiry, and the backend API's operations. It knows messages
+// and channels, never sockets: a session is a SessionSink implemented by a
+// transport (WebSocket, SSE, long-polling).
+//
+// Threading: one shard per event loop. A session lives on one loop and all
+// its state is touched only there; the engine's deliveries are posted to
+// every loop in offset order, so each loop's subscribers see a channel in
+// order without locks on the fan-out path.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "duplex/engines/engine.hpp"
+#include "duplex/hub/codec.hpp"
+#include "duplex/hub/config.hpp"
+#include "duplex/hub/token.hpp"
+#include "duplex/net/event_loop.hpp"
+#include "duplex/net/prepared_message.hpp"
+
+namespace duplex::hub {
+
+// What the hub needs from a transport session. Called on the session's loop only.
+class SessionSink {
+ public:
+  virtual ~SessionSink() = default;
+  // A reply or a push for this session only.
+  virtual void send(std::string_view encoded) = 0;
+  // A push encoded once for every subscriber (the same bytes for all).
+  virtual void send_shared(const net::PreparedMessage& frame) = 0;
+  // Close after the disconnect push was sent; the transport then calls Hub::closed.
+  virtual void close(std::uint16_t code, std::string_view reason) = 0;
+};
+
+class Client;
+struct Shard;
+
+// Process-wide counters (read by the stats channel and /metrics).
+struct HubCounters {
+  std::atomic<std::uint64_t> connections{0};
+  std::atomic<std::uint64_t> connections_total{0};
+  std::atomic<std::uint64_t> commands{0};
+  std::atomic<std::uint64_t> pushes{0};        // messages delivered to subscribers
+  std::atomic<std::uint64_t> publications{0};  // accepted publishes (clients and API)
+  std::atomic<std::uint64_t> errors{0};        // error replies
+  std::atomic<std::uint64_t> subscriptions{0};
+};
+
+struct ApiError {
+  int code = 0;  // 0: success
+  std::string message;
+};
+
+class Hub {
+ public:
+  Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifier verifier,
+      std::vector<net::EventLoop*> loops);
+  ~Hub();
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+
+  // Starts the per-loop timers (token expiry, auth timeout, stats). Call once
+  // the loops exist; safe before they run.
+  void start();
+
+  // ---- transport side (on `loop`'s thread) ----
+  // A new session. `claims` from a token that came with the handshake (already
+  // verified), or null: the first command must then be `authenticate`.
+  std::shared_ptr<Client> open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims);
+  void command(Client& client, std::string_view frame);
+  // The session is gone: no more calls into its sink.
+  void closed(Client& client);
+  // Verifies a handshake token now (any thread).
+  TokenError verify_token(std::string_view token, TokenClaims& claims) const;
+
+  // ---- backend API (any thread; `done` runs on an arbitrary thread) ----
+  void api_publish(std::string channel, std::string data, std::string idempotency_key,
+                   std::function<void(ApiError, StreamPosition, bool duplicate)> done);
+  void api_history(std::string channel, std::size_t limit, std::optional<StreamPosition> since, bool reverse,
+                   std::function<void(ApiError, engines::HistoryResult)> done);
+  void api_presence(std::string channel, std::function<void(ApiError, std::vector<ClientInfo>)> done);
+  // Disconnects every session of `user` on this node; returns at once.
+  void api_disconnect(std::string user, std::uint16_t code, std::string reason);
+  // Channels with subscribers on this node, with their subscriber counts.
+  std::vector<std::pair<std::string, std::size_t>> api_channels() const;
+
+  // Sends the disconnect push (`code`, reconnect) to every session; the
+  // transport closes the connections afterwards (graceful shutdown).
+  void notify_shutdown(std::uint16_t code, std::string reason);
+  // Stops timers and the engine (pending publishes are finished first).
+  void stop();
+
+  const HubConfig& config() const { return config_; }
+  const HubCounters& counters() const { return counters_; }
+  engines::Engine& engine() { return *engine_; }
+  const std::string& node_name() const { return config_.node_name; }
+  const Codec& codec() const { return codec_; }
+
+  // Channel name checks shared with the API: empty string if valid, else why not.
+  std::string check_channel(std::string_view channel, const NamespaceOptions** options) const;
+
+ private:
+  friend class Client;
+  friend struct Shard;
+  Shard& shard_of(net::EventLoop& loop);
+  void on_engine_event(const engines::ChannelEvent& event);
+  void subscribe(Client& client, Command command);
+  void publish(Client& client, Command command);
+  void channel_added(const std::string& channel);
+  void channel_count_change(const std::string& channel, int delta);
+  void channel_removed(const std::string& channel);
+  engines::HistoryOptions history_options(const NamespaceOptions& ns) const;
+  void publish_stats();
+
+  HubConfig config_;
+  std::unique_ptr<engines::Engine> engine_;
+  TokenVerifier verifier_;
+  const Codec& codec_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  HubCounters counters_;
+  mutable std::mutex channels_mutex_;
+  std::unordered_map<std::string, std::size_t> channel_counts_;  // subscribers on this node
+  std::atomic<std::uint64_t> next_client_{1};
+  std::string client_prefix_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace duplex::hub

@@ -1,0 +1,49 @@
+// `duplex serve` as a library: the hub on the WebSocket server, with its HTTP
+// routes (demo page and duplex.js, the backend API, health). Glue between
+// net/ (sockets) and hub/ (channels): hub/ never sees a socket.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "duplex/hub/config.hpp"
+#include "duplex/hub/hub.hpp"
+#include "duplex/net/server.hpp"
+
+namespace duplex::transport {
+
+class HubServer {
+ public:
+  // Opens the engine and loads keys; throws std::runtime_error with a clear
+  // message on bad configuration.
+  explicit HubServer(hub::HubConfig config);
+  ~HubServer();
+  HubServer(const HubServer&) = delete;
+  HubServer& operator=(const HubServer&) = delete;
+
+  // Binds (config.server.port 0 picks a free port) and runs the loops on
+  // background threads.
+  void start();
+  // Binds and runs the loops on the calling thread until shutdown.
+  void run();
+  // Thread-safe, graceful: every client gets the disconnect push and close
+  // 1001, pending publishes are made durable, then the loops stop (within
+  // `deadline`).
+  void shutdown(net::Millis deadline = net::Millis{5000});
+  // Immediate stop (tests).
+  void stop();
+
+  std::uint16_t port() const { return server_->port(); }
+  hub::Hub& hub() { return *hub_; }
+
+ private:
+  struct Routes;
+  hub::HubConfig config_;
+  std::unique_ptr<net::Server> server_;
+  std::unique_ptr<hub::Hub> hub_;
+  std::unique_ptr<Routes> routes_;
+  std::thread thread_;
+  bool stopped_ = false;
+};
+
+}  // namespace duplex::transport

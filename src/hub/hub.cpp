@@ -1,0 +1,769 @@
+#include "duplex/hub/hub.hpp"
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdio>
+#include <unordered_set>
+
+#include "duplex/hub/channel_pattern.hpp"
+#include "duplex/hub/json.hpp"
+
+namespace duplex::hub {
+
+namespace {
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::string_view namespace_of(std::string_view channel) {
+  const auto colon = channel.find(':');
+  return colon == std::string_view::npos ? std::string_view{} : channel.substr(0, colon);
+}
+
+// Personal channels: the users after the last '#', comma-separated.
+bool is_personal(std::string_view channel) { return channel.find('#') != std::string_view::npos; }
+
+bool personal_allows(std::string_view channel, std::string_view user) {
+  if (user.empty()) return false;
+  std::string_view users = channel.substr(channel.rfind('#') + 1);
+  while (!users.empty()) {
+    const auto comma = users.find(',');
+    if (users.substr(0, comma) == user) return true;
+    if (comma == std::string_view::npos) break;
+    users.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool any_pattern_matches(const std::vector<std::string>& patterns, std::string_view channel) {
+  for (const auto& p : patterns)
+    if (channel_pattern_matches(p, channel)) return true;
+  return false;
+}
+
+// Live messages held for a subscription while its recovery read is in flight.
+constexpr std::size_t max_held_publications = 100'000;
+
+}  // namespace
+
+// ---- per-session state (its loop's thread only) -----------------------------
+
+struct Subscription {
+  std::string channel;
+  Client* client = nullptr;
+  const NamespaceOptions* options = nullptr;
+  bool live = false;              // false while the position/recovery read is in flight
+  bool in_presence = false;
+  std::uint64_t last_offset = 0;  // the newest offset this subscriber has been sent
+  std::vector<PublicationPtr> held;
+};
+
+class Client : public std::enable_shared_from_this<Client> {
+ public:
+  Client(Hub& hub, Shard& shard, SessionSink& sink) : hub_(hub), shard_(shard), sink_(&sink) {}
+
+  Hub& hub_;
+  Shard& shard_;
+  SessionSink* sink_;  // null once closed
+  ClientInfo info;
+  bool authenticated = false;
+  bool refresh_asked = false;
+  std::int64_t expires = 0;       // token exp (Unix seconds), 0: none
+  std::int64_t auth_deadline = 0;
+  std::vector<std::string> subscribe_patterns;
+  std::vector<std::string> publish_patterns;
+  std::vector<std::unique_ptr<Subscription>> subscriptions;
+  // Publish rate: a token bucket.
+  double tokens = 0;
+  std::chrono::steady_clock::time_point refilled{};
+  std::size_t violations = 0;
+
+  bool alive() const { return sink_ != nullptr; }
+  void send(std::string_view encoded) {
+    if (sink_) sink_->send(encoded);
+  }
+  Subscription* find(std::string_view channel) {
+    for (auto& s : subscriptions)
+      if (s->channel == channel) return s.get();
+    return nullptr;
+  }
+  void disconnect(std::uint16_t code, std::string_view reason) {
+    if (!sink_) return;
+    sink_->send(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)));
+    sink_->close(code, reason);
+  }
+  void error(std::uint64_t id, int code, std::string_view message) {
+    hub_.counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    send(hub_.codec_.reply_error(id, code, message));
+  }
+  void accept_claims(const TokenClaims& claims) {
+    authenticated = true;
+    info.user = claims.sub;
+    info.info = claims.info;
+    expires = claims.exp.value_or(0);
+    refresh_asked = false;
+    subscribe_patterns = claims.channels;
+    publish_patterns = claims.publish;
+  }
+  ConnectedInfo connected_info() const {
+    ConnectedInfo c;
+    c.client = info.client;
+    c.user = info.user;
+    c.expires = expires;
+    c.node = hub_.config_.node_name;
+    const auto ping = std::chrono::duration_cast<std::chrono::seconds>(hub_.config_.server.timeouts.ping_interval);
+    c.ping_seconds = ping.count() > 0 ? static_cast<int>(ping.count()) : 25;
+    return c;
+  }
+  bool take_publish_token() {
+    const auto now = std::chrono::steady_clock::now();
+    const auto& limits = hub_.config_.limits;
+    if (refilled.time_since_epoch().count() == 0) {
+      tokens = limits.publish_burst;
+    } else {
+      const double elapsed = std::chrono::duration<double>(now - refilled).count();
+      tokens = std::min(limits.publish_burst, tokens + elapsed * limits.publish_rate);
+    }
+    refilled = now;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  }
+};
+
+struct Shard {
+  Shard(Hub& h, net::EventLoop& l) : hub(h), loop(l), timer(l.io()) {}
+  Hub& hub;
+  net::EventLoop& loop;
+  asio::steady_timer timer;
+  std::unordered_map<std::string, std::vector<Subscription*>> channels;
+  std::unordered_map<Client*, std::shared_ptr<Client>> clients;
+  std::unordered_multimap<std::string, Client*> users;
+  bool stopping = false;
+
+  void add(Subscription* s) {
+    auto& list = channels[s->channel];
+    list.push_back(s);
+    if (list.size() == 1) hub.channel_added(s->channel);
+    else hub.channel_count_change(s->channel, +1);
+  }
+  void remove(Subscription* s) {
+    auto it = channels.find(s->channel);
+    if (it == channels.end()) return;
+    auto& list = it->second;
+    list.erase(std::remove(list.begin(), list.end(), s), list.end());
+    if (list.empty()) channels.erase(it);
+    hub.channel_removed(s->channel);
+  }
+
+  void deliver(const std::string& channel, const PublicationPtr& pub, const std::shared_ptr<net::PreparedMessage>& frame) {
+    auto it = channels.find(channel);
+    if (it == channels.end()) return;
+    std::uint64_t sent = 0;
+    // Copy: a send may close a slow session, which unsubscribes it from this list.
+    for (Subscription* s : std::vector<Subscription*>(it->second)) {
+      if (!s->client->alive()) continue;
+      if (!s->live) {
+        if (s->held.size() >= max_held_publications) {
+          s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
+          continue;
+        }
+        s->held.push_back(pub);
+        continue;
+      }
+      if (pub->offset <= s->last_offset) continue;  // already sent (recovered)
+      s->last_offset = pub->offset;
+      s->client->sink_->send_shared(*frame);
+      ++sent;
+    }
+    hub.counters_.pushes.fetch_add(sent, std::memory_order_relaxed);
+  }
+
+  void deliver_control(const std::string& channel, const std::shared_ptr<net::PreparedMessage>& frame) {
+    auto it = channels.find(channel);
+    if (it == channels.end()) return;
+    for (Subscription* s : std::vector<Subscription*>(it->second)) {
+      if (s->live && s->client->alive()) s->client->sink_->send_shared(*frame);
+    }
+  }
+
+  void tick() {
+    const std::int64_t now = unix_now();
+    const auto refresh_before = hub.config_.auth.refresh_before.count();
+    std::vector<std::shared_ptr<Client>> expired, unauthenticated;
+    for (auto& [ptr, client] : clients) {
+      if (!client->authenticated) {
+        if (client->auth_deadline && now >= client->auth_deadline) unauthenticated.push_back(client);
+        continue;
+      }
+      if (client->expires == 0) continue;
+      if (now >= client->expires) {
+        expired.push_back(client);
+      } else if (!client->refresh_asked && client->expires - now <= refresh_before) {
+        client->refresh_asked = true;
+        client->send(hub.codec_.push_refresh(client->expires));
+      }
+    }
+    for (auto& c : unauthenticated) c->disconnect(disconnect_code::auth_timeout, "no authenticate command in time");
+    for (auto& c : expired) c->disconnect(disconnect_code::token_expired, "token expired");
+  }
+
+  void arm_timer() {
+    if (stopping) return;
+    timer.expires_after(std::chrono::seconds(1));
+    timer.async_wait([this](const std::error_code& ec) {
+      if (ec || stopping) return;
+      tick();
+      if (&loop == &hub.shards_.front()->loop) hub.publish_stats();
+      arm_timer();
+    });
+  }
+};
+
+// ---- Hub ---------------------------------------------------------------------
+
+Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifier verifier,
+         std::vector<net::EventLoop*> loops)
+    : config_(std::move(config)), engine_(std::move(engine)), verifier_(std::move(verifier)), codec_(json_codec()) {
+  if (config_.node_name.empty()) {
+    char host[128] = {};
+    ::gethostname(host, sizeof host - 1);
+    config_.node_name = std::string(host) + "-" + std::to_string(::getpid());
+  }
+  client_prefix_ = random_hex(4);
+  for (auto* loop : loops) shards_.push_back(std::make_unique<Shard>(*this, *loop));
+  engine_->set_deliver([this](const engines::ChannelEvent& event) { on_engine_event(event); });
+}
+
+Hub::~Hub() { stop(); }
+
+void Hub::start() {
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    s->loop.post([s] { s->arm_timer(); });
+  }
+}
+
+void Hub::stop() {
+  if (stopped_.exchange(true)) return;
+  for (auto& shard : shards_) shard->stopping = true;
+  engine_->stop();
+}
+
+Shard& Hub::shard_of(net::EventLoop& loop) {
+  for (auto& s : shards_)
+    if (&s->loop == &loop) return *s;
+  return *shards_.front();
+}
+
+TokenError Hub::verify_token(std::string_view token, TokenClaims& claims) const {
+  return verifier_.verify(token, unix_now(), claims);
+}
+
+engines::HistoryOptions Hub::history_options(const NamespaceOptions& ns) const {
+  engines::HistoryOptions h;
+  h.size = std::min(ns.history_size, config_.limits.max_history_size);
+  h.ttl = ns.history_ttl;
+  h.idempotency_window = config_.limits.idempotency_window;
+  return h;
+}
+
+std::string Hub::check_channel(std::string_view channel, const NamespaceOptions** options) const {
+  if (channel.empty()) return "empty channel name";
+  if (channel.size() > config_.limits.max_channel_length) return "channel name too long";
+  for (char c : channel)
+    if (c <= 0x20 || c >= 0x7f) return "channel names are printable ASCII without spaces";
+  const std::string_view ns = namespace_of(channel);
+  if (!ns.empty() && config_.namespaces_strict && !config_.namespaces.count(std::string(ns)))
+    return "unknown namespace \"" + std::string(ns) + "\"";
+  *options = &config_.options_for(ns);
+  return {};
+}
+
+void Hub::channel_added(const std::string& channel) {
+  bool first;
+  {
+    std::lock_guard lock(channels_mutex_);
+    first = ++channel_counts_[channel] == 1;
+  }
+  if (first) engine_->node_subscribe(channel);
+}
+
+void Hub::channel_count_change(const std::string& channel, int delta) {
+  std::lock_guard lock(channels_mutex_);
+  channel_counts_[channel] += static_cast<std::size_t>(delta);
+}
+
+void Hub::channel_removed(const std::string& channel) {
+  bool last = false;
+  {
+    std::lock_guard lock(channels_mutex_);
+    auto it = channel_counts_.find(channel);
+    if (it != channel_counts_.end() && --it->second == 0) {
+      channel_counts_.erase(it);
+      last = true;
+    }
+  }
+  if (last) engine_->node_unsubscribe(channel);
+}
+
+std::vector<std::pair<std::string, std::size_t>> Hub::api_channels() const {
+  std::lock_guard lock(channels_mutex_);
+  std::vector<std::pair<std::string, std::size_t>> out(channel_counts_.begin(), channel_counts_.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void Hub::on_engine_event(const engines::ChannelEvent& event) {
+  // Encoded once; the same frame goes to every subscriber on every loop.
+  std::string encoded;
+  if (event.kind == engines::ChannelEvent::Kind::publication)
+    encoded = codec_.push_message(event.channel, event.epoch, *event.publication);
+  else
+    encoded = codec_.push_join_leave(event.kind == engines::ChannelEvent::Kind::join, event.channel, event.client);
+  auto frame = std::make_shared<net::PreparedMessage>(protocol::Opcode::text, encoded);
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    if (event.kind == engines::ChannelEvent::Kind::publication) {
+      s->loop.post([s, channel = event.channel, pub = event.publication, frame] { s->deliver(channel, pub, frame); });
+    } else {
+      s->loop.post([s, channel = event.channel, frame] { s->deliver_control(channel, frame); });
+    }
+  }
+}
+
+std::shared_ptr<Client> Hub::open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims) {
+  Shard& shard = shard_of(loop);
+  auto client = std::make_shared<Client>(*this, shard, sink);
+  client->info.client = client_prefix_ + random_hex(4) + std::to_string(next_client_.fetch_add(1));
+  shard.clients.emplace(client.get(), client);
+  counters_.connections.fetch_add(1, std::memory_order_relaxed);
+  counters_.connections_total.fetch_add(1, std::memory_order_relaxed);
+  if (claims) {
+    client->accept_claims(*claims);
+    shard.users.emplace(client->info.user, client.get());
+    sink.send(codec_.push_connected(client->connected_info()));
+  } else {
+    client->auth_deadline = unix_now() + std::max<std::int64_t>(1, config_.auth.auth_timeout.count());
+  }
+  return client;
+}
+
+void Hub::closed(Client& client) {
+  if (!client.sink_) return;
+  client.sink_ = nullptr;
+  Shard& shard = client.shard_;
+  for (auto& sub : client.subscriptions) {
+    shard.remove(sub.get());
+    if (sub->in_presence)
+      engine_->presence_remove(sub->channel, client.info, sub->options && sub->options->join_leave);
+  }
+  client.subscriptions.clear();
+  if (client.authenticated) {
+    auto range = shard.users.equal_range(client.info.user);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == &client) {
+        shard.users.erase(it);
+        break;
+      }
+    }
+  }
+  counters_.connections.fetch_sub(1, std::memory_order_relaxed);
+  shard.clients.erase(&client);  // may destroy `client`
+}
+
+// ---- commands ------------------------------------------------------------------
+
+namespace {
+
+// A way back to a session from an engine callback on any thread: the
+// session may be gone by then.
+struct ClientRef {
+  std::weak_ptr<Client> weak;
+  net::EventLoop* loop;
+  template <typename Fn>
+  void post(Fn fn) const {
+    loop->post([weak = weak, fn = std::move(fn)]() mutable {
+      if (auto c = weak.lock(); c && c->alive()) fn(*c);
+    });
+  }
+};
+
+ClientRef ref_of(Client& c) { return ClientRef{c.weak_from_this(), &c.shard_.loop}; }
+
+}  // namespace
+
+void Hub::command(Client& client, std::string_view frame) {
+  counters_.commands.fetch_add(1, std::memory_order_relaxed);
+  if (frame.size() > config_.limits.max_command_bytes) {
+    client.disconnect(disconnect_code::too_large, "command too large");
+    return;
+  }
+  Command cmd;
+  std::string why;
+  switch (codec_.decode(frame, cmd, why)) {
+    case DecodeStatus::malformed:
+      client.disconnect(disconnect_code::bad_request, "malformed command: " + why);
+      return;
+    case DecodeStatus::bad_request:
+      client.error(cmd.id, error_code::bad_request, why);
+      return;
+    case DecodeStatus::ok:
+      break;
+  }
+  const std::uint64_t id = cmd.id;
+
+  if (cmd.type == CommandType::authenticate) {
+    if (client.authenticated) return client.error(id, error_code::bad_request, "already authenticated");
+    if (cmd.token.empty()) {
+      if (!config_.auth.allow_anonymous) return client.error(id, error_code::unauthorized, "a token is required");
+      client.authenticated = true;
+    } else {
+      TokenClaims claims;
+      const TokenError err = verify_token(cmd.token, claims);
+      if (err == TokenError::expired) {
+        client.error(id, error_code::token_expired, "token expired");
+        return;
+      }
+      if (err != TokenError::none) {
+        client.error(id, error_code::unauthorized, std::string("invalid token: ") + std::string(to_string(err)));
+        client.disconnect(disconnect_code::invalid_token, "invalid token");
+        return;
+      }
+      client.accept_claims(claims);
+    }
+    client.auth_deadline = 0;
+    client.shard_.users.emplace(client.info.user, &client);
+    client.send(codec_.reply_connected(id, client.connected_info()));
+    return;
+  }
+  if (cmd.type == CommandType::ping) return client.send(codec_.reply_empty(id));
+  if (!client.authenticated) return client.error(id, error_code::unauthorized, "authenticate first");
+
+  switch (cmd.type) {
+    case CommandType::refresh: {
+      TokenClaims claims;
+      const TokenError err = verify_token(cmd.token, claims);
+      if (err == TokenError::expired) return client.error(id, error_code::token_expired, "token expired");
+      if (err != TokenError::none)
+        return client.error(id, error_code::unauthorized, std::string("invalid token: ") + std::string(to_string(err)));
+      if (claims.sub != client.info.user)
+        return client.error(id, error_code::unauthorized, "the new token is for another user");
+      client.expires = claims.exp.value_or(0);
+      client.refresh_asked = false;
+      client.subscribe_patterns = claims.channels;
+      client.publish_patterns = claims.publish;
+      client.send(codec_.reply_refresh(id, client.expires));
+      return;
+    }
+    case CommandType::subscribe:
+      return subscribe(client, std::move(cmd));
+    case CommandType::unsubscribe: {
+      Subscription* sub = client.find(cmd.channel);
+      if (!sub) return client.error(id, error_code::not_subscribed, "not subscribed");
+      client.shard_.remove(sub);
+      if (sub->in_presence) engine_->presence_remove(sub->channel, client.info, sub->options->join_leave);
+      std::erase_if(client.subscriptions, [sub](const auto& s) { return s.get() == sub; });
+      counters_.subscriptions.fetch_sub(1, std::memory_order_relaxed);
+      client.send(codec_.reply_empty(id));
+      return;
+    }
+    case CommandType::publish:
+      return publish(client, std::move(cmd));
+    case CommandType::presence: {
+      Subscription* sub = client.find(cmd.channel);
+      if (!sub) return client.error(id, error_code::not_subscribed, "subscribe to the channel first");
+      if (!sub->options->presence) return client.error(id, error_code::not_available, "presence is off in this namespace");
+      engine_->presence(cmd.channel, [this, ref = ref_of(client), id](std::vector<ClientInfo> clients) {
+        ref.post([this, id, clients = std::move(clients)](Client& c) { c.send(codec_.reply_presence(id, clients)); });
+      });
+      return;
+    }
+    case CommandType::history: {
+      Subscription* sub = client.find(cmd.channel);
+      if (!sub) return client.error(id, error_code::not_subscribed, "subscribe to the channel first");
+      if (sub->options->history_size == 0)
+        return client.error(id, error_code::not_available, "history is off in this namespace");
+      engines::HistoryRequest req;
+      req.channel = cmd.channel;
+      req.history = history_options(*sub->options);
+      req.limit = cmd.has_limit ? std::min<std::uint64_t>(cmd.limit, req.history.size) : req.history.size;
+      req.reverse = cmd.reverse;
+      if (cmd.has_since) req.since = StreamPosition{cmd.since_epoch, cmd.since_offset};
+      const bool has_since = cmd.has_since;
+      const std::string since_epoch = cmd.since_epoch;
+      engine_->history(std::move(req), [this, ref = ref_of(client), id, has_since, since_epoch](engines::HistoryResult r) {
+        ref.post([this, id, has_since, since_epoch, r = std::move(r)](Client& c) {
+          if (r.error != engines::EngineErrc::ok) return c.error(id, error_code::unavailable, r.message);
+          if (has_since && since_epoch != r.top.epoch)
+            return c.error(id, error_code::epoch_mismatch, "history epoch changed");
+          c.send(codec_.reply_history(id, r.top, r.publications));
+        });
+      });
+      return;
+    }
+    default:
+      return client.error(id, error_code::unknown_command, "unknown command type");
+  }
+}
+
+void Hub::subscribe(Client& client, Command cmd) {
+  const std::uint64_t id = cmd.id;
+  const NamespaceOptions* ns = nullptr;
+  if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
+    return client.error(id, error_code::unknown_channel, why);
+  if (client.find(cmd.channel)) return client.error(id, error_code::already_subscribed, "already subscribed");
+  if (client.subscriptions.size() >= config_.limits.max_subscriptions)
+    return client.error(id, error_code::limit_exceeded, "too many subscriptions on this connection");
+  {
+    std::lock_guard lock(channels_mutex_);
+    if (!channel_counts_.count(cmd.channel) && channel_counts_.size() >= config_.limits.max_channels)
+      return client.error(id, error_code::limit_exceeded, "too many channels on this node");
+  }
+  // Permission: personal channels only for their users; otherwise the
+  // namespace, the token's channel patterns, or a subscribe token.
+  bool allowed = false;
+  const bool anonymous = client.info.user.empty();
+  if (is_personal(cmd.channel)) {
+    allowed = personal_allows(cmd.channel, client.info.user);
+  } else if (anonymous && !ns->allow_anonymous) {
+    allowed = false;
+  } else if (ns->allow_subscribe || any_pattern_matches(client.subscribe_patterns, cmd.channel)) {
+    allowed = true;
+  }
+  if (!allowed && !cmd.token.empty() && !anonymous) {
+    TokenClaims grant;
+    const TokenError err = verify_token(cmd.token, grant);
+    if (err == TokenError::expired) return client.error(id, error_code::token_expired, "subscribe token expired");
+    allowed = err == TokenError::none && grant.channel == cmd.channel && grant.sub == client.info.user;
+  }
+  if (!allowed) return client.error(id, error_code::permission_denied, "permission denied");
+
+  auto owned = std::make_unique<Subscription>();
+  Subscription* sub = owned.get();
+  sub->channel = cmd.channel;
+  sub->client = &client;
+  sub->options = ns;
+  client.subscriptions.push_back(std::move(owned));
+  // Registered before the read: whatever is delivered from now on is held,
+  // and whatever was delivered before is in what the read returns.
+  client.shard_.add(sub);
+  counters_.subscriptions.fetch_add(1, std::memory_order_relaxed);
+
+  engines::HistoryRequest req;
+  req.channel = cmd.channel;
+  req.history = history_options(*ns);
+  const bool recover = cmd.recover;
+  const bool can_recover = recover && ns->recovery && req.history.size > 0;
+  if (can_recover) {
+    req.since = StreamPosition{cmd.epoch, cmd.offset};
+    req.limit = req.history.size;
+  }
+  engine_->history(std::move(req), [this, ref = ref_of(client), sub, id, recover, can_recover,
+                                    since_offset = cmd.offset](engines::HistoryResult r) {
+    ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Client& c) {
+      // Unsubscribed (or resubscribed) while the read was in flight?
+      bool present = false;
+      for (auto& s : c.subscriptions) present = present || s.get() == sub;
+      if (!present) return;
+      if (r.error != engines::EngineErrc::ok) {
+        c.shard_.remove(sub);
+        std::erase_if(c.subscriptions, [sub](const auto& s) { return s.get() == sub; });
+        counters_.subscriptions.fetch_sub(1, std::memory_order_relaxed);
+        return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message);
+      }
+      SubscribeResult result;
+      result.channel = sub->channel;
+      result.position = r.top;
+      result.recoverable = sub->options->recovery && sub->options->history_size > 0;
+      result.recover_requested = recover;
+      std::uint64_t start = r.top.offset;
+      if (can_recover && r.complete) {
+        result.recovered = true;
+        result.publications = r.publications;
+        if (!r.publications.empty()) start = std::max(start, r.publications.back()->offset);
+      } else if (recover && since_offset == r.top.offset && !r.top.epoch.empty() && r.complete) {
+        result.recovered = true;
+      }
+      sub->last_offset = start;
+      sub->live = true;
+      c.send(codec_.reply_subscribe(id, result));
+      // Live messages held during the read, merged by offset: nothing twice, no gap.
+      std::vector<PublicationPtr> held = std::move(sub->held);
+      sub->held.clear();
+      for (const auto& p : held) {
+        if (p->offset <= sub->last_offset || !c.alive()) continue;
+        sub->last_offset = p->offset;
+        c.send(codec_.push_message(sub->channel, r.top.epoch, *p));
+        counters_.pushes.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (sub->options->presence && c.alive()) {
+        sub->in_presence = true;
+        engine_->presence_add(sub->channel, c.info, sub->options->join_leave);
+      }
+    });
+  });
+}
+
+void Hub::publish(Client& client, Command cmd) {
+  const std::uint64_t id = cmd.id;
+  const NamespaceOptions* ns = nullptr;
+  if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
+    return client.error(id, error_code::unknown_channel, why);
+  const bool anonymous = client.info.user.empty();
+  bool allowed;
+  if (anonymous && !ns->allow_anonymous)
+    allowed = false;
+  else if (is_personal(cmd.channel))
+    allowed = (ns->allow_publish && personal_allows(cmd.channel, client.info.user)) ||
+              any_pattern_matches(client.publish_patterns, cmd.channel);
+  else
+    allowed = ns->allow_publish || any_pattern_matches(client.publish_patterns, cmd.channel);
+  if (!allowed) return client.error(id, error_code::permission_denied, "publishing is not allowed in this channel");
+  if (cmd.data.size() > config_.limits.max_data_bytes)
+    return client.error(id, error_code::limit_exceeded, "data too large");
+  if (cmd.idempotency_key.size() > config_.limits.max_idempotency_key)
+    return client.error(id, error_code::limit_exceeded, "idempotency_key too long");
+  if (!client.take_publish_token()) {
+    if (++client.violations > config_.limits.rate_violations_before_disconnect) {
+      client.disconnect(disconnect_code::rate_limited, "publish rate limit exceeded");
+      return;
+    }
+    return client.error(id, error_code::too_many_requests, "publish rate limit exceeded");
+  }
+  engines::PublishRequest req;
+  req.channel = std::move(cmd.channel);
+  req.data = std::move(cmd.data);
+  req.publisher = publisher_json(client.info);
+  req.idempotency_key = std::move(cmd.idempotency_key);
+  req.history = history_options(*ns);
+  engine_->publish(std::move(req), [this, ref = ref_of(client), id](engines::PublishResult r) {
+    if (r.error == engines::EngineErrc::ok && !r.duplicate) counters_.publications.fetch_add(1, std::memory_order_relaxed);
+    ref.post([this, id, r = std::move(r)](Client& c) {
+      if (r.error != engines::EngineErrc::ok)
+        return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable: not published" : r.message);
+      c.send(codec_.reply_publish(id, r.position, r.duplicate));
+    });
+  });
+}
+
+// ---- backend API -----------------------------------------------------------------
+
+void Hub::api_publish(std::string channel, std::string data, std::string idempotency_key,
+                      std::function<void(ApiError, StreamPosition, bool)> done) {
+  const NamespaceOptions* ns = nullptr;
+  if (std::string why = check_channel(channel, &ns); !why.empty())
+    return done(ApiError{error_code::unknown_channel, why}, {}, false);
+  if (data.size() > config_.limits.max_data_bytes)
+    return done(ApiError{error_code::limit_exceeded, "data too large"}, {}, false);
+  if (idempotency_key.size() > config_.limits.max_idempotency_key)
+    return done(ApiError{error_code::limit_exceeded, "idempotency_key too long"}, {}, false);
+  engines::PublishRequest req;
+  req.channel = std::move(channel);
+  req.data = std::move(data);
+  req.idempotency_key = std::move(idempotency_key);
+  req.history = history_options(*ns);
+  engine_->publish(std::move(req), [this, done = std::move(done)](engines::PublishResult r) {
+    if (r.error != engines::EngineErrc::ok)
+      return done(ApiError{error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message}, {}, false);
+    if (!r.duplicate) counters_.publications.fetch_add(1, std::memory_order_relaxed);
+    done(ApiError{}, r.position, r.duplicate);
+  });
+}
+
+void Hub::api_history(std::string channel, std::size_t limit, std::optional<StreamPosition> since, bool reverse,
+                      std::function<void(ApiError, engines::HistoryResult)> done) {
+  const NamespaceOptions* ns = nullptr;
+  if (std::string why = check_channel(channel, &ns); !why.empty())
+    return done(ApiError{error_code::unknown_channel, why}, {});
+  if (ns->history_size == 0) return done(ApiError{error_code::not_available, "history is off in this namespace"}, {});
+  engines::HistoryRequest req;
+  req.channel = std::move(channel);
+  req.history = history_options(*ns);
+  req.limit = std::min(limit, req.history.size);
+  req.since = std::move(since);
+  req.reverse = reverse;
+  engine_->history(std::move(req), [done = std::move(done)](engines::HistoryResult r) {
+    if (r.error != engines::EngineErrc::ok) return done(ApiError{error_code::unavailable, r.message}, {});
+    done(ApiError{}, std::move(r));
+  });
+}
+
+void Hub::api_presence(std::string channel, std::function<void(ApiError, std::vector<ClientInfo>)> done) {
+  const NamespaceOptions* ns = nullptr;
+  if (std::string why = check_channel(channel, &ns); !why.empty())
+    return done(ApiError{error_code::unknown_channel, why}, {});
+  if (!ns->presence) return done(ApiError{error_code::not_available, "presence is off in this namespace"}, {});
+  engine_->presence(channel, [done = std::move(done)](std::vector<ClientInfo> clients) { done(ApiError{}, std::move(clients)); });
+}
+
+void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reason) {
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    s->loop.post([s, user, code, reason] {
+      std::vector<std::shared_ptr<Client>> targets;
+      auto range = s->users.equal_range(user);
+      for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
+      for (auto& c : targets) c->disconnect(code, reason);
+    });
+  }
+}
+
+void Hub::notify_shutdown(std::uint16_t code, std::string reason) {
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    s->loop.post([this, s, code, reason] {
+      const std::string push = codec_.push_disconnect(code, reason, should_reconnect(code));
+      for (auto& [ptr, client] : s->clients) client->send(push);
+    });
+  }
+}
+
+void Hub::publish_stats() {
+  if (config_.stats_interval.count() <= 0 || !config_.namespaces.count("stats")) return;
+  static thread_local std::chrono::steady_clock::time_point last{};
+  static thread_local std::uint64_t last_in = 0, last_out = 0, last_pub = 0;
+  const auto now = std::chrono::steady_clock::now();
+  if (last.time_since_epoch().count() != 0 && now - last < config_.stats_interval - std::chrono::milliseconds(50)) return;
+  const double seconds = last.time_since_epoch().count() == 0 ? 1.0 : std::chrono::duration<double>(now - last).count();
+  last = now;
+  const std::uint64_t in = counters_.commands.load(), out = counters_.pushes.load(), pub = counters_.publications.load();
+  char data[256];
+  std::snprintf(data, sizeof data,
+                "{\"connections\":%llu,\"messages_in\":%.1f,\"messages_out\":%.1f,\"publications\":%.1f,\"time\":%lld}",
+                static_cast<unsigned long long>(counters_.connections.load()), static_cast<double>(in - last_in) / seconds,
+                static_cast<double>(out - last_out) / seconds, static_cast<double>(pub - last_pub) / seconds,
+                static_cast<long long>(unix_now_ms()));
+  last_in = in;
+  last_out = out;
+  last_pub = pub;
+  engines::PublishRequest req;
+  req.channel = "stats:node";
+  req.data = data;
+  req.history = history_options(config_.options_for("stats"));
+  engine_->publish(std::move(req), [](engines::PublishResult) {});
+}
+
+}  // namespace duplex::hub

@@ -1,0 +1,476 @@
+#include "duplex/transport/hub_server.hpp"
+
+#include <simdjson.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "duplex/engines/factory.hpp"
+#include "duplex/hub/json.hpp"
+#include "duplex/hub/token.hpp"
+#include "duplex/protocol/http_response.hpp"
+
+namespace duplex::transport {
+
+namespace {
+
+using protocol::HttpHeader;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A WebSocket connection as a hub session.
+class WsSession final : public hub::SessionSink {
+ public:
+  explicit WsSession(net::Connection& c) : connection(&c) {}
+  void send(std::string_view encoded) override { connection->send(encoded, protocol::Opcode::text); }
+  void send_shared(const net::PreparedMessage& frame) override { connection->send_prepared(frame); }
+  void close(std::uint16_t code, std::string_view reason) override { connection->close(code, reason); }
+
+  net::Connection* connection;
+  std::shared_ptr<hub::Client> client;
+  std::unique_ptr<hub::TokenClaims> claims;  // from the handshake, until open
+};
+
+// "Authorization: Bearer <token>" or the `token` query parameter.
+std::string handshake_token(const protocol::HttpHead& head, std::string_view target) {
+  const std::string_view auth = head.get("Authorization");
+  if (auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "Bearer ")) return std::string(auth.substr(7));
+  std::string token;
+  if (protocol::query_param(protocol::target_query(target), "token", token)) return token;
+  return {};
+}
+
+// Origin check against cross-site WebSocket hijacking: an allow-list, or by
+// default the page's own host. Requests without Origin are not from browsers.
+bool origin_allowed(const hub::AuthConfig& auth, const protocol::HttpHead& head) {
+  const std::string_view origin = head.get("Origin");
+  if (origin.empty()) return true;
+  for (const auto& allowed : auth.allowed_origins)
+    if (allowed == "*" || allowed == origin) return true;
+  if (!auth.allowed_origins.empty()) return false;
+  const auto scheme_end = origin.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  return protocol::iequals(origin.substr(scheme_end + 3), head.get("Host"));
+}
+
+std::string_view content_type_for(std::string_view path) {
+  auto ends = [&](std::string_view ext) { return path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext; };
+  if (ends(".html")) return "text/html; charset=utf-8";
+  if (ends(".js") || ends(".mjs")) return "text/javascript; charset=utf-8";
+  if (ends(".css")) return "text/css; charset=utf-8";
+  if (ends(".json")) return "application/json";
+  if (ends(".svg")) return "image/svg+xml";
+  if (ends(".png")) return "image/png";
+  if (ends(".ico")) return "image/x-icon";
+  return "application/octet-stream";
+}
+
+bool safe_static_path(std::string_view path) {
+  if (path.empty() || path.front() != '/' || path.size() > 200) return false;
+  if (path.find("..") != std::string_view::npos || path.find("//") != std::string_view::npos) return false;
+  for (char c : path)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '.' || c == '-' || c == '_')) return false;
+  return true;
+}
+
+void append_publication_json(std::string& out, const hub::Publication& p) {
+  out += "{\"offset\":";
+  out += std::to_string(p.offset);
+  out += ",\"data\":";
+  out += p.data.empty() ? std::string_view("null") : std::string_view(p.data);
+  if (!p.publisher.empty()) {
+    out += ",\"info\":";
+    out += p.publisher;
+  }
+  out += '}';
+}
+
+void append_client_json(std::string& out, const hub::ClientInfo& c) {
+  out += "{\"client\":";
+  hub::append_json_string(out, c.client);
+  out += ",\"user\":";
+  hub::append_json_string(out, c.user);
+  if (!c.info.empty()) {
+    out += ",\"info\":";
+    out += c.info;
+  }
+  out += '}';
+}
+
+std::string api_error_json(int code, std::string_view message) {
+  std::string out = "{\"error\":{\"code\":";
+  out += std::to_string(code);
+  out += ",\"message\":";
+  hub::append_json_string(out, message);
+  out += "}}";
+  return out;
+}
+
+int http_status_for(int hub_code) {
+  switch (hub_code) {
+    case hub::error_code::unavailable: return 503;
+    case hub::error_code::internal: return 500;
+    case hub::error_code::unauthorized: return 401;
+    case hub::error_code::permission_denied: return 403;
+    default: return 400;
+  }
+}
+
+}  // namespace
+
+// ---- HTTP routes -------------------------------------------------------------------
+
+struct HubServer::Routes {
+  HubServer& server;
+  std::string web_root;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  const hub::HubConfig& config() const { return server.config_; }
+
+  std::vector<HttpHeader> cors_headers(const protocol::HttpHead& head) const {
+    std::vector<HttpHeader> h;
+    const std::string_view origin = head.get("Origin");
+    if (origin.empty()) return h;
+    for (const auto& allowed : config().web.cors_origins) {
+      if (allowed == "*" || allowed == origin) {
+        h.push_back({"Access-Control-Allow-Origin", allowed == "*" ? "*" : std::string(origin)});
+        h.push_back({"Vary", "Origin"});
+        break;
+      }
+    }
+    return h;
+  }
+
+  void handle(net::Connection& c, const net::HttpRequest& r) {
+    auto headers = cors_headers(r.head);
+    if (r.method == "OPTIONS") {
+      if (!headers.empty()) {
+        headers.push_back({"Access-Control-Allow-Methods", "GET, POST, OPTIONS"});
+        headers.push_back({"Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key"});
+        headers.push_back({"Access-Control-Max-Age", "600"});
+      }
+      return c.http_respond(204, {}, {}, headers);
+    }
+    if (r.path.starts_with("/api/")) return api(c, r, std::move(headers));
+    if (r.method != "GET" && r.method != "HEAD") return c.http_respond(405, "text/plain", "method not allowed\n", headers);
+    if (r.path == "/healthz") return c.http_respond(200, "text/plain", "ok\n");
+    if (r.path == "/readyz") {
+      const bool ready = server.hub_->engine().healthy();
+      return c.http_respond(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "engine unavailable\n");
+    }
+    if (r.path == "/metrics") return c.http_respond(200, "text/plain; version=0.0.4", metrics());
+    if (r.path == "/demo/token") return demo_token(c, r, std::move(headers));
+    if (r.path == "/connection/websocket")
+      return c.http_respond(426, "text/plain", "this endpoint needs a WebSocket upgrade\n",
+                            {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}});
+    static_file(c, r);
+  }
+
+  void static_file(net::Connection& c, const net::HttpRequest& r) {
+    std::string_view path = r.path;
+    if (path == "/") path = "/index.html";
+    if (!safe_static_path(path)) return c.http_respond(404, "text/plain", "not found\n");
+    std::ifstream in(web_root + std::string(path), std::ios::binary);
+    if (!in) return c.http_respond(404, "text/plain", "not found\n");
+    std::ostringstream body;
+    body << in.rdbuf();
+    c.http_respond(200, content_type_for(path), body.str(), {{"Cache-Control", "no-cache"}});
+  }
+
+  void demo_token(net::Connection& c, const net::HttpRequest& r, std::vector<HttpHeader> headers) {
+    if (!config().web.demo_tokens || config().auth.hmac_secret.empty())
+      return c.http_respond(404, "text/plain", "demo tokens are off (web.demo_tokens)\n");
+    std::string user;
+    if (!protocol::query_param(r.query, "user", user) || user.empty() || user.size() > 64 ||
+        !hub::is_valid_json(hub::json_string(user)) || user.find_first_of("#,:\"\\") != std::string::npos)
+      return c.http_respond(400, "application/json", api_error_json(hub::error_code::bad_request,
+                                                                  "user: 1-64 characters, none of # , : \" \\"), headers);
+    hub::TokenClaims claims;
+    claims.sub = user;
+    claims.exp = unix_now() + config().web.demo_token_ttl.count();
+    claims.iat = unix_now();
+    claims.info = "{\"name\":" + hub::json_string(user) + "}";
+    const std::string token = hub::sign_token_hs256(hub::make_claims_json(claims), config().auth.hmac_secret);
+    std::string body = "{\"token\":" + hub::json_string(token) + ",\"user\":" + hub::json_string(user) + "}";
+    headers.push_back({"Cache-Control", "no-store"});
+    c.http_respond(200, "application/json", body, headers);
+  }
+
+  std::string metrics() const {
+    const auto& k = server.hub_->counters();
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t value) {
+      out += "# HELP ";
+      out += name;
+      out += ' ';
+      out += help;
+      out += "\n# TYPE ";
+      out += name;
+      out += ' ';
+      out += type;
+      out += '\n';
+      out += name;
+      out += ' ';
+      out += std::to_string(value);
+      out += '\n';
+    };
+    metric("duplex_connections", "gauge", "Hub sessions open now.", k.connections.load());
+    metric("duplex_connections_total", "counter", "Hub sessions opened.", k.connections_total.load());
+    metric("duplex_subscriptions", "gauge", "Channel subscriptions now.", k.subscriptions.load());
+    metric("duplex_commands_total", "counter", "Client commands received.", k.commands.load());
+    metric("duplex_messages_delivered_total", "counter", "Message pushes delivered to subscribers.", k.pushes.load());
+    metric("duplex_publications_total", "counter", "Publications accepted.", k.publications.load());
+    metric("duplex_command_errors_total", "counter", "Error replies sent.", k.errors.load());
+    metric("duplex_channels", "gauge", "Channels with subscribers on this node.", server.hub_->api_channels().size());
+    metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", server.hub_->engine().healthy() ? 1 : 0);
+    return out;
+  }
+
+  // ---- backend API ----
+
+  static void respond_later(net::Connection& c, int status, std::string body, std::vector<HttpHeader> headers) {
+    auto conn = c.shared_from_this();
+    c.loop().post([conn, status, body = std::move(body), headers = std::move(headers)] {
+      conn->http_respond(status, "application/json", body, headers);
+    });
+  }
+
+  void api(net::Connection& c, const net::HttpRequest& r, std::vector<HttpHeader> headers) {
+    const std::string& key = config().api.key;
+    if (key.empty()) return c.http_respond(404, "application/json", api_error_json(404, "the HTTP API is disabled (api.key)"), headers);
+    std::string_view given = r.head.get("X-API-Key");
+    const std::string_view auth = r.head.get("Authorization");
+    if (given.empty() && auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "apikey ")) given = auth.substr(7);
+    if (!hub::constant_time_equals(given, key))
+      return c.http_respond(401, "application/json", api_error_json(hub::error_code::unauthorized, "bad or missing API key"), headers);
+    if (r.method != "POST")
+      return c.http_respond(405, "application/json", api_error_json(hub::error_code::bad_request, "use POST"), headers);
+    const std::string_view method = r.path.substr(5);
+    simdjson::dom::parser parser;
+    simdjson::dom::element body;
+    const std::string_view text = r.body.empty() ? std::string_view("{}") : r.body;
+    if (parser.parse(text.data(), text.size()).get(body) != simdjson::SUCCESS || !body.is_object())
+      return c.http_respond(400, "application/json", api_error_json(hub::error_code::bad_request, "the body must be a JSON object"), headers);
+    auto bad = [&](std::string_view why) {
+      c.http_respond(400, "application/json", api_error_json(hub::error_code::bad_request, why), headers);
+    };
+    std::string_view channel;
+    const bool has_channel = body["channel"].get(channel) == simdjson::SUCCESS;
+    hub::Hub& hub = *server.hub_;
+
+    if (method == "publish") {
+      simdjson::dom::element data;
+      if (!has_channel || body["data"].get(data) != simdjson::SUCCESS) return bad("publish needs \"channel\" and \"data\"");
+      std::string_view key_text;
+      if (body["idempotency_key"].get(key_text)) {}  // optional field
+      hub.api_publish(std::string(channel), simdjson::minify(data), std::string(key_text),
+                      [conn = c.shared_from_this(), headers](hub::ApiError e, hub::StreamPosition p, bool dup) {
+                        if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
+                        std::string out = "{\"result\":{\"epoch\":" + hub::json_string(p.epoch) +
+                                          ",\"offset\":" + std::to_string(p.offset) + (dup ? ",\"duplicate\":true" : "") + "}}";
+                        respond_later(*conn, 200, std::move(out), headers);
+                      });
+      return;
+    }
+    if (method == "broadcast") {
+      simdjson::dom::array channels;
+      simdjson::dom::element data;
+      if (body["channels"].get(channels) != simdjson::SUCCESS || body["data"].get(data) != simdjson::SUCCESS)
+        return bad("broadcast needs \"channels\" (array) and \"data\"");
+      std::vector<std::string> names;
+      for (auto el : channels) {
+        std::string_view name;
+        if (el.get(name) != simdjson::SUCCESS) return bad("\"channels\" must hold strings");
+        names.emplace_back(name);
+      }
+      if (names.empty() || names.size() > 1000) return bad("\"channels\": 1 to 1000 names");
+      struct Gather {
+        std::mutex m;
+        std::vector<std::string> parts;
+        std::size_t left;
+      };
+      auto gather = std::make_shared<Gather>();
+      gather->parts.resize(names.size());
+      gather->left = names.size();
+      const std::string payload = simdjson::minify(data);
+      for (std::size_t i = 0; i < names.size(); ++i) {
+        hub.api_publish(names[i], payload, {}, [gather, i, conn = c.shared_from_this(), headers](hub::ApiError e, hub::StreamPosition p, bool) {
+          std::string part = e.code ? api_error_json(e.code, e.message)
+                                    : "{\"epoch\":" + hub::json_string(p.epoch) + ",\"offset\":" + std::to_string(p.offset) + "}";
+          std::lock_guard lock(gather->m);
+          gather->parts[i] = std::move(part);
+          if (--gather->left) return;
+          std::string out = "{\"result\":{\"responses\":[";
+          for (std::size_t j = 0; j < gather->parts.size(); ++j) {
+            if (j) out += ',';
+            out += gather->parts[j];
+          }
+          out += "]}}";
+          respond_later(*conn, 200, std::move(out), headers);
+        });
+      }
+      return;
+    }
+    if (method == "presence") {
+      if (!has_channel) return bad("presence needs \"channel\"");
+      hub.api_presence(std::string(channel), [conn = c.shared_from_this(), headers](hub::ApiError e, std::vector<hub::ClientInfo> clients) {
+        if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
+        std::string out = "{\"result\":{\"clients\":[";
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+          if (i) out += ',';
+          append_client_json(out, clients[i]);
+        }
+        out += "]}}";
+        respond_later(*conn, 200, std::move(out), headers);
+      });
+      return;
+    }
+    if (method == "history") {
+      if (!has_channel) return bad("history needs \"channel\"");
+      std::uint64_t limit = hub.config().limits.max_history_size;
+      if (body["limit"].get(limit)) {}  // optional field
+      bool reverse = false;
+      if (body["reverse"].get(reverse)) {}  // optional field
+      std::optional<hub::StreamPosition> since;
+      simdjson::dom::element s;
+      if (body["since"].get(s) == simdjson::SUCCESS) {
+        std::string_view epoch;
+        std::uint64_t offset = 0;
+        if (s["epoch"].get(epoch) != simdjson::SUCCESS || s["offset"].get(offset) != simdjson::SUCCESS)
+          return bad("\"since\" needs \"epoch\" and \"offset\"");
+        since = hub::StreamPosition{std::string(epoch), offset};
+      }
+      hub.api_history(std::string(channel), limit, since, reverse,
+                      [conn = c.shared_from_this(), headers](hub::ApiError e, engines::HistoryResult h) {
+                        if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
+                        std::string out = "{\"result\":{\"epoch\":" + hub::json_string(h.top.epoch) +
+                                          ",\"offset\":" + std::to_string(h.top.offset) + ",\"publications\":[";
+                        for (std::size_t i = 0; i < h.publications.size(); ++i) {
+                          if (i) out += ',';
+                          append_publication_json(out, *h.publications[i]);
+                        }
+                        out += "]}}";
+                        respond_later(*conn, 200, std::move(out), headers);
+                      });
+      return;
+    }
+    if (method == "disconnect") {
+      std::string_view user;
+      if (body["user"].get(user) != simdjson::SUCCESS) return bad("disconnect needs \"user\"");
+      bool reconnect = false;
+      if (body["reconnect"].get(reconnect)) {}  // optional field
+      std::string_view reason = reconnect ? "reconnect requested by the server" : "disconnected by the server";
+      if (body["reason"].get(reason)) {}  // optional field
+      hub.api_disconnect(std::string(user), reconnect ? hub::disconnect_code::force_reconnect : hub::disconnect_code::disconnected,
+                         std::string(reason.substr(0, 120)));
+      return c.http_respond(200, "application/json", "{\"result\":{}}", headers);
+    }
+    if (method == "channels") {
+      std::string out = "{\"result\":{\"channels\":[";
+      bool first = true;
+      for (const auto& [name, count] : hub.api_channels()) {
+        if (!first) out += ',';
+        first = false;
+        out += "{\"channel\":" + hub::json_string(name) + ",\"subscribers\":" + std::to_string(count) + "}";
+      }
+      out += "]}}";
+      return c.http_respond(200, "application/json", out, headers);
+    }
+    if (method == "info") {
+      const auto& k = hub.counters();
+      const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
+      std::string out = "{\"result\":{\"node\":" + hub::json_string(hub.node_name()) + ",\"version\":\"" DUPLEX_VERSION
+                        "\",\"engine\":" + hub::json_string(hub.engine().name()) +
+                        ",\"engine_healthy\":" + (hub.engine().healthy() ? "true" : "false") +
+                        ",\"uptime\":" + std::to_string(uptime) + ",\"connections\":" + std::to_string(k.connections.load()) +
+                        ",\"subscriptions\":" + std::to_string(k.subscriptions.load()) +
+                        ",\"publications\":" + std::to_string(k.publications.load()) +
+                        ",\"channels\":" + std::to_string(hub.api_channels().size()) + "}}";
+      return c.http_respond(200, "application/json", out, headers);
+    }
+    c.http_respond(404, "application/json", api_error_json(hub::error_code::unknown_command, "unknown API method"), headers);
+  }
+};
+
+// ---- server ------------------------------------------------------------------------
+
+HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)) {
+  config_.server.subprotocols = {"duplex.v1"};
+  auto verifier = hub::TokenVerifier::from_config(config_.auth);
+  auto engine = engines::make_engine(config_.engine);
+  routes_ = std::make_unique<Routes>(Routes{*this, config_.web.root.empty() ? std::string(DUPLEX_WEB_ROOT) : config_.web.root});
+
+  net::Handlers h;
+  h.on_upgrade = [this](net::Connection& c, const protocol::UpgradeRequest&, const protocol::HttpHead& head,
+                        net::UpgradeDecision& decision) {
+    if (!origin_allowed(config_.auth, head)) return decision.reject(403, "origin not allowed");
+    const std::string token = handshake_token(head, c.target());
+    std::unique_ptr<hub::TokenClaims> claims;
+    if (!token.empty()) {
+      claims = std::make_unique<hub::TokenClaims>();
+      const hub::TokenError err = hub_->verify_token(token, *claims);
+      if (err != hub::TokenError::none) return decision.reject(401, "invalid token: " + std::string(hub::to_string(err)));
+    }
+    auto session = new WsSession(c);
+    session->claims = std::move(claims);
+    c.user_data = session;
+  };
+  h.on_open = [this](net::Connection& c) {
+    auto* session = static_cast<WsSession*>(c.user_data);
+    if (!session) {
+      session = new WsSession(c);
+      c.user_data = session;
+    }
+    session->client = hub_->open(c.loop(), *session, session->claims.get());
+    session->claims.reset();
+  };
+  h.on_message = [this](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
+    auto* session = static_cast<WsSession*>(c.user_data);
+    if (!session || !session->client) return;
+    if (kind != protocol::Opcode::text) {
+      c.send(hub_->codec().push_disconnect(hub::disconnect_code::bad_request, "duplex.v1 uses text frames", false));
+      c.close(hub::disconnect_code::bad_request, "duplex.v1 uses text frames");
+      return;
+    }
+    hub_->command(*session->client, payload);
+  };
+  h.on_close = [this](net::Connection& c, std::uint16_t, std::string_view) {
+    auto* session = static_cast<WsSession*>(c.user_data);
+    c.user_data = nullptr;
+    if (!session) return;
+    if (session->client) hub_->closed(*session->client);
+    delete session;
+  };
+  h.on_http = [this](net::Connection& c, const net::HttpRequest& r) { routes_->handle(c, r); };
+
+  server_ = std::make_unique<net::Server>(config_.server, std::move(h));
+  hub_ = std::make_unique<hub::Hub>(config_, std::move(engine), std::move(verifier), server_->loops());
+  hub_->start();
+}
+
+HubServer::~HubServer() { stop(); }
+
+void HubServer::start() {
+  server_->listen();
+  thread_ = std::thread([this] { server_->run(); });
+}
+
+void HubServer::run() { server_->run(); }
+
+void HubServer::shutdown(net::Millis deadline) {
+  hub_->notify_shutdown(hub::disconnect_code::shutdown, "server shutting down");
+  server_->shutdown(hub::disconnect_code::shutdown, deadline);
+}
+
+void HubServer::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+  hub_->stop();
+}
+
+}  // namespace duplex::transport
