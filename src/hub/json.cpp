@@ -74,10 +74,10 @@ std::string json_string(std::string_view s) {
 }
 
 bool is_valid_json(std::string_view text, std::size_t max_depth) {
-  simdjson::dom::parser parser(text.size() + simdjson::SIMDJSON_PADDING, max_depth);
-  simdjson::padded_string padded(text);
+  simdjson::dom::parser parser;
+  if (parser.allocate(text.size() + 1, max_depth) != simdjson::SUCCESS) return false;
   simdjson::dom::element element;
-  return parser.parse(padded).get(element) == simdjson::SUCCESS;
+  return parser.parse(text.data(), text.size()).get(element) == simdjson::SUCCESS;
 }
 
 }  // namespace duplex::hub
