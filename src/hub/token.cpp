@@ -261,12 +261,12 @@ bool parse_header(std::string_view json, std::string& alg) {
   return seen_alg;
 }
 
-enum class ClaimsResult : std::uint8_t { ok, malformed, missing_subject };
-
-ClaimsResult parse_claims(std::string_view json, TokenClaims& claims) {
+// False if the payload is not an object, a known claim has the wrong type or
+// appears twice. Unknown claims are ignored.
+bool parse_claims(std::string_view json, TokenClaims& claims, bool& has_subject) {
   simdjson::padded_string storage;
   simdjson::dom::object payload;
-  if (!parse_object(json, storage, payload)) return ClaimsResult::malformed;
+  if (!parse_object(json, storage, payload)) return false;
   // A repeated claim is ambiguous (which one did the issuer mean?): refuse it.
   enum Seen : unsigned {
     seen_sub = 1,
@@ -290,25 +290,26 @@ ClaimsResult parse_claims(std::string_view json, TokenClaims& claims) {
     std::string_view text;
     std::int64_t date = 0;
     if (key == "sub") {
-      if (!first_time(seen_sub) || value.get_string().get(text) != simdjson::SUCCESS) return ClaimsResult::malformed;
+      if (!first_time(seen_sub) || value.get_string().get(text) != simdjson::SUCCESS) return false;
       claims.sub.assign(text);
     } else if (key == "exp" || key == "nbf" || key == "iat") {
       const Seen which = key == "exp" ? seen_exp : key == "nbf" ? seen_nbf : seen_iat;
-      if (!first_time(which) || !numeric_date(value, date)) return ClaimsResult::malformed;
+      if (!first_time(which) || !numeric_date(value, date)) return false;
       (which == seen_exp ? claims.exp : which == seen_nbf ? claims.nbf : claims.iat) = date;
     } else if (key == "info") {
-      if (!first_time(seen_info)) return ClaimsResult::malformed;
+      if (!first_time(seen_info)) return false;
       claims.info = simdjson::minify(value);
     } else if (key == "channels") {
-      if (!first_time(seen_channels) || !string_array(value, claims.channels)) return ClaimsResult::malformed;
+      if (!first_time(seen_channels) || !string_array(value, claims.channels)) return false;
     } else if (key == "publish") {
-      if (!first_time(seen_publish) || !string_array(value, claims.publish)) return ClaimsResult::malformed;
+      if (!first_time(seen_publish) || !string_array(value, claims.publish)) return false;
     } else if (key == "channel") {
-      if (!first_time(seen_channel) || value.get_string().get(text) != simdjson::SUCCESS) return ClaimsResult::malformed;
+      if (!first_time(seen_channel) || value.get_string().get(text) != simdjson::SUCCESS) return false;
       claims.channel.assign(text);
     }
   }
-  return (seen & seen_sub) ? ClaimsResult::ok : ClaimsResult::missing_subject;
+  has_subject = (seen & seen_sub) != 0;
+  return true;
 }
 
 // `later` is more than `leeway` seconds after `now`, without overflow.
@@ -523,17 +524,18 @@ TokenError TokenVerifier::check(std::string_view token, std::int64_t now_unix, b
   if (!signature_ok) return TokenError::bad_signature;
 
   TokenClaims claims;
-  switch (parse_claims(payload_json, claims)) {
-    case ClaimsResult::ok: break;
-    case ClaimsResult::malformed: return TokenError::malformed;
-    case ClaimsResult::missing_subject: return TokenError::missing_subject;
-  }
+  bool has_subject = false;
+  if (!parse_claims(payload_json, claims, has_subject)) return TokenError::malformed;
+  // Time first: "expired" tells a client to fetch a new token, which is the
+  // useful answer even for a token that has other faults.
   TokenError result = TokenError::none;
   if ((claims.nbf && beyond(*claims.nbf, now_unix, token_clock_leeway_seconds)) ||
       (claims.iat && beyond(*claims.iat, now_unix, token_clock_leeway_seconds))) {
     result = TokenError::not_yet_valid;
   } else if (check_expiry && claims.exp && now_unix >= *claims.exp) {
     result = TokenError::expired;
+  } else if (!has_subject) {
+    return TokenError::missing_subject;
   }
   out = std::move(claims);
   return result;

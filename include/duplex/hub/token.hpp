@@ -61,7 +61,9 @@ class TokenVerifier {
 
   // Verifies the signature, then the claims at `now_unix`: nbf and iat with
   // the leeway, exp strictly. `out` holds the claims when the result is none,
-  // expired or not_yet_valid, and is cleared otherwise.
+  // expired or not_yet_valid, and is cleared otherwise. Checks run in this
+  // order: no key, malformed, algorithm, signature, claim types, nbf/iat, exp,
+  // sub.
   TokenError verify(std::string_view token, std::int64_t now_unix, TokenClaims& out) const;
   // The same without the exp check: tells an expired but otherwise good token
   // apart, and lets a refresh compare subjects.
