@@ -1,0 +1,966 @@
+// The storage engines against the Engine contract (engine.hpp): the same
+// typed suite runs on the memory and the SQLite engine, then SQLite's own
+// promises (restart, kill -9 durability, batching throughput, failures) and
+// the factory.
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "duplex/engines/engine.hpp"
+#include "duplex/engines/factory.hpp"
+#include "duplex/engines/memory_engine.hpp"
+#include "duplex/engines/sqlite_engine.hpp"
+
+namespace {
+
+using namespace duplex::engines;
+using namespace std::chrono_literals;
+using duplex::hub::ClientInfo;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "duplex-engines-XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A clock the test moves by hand, shared with the engine's threads.
+class TestClock {
+ public:
+  std::function<std::int64_t()> function() const {
+    auto now = now_;
+    return [now] { return now->load(); };
+  }
+  void advance(std::chrono::milliseconds by) { now_->fetch_add(by.count()); }
+  std::int64_t now() const { return now_->load(); }
+
+ private:
+  std::shared_ptr<std::atomic<std::int64_t>> now_ =
+      std::make_shared<std::atomic<std::int64_t>>(1'700'000'000'000);
+};
+
+// Records every delivered event; thread-safe.
+class Recorder {
+ public:
+  Engine::Deliver callback() {
+    return [this](const ChannelEvent& event) {
+      std::lock_guard lock(mutex_);
+      events_.push_back(event);
+    };
+  }
+  std::vector<ChannelEvent> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::vector<std::uint64_t> offsets(const std::string& channel) const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::uint64_t> offsets;
+    for (const auto& event : events_) {
+      if (event.kind == ChannelEvent::Kind::publication && event.channel == channel) {
+        offsets.push_back(event.publication->offset);
+      }
+    }
+    return offsets;
+  }
+  std::vector<ChannelEvent> presence_events() const {
+    std::lock_guard lock(mutex_);
+    std::vector<ChannelEvent> found;
+    for (const auto& event : events_) {
+      if (event.kind != ChannelEvent::Kind::publication) found.push_back(event);
+    }
+    return found;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<ChannelEvent> events_;
+};
+
+HistoryOptions keep(std::size_t size, std::chrono::seconds ttl = 0s, std::chrono::seconds window = 300s) {
+  HistoryOptions options;
+  options.size = size;
+  options.ttl = ttl;
+  options.idempotency_window = window;
+  return options;
+}
+
+PublishRequest message(const std::string& channel, const std::string& data, HistoryOptions history = keep(100),
+                       const std::string& key = {}) {
+  PublishRequest request;
+  request.channel = channel;
+  request.data = data;
+  request.publisher = R"({"user":"u1","client":"c1"})";
+  request.idempotency_key = key;
+  request.history = history;
+  return request;
+}
+
+PublishResult publish_sync(Engine& engine, PublishRequest request) {
+  std::promise<PublishResult> promise;
+  auto future = promise.get_future();
+  engine.publish(std::move(request), [&promise](PublishResult result) { promise.set_value(std::move(result)); });
+  if (future.wait_for(30s) != std::future_status::ready) throw std::runtime_error("publish never completed");
+  return future.get();
+}
+
+HistoryResult history_sync(Engine& engine, HistoryRequest request) {
+  std::promise<HistoryResult> promise;
+  auto future = promise.get_future();
+  engine.history(std::move(request), [&promise](HistoryResult result) { promise.set_value(std::move(result)); });
+  if (future.wait_for(30s) != std::future_status::ready) throw std::runtime_error("history never completed");
+  return future.get();
+}
+
+HistoryRequest newest(const std::string& channel, std::size_t limit, HistoryOptions history = keep(100),
+                      bool reverse = false) {
+  HistoryRequest request;
+  request.channel = channel;
+  request.limit = limit;
+  request.history = history;
+  request.reverse = reverse;
+  return request;
+}
+
+HistoryRequest after(const std::string& channel, StreamPosition since, std::size_t limit,
+                     HistoryOptions history = keep(100)) {
+  HistoryRequest request = newest(channel, limit, history);
+  request.since = std::move(since);
+  return request;
+}
+
+std::vector<std::uint64_t> offsets_of(const HistoryResult& result) {
+  std::vector<std::uint64_t> offsets;
+  for (const auto& publication : result.publications) offsets.push_back(publication->offset);
+  return offsets;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> values;
+  for (std::uint64_t value = first; value <= last; ++value) values.push_back(value);
+  return values;
+}
+
+std::vector<ClientInfo> presence_sync(Engine& engine, const std::string& channel) {
+  std::promise<std::vector<ClientInfo>> promise;
+  auto future = promise.get_future();
+  engine.presence(channel, [&promise](std::vector<ClientInfo> entries) { promise.set_value(std::move(entries)); });
+  return future.get();
+}
+
+// Counts completions so a test can publish without waiting on each one.
+class Completions {
+ public:
+  void add(PublishResult result) {
+    std::lock_guard lock(mutex_);
+    results_.push_back(std::move(result));
+    changed_.notify_all();
+  }
+  bool wait_for(std::size_t count, std::chrono::seconds timeout = 60s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return results_.size() >= count; });
+  }
+  std::vector<PublishResult> results() const {
+    std::lock_guard lock(mutex_);
+    return results_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<PublishResult> results_;
+};
+
+bool is_hex_epoch(const std::string& epoch) {
+  return epoch.size() == 16 && std::all_of(epoch.begin(), epoch.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// ---------------------------------------------------------------------------
+// The contract, on both engines.
+
+struct MemoryKind {
+  static constexpr const char* kName = "memory";
+  static std::unique_ptr<Engine> open(const std::string&, std::function<std::int64_t()> clock) {
+    MemoryEngineOptions options;
+    options.clock = std::move(clock);
+    return std::make_unique<MemoryEngine>(std::move(options));
+  }
+};
+
+struct SqliteKind {
+  static constexpr const char* kName = "sqlite";
+  static std::unique_ptr<Engine> open(const std::string& data_dir, std::function<std::int64_t()> clock) {
+    SqliteEngineOptions options;
+    options.data_dir = data_dir;
+    options.clock = std::move(clock);
+    return std::make_unique<SqliteEngine>(std::move(options));
+  }
+};
+
+template <class Kind>
+class EngineContract : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    engine_ = Kind::open(dir_.path() + "/data", clock_.function());
+    engine_->set_deliver(recorder_.callback());
+  }
+  void TearDown() override {
+    if (engine_) engine_->stop();
+  }
+  std::string epoch() { return history_sync(*engine_, newest("any", 0)).top.epoch; }
+
+  TempDir dir_;
+  TestClock clock_;
+  Recorder recorder_;  // outlives the engine, which may deliver until stopped
+  std::unique_ptr<Engine> engine_;
+};
+
+struct KindNames {
+  template <class Kind>
+  static std::string GetName(int) {
+    return Kind::kName;
+  }
+};
+
+using EngineKinds = ::testing::Types<MemoryKind, SqliteKind>;
+TYPED_TEST_SUITE(EngineContract, EngineKinds, KindNames);
+
+TYPED_TEST(EngineContract, NameAndHealth) {
+  EXPECT_EQ(this->engine_->name(), TypeParam::kName);
+  EXPECT_TRUE(this->engine_->healthy());
+}
+
+TYPED_TEST(EngineContract, OffsetsStartAtOneAndGrowPerChannel) {
+  Engine& engine = *this->engine_;
+  const HistoryResult untouched = history_sync(engine, newest("chat:a", 10));
+  EXPECT_TRUE(is_hex_epoch(untouched.top.epoch)) << untouched.top.epoch;
+  EXPECT_EQ(untouched.top.offset, 0u);
+  EXPECT_TRUE(untouched.publications.empty());
+  const std::string epoch = untouched.top.epoch;
+
+  for (std::uint64_t expected = 1; expected <= 3; ++expected) {
+    const PublishResult result = publish_sync(engine, message("chat:a", std::to_string(expected)));
+    ASSERT_EQ(result.error, EngineErrc::ok) << result.message;
+    EXPECT_FALSE(result.duplicate);
+    EXPECT_EQ(result.position, (StreamPosition{epoch, expected}));
+  }
+  EXPECT_EQ(publish_sync(engine, message("chat:b", "1")).position, (StreamPosition{epoch, 1}));
+  EXPECT_EQ(publish_sync(engine, message("chat:a", "4")).position, (StreamPosition{epoch, 4}));
+  EXPECT_EQ(history_sync(engine, newest("chat:a", 0)).top, (StreamPosition{epoch, 4}));
+  EXPECT_EQ(history_sync(engine, newest("chat:b", 0)).top, (StreamPosition{epoch, 1}));
+}
+
+TYPED_TEST(EngineContract, DeliversEachPublicationInOrderBeforeDone) {
+  Engine& engine = *this->engine_;
+  Completions completions;
+  std::vector<std::size_t> delivered_at_done(5, 0);
+  for (std::size_t i = 0; i < 5; ++i) {
+    engine.publish(message("room", "{\"n\":" + std::to_string(i + 1) + "}"),
+                   [&, i](PublishResult result) {
+                     delivered_at_done[i] = this->recorder_.offsets("room").size();
+                     completions.add(std::move(result));
+                   });
+  }
+  ASSERT_TRUE(completions.wait_for(5));
+  for (std::size_t i = 0; i < 5; ++i) {
+    EXPECT_GE(delivered_at_done[i], i + 1) << "publication " << i + 1 << " acknowledged before delivery";
+  }
+  const auto events = this->recorder_.events();
+  ASSERT_EQ(events.size(), 5u);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const ChannelEvent& event = events[i];
+    EXPECT_EQ(event.kind, ChannelEvent::Kind::publication);
+    EXPECT_EQ(event.channel, "room");
+    EXPECT_EQ(event.epoch, this->epoch());
+    ASSERT_TRUE(event.publication);
+    EXPECT_EQ(event.publication->offset, i + 1);
+    EXPECT_EQ(event.publication->data, "{\"n\":" + std::to_string(i + 1) + "}");
+    EXPECT_EQ(event.publication->publisher, R"({"user":"u1","client":"c1"})");
+    EXPECT_EQ(event.publication->time_ms, this->clock_.now());
+  }
+}
+
+TYPED_TEST(EngineContract, HistoryKeepsDataPublisherAndTime) {
+  Engine& engine = *this->engine_;
+  PublishRequest anonymous = message("news", R"({"text":"hi"})");
+  anonymous.publisher.clear();
+  ASSERT_EQ(publish_sync(engine, std::move(anonymous)).error, EngineErrc::ok);
+  this->clock_.advance(250ms);
+  ASSERT_EQ(publish_sync(engine, message("news", "[1,2]")).error, EngineErrc::ok);
+  const HistoryResult result = history_sync(engine, newest("news", 10));
+  ASSERT_EQ(result.publications.size(), 2u);
+  EXPECT_EQ(result.publications[0]->data, R"({"text":"hi"})");
+  EXPECT_EQ(result.publications[0]->publisher, "");
+  EXPECT_EQ(result.publications[0]->time_ms, this->clock_.now() - 250);
+  EXPECT_EQ(result.publications[1]->data, "[1,2]");
+  EXPECT_EQ(result.publications[1]->publisher, R"({"user":"u1","client":"c1"})");
+  EXPECT_EQ(result.publications[1]->time_ms, this->clock_.now());
+}
+
+TYPED_TEST(EngineContract, HistoryWithoutSinceGivesNewestInOrderOrReversed) {
+  Engine& engine = *this->engine_;
+  for (int i = 1; i <= 5; ++i) publish_sync(engine, message("c", std::to_string(i)));
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 3))), (std::vector<std::uint64_t>{3, 4, 5}));
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 3, keep(100), true))),
+            (std::vector<std::uint64_t>{5, 4, 3}));
+  const HistoryResult all = history_sync(engine, newest("c", 100));
+  EXPECT_EQ(offsets_of(all), range(1, 5));
+  EXPECT_EQ(all.publications[4]->data, "5");
+  EXPECT_EQ(all.top.offset, 5u);
+  const HistoryResult only_top = history_sync(engine, newest("c", 0));
+  EXPECT_TRUE(only_top.publications.empty());
+  EXPECT_EQ(only_top.top.offset, 5u);
+}
+
+TYPED_TEST(EngineContract, HistoryIsTrimmedToSize) {
+  Engine& engine = *this->engine_;
+  const std::string epoch = this->epoch();
+  for (int i = 1; i <= 6; ++i) publish_sync(engine, message("c", std::to_string(i), keep(3)));
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10, keep(3)))), (std::vector<std::uint64_t>{4, 5, 6}));
+
+  const HistoryResult covered = history_sync(engine, after("c", {epoch, 3}, 10, keep(3)));
+  EXPECT_EQ(offsets_of(covered), (std::vector<std::uint64_t>{4, 5, 6}));
+  EXPECT_TRUE(covered.complete);
+
+  const HistoryResult gap = history_sync(engine, after("c", {epoch, 2}, 10, keep(3)));
+  EXPECT_EQ(offsets_of(gap), (std::vector<std::uint64_t>{4, 5, 6}));
+  EXPECT_FALSE(gap.complete) << "offset 3 was trimmed";
+  EXPECT_FALSE(history_sync(engine, after("c", {epoch, 0}, 10, keep(3))).complete);
+}
+
+TYPED_TEST(EngineContract, CompleteFlagWithSince) {
+  Engine& engine = *this->engine_;
+  const std::string epoch = this->epoch();
+  for (int i = 1; i <= 4; ++i) publish_sync(engine, message("c", std::to_string(i)));
+
+  const HistoryResult at_top = history_sync(engine, after("c", {epoch, 4}, 10));
+  EXPECT_TRUE(at_top.complete);
+  EXPECT_TRUE(at_top.publications.empty());
+  EXPECT_EQ(at_top.top, (StreamPosition{epoch, 4}));
+
+  const HistoryResult ahead = history_sync(engine, after("c", {epoch, 5}, 10));
+  EXPECT_FALSE(ahead.complete);
+  EXPECT_TRUE(ahead.publications.empty());
+
+  const HistoryResult other_epoch = history_sync(engine, after("c", {"0000000000000000", 1}, 10));
+  EXPECT_FALSE(other_epoch.complete);
+  EXPECT_TRUE(other_epoch.publications.empty());
+  EXPECT_EQ(other_epoch.top, (StreamPosition{epoch, 4}));
+
+  const HistoryResult limited = history_sync(engine, after("c", {epoch, 1}, 2));
+  EXPECT_EQ(offsets_of(limited), (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_FALSE(limited.complete) << "the limit cut off offset 4";
+
+  const HistoryResult exact = history_sync(engine, after("c", {epoch, 1}, 3));
+  EXPECT_EQ(offsets_of(exact), (std::vector<std::uint64_t>{2, 3, 4}));
+  EXPECT_TRUE(exact.complete);
+
+  const HistoryResult everything = history_sync(engine, after("c", {epoch, 0}, 100));
+  EXPECT_EQ(offsets_of(everything), range(1, 4));
+  EXPECT_TRUE(everything.complete);
+
+  const HistoryResult no_limit = history_sync(engine, after("c", {epoch, 2}, 0));
+  EXPECT_TRUE(no_limit.publications.empty());
+  EXPECT_FALSE(no_limit.complete);
+
+  const HistoryResult fresh_channel = history_sync(engine, after("never", {epoch, 0}, 10));
+  EXPECT_TRUE(fresh_channel.complete);
+  EXPECT_EQ(fresh_channel.top, (StreamPosition{epoch, 0}));
+}
+
+TYPED_TEST(EngineContract, HistoryTtlHidesExpiredPublications) {
+  Engine& engine = *this->engine_;
+  const std::string epoch = this->epoch();
+  const HistoryOptions short_lived = keep(10, 1s);
+  publish_sync(engine, message("c", "1", short_lived));
+  publish_sync(engine, message("c", "2", short_lived));
+  this->clock_.advance(1100ms);
+  publish_sync(engine, message("c", "3", short_lived));
+
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10, short_lived))), (std::vector<std::uint64_t>{3}));
+  const HistoryResult from_start = history_sync(engine, after("c", {epoch, 0}, 10, short_lived));
+  EXPECT_EQ(offsets_of(from_start), (std::vector<std::uint64_t>{3}));
+  EXPECT_FALSE(from_start.complete) << "1 and 2 expired";
+  const HistoryResult from_two = history_sync(engine, after("c", {epoch, 2}, 10, short_lived));
+  EXPECT_EQ(offsets_of(from_two), (std::vector<std::uint64_t>{3}));
+  EXPECT_TRUE(from_two.complete);
+
+  this->clock_.advance(1100ms);
+  const HistoryResult expired = history_sync(engine, newest("c", 10, short_lived));
+  EXPECT_TRUE(expired.publications.empty());
+  EXPECT_EQ(expired.top.offset, 3u) << "expiry never rewinds offsets";
+  EXPECT_EQ(publish_sync(engine, message("c", "4", short_lived)).position.offset, 4u);
+}
+
+TYPED_TEST(EngineContract, OffsetsGrowWithoutHistory) {
+  Engine& engine = *this->engine_;
+  const std::string epoch = this->epoch();
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    EXPECT_EQ(publish_sync(engine, message("c", "x", keep(0))).position.offset, i);
+  }
+  const HistoryResult none = history_sync(engine, newest("c", 10, keep(0)));
+  EXPECT_TRUE(none.publications.empty());
+  EXPECT_EQ(none.top.offset, 3u);
+  EXPECT_FALSE(history_sync(engine, after("c", {epoch, 0}, 10)).complete);
+  EXPECT_EQ(this->recorder_.offsets("c"), range(1, 3)) << "delivered even without history";
+
+  publish_sync(engine, message("c", "y", keep(5)));
+  const HistoryResult one = history_sync(engine, after("c", {epoch, 3}, 10));
+  EXPECT_EQ(offsets_of(one), (std::vector<std::uint64_t>{4}));
+  EXPECT_TRUE(one.complete);
+}
+
+TYPED_TEST(EngineContract, IdempotentRepeatReturnsFirstPositionWithoutDelivery) {
+  Engine& engine = *this->engine_;
+  const std::string epoch = this->epoch();
+  const HistoryOptions window = keep(100, 0s, 1s);
+  const PublishResult first = publish_sync(engine, message("c", "a", window, "key-1"));
+  ASSERT_FALSE(first.duplicate);
+  EXPECT_EQ(first.position, (StreamPosition{epoch, 1}));
+  publish_sync(engine, message("c", "b", window));
+
+  const PublishResult repeat = publish_sync(engine, message("c", "a-again", window, "key-1"));
+  EXPECT_EQ(repeat.error, EngineErrc::ok);
+  EXPECT_TRUE(repeat.duplicate);
+  EXPECT_EQ(repeat.position, (StreamPosition{epoch, 1}));
+  EXPECT_EQ(this->recorder_.offsets("c"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(history_sync(engine, newest("c", 0)).top.offset, 2u);
+  EXPECT_EQ(history_sync(engine, newest("c", 10)).publications.size(), 2u);
+
+  const PublishResult elsewhere = publish_sync(engine, message("other", "a", window, "key-1"));
+  EXPECT_FALSE(elsewhere.duplicate) << "keys are per channel";
+  EXPECT_EQ(elsewhere.position.offset, 1u);
+
+  this->clock_.advance(1100ms);
+  const PublishResult after_window = publish_sync(engine, message("c", "a-late", window, "key-1"));
+  EXPECT_FALSE(after_window.duplicate);
+  EXPECT_EQ(after_window.position.offset, 3u);
+  const PublishResult repeat_again = publish_sync(engine, message("c", "a-late", window, "key-1"));
+  EXPECT_TRUE(repeat_again.duplicate);
+  EXPECT_EQ(repeat_again.position.offset, 3u);
+  EXPECT_EQ(this->recorder_.offsets("c"), (std::vector<std::uint64_t>{1, 2, 3}));
+}
+
+TYPED_TEST(EngineContract, IdempotencyHoldsWithinOneBurst) {
+  Engine& engine = *this->engine_;
+  Completions completions;
+  constexpr std::size_t kRepeats = 50;
+  for (std::size_t i = 0; i < kRepeats; ++i) {
+    engine.publish(message("c", "same", keep(100), "burst-key"),
+                   [&](PublishResult result) { completions.add(std::move(result)); });
+  }
+  ASSERT_TRUE(completions.wait_for(kRepeats));
+  std::size_t applied = 0;
+  for (const auto& result : completions.results()) {
+    EXPECT_EQ(result.error, EngineErrc::ok);
+    EXPECT_EQ(result.position.offset, 1u);
+    if (!result.duplicate) ++applied;
+  }
+  EXPECT_EQ(applied, 1u);
+  EXPECT_EQ(this->recorder_.offsets("c"), (std::vector<std::uint64_t>{1}));
+}
+
+TYPED_TEST(EngineContract, PresenceListsEntriesAndAnnouncesRealChanges) {
+  Engine& engine = *this->engine_;
+  const ClientInfo alice{"conn-a", "alice", R"({"name":"Alice"})"};
+  const ClientInfo bob{"conn-b", "bob", ""};
+  const ClientInfo carol{"conn-c", "", ""};
+  engine.presence_add("room", alice, true);
+  engine.presence_add("room", bob, true);
+  ClientInfo alice_renamed = alice;
+  alice_renamed.info = R"({"name":"Al"})";
+  engine.presence_add("room", alice_renamed, true);  // already present: updated, not announced
+
+  auto entries = presence_sync(engine, "room");
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].client, "conn-a");
+  EXPECT_EQ(entries[0].user, "alice");
+  EXPECT_EQ(entries[0].info, R"({"name":"Al"})");
+  EXPECT_EQ(entries[1].client, "conn-b");
+  EXPECT_TRUE(presence_sync(engine, "elsewhere").empty());
+
+  engine.presence_remove("room", alice, true);
+  engine.presence_remove("room", alice, true);  // gone already: no second leave
+  engine.presence_add("room", carol, false);    // quiet
+  engine.presence_remove("room", carol, false);
+  engine.presence_remove("nowhere", bob, true);
+
+  entries = presence_sync(engine, "room");
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].client, "conn-b");
+
+  const auto events = this->recorder_.presence_events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].kind, ChannelEvent::Kind::join);
+  EXPECT_EQ(events[0].channel, "room");
+  EXPECT_EQ(events[0].client.client, "conn-a");
+  EXPECT_EQ(events[0].client.user, "alice");
+  EXPECT_EQ(events[0].client.info, R"({"name":"Alice"})");
+  EXPECT_EQ(events[1].kind, ChannelEvent::Kind::join);
+  EXPECT_EQ(events[1].client.client, "conn-b");
+  EXPECT_EQ(events[2].kind, ChannelEvent::Kind::leave);
+  EXPECT_EQ(events[2].client.client, "conn-a");
+}
+
+TYPED_TEST(EngineContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
+  Engine& engine = *this->engine_;
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 300;
+  const std::vector<std::string> channels{"hot", "warm"};
+  Completions completions;
+  std::mutex per_thread_mutex;
+  std::map<std::pair<int, std::string>, std::vector<std::uint64_t>> per_thread;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string& channel = channels[static_cast<std::size_t>(i) % channels.size()];
+        engine.publish(message(channel, std::to_string(t)), [&, t, channel](PublishResult result) {
+          {
+            std::lock_guard lock(per_thread_mutex);
+            per_thread[{t, channel}].push_back(result.position.offset);
+          }
+          completions.add(std::move(result));
+        });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(completions.wait_for(kThreads * kPerThread));
+
+  const std::uint64_t per_channel = kThreads * kPerThread / channels.size();
+  for (const auto& channel : channels) {
+    std::vector<std::uint64_t> assigned;
+    for (const auto& [key, offsets] : per_thread) {
+      if (key.second != channel) continue;
+      EXPECT_TRUE(std::is_sorted(offsets.begin(), offsets.end())) << "one thread's publishes stay in order";
+      assigned.insert(assigned.end(), offsets.begin(), offsets.end());
+    }
+    std::sort(assigned.begin(), assigned.end());
+    EXPECT_EQ(assigned, range(1, per_channel)) << channel;
+    EXPECT_EQ(this->recorder_.offsets(channel), range(1, per_channel)) << channel;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Memory engine specifics.
+
+TEST(MemoryEngine, EveryInstanceHasItsOwnEpoch) {
+  MemoryEngine first;
+  MemoryEngine second;
+  EXPECT_TRUE(is_hex_epoch(first.epoch()));
+  EXPECT_TRUE(is_hex_epoch(second.epoch()));
+  EXPECT_NE(first.epoch(), second.epoch());
+  EXPECT_EQ(publish_sync(first, message("c", "1")).position.epoch, first.epoch());
+}
+
+// ---------------------------------------------------------------------------
+// SQLite engine specifics.
+
+SqliteEngineOptions sqlite_at(const std::string& data_dir) {
+  SqliteEngineOptions options;
+  options.data_dir = data_dir;
+  return options;
+}
+
+TEST(SqliteEngine, RestartKeepsEpochOffsetsHistoryAndIdempotencyKeys) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  std::string epoch;
+  {
+    SqliteEngine engine(sqlite_at(data));
+    epoch = engine.epoch();
+    EXPECT_TRUE(is_hex_epoch(epoch));
+    for (int i = 1; i <= 5; ++i) publish_sync(engine, message("c", std::to_string(i), keep(3)));
+    publish_sync(engine, message("c", "keyed", keep(3), "k"));
+    publish_sync(engine, message("silent", "x", keep(0)));
+    publish_sync(engine, message("silent", "x", keep(0)));
+  }
+  SqliteEngine engine(sqlite_at(data));
+  EXPECT_EQ(engine.epoch(), epoch);
+  const HistoryResult kept = history_sync(engine, after("c", {epoch, 3}, 10, keep(3)));
+  EXPECT_EQ(offsets_of(kept), (std::vector<std::uint64_t>{4, 5, 6}));
+  EXPECT_TRUE(kept.complete);
+  EXPECT_EQ(kept.publications[2]->data, "keyed");
+  EXPECT_EQ(kept.top, (StreamPosition{epoch, 6}));
+
+  const PublishResult repeat = publish_sync(engine, message("c", "keyed", keep(3), "k"));
+  EXPECT_TRUE(repeat.duplicate) << "idempotency keys survive a restart";
+  EXPECT_EQ(repeat.position.offset, 6u);
+  EXPECT_EQ(publish_sync(engine, message("c", "7", keep(3))).position, (StreamPosition{epoch, 7}));
+  EXPECT_EQ(publish_sync(engine, message("silent", "x", keep(0))).position.offset, 3u)
+      << "the top offset survives without history";
+}
+
+TEST(SqliteEngine, DeletedDatabaseStartsANewEpoch) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  std::string first_epoch;
+  {
+    SqliteEngine engine(sqlite_at(data));
+    first_epoch = engine.epoch();
+    publish_sync(engine, message("c", "1"));
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(data + "/duplex.db" + suffix);
+  SqliteEngine engine(sqlite_at(data));
+  EXPECT_NE(engine.epoch(), first_epoch);
+  EXPECT_EQ(publish_sync(engine, message("c", "1")).position.offset, 1u);
+  EXPECT_FALSE(history_sync(engine, after("c", {first_epoch, 1}, 10)).complete);
+}
+
+TEST(SqliteEngine, StopAcknowledgesQueuedPublishesAndRefusesLaterOnes) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  Completions completions;
+  constexpr std::size_t kQueued = 3000;
+  {
+    SqliteEngine engine(sqlite_at(data));
+    for (std::size_t i = 0; i < kQueued; ++i) {
+      engine.publish(message("c", std::to_string(i)), [&](PublishResult result) { completions.add(std::move(result)); });
+    }
+    engine.stop();
+    EXPECT_EQ(completions.results().size(), kQueued) << "stop() acknowledges everything queued";
+    for (const auto& result : completions.results()) EXPECT_EQ(result.error, EngineErrc::ok) << result.message;
+
+    const PublishResult late = publish_sync(engine, message("c", "late"));
+    EXPECT_EQ(late.error, EngineErrc::unavailable);
+    EXPECT_FALSE(late.message.empty());
+    EXPECT_EQ(history_sync(engine, newest("c", 1)).error, EngineErrc::unavailable);
+  }
+  SqliteEngine reopened(sqlite_at(data));
+  EXPECT_EQ(history_sync(reopened, newest("c", 0)).top.offset, kQueued);
+}
+
+TEST(SqliteEngine, SecondEngineOnTheSameDataDirIsRefused) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  SqliteEngine first(sqlite_at(data));
+  try {
+    SqliteEngine second(sqlite_at(data));
+    FAIL() << "a second engine opened the same database";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("in use"), std::string::npos) << error.what();
+  }
+}
+
+TEST(SqliteEngine, RefusesADatabaseOfAnotherSchemaVersion) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  { SqliteEngine engine(sqlite_at(data)); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((data + "/duplex.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value='99' WHERE key='schema_version'", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  try {
+    SqliteEngine engine(sqlite_at(data));
+    FAIL() << "opened a database of schema version 99";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("schema version 99"), std::string::npos) << error.what();
+  }
+}
+
+TEST(SqliteEngine, FullDatabaseFailsThePublishAsUnavailableUntilSpaceReturns) {
+  TempDir dir;
+  SqliteEngineOptions options = sqlite_at(dir.path() + "/data");
+  options.max_database_pages = 48;  // 4 KiB pages: a ~190 KiB database
+  SqliteEngine engine(options);
+  Recorder recorder;
+  engine.set_deliver(recorder.callback());
+  const std::string big = "\"" + std::string(8000, 'x') + "\"";
+  std::uint64_t accepted = 0;
+  PublishResult failed;
+  for (int i = 0; i < 200; ++i) {
+    PublishResult result = publish_sync(engine, message("big", big, keep(1000)));
+    if (result.error != EngineErrc::ok) {
+      failed = std::move(result);
+      break;
+    }
+    EXPECT_EQ(result.position.offset, ++accepted);
+  }
+  ASSERT_EQ(failed.error, EngineErrc::unavailable) << "the database never filled up";
+  EXPECT_NE(failed.message.find("full"), std::string::npos) << failed.message;
+  EXPECT_FALSE(engine.healthy());
+  EXPECT_EQ(recorder.offsets("big").size(), accepted) << "a failed publish is not delivered";
+  EXPECT_EQ(history_sync(engine, newest("big", 0)).top.offset, accepted) << "nothing of the failed batch stayed";
+
+  // Dropping the channel's history frees the pages: the next commit succeeds.
+  const PublishResult recovered = publish_sync(engine, message("big", "1", keep(0)));
+  ASSERT_EQ(recovered.error, EngineErrc::ok) << recovered.message;
+  EXPECT_EQ(recovered.position.offset, accepted + 1) << "no offset was burnt by the failure";
+  EXPECT_TRUE(engine.healthy());
+}
+
+TEST(SqliteEngine, HistorySeesEveryDeliveredPublication) {
+  TempDir dir;
+  SqliteEngine engine(sqlite_at(dir.path() + "/data"));
+  constexpr std::size_t kCount = 300;
+  std::atomic<std::size_t> stale{0};
+  std::atomic<std::size_t> checked{0};
+  Completions completions;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    engine.publish(message("c", "1"), [&](PublishResult result) {
+      const std::uint64_t offset = result.position.offset;
+      engine.history(newest("c", 1), [&, offset](HistoryResult history) {
+        if (history.top.offset < offset || history.publications.empty() ||
+            history.publications.back()->offset < offset) {
+          ++stale;
+        }
+        ++checked;
+      });
+      completions.add(std::move(result));
+    });
+  }
+  ASSERT_TRUE(completions.wait_for(kCount));
+  for (int i = 0; i < 3000 && checked.load() < kCount; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(checked.load(), kCount);
+  EXPECT_EQ(stale.load(), 0u);
+}
+
+TEST(SqliteEngine, PurgesExpiredIdempotencyKeysAndHistoryRows) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  TestClock clock;
+  SqliteEngineOptions options = sqlite_at(data);
+  options.clock = clock.function();
+  SqliteEngine engine(options);
+  for (int i = 0; i < 5; ++i) {
+    publish_sync(engine, message("c", "1", keep(100, 2s, 2s), "key-" + std::to_string(i)));
+  }
+  auto count = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((data + "/duplex.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &statement, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_step(statement), SQLITE_ROW);
+    const auto value = sqlite3_column_int64(statement, 0);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return value;
+  };
+  EXPECT_EQ(count("SELECT count(*) FROM idempotency_keys"), 5);
+  EXPECT_EQ(count("SELECT count(*) FROM publications"), 5);
+  clock.advance(10s);  // past the window, the TTL and the purge interval
+  // The idle writer wakes once a second and purges when due.
+  for (int i = 0; i < 50 && count("SELECT count(*) FROM idempotency_keys") > 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM idempotency_keys"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM publications"), 0);
+  EXPECT_EQ(publish_sync(engine, message("c", "1", keep(100, 2s, 2s), "key-0")).position.offset, 6u);
+}
+
+TEST(SqliteEngine, BatchedThroughputFromTwoThreads) {
+  TempDir dir;
+  SqliteEngine engine(sqlite_at(dir.path() + "/data"));
+  Recorder recorder;
+  engine.set_deliver(recorder.callback());
+  constexpr std::size_t kPerThread = 10'000;
+  const std::vector<std::string> channels{"bench:a", "bench:b", "bench:c", "bench:d"};
+  Completions completions;
+  std::mutex offsets_mutex;
+  std::map<std::string, std::vector<std::uint64_t>> assigned;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = 0; i < kPerThread; ++i) {
+        const std::string& channel = channels[(i + static_cast<std::size_t>(t)) % channels.size()];
+        engine.publish(message(channel, R"({"text":"a typical chat message of some length"})"),
+                       [&, channel](PublishResult result) {
+                         if (result.error == EngineErrc::ok) {
+                           std::lock_guard lock(offsets_mutex);
+                           assigned[channel].push_back(result.position.offset);
+                         }
+                         completions.add(std::move(result));
+                       });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(completions.wait_for(2 * kPerThread, 120s));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ sqlite   ] %zu publishes in %.3f s: %.0f publishes/s\n", 2 * kPerThread, seconds,
+              static_cast<double>(2 * kPerThread) / seconds);
+
+  for (const auto& result : completions.results()) ASSERT_EQ(result.error, EngineErrc::ok) << result.message;
+  const std::uint64_t per_channel = 2 * kPerThread / channels.size();
+  for (const auto& channel : channels) {
+    auto offsets = assigned[channel];
+    EXPECT_EQ(offsets, range(1, per_channel)) << channel << ": acknowledged in offset order, each once";
+    EXPECT_EQ(recorder.offsets(channel), range(1, per_channel)) << channel;
+  }
+}
+
+// A child process publishes as fast as it can and reports every acknowledged
+// offset through a pipe; the parent kills it with SIGKILL mid-stream and
+// reopens the database: every acknowledged publication must be there.
+TEST(SqliteEngine, AcknowledgedPublishesSurviveKill9) {
+  TempDir dir;
+  const std::string data = dir.path() + "/data";
+  constexpr std::size_t kAcksBeforeKill = 3000;
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    const int out = pipe_fds[1];
+    try {
+      SqliteEngine engine(sqlite_at(data));
+      if (::write(out, engine.epoch().data(), 16) != 16) ::_exit(3);
+      std::mutex mutex;
+      std::condition_variable acked;
+      std::size_t in_flight = 0;
+      for (std::uint64_t i = 1; i <= 10'000'000; ++i) {
+        {
+          std::unique_lock lock(mutex);
+          acked.wait(lock, [&] { return in_flight < 512; });
+          ++in_flight;
+        }
+        engine.publish(message("durable", "{\"n\":" + std::to_string(i) + "}", keep(100'000'000)),
+                       [&, out](PublishResult result) {
+                         if (result.error == EngineErrc::ok) {
+                           const std::uint64_t offset = result.position.offset;
+                           if (::write(out, &offset, sizeof offset) != sizeof offset) ::_exit(4);
+                         }
+                         std::lock_guard lock(mutex);
+                         --in_flight;
+                         acked.notify_one();
+                       });
+      }
+    } catch (...) {
+      ::_exit(2);
+    }
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  auto read_exact = [&](void* buffer, std::size_t size) {
+    auto* bytes = static_cast<char*>(buffer);
+    std::size_t got = 0;
+    while (got < size) {
+      const ssize_t n = ::read(pipe_fds[0], bytes + got, size - got);
+      if (n <= 0) return false;
+      got += static_cast<std::size_t>(n);
+    }
+    return true;
+  };
+  std::string child_epoch(16, '\0');
+  ASSERT_TRUE(read_exact(child_epoch.data(), 16));
+  std::vector<std::uint64_t> acked;
+  std::uint64_t offset = 0;
+  while (acked.size() < kAcksBeforeKill && read_exact(&offset, sizeof offset)) acked.push_back(offset);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  // Whatever the child wrote before dying was acknowledged too.
+  while (read_exact(&offset, sizeof offset)) acked.push_back(offset);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child ended before the kill, status " << status;
+  ASSERT_GE(acked.size(), kAcksBeforeKill);
+
+  SqliteEngine engine(sqlite_at(data));
+  EXPECT_EQ(engine.epoch(), child_epoch);
+  const HistoryResult kept =
+      history_sync(engine, after("durable", {child_epoch, 0}, 100'000'000, keep(100'000'000)));
+  ASSERT_EQ(kept.error, EngineErrc::ok) << kept.message;
+  EXPECT_TRUE(kept.complete);
+  std::set<std::uint64_t> present;
+  for (const auto& publication : kept.publications) {
+    present.insert(publication->offset);
+    EXPECT_EQ(publication->data, "{\"n\":" + std::to_string(publication->offset) + "}");
+  }
+  std::size_t lost = 0;
+  for (std::uint64_t acknowledged : acked) lost += present.count(acknowledged) == 0;
+  EXPECT_EQ(lost, 0u) << "of " << acked.size() << " acknowledged publications";
+  EXPECT_GE(kept.top.offset, *std::max_element(acked.begin(), acked.end()));
+  std::printf("[ sqlite   ] child killed after %zu acknowledged publishes; %zu in the database\n", acked.size(),
+              present.size());
+}
+
+// ---------------------------------------------------------------------------
+// The factory.
+
+TEST(EngineFactory, MakesTheConfiguredEngine) {
+  TempDir dir;
+  duplex::hub::EngineConfig config;
+  config.type = "memory";
+  EXPECT_EQ(make_engine(config)->name(), "memory");
+  config.type = "sqlite";
+  config.data_dir = dir.path() + "/nested/deeper/data";
+  auto engine = make_engine(config);
+  EXPECT_EQ(engine->name(), "sqlite");
+  EXPECT_TRUE(std::filesystem::exists(config.data_dir + "/duplex.db")) << "data dir created, mkdir -p";
+  EXPECT_EQ(publish_sync(*engine, message("c", "1")).position.offset, 1u);
+}
+
+TEST(EngineFactory, DataDirThatIsAFileIsAClearError) {
+  TempDir dir;
+  const std::string file = dir.path() + "/not-a-dir";
+  std::ofstream(file) << "x";
+  duplex::hub::EngineConfig config;
+  config.data_dir = file;
+  try {
+    make_engine(config);
+    FAIL() << "opened an engine on a regular file";
+  } catch (const std::runtime_error& error) {
+    const std::string what = error.what();
+    EXPECT_NE(what.find(file), std::string::npos) << what;
+    EXPECT_NE(what.find("not a directory"), std::string::npos) << what;
+  }
+  config.data_dir = file + "/below";
+  try {
+    make_engine(config);
+    FAIL() << "created a data dir below a regular file";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("cannot create data dir"), std::string::npos) << error.what();
+  }
+}
+
+TEST(EngineFactory, RejectsUnknownTypesAndEmptyBatches) {
+  duplex::hub::EngineConfig config;
+  config.type = "postgres";
+  try {
+    make_engine(config);
+    FAIL() << "made an engine of unknown type";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("postgres"), std::string::npos) << error.what();
+  }
+  config.type = "sqlite";
+  config.max_batch = 0;
+  EXPECT_THROW(make_engine(config), std::runtime_error);
+}
+
+}  // namespace
