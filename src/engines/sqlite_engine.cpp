@@ -113,6 +113,10 @@ struct PendingPublish {
   std::function<void(PublishResult)> done;
 };
 
+std::size_t queued_size(const PublishRequest& request) {
+  return request.data.size() + request.publisher.size();
+}
+
 struct PendingHistory {
   HistoryRequest request;
   std::function<void(HistoryResult)> done;
@@ -164,6 +168,7 @@ struct SqliteEngine::Impl {
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
   std::deque<PendingPublish> queue;
+  std::size_t queued_bytes = 0;
   bool writer_stopping = false;
   std::thread writer;
 
@@ -234,6 +239,8 @@ struct SqliteEngine::Impl {
       }
     }
     write_db->exec(options.fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    // A burst can grow the WAL; after a checkpoint it is cut back to this.
+    write_db->exec("PRAGMA journal_size_limit=67108864");
     if (options.max_database_pages > 0) {
       write_db->exec("PRAGMA max_page_count=" + std::to_string(options.max_database_pages));
     }
@@ -349,6 +356,7 @@ struct SqliteEngine::Impl {
         if (queue.empty() && writer_stopping) break;
         const std::size_t count = std::min(queue.size(), options.max_batch);
         for (std::size_t i = 0; i < count; ++i) {
+          queued_bytes -= queued_size(queue.front().request);
           batch.push_back(std::move(queue.front()));
           queue.pop_front();
         }
@@ -656,11 +664,14 @@ void SqliteEngine::publish(PublishRequest request, std::function<void(PublishRes
     auto& queue = impl_->queue;
     if (impl_->writer_stopping) {
       refused.message = "sqlite engine is stopped";
-    } else if (queue.size() >= impl_->options.max_queue) {
-      refused.message = "sqlite engine is overloaded: " + std::to_string(queue.size()) + " publishes waiting";
+    } else if (queue.size() >= impl_->options.max_queue ||
+               impl_->queued_bytes + queued_size(request) > impl_->options.max_queue_bytes) {
+      refused.message = "sqlite engine is overloaded: " + std::to_string(queue.size()) + " publishes (" +
+                        std::to_string(impl_->queued_bytes) + " bytes) waiting for the disk";
     } else {
       // The writer only sleeps on an empty queue: wake it only then.
       const bool wake = queue.empty();
+      impl_->queued_bytes += queued_size(request);
       queue.push_back(PendingPublish{std::move(request), std::move(done)});
       lock.unlock();
       if (wake) impl_->queue_cv.notify_one();

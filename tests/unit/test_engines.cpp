@@ -723,6 +723,54 @@ TEST(SqliteEngine, FullDatabaseFailsThePublishAsUnavailableUntilSpaceReturns) {
   EXPECT_TRUE(engine.healthy());
 }
 
+// Holds the writer inside the delivery of offset 1 so the queue fills up,
+// then checks that what does not fit is refused at once and the rest is kept.
+void expect_queue_bound(SqliteEngineOptions options, std::size_t fits, const std::string& data) {
+  SqliteEngine engine(options);
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  engine.set_deliver([&](const ChannelEvent&) {
+    if (first.exchange(false)) {
+      entered.set_value();
+      released.wait();
+    }
+  });
+  Completions completions;
+  auto collect = [&](PublishResult result) { completions.add(std::move(result)); };
+  engine.publish(message("c", data), collect);
+  entered.get_future().wait();
+  for (std::size_t i = 0; i < fits; ++i) engine.publish(message("c", data), collect);
+  const PublishResult refused = publish_sync(engine, message("c", data));
+  EXPECT_EQ(refused.error, EngineErrc::unavailable);
+  EXPECT_NE(refused.message.find("overloaded"), std::string::npos) << refused.message;
+  release.set_value();
+  ASSERT_TRUE(completions.wait_for(fits + 1));
+  std::vector<std::uint64_t> offsets;
+  for (const auto& result : completions.results()) {
+    EXPECT_EQ(result.error, EngineErrc::ok) << result.message;
+    offsets.push_back(result.position.offset);
+  }
+  EXPECT_EQ(offsets, range(1, fits + 1)) << "the refused publish took no offset";
+}
+
+TEST(SqliteEngine, RefusesPublishesBeyondTheQueueBound) {
+  TempDir dir;
+  SqliteEngineOptions options = sqlite_at(dir.path() + "/data");
+  options.max_queue = 4;
+  expect_queue_bound(options, 4, "1");
+}
+
+TEST(SqliteEngine, RefusesPublishesBeyondTheQueueByteBound) {
+  TempDir dir;
+  SqliteEngineOptions options = sqlite_at(dir.path() + "/data");
+  const std::string data = "\"" + std::string(998, 'x') + "\"";
+  const std::size_t per_publish = data.size() + message("c", data).publisher.size();
+  options.max_queue_bytes = 3 * per_publish + per_publish / 2;
+  expect_queue_bound(options, 3, data);
+}
+
 TEST(SqliteEngine, HistorySeesEveryDeliveredPublication) {
   TempDir dir;
   SqliteEngine engine(sqlite_at(dir.path() + "/data"));

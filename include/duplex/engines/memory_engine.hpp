@@ -2,7 +2,14 @@
 // this process only. Every instance has a new random epoch (its history
 // starts empty), so clients that recover across a restart learn that
 // history was lost. Publishes are applied and delivered on the caller's
-// thread; `done` runs inline, after the delivery.
+// thread; `done` runs inline, after the delivery. Deliveries are made under
+// the channel's lock: the deliver callback must not call back into the
+// engine synchronously (the hub only posts to its loops).
+//
+// Memory stays bounded: at most history.size publications per channel
+// (expired ones are dropped on the channel's next publish and never
+// returned), idempotency keys until their window ends, and one offset per
+// channel ever published (offsets are never reused within an epoch).
 #pragma once
 #include <cstdint>
 #include <functional>

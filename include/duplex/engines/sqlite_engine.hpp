@@ -8,6 +8,11 @@
 //
 // The epoch is created with the database and kept across restarts; offsets
 // continue where they were. Presence lives in memory.
+//
+// Publication deliveries and `done` run on the writer thread, history `done`
+// on the reader thread, join/leave deliveries on the caller's thread under
+// the delivery lock: the deliver callback must not call back into the engine
+// synchronously.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +31,7 @@ struct SqliteEngineOptions {
   // Publishes waiting for the writer; beyond this they fail at once with
   // `unavailable` instead of growing memory without bound.
   std::size_t max_queue = 100'000;
+  std::size_t max_queue_bytes = 256u << 20;  // data + publisher bytes waiting, same rule
   // Caps the database file (PRAGMA max_page_count); 0: SQLite's default.
   // A full database fails publishes with `unavailable`, like a full disk.
   std::uint32_t max_database_pages = 0;
