@@ -490,6 +490,7 @@ export class Duplex {
     this.expires = result.expires ?? null;
     this._setState('connected');
     this._emit('connected', { client: this.clientId, user: this.user, node: this.node, expires: this.expires, transport: this.transport });
+    if (this._conn !== conn) return;  // a listener disconnected
     this._startHeartbeat(conn, result.ping);
     // Subscribes go first so the hub replays missed messages before our queued publishes echo back.
     for (const sub of this._subs.values()) this._sendSubscribe(conn, sub);

@@ -275,3 +275,30 @@ test('a garbage frame is reported and ignored', async () => {
   assert.equal(h.eventsOf('error')[0].code, 'bad_frame');
   assert.equal(h.client.state, 'connected');
 });
+
+test('a connected listener may disconnect: nothing more is sent on that socket', async () => {
+  const h = makeClient();
+  h.client.subscribe('chat:a', {});
+  h.client.on('connected', () => h.client.disconnect());
+  h.client.connect();
+  await flush();
+  const ws = h.ws;
+  ws.open();
+  ws.reply(ws.sent[0].id, { client: 'c', user: 'u', ping: 1 });
+  assert.equal(h.client.state, 'disconnected');
+  assert.deepEqual(ws.sent.map((c) => c.type), ['authenticate']);
+  h.clock.advance(60_000);
+  assert.equal(ws.allOf('ping').length, 0);
+});
+
+test('a subscribe without reply within commandTimeout restarts the connection', async () => {
+  const h = makeClient({ commandTimeout: 3000 });
+  const ws = await h.connect();
+  const sub = h.client.subscribe('chat:a', {});
+  h.clock.advance(3000);
+  assert.ok(ws.closedByClient);
+  assert.equal(sub.state, 'subscribing', 'kept, to be sent again');
+  const ws2 = await h.reconnectNow();
+  await h.accept();
+  assert.equal(ws2.lastOf('subscribe').channel, 'chat:a');
+});
