@@ -15,6 +15,8 @@
 namespace duplex::cli {
 
 namespace {
+constexpr std::int64_t max_ttl_seconds = std::int64_t{10} * 366 * 24 * 3600;
+
 struct TokenArgs {
   std::string user;
   std::string secret;
@@ -69,7 +71,7 @@ std::function<int()> add_token_command(CLI::App& app) {
   secret->excludes(key);
   cmd->add_option("--ttl", args->ttl, "Lifetime in seconds (`exp` = now + ttl); 0: no expiry")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(std::int64_t{0}, max_ttl_seconds));
   cmd->add_option("--channels", args->channels,
                   "Patterns the user may subscribe to, comma-separated or repeated "
                   "(`*` any run without ':', `**` any run; write \\, for a comma inside one)");
@@ -80,7 +82,8 @@ std::function<int()> add_token_command(CLI::App& app) {
       "Examples:\n"
       "  duplex token --user 42 --secret S --channels 'chat:*,user:#42' --publish 'chat:*'\n"
       "  DUPLEX_HMAC_SECRET=S duplex token --user 42 --ttl 0 --info '{\"name\":\"Ada\"}'\n"
-      "  duplex token --user 42 --private-key key.pem --channel 'dm:#42\\,57'\n"
+      "  duplex token --user 42 --private-key key.pem --channels 'dm:#42\\,57,chat:**'\n"
+      "  duplex token --user 42 --secret S --channel 'dm:#42,57'   (a subscribe token)\n"
       "Keys: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem\n"
       "      openssl pkey -in key.pem -pubout -out public.pem");
 
