@@ -80,6 +80,8 @@ bool HubSession::should_reconnect(std::uint16_t code) {
     case 1009:  // message too big
     case 1010:  // mandatory extension
       return false;
+    case 4502:  // token expired without refresh: reconnect with a new token
+      return true;
     default:
       break;
   }
