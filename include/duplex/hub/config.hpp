@@ -89,7 +89,7 @@ struct HubConfig {
   HubLimits limits;
   LogConfig log;
   WebConfig web;
-  Seconds stats_interval{1};       // the dashboard channel `$stats:node` publish period (0 = off)
+  Seconds stats_interval{1};       // the dashboard channel `stats:node` publish period (0 = off; needs [namespaces.stats])
   NamespaceOptions namespace_defaults;
   bool namespaces_strict = false;  // unknown namespaces are refused (102) instead of using defaults
   std::map<std::string, NamespaceOptions> namespaces;
