@@ -50,7 +50,8 @@ struct HubClientOptions {
 
 class HubClient {
  public:
-  // Runs its own event loop on a thread of its own.
+  // Runs its own event loop on a thread of its own. Do not destroy it from
+  // one of its own callbacks (the destructor joins that thread).
   explicit HubClient(HubClientOptions options);
   // Runs on `loop`, which the caller runs. Destroy the client on that
   // loop's thread, or after the loop has stopped.
