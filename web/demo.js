@@ -213,7 +213,7 @@ class Room {
       },
       onJoin: (who) => {
         this.presence.set(who.client, who);
-        this.addNotice(`${displayName(who)} joined`);
+        if (who.client !== page.client.clientId) this.addNotice(`${displayName(who)} joined`);
         if (page.active === this) renderPresence();
       },
       onLeave: (who) => {

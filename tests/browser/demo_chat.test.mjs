@@ -135,6 +135,8 @@ describe('demo page: chat, offline queue, recovery, dashboard', { timeout: 90_00
     assert.equal(new Set(offsets).size, offsets.length);
     assert.deepEqual(b.map((m) => m.offset), offsets, 'both pages agree on the offsets');
     assert.equal(await alice.page.textContent('[data-testid="queued"]'), '');
+    // Recovered by the resubscribe itself, not by the page reloading history after a gap.
+    assert.equal(await alice.page.locator('li[data-testid="notice"]', { hasText: 'could not be recovered' }).count(), 0);
     await screenshot(alice.page, '3-alice-back');
     await screenshot(bob.page, '3-bob');
   });
