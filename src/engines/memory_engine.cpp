@@ -149,11 +149,8 @@ void MemoryEngine::history(HistoryRequest request, std::function<void(HistoryRes
 
     if (request.since) {
       const StreamPosition& since = *request.since;
-      if (!detail::since_is_answerable(since, impl_->epoch, top)) {
-        if (done) done(std::move(result));
-        return;
-      }
-      if (kept && !kept->empty() && request.limit > 0) {
+      const bool answerable = detail::since_is_answerable(since, impl_->epoch, top);
+      if (answerable && kept && !kept->empty() && request.limit > 0) {
         const std::uint64_t first = kept->front()->offset;
         // Offsets in `kept` are contiguous: index straight to since + 1.
         std::size_t index = since.offset + 1 >= first ? static_cast<std::size_t>(since.offset + 1 - first) : 0;
@@ -162,7 +159,7 @@ void MemoryEngine::history(HistoryRequest request, std::function<void(HistoryRes
           if (publication->time_ms >= cutoff) out.push_back(publication);
         }
       }
-      result.complete = detail::covers_range(out, since.offset, top);
+      result.complete = answerable && detail::covers_range(out, since.offset, top);
     } else {
       if (kept && request.limit > 0) {
         for (auto pos = kept->rbegin(); pos != kept->rend() && out.size() < request.limit; ++pos) {

@@ -574,6 +574,20 @@ TYPED_TEST(EngineContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder)
   }
 }
 
+TYPED_TEST(EngineContract, CompletionsMayCallBackIntoTheEngine) {
+  Engine& engine = *this->engine_;
+  std::promise<std::uint64_t> second_offset;
+  engine.publish(message("c", "1"), [&](PublishResult) {
+    engine.history(after("c", {"another-epoch", 0}, 10), [&](HistoryResult history) {
+      EXPECT_FALSE(history.complete);
+      engine.publish(message("c", "2"), [&](PublishResult result) { second_offset.set_value(result.position.offset); });
+    });
+  });
+  auto future = second_offset.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "a callback deadlocked the engine";
+  EXPECT_EQ(future.get(), 2u);
+}
+
 // ---------------------------------------------------------------------------
 // Memory engine specifics.
 
