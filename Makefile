@@ -13,7 +13,7 @@ WERROR ?= ON
 all: build
 
 help:
-	@echo "make run    - install what is missing, build, serve ws://127.0.0.1:8080 (echo)"
+	@echo "make run    - install what is missing, build, serve the hub and demo page at http://127.0.0.1:8080/"
 	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, fuzz)"
 	@echo "make bench  - micro-benchmarks"
 
@@ -27,7 +27,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
 
 run: build
-	$(BUILD)/duplex echo --listen 127.0.0.1:8080
+	$(BUILD)/duplex serve --config config/demo.toml
 
 test: build
 	scripts/test-all $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)

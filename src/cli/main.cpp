@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   auto run_connect = duplex::cli::add_connect_command(app);
   auto run_bench = duplex::cli::add_bench_command(app);
   auto run_token = duplex::cli::add_token_command(app);
+  auto run_serve = duplex::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("connect")) return run_connect();
     if (app.got_subcommand("bench")) return run_bench();
     if (app.got_subcommand("token")) return run_token();
+    if (app.got_subcommand("serve")) return run_serve();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "duplex: %s\n", e.what());
     return 1;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
 
 #include "duplex/engines/factory.hpp"
 #include "duplex/hub/json.hpp"
@@ -397,7 +398,30 @@ struct HubServer::Routes {
 
 // ---- server ------------------------------------------------------------------------
 
-HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)) {
+// Every live WebSocket session: connections still open when the loops are
+// destroyed are dropped without callbacks, so their sessions are freed here.
+struct HubServer::SessionRegistry {
+  std::mutex mutex;
+  std::unordered_set<WsSession*> live;
+  WsSession* create(net::Connection& c) {
+    auto* s = new WsSession(c);
+    std::lock_guard lock(mutex);
+    live.insert(s);
+    return s;
+  }
+  void destroy(WsSession* s) {
+    {
+      std::lock_guard lock(mutex);
+      live.erase(s);
+    }
+    delete s;
+  }
+  ~SessionRegistry() {
+    for (auto* s : live) delete s;
+  }
+};
+
+HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessions_(std::make_shared<SessionRegistry>()) {
   config_.server.subprotocols = {"duplex.v1"};
   auto verifier = hub::TokenVerifier::from_config(config_.auth);
   auto engine = engines::make_engine(config_.engine);
@@ -414,14 +438,14 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)) {
       const hub::TokenError err = hub_->verify_token(token, *claims);
       if (err != hub::TokenError::none) return decision.reject(401, "invalid token: " + std::string(hub::to_string(err)));
     }
-    auto session = new WsSession(c);
+    auto session = sessions_->create(c);
     session->claims = std::move(claims);
     c.user_data = session;
   };
   h.on_open = [this](net::Connection& c) {
     auto* session = static_cast<WsSession*>(c.user_data);
     if (!session) {
-      session = new WsSession(c);
+      session = sessions_->create(c);
       c.user_data = session;
     }
     session->client = hub_->open(c.loop(), *session, session->claims.get());
@@ -442,7 +466,7 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)) {
     c.user_data = nullptr;
     if (!session) return;
     if (session->client) hub_->closed(*session->client);
-    delete session;
+    sessions_->destroy(session);
   };
   h.on_http = [this](net::Connection& c, const net::HttpRequest& r) { routes_->handle(c, r); };
 
@@ -451,7 +475,12 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)) {
   hub_->start();
 }
 
-HubServer::~HubServer() { stop(); }
+HubServer::~HubServer() {
+  stop();
+  hub_.reset();     // its timers live on the loops: before them
+  server_.reset();  // destroys the loops, dropping connections still open
+  sessions_.reset();
+}
 
 void HubServer::start() {
   server_->listen();
@@ -459,6 +488,10 @@ void HubServer::start() {
 }
 
 void HubServer::run() { server_->run(); }
+
+void HubServer::wait() {
+  if (thread_.joinable()) thread_.join();
+}
 
 void HubServer::shutdown(net::Millis deadline) {
   hub_->notify_shutdown(hub::disconnect_code::shutdown, "server shutting down");

@@ -30,6 +30,8 @@ class HubServer {
   // 1001, pending publishes are made durable, then the loops stop (within
   // `deadline`).
   void shutdown(net::Millis deadline = net::Millis{5000});
+  // After start(): blocks until the loops have stopped (after shutdown()).
+  void wait();
   // Immediate stop (tests).
   void stop();
 
@@ -38,7 +40,9 @@ class HubServer {
 
  private:
   struct Routes;
+  struct SessionRegistry;
   hub::HubConfig config_;
+  std::shared_ptr<SessionRegistry> sessions_;
   std::unique_ptr<net::Server> server_;
   std::unique_ptr<hub::Hub> hub_;
   std::unique_ptr<Routes> routes_;

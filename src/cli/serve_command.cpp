@@ -1,0 +1,125 @@
+// `duplex serve`: the hub server (channels, presence, history, recovery,
+// auth, HTTP API, demo page), configured by a TOML file and flags.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "commands.hpp"
+#include "duplex/hub/config_file.hpp"
+#include "duplex/hub/log.hpp"
+#include "duplex/transport/hub_server.hpp"
+
+namespace duplex::cli {
+
+namespace {
+
+struct ServeFlags {
+  std::string config_file;
+  std::string listen;
+  unsigned threads = 0;
+  bool threads_set = false;
+  std::string engine;
+  std::string data_dir;
+  std::string hmac_secret;
+  std::string api_key;
+  bool allow_anonymous = false;
+  std::string web_root;
+  bool demo_tokens = false;
+  std::string node;
+  std::string log_level;
+  std::string log_format;
+  double shutdown_deadline = 5.0;
+};
+
+int serve(const ServeFlags& f) {
+  hub::HubConfig config;
+  if (f.config_file.empty())
+    hub::apply_env_overrides(config);
+  else
+    config = hub::load_config_file(f.config_file);
+  if (!f.listen.empty()) {
+    std::string error;
+    if (!split_host_port(f.listen, config.server.host, config.server.port, error))
+      throw std::runtime_error("--listen: " + error);
+  }
+  if (f.threads_set) config.server.threads = f.threads;
+  if (!f.engine.empty()) config.engine.type = f.engine;
+  if (!f.data_dir.empty()) config.engine.data_dir = f.data_dir;
+  if (!f.hmac_secret.empty()) config.auth.hmac_secret = f.hmac_secret;
+  if (!f.api_key.empty()) config.api.key = f.api_key;
+  if (f.allow_anonymous) {
+    config.auth.allow_anonymous = true;
+    config.namespace_defaults.allow_anonymous = true;
+  }
+  if (!f.web_root.empty()) config.web.root = f.web_root;
+  if (f.demo_tokens) config.web.demo_tokens = true;
+  if (!f.node.empty()) config.node_name = f.node;
+  if (!f.log_level.empty()) config.log.level = f.log_level;
+  if (!f.log_format.empty()) config.log.format = f.log_format;
+  hub::validate_config(config);
+  hub::log::configure(config.log);
+
+  // Signals are taken by one thread with sigwait, so no loop thread is interrupted.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  transport::HubServer server(config);
+  server.start();
+  hub::log::info("duplex serve listening",
+                 {{"host", config.server.host}, {"port", server.port()}, {"engine", server.hub().engine().name()},
+                  {"node", server.hub().node_name()}, {"threads", config.server.threads}});
+  std::printf("duplex serve: http://%s:%u/ (WebSocket ws://%s:%u/connection/websocket)\n", config.server.host.c_str(),
+              server.port(), config.server.host.c_str(), server.port());
+  std::fflush(stdout);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      hub::log::info("SIGHUP: nothing to reload in this version", {});
+      continue;
+    }
+    hub::log::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    break;
+  }
+  server.shutdown(net::Millis{static_cast<long>(f.shutdown_deadline * 1000)});
+  server.wait();  // clients closed (or the deadline passed)
+  server.stop();  // waits for the loops, then makes pending publishes durable
+  hub::log::info("stopped", {});
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_serve_command(CLI::App& app) {
+  auto flags = std::make_shared<ServeFlags>();
+  auto* cmd = app.add_subcommand("serve", "Run the hub: channels, presence, history, recovery, auth, HTTP API, demo page");
+  cmd->footer(
+      "Options on the command line override the config file (docs/CONFIG.md).\n"
+      "Clients connect to ws://HOST:PORT/connection/websocket (docs/PROTOCOL.md); the demo page is at /.\n"
+      "SIGTERM/SIGINT: every client gets close 1001 with a disconnect push, pending publishes are made durable, exit 0.");
+  cmd->add_option("-c,--config", flags->config_file, "TOML config file (see config/duplex.toml)")->check(CLI::ExistingFile);
+  cmd->add_option("-l,--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
+  cmd->add_option("-t,--threads", flags->threads, "event loops (0 = one per core)")
+      ->each([flags](const std::string&) { flags->threads_set = true; });
+  cmd->add_option("--engine", flags->engine, "storage engine: sqlite (durable, default) or memory")
+      ->check(CLI::IsMember({"sqlite", "memory"}));
+  cmd->add_option("--data-dir", flags->data_dir, "sqlite engine: directory for duplex.db");
+  cmd->add_option("--hmac-secret", flags->hmac_secret, "HS256 secret for tokens (or env DUPLEX_HMAC_SECRET)");
+  cmd->add_option("--api-key", flags->api_key, "enables the HTTP API with this key (or env DUPLEX_API_KEY)");
+  cmd->add_flag("--allow-anonymous", flags->allow_anonymous, "accept connections without a token");
+  cmd->add_option("--web-root", flags->web_root, "directory served at / (default: the built-in web/)");
+  cmd->add_flag("--demo-tokens", flags->demo_tokens, "GET /demo/token?user=NAME mints tokens (development only)");
+  cmd->add_option("--node", flags->node, "node name (default hostname-pid)");
+  cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error");
+  cmd->add_option("--log-format", flags->log_format, "text or json");
+  cmd->add_option("--shutdown-deadline", flags->shutdown_deadline, "seconds to wait for clients to close on SIGTERM");
+  return [flags] { return serve(*flags); };
+}
+
+}  // namespace duplex::cli
