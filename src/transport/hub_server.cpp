@@ -11,6 +11,7 @@
 #include "duplex/hub/json.hpp"
 #include "duplex/hub/token.hpp"
 #include "duplex/protocol/http_response.hpp"
+#include "duplex/transport/fallback_sessions.hpp"
 
 namespace duplex::transport {
 
@@ -128,6 +129,7 @@ struct HubServer::Routes {
   HubServer& server;
   std::string web_root;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::unique_ptr<FallbackSessions> fallback = nullptr;  // SSE and long-polling sessions
 
   const hub::HubConfig& config() const { return server.config_; }
 
@@ -155,6 +157,7 @@ struct HubServer::Routes {
       }
       return c.http_respond(204, {}, {}, headers);
     }
+    if (fallback && fallback->handle(c, r, headers)) return;
     if (r.path.starts_with("/api/")) return api(c, r, std::move(headers));
     if (r.method != "GET" && r.method != "HEAD") return c.http_respond(405, "text/plain", "method not allowed\n", headers);
     if (r.path == "/healthz") return c.http_respond(200, "text/plain", "ok\n");
@@ -473,10 +476,14 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   server_ = std::make_unique<net::Server>(config_.server, std::move(h));
   hub_ = std::make_unique<hub::Hub>(config_, std::move(engine), std::move(verifier), server_->loops());
   hub_->start();
+  FallbackLimits fallback_limits;
+  fallback_limits.max_buffer_bytes = config_.server.max_send_buffer;
+  routes_->fallback = std::make_unique<FallbackSessions>(*hub_, fallback_limits);
 }
 
 HubServer::~HubServer() {
   stop();
+  routes_->fallback.reset();  // its timers live on the loops: before them
   hub_.reset();     // its timers live on the loops: before them
   server_.reset();  // destroys the loops, dropping connections still open
   sessions_.reset();

@@ -1,0 +1,66 @@
+// Hub sessions for clients whose proxies block the WebSocket Upgrade:
+// Server-Sent Events (stream down, POST up) and long-polling. Each session is
+// a hub::SessionSink on the loop of the request that opened it; later
+// requests may arrive on any loop, so every state change is posted to the
+// session's loop and sessions are found through a mutex-protected map.
+// Events are numbered and kept in a byte-bounded ring so a dropped SSE stream
+// or a lost poll response resumes without loss (docs/PROTOCOL.md, "Fallback
+// transports").
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "duplex/hub/hub.hpp"
+#include "duplex/net/connection.hpp"
+#include "duplex/net/handlers.hpp"
+
+namespace duplex::transport {
+
+struct FallbackLimits {
+  std::size_t max_buffer_bytes = 1u << 20;  // events kept per session (server.max_send_buffer)
+  std::size_t max_buffer_events = 10000;
+  std::size_t max_sessions = 10000;
+  std::size_t max_commands_per_request = 100;
+  std::chrono::milliseconds sse_heartbeat{15000};
+  std::chrono::milliseconds sse_grace{30000};   // a dropped stream may resume this long
+  std::chrono::milliseconds poll_wait{25000};   // a poll with nothing to return waits this long
+  std::chrono::milliseconds poll_idle{60000};   // a poll session without polls expires
+};
+
+class FallbackSession;
+
+class FallbackSessions {
+ public:
+  FallbackSessions(hub::Hub& hub, FallbackLimits limits);
+  ~FallbackSessions();
+  FallbackSessions(const FallbackSessions&) = delete;
+  FallbackSessions& operator=(const FallbackSessions&) = delete;
+
+  // Serves /connection/sse... and /connection/poll...; false for other paths.
+  // `cors` are the response headers the CORS policy allows for this request.
+  bool handle(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
+
+  std::size_t session_count() const;
+
+ private:
+  friend class FallbackSession;
+  void open_sse(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
+  void open_poll(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
+  void commands(net::Connection& c, std::shared_ptr<FallbackSession> s, std::string_view body,
+                const std::vector<protocol::HttpHeader>& cors);
+  std::shared_ptr<FallbackSession> find(std::string_view id) const;
+  void forget(const std::string& id);
+  std::string new_id();
+
+  hub::Hub& hub_;
+  FallbackLimits limits_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<FallbackSession>> sessions_;
+};
+
+}  // namespace duplex::transport

@@ -1,0 +1,456 @@
+#include "duplex/transport/fallback_sessions.hpp"
+
+#include <asio/steady_timer.hpp>
+#include <openssl/rand.h>
+
+#include <deque>
+
+#include "duplex/hub/command.hpp"
+#include "duplex/hub/json.hpp"
+#include "duplex/protocol/http_response.hpp"
+
+namespace duplex::transport {
+
+using protocol::HttpHeader;
+
+namespace {
+
+std::string error_json(std::string_view message) {
+  std::string out = "{\"error\":";
+  hub::append_json_string(out, message);
+  out += '}';
+  return out;
+}
+
+// Runs `fn` on the connection's own loop (it may be another than the caller's).
+void on_connection_loop(const std::shared_ptr<net::Connection>& c, std::function<void()> fn) {
+  if (c->loop().running_in_this_thread()) return fn();
+  c->loop().post(std::move(fn));
+}
+
+void respond(const std::shared_ptr<net::Connection>& c, int status, std::string body, std::vector<HttpHeader> headers) {
+  on_connection_loop(c, [c, status, body = std::move(body), headers = std::move(headers)] {
+    if (c->phase() != net::Connection::Phase::closed) c->http_respond(status, "application/json", body, headers);
+  });
+}
+
+std::string sse_event(std::uint64_t seq, std::string_view data) {
+  std::string out = "id: " + std::to_string(seq) + "\n";
+  // The codec emits one line; split anyway so a stray newline cannot end the event early.
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t nl = data.find('\n', start);
+    out += "data: ";
+    out += data.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+    out += '\n';
+    if (nl == std::string_view::npos) break;
+    start = nl + 1;
+  }
+  out += '\n';
+  return out;
+}
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+  if (text.empty() || text.size() > 19) return false;
+  out = 0;
+  for (char ch : text) {
+    if (ch < '0' || ch > '9') return false;
+    out = out * 10 + static_cast<std::uint64_t>(ch - '0');
+  }
+  return true;
+}
+
+std::string request_token(const net::HttpRequest& r) {
+  const std::string_view auth = r.head.get("Authorization");
+  if (auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "Bearer ")) return std::string(auth.substr(7));
+  std::string token;
+  if (protocol::query_param(r.query, "token", token)) return token;
+  return {};
+}
+
+}  // namespace
+
+// One SSE or long-poll session. All members below `loop` are touched on
+// `loop` only (the manager posts there).
+class FallbackSession final : public hub::SessionSink, public std::enable_shared_from_this<FallbackSession> {
+ public:
+  enum class Kind : std::uint8_t { sse, poll };
+
+  FallbackSession(FallbackSessions& owner, std::string session_id, Kind k, net::EventLoop& l)
+      : manager(owner), id(std::move(session_id)), kind(k), loop(l),
+        heartbeat(std::make_unique<asio::steady_timer>(l.io())), expiry(std::make_unique<asio::steady_timer>(l.io())),
+        poll_timer(std::make_unique<asio::steady_timer>(l.io())) {}
+
+  // ---- hub::SessionSink ----
+  void send(std::string_view encoded) override { push(encoded); }
+  void send_shared(const net::PreparedMessage& frame) override { push(frame.payload()); }
+  void close(std::uint16_t, std::string_view) override {
+    // The disconnect push is already queued: let the client fetch it, then go.
+    if (ended) return;
+    ended = true;
+    auto self = shared_from_this();
+    loop.post([self] { self->finish_in_hub(); });
+    if (kind == Kind::sse) {
+      if (stream) {
+        auto s = stream;
+        on_connection_loop(s, [s] { s->http_end_stream(); });
+        stream.reset();
+      }
+      end_session();
+    } else {
+      arm_expiry(std::chrono::milliseconds(5000));  // time to collect the disconnect push
+    }
+  }
+
+  // ---- events ----
+  void push(std::string_view data) {
+    if (terminated) return;
+    Event e{next_seq++, std::string(data)};
+    ring_bytes += e.data.size();
+    ring.push_back(std::move(e));
+    while (!ring.empty() && (ring_bytes > manager.limits_.max_buffer_bytes || ring.size() > manager.limits_.max_buffer_events)) {
+      ring_bytes -= ring.front().data.size();
+      ring.pop_front();
+    }
+    if (kind == Kind::sse) {
+      if (stream) write_stream(sse_event(ring.back().seq, ring.back().data));
+    } else if (waiting) {
+      answer_poll();
+    }
+  }
+  // The sequence of the oldest event still kept (next_seq if none).
+  std::uint64_t first_kept() const { return ring.empty() ? next_seq : ring.front().seq; }
+
+  // ---- SSE ----
+  void write_stream(std::string chunk) {
+    auto s = stream;
+    auto self = shared_from_this();
+    on_connection_loop(s, [self, s, chunk = std::move(chunk)] {
+      if (s->http_stream_write(chunk) == net::SendStatus::closed) self->loop.post([self, s] { self->stream_lost(s); });
+    });
+  }
+  void attach_stream(std::shared_ptr<net::Connection> c, std::uint64_t last_seen, bool resume) {
+    if (terminated) return;
+    if (stream && stream != c) {
+      auto old = stream;
+      on_connection_loop(old, [old] { old->http_end_stream(); });
+    }
+    stream = std::move(c);
+    expiry->cancel();
+    std::string first = "retry: 2000\nevent: session\ndata: {\"session\":\"" + id + "\"}\n\n";
+    if (resume && last_seen + 1 < first_kept()) {
+      // The events after `last_seen` are gone: the client starts over and
+      // recovers through the hub's channel recovery.
+      first += "data: " + manager.hub_.codec().push_disconnect(hub::disconnect_code::force_reconnect, "events lost, reconnect", true) + "\n\n";
+      write_stream(std::move(first));
+      auto s = stream;
+      on_connection_loop(s, [s] { s->http_end_stream(); });
+      stream.reset();
+      terminate();
+      return;
+    }
+    for (const auto& e : ring)
+      if (e.seq > last_seen) first += sse_event(e.seq, e.data);
+    write_stream(std::move(first));
+    arm_heartbeat();
+  }
+  void arm_heartbeat() {
+    heartbeat->expires_after(manager.limits_.sse_heartbeat);
+    heartbeat->async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (ec || !self->stream || self->terminated) return;
+      self->write_stream(": ping\n\n");
+      self->arm_heartbeat();
+    });
+  }
+  void stream_lost(const std::shared_ptr<net::Connection>& c) {
+    if (stream != c) return;
+    stream.reset();
+    heartbeat->cancel();
+    arm_expiry(manager.limits_.sse_grace);
+  }
+
+  // ---- long-poll ----
+  void poll(std::shared_ptr<net::Connection> c, std::uint64_t last, std::vector<HttpHeader> cors) {
+    if (terminated) return respond(c, 404, error_json("no such session"), std::move(cors));
+    while (!ring.empty() && ring.front().seq <= last) {
+      ring_bytes -= ring.front().data.size();
+      ring.pop_front();
+    }
+    if (waiting) answer_poll();  // one poll at a time: the older gets what there is
+    waiting = std::move(c);
+    waiting_headers = std::move(cors);
+    if (last + 1 < first_kept()) {
+      // Events after `last` were dropped (the client fell too far behind).
+      auto c2 = std::move(waiting);
+      std::string body = "[{\"id\":" + std::to_string(next_seq) + ",\"data\":" +
+                         manager.hub_.codec().push_disconnect(hub::disconnect_code::force_reconnect, "events lost, reconnect", true) + "}]";
+      respond(c2, 200, std::move(body), std::move(waiting_headers));
+      terminate();
+      return;
+    }
+    expiry->cancel();
+    if (!ring.empty() || ended) return answer_poll();
+    poll_timer->expires_after(manager.limits_.poll_wait);
+    poll_timer->async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (!ec && self->waiting) self->answer_poll();
+    });
+  }
+  void answer_poll() {
+    poll_timer->cancel();
+    std::string body = "[";
+    for (const auto& e : ring) {
+      if (body.size() > 1) body += ',';
+      body += "{\"id\":" + std::to_string(e.seq) + ",\"data\":" + e.data + "}";
+    }
+    body += ']';
+    auto c = std::move(waiting);
+    waiting.reset();
+    respond(c, 200, std::move(body), std::move(waiting_headers));
+    if (ended && ring.empty()) return end_session();
+    arm_expiry(idle_timeout);
+  }
+
+  // ---- lifetime ----
+  void arm_expiry(std::chrono::milliseconds after) {
+    expiry->expires_after(after);
+    expiry->async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (!ec) self->terminate();
+    });
+  }
+  void finish_in_hub() {
+    if (client) manager.hub_.closed(*client);
+    client.reset();
+  }
+  // Gone for good: out of the hub and the map.
+  void terminate() {
+    if (terminated) return;
+    ended = true;
+    finish_in_hub();
+    end_session();
+  }
+  void end_session() {
+    terminated = true;
+    heartbeat->cancel();
+    expiry->cancel();
+    poll_timer->cancel();
+    if (waiting) {
+      auto c = std::move(waiting);
+      respond(c, 404, error_json("no such session"), std::move(waiting_headers));
+    }
+    if (stream) {
+      auto s = std::move(stream);
+      on_connection_loop(s, [s] { s->http_end_stream(); });
+    }
+    manager.forget(id);
+  }
+
+  struct Event {
+    std::uint64_t seq;
+    std::string data;
+  };
+
+  FallbackSessions& manager;
+  const std::string id;
+  const Kind kind;
+  net::EventLoop& loop;
+  std::shared_ptr<hub::Client> client;
+  std::deque<Event> ring;
+  std::size_t ring_bytes = 0;
+  std::uint64_t next_seq = 1;
+  std::shared_ptr<net::Connection> stream;   // SSE
+  std::shared_ptr<net::Connection> waiting;  // long-poll
+  std::vector<HttpHeader> waiting_headers;
+  std::chrono::milliseconds idle_timeout{60000};
+  std::unique_ptr<asio::steady_timer> heartbeat;
+  std::unique_ptr<asio::steady_timer> expiry;
+  std::unique_ptr<asio::steady_timer> poll_timer;
+  bool ended = false;       // the hub closed it (or it expired)
+  bool terminated = false;  // out of the map
+};
+
+FallbackSessions::FallbackSessions(hub::Hub& hub, FallbackLimits limits) : hub_(hub), limits_(limits) {}
+
+FallbackSessions::~FallbackSessions() {
+  // The loops are stopped: free timers while their io_context still exists.
+  std::lock_guard lock(mutex_);
+  for (auto& [id, s] : sessions_) {
+    s->heartbeat.reset();
+    s->expiry.reset();
+    s->poll_timer.reset();
+    s->client.reset();
+    s->stream.reset();
+    s->waiting.reset();
+  }
+  sessions_.clear();
+}
+
+std::size_t FallbackSessions::session_count() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+std::shared_ptr<FallbackSession> FallbackSessions::find(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(std::string(id));
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+void FallbackSessions::forget(const std::string& id) {
+  std::shared_ptr<FallbackSession> keep;  // destroyed outside the lock
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  keep = std::move(it->second);
+  sessions_.erase(it);
+}
+
+std::string FallbackSessions::new_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("RAND_bytes failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
+bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, const std::vector<HttpHeader>& cors) {
+  constexpr std::string_view sse_prefix = "/connection/sse", poll_prefix = "/connection/poll";
+  const bool is_sse = r.path.starts_with(sse_prefix), is_poll = r.path.starts_with(poll_prefix);
+  if (!is_sse && !is_poll) return false;
+  const std::string_view rest = r.path.substr(is_sse ? sse_prefix.size() : poll_prefix.size());
+  if (is_sse && rest.empty()) {
+    if (r.method != "GET") return c.http_respond(405, "application/json", error_json("use GET"), cors), true;
+    open_sse(c, r, cors);
+    return true;
+  }
+  if (is_poll && rest == "/open") {
+    if (r.method != "POST") return c.http_respond(405, "application/json", error_json("use POST"), cors), true;
+    open_poll(c, r, cors);
+    return true;
+  }
+  if (rest.size() < 2 || rest[0] != '/') return c.http_respond(404, "application/json", error_json("not found"), cors), true;
+  auto s = find(rest.substr(1));
+  if (!s || s->kind != (is_sse ? FallbackSession::Kind::sse : FallbackSession::Kind::poll))
+    return c.http_respond(404, "application/json", error_json("no such session"), cors), true;
+  if (r.method == "POST") {
+    commands(c, std::move(s), r.body, cors);
+    return true;
+  }
+  if (is_poll && r.method == "GET") {
+    std::string last_text;
+    std::uint64_t last = 0;
+    if (protocol::query_param(r.query, "last", last_text) && !parse_u64(last_text, last))
+      return c.http_respond(400, "application/json", error_json("last: a sequence number"), cors), true;
+    s->loop.post([s, conn = c.shared_from_this(), last, cors] { s->poll(conn, last, cors); });
+    return true;
+  }
+  c.http_respond(405, "application/json", error_json("method not allowed"), cors);
+  return true;
+}
+
+void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, const std::vector<HttpHeader>& cors) {
+  std::string session_id, last_text;
+  std::uint64_t last = 0;
+  bool has_last = false;
+  if (protocol::query_param(r.query, "last_event_id", last_text)) has_last = true;
+  else if (const std::string_view h = r.head.get("Last-Event-ID"); !h.empty()) {
+    last_text = std::string(h);
+    has_last = true;
+  }
+  if (has_last && !parse_u64(last_text, last))
+    return c.http_respond(400, "application/json", error_json("Last-Event-ID: a sequence number"), cors);
+  auto headers = cors;
+  headers.push_back({"Cache-Control", "no-cache"});
+  headers.push_back({"X-Accel-Buffering", "no"});
+
+  if (protocol::query_param(r.query, "session", session_id)) {
+    auto s = find(session_id);
+    if (!s || s->kind != FallbackSession::Kind::sse)
+      return c.http_respond(404, "application/json", error_json("no such session (expired): open a new one"), cors);
+    c.http_begin_stream(200, "text/event-stream", headers);
+    s->loop.post([s, conn = c.shared_from_this(), last, has_last] { s->attach_stream(conn, last, has_last); });
+    return;
+  }
+  const std::string token = request_token(r);
+  auto claims = std::make_unique<hub::TokenClaims>();
+  if (!token.empty()) {
+    const hub::TokenError err = hub_.verify_token(token, *claims);
+    if (err != hub::TokenError::none)
+      return c.http_respond(401, "application/json", error_json("invalid token: " + std::string(hub::to_string(err))), cors);
+  } else {
+    claims.reset();
+  }
+  if (session_count() >= limits_.max_sessions) return c.http_respond(503, "application/json", error_json("too many sessions"), cors);
+  auto s = std::make_shared<FallbackSession>(*this, new_id(), FallbackSession::Kind::sse, c.loop());
+  {
+    std::lock_guard lock(mutex_);
+    sessions_[s->id] = s;
+  }
+  c.http_begin_stream(200, "text/event-stream", headers);
+  s->attach_stream(c.shared_from_this(), 0, false);
+  s->client = hub_.open(c.loop(), *s, claims.get());
+}
+
+void FallbackSessions::open_poll(net::Connection& c, const net::HttpRequest& r, const std::vector<HttpHeader>& cors) {
+  const std::string token = request_token(r);
+  auto claims = std::make_unique<hub::TokenClaims>();
+  if (!token.empty()) {
+    const hub::TokenError err = hub_.verify_token(token, *claims);
+    if (err != hub::TokenError::none)
+      return c.http_respond(401, "application/json", error_json("invalid token: " + std::string(hub::to_string(err))), cors);
+  } else {
+    claims.reset();
+  }
+  std::chrono::milliseconds idle = limits_.poll_idle;
+  std::string idle_text;
+  std::uint64_t idle_ms = 0;
+  if (protocol::query_param(r.query, "idle_timeout", idle_text)) {
+    // A client may ask to be forgotten sooner (never later) than the default.
+    if (!parse_u64(idle_text, idle_ms) || idle_ms < 1000)
+      return c.http_respond(400, "application/json", error_json("idle_timeout: milliseconds, at least 1000"), cors);
+    idle = std::min(idle, std::chrono::milliseconds(idle_ms));
+  }
+  if (session_count() >= limits_.max_sessions) return c.http_respond(503, "application/json", error_json("too many sessions"), cors);
+  auto s = std::make_shared<FallbackSession>(*this, new_id(), FallbackSession::Kind::poll, c.loop());
+  s->idle_timeout = idle;
+  {
+    std::lock_guard lock(mutex_);
+    sessions_[s->id] = s;
+  }
+  s->client = hub_.open(c.loop(), *s, claims.get());
+  s->arm_expiry(idle);
+  c.http_respond(200, "application/json", "{\"session\":\"" + s->id + "\"}", cors);
+}
+
+void FallbackSessions::commands(net::Connection& c, std::shared_ptr<FallbackSession> s, std::string_view body,
+                                const std::vector<HttpHeader>& cors) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < body.size()) {
+    std::size_t nl = body.find('\n', start);
+    if (nl == std::string_view::npos) nl = body.size();
+    std::string_view line = body.substr(start, nl - start);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (!line.empty()) lines.emplace_back(line);
+    if (lines.size() > limits_.max_commands_per_request)
+      return c.http_respond(413, "application/json", error_json("too many commands in one request"), cors);
+    start = nl + 1;
+  }
+  if (lines.empty()) return c.http_respond(400, "application/json", error_json("no command in the body"), cors);
+  s->loop.post([s, lines = std::move(lines), conn = c.shared_from_this(), cors] {
+    if (s->ended || !s->client) return respond(conn, 404, error_json("no such session"), cors);
+    if (s->kind == FallbackSession::Kind::poll && !s->waiting) s->arm_expiry(s->idle_timeout);
+    // Answer first: the replies travel on the stream or the next poll.
+    respond(conn, 202, "{\"ok\":true}", cors);
+    for (const auto& line : lines) {
+      if (!s->client) break;
+      s->manager.hub_.command(*s->client, line);
+    }
+  });
+}
+
+}  // namespace duplex::transport
