@@ -31,6 +31,7 @@ struct FanoutArgs {
   double drain = 2;
   long server_pid = 0;
   bool hub = false;
+  std::string hub_namespace = "bench";
   TimingArgs timing;
   OutputArgs output;
 };
@@ -204,28 +205,71 @@ class Worker final : public RawHandler {
     if (!c->is_open()) return;
     const std::uint64_t now = now_ns();
     const std::uint64_t seq = ++p.seq;
-    std::memcpy(payload_.data(), &now, 8);
-    std::memcpy(payload_.data() + 8, &seq, 8);
-    c->send(protocol::Opcode::binary, payload_);
+    if (s_.args.hub) {
+      // A duplex.v1 publish whose data is a JSON string "t<send ns>.<seq>xxx…" of --size bytes.
+      hub_command_.assign("{\"type\":\"publish\",\"id\":");
+      hub_command_ += std::to_string(seq);
+      hub_command_ += ",\"channel\":\"";
+      hub_command_ += s_.args.hub_namespace;
+      hub_command_ += ':';
+      hub_command_ += std::to_string(c->tag);
+      hub_command_ += "\",\"data\":\"t";
+      const std::size_t data_start = hub_command_.size() - 1;
+      hub_command_ += std::to_string(now);
+      hub_command_ += '.';
+      hub_command_ += std::to_string(seq);
+      while (hub_command_.size() - data_start < s_.args.size) hub_command_ += 'x';
+      hub_command_ += "\"}";
+      c->send(protocol::Opcode::text, hub_command_);
+    } else {
+      std::memcpy(payload_.data(), &now, 8);
+      std::memcpy(payload_.data() + 8, &seq, 8);
+      c->send(protocol::Opcode::binary, payload_);
+    }
     if (now >= s_.warm_end && now < s_.end) {
       s_.sent_in_window[c->tag].value.fetch_add(1, std::memory_order_relaxed);
       ++tally_.published;
     }
   }
 
-  void on_open(RawConnection&) override {
+  void on_open(RawConnection& c) override {
     live_.open.fetch_add(1, std::memory_order_relaxed);
     s_.opened.fetch_add(1);
+    if (!s_.args.hub) return;
+    // Without a token in the URL the first command must authenticate
+    // (anonymous); with one, a second authenticate is answered with an error
+    // that we ignore. Subscribers then subscribe to their channel.
+    c.send(protocol::Opcode::text, "{\"type\":\"authenticate\",\"id\":1}");
+    if (c.user & publisher_tag) return;
+    c.send(protocol::Opcode::text, "{\"type\":\"subscribe\",\"id\":2,\"channel\":\"" + s_.args.hub_namespace + ":" +
+                                       std::to_string(c.tag) + "\"}");
+  }
+
+  // The send time from a hub `message` push ("data":"t<ns>.<seq>…"); 0 if
+  // the frame is something else (a reply, a join).
+  static std::uint64_t hub_sent_at(std::string_view payload) {
+    if (payload.find("\"type\":\"message\"") == std::string_view::npos) return 0;
+    const auto at = payload.find("\"data\":\"t");
+    if (at == std::string_view::npos) return 0;
+    std::uint64_t v = 0;
+    for (std::size_t i = at + 9; i < payload.size() && payload[i] >= '0' && payload[i] <= '9'; ++i)
+      v = v * 10 + static_cast<std::uint64_t>(payload[i] - '0');
+    return v;
   }
 
   void on_message(RawConnection& c, protocol::Opcode, std::string_view payload) override {
     if (c.user & publisher_tag) return;  // the broadcast includes the sender: not a delivery
-    if (payload.size() < header_size) {
-      ++tally_.malformed;
-      return;
-    }
     std::uint64_t sent_at = 0;
-    std::memcpy(&sent_at, payload.data(), 8);
+    if (s_.args.hub) {
+      sent_at = hub_sent_at(payload);
+      if (sent_at == 0) return;  // a reply or another push
+    } else {
+      if (payload.size() < header_size) {
+        ++tally_.malformed;
+        return;
+      }
+      std::memcpy(&sent_at, payload.data(), 8);
+    }
     const std::uint64_t now = engine_->read_time();
     const std::uint64_t latency = now > sent_at ? now - sent_at : 0;
     ++all_received_;
@@ -272,6 +316,7 @@ class Worker final : public RawHandler {
   std::vector<unsigned> publisher_ids_;
   std::vector<RawConnection*> all_;
   std::string payload_;
+  std::string hub_command_;
   std::uint64_t all_received_ = 0;
   Tally tally_;
   bool closing_ = false;
@@ -287,10 +332,6 @@ std::string channel_target(const std::string& target, unsigned i) {
 }
 
 int run_fanout(const FanoutArgs& args) {
-  if (args.hub) {
-    std::fprintf(stderr, "hub mode arrives with the hub\n");
-    return exit_usage;
-  }
   if (args.size < header_size) {
     std::fprintf(stderr, "duplex bench fanout: --size must be at least %zu (timestamp + sequence)\n", header_size);
     return exit_usage;
@@ -309,7 +350,7 @@ int run_fanout(const FanoutArgs& args) {
   for (unsigned i = 0; i < args.subscribers; ++i) ++s.subscribers_on[i % K];
   for (unsigned c = 0; c < K; ++c) {
     RawTarget t = base;
-    if (K > 1) t.path = channel_target(base.path, c);
+    if (K > 1 && !args.hub) t.path = channel_target(base.path, c);  // the hub names channels in commands
     s.channel_targets.push_back(std::move(t));
   }
   const unsigned publisher_conns = args.publishers <= K ? K : args.publishers;
@@ -475,7 +516,11 @@ std::function<int()> add_fanout_mode(CLI::App& bench) {
       ->check(CLI::Range(0.0, 600.0));
   cmd->add_option("-t,--threads", args->threads, "Generator threads, one event loop each")->capture_default_str()->check(CLI::Range(1u, 256u));
   cmd->add_option("--server-pid", args->server_pid, "Server process to read CPU time and RSS of (/proc/PID)");
-  cmd->add_flag("--hub", args->hub, "Reserved: fan-out through the hub's publish/subscribe (not available yet)");
+  cmd->add_flag("--hub", args->hub,
+                "Fan-out through a duplex serve hub (URL ws://HOST:PORT/connection/websocket[?token=T]): "
+                "subscribers subscribe to NAMESPACE:i, publishers publish JSON; the hub must allow the namespace "
+                "for the generator (anonymous or the token's user) and a publish rate above --rate/--publishers");
+  cmd->add_option("--hub-namespace", args->hub_namespace, "Hub mode: channel namespace")->capture_default_str();
   add_output_options(cmd, args->output);
   return [args] { return run_fanout(*args); };
 }
