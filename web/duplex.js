@@ -38,7 +38,11 @@ const DEFAULTS = Object.freeze({
   token: null,
   getToken: null,
   WebSocket: null,
-  transports: ['websocket'],
+  EventSource: null,
+  fetch: null,
+  transports: ['websocket', 'sse', 'longpoll'],  // tried in order until one connects
+  transport: null,      // force one transport by name
+  fallbackTimeout: 5000,  // ms a transport may take to connect before the next is tried
   backoffBase: 500,
   backoffCap: 20000,
   pingInterval: null,   // ms; null: the `ping` seconds the server announces
@@ -122,7 +126,152 @@ function websocketTransport(url, options) {
   };
 }
 
-const TRANSPORTS = { websocket: websocketTransport };
+// The hub's HTTP base (http[s]://host[:port]) from the client URL.
+function httpBase(url) {
+  const u = String(url).replace(/^ws(s?):\/\//i, 'http$1://');
+  const m = /^(https?:\/\/[^/?#]+)/i.exec(u);
+  return m ? m[1] : '';
+}
+
+function fetchImpl(options) {
+  const f = options.fetch || globalThis.fetch;
+  if (typeof f !== 'function') throw new DuplexError(ErrorCode.BAD_REQUEST, 'no fetch implementation: pass options.fetch');
+  return options.fetch ? f : f.bind(globalThis);
+}
+
+// Commands go up as POSTs, one JSON text per line, one request at a time so
+// the hub sees them in order.
+function commandPoster(doFetch, urlOf, onFail) {
+  let queue = [];
+  let busy = false;
+  const pump = () => {
+    if (busy || queue.length === 0) return;
+    busy = true;
+    const body = queue.join('\n');
+    queue = [];
+    doFetch(urlOf(), { method: 'POST', body, headers: { 'Content-Type': 'text/plain' } }).then((res) => {
+      busy = false;
+      if (!res.ok) return onFail(`command POST failed: ${res.status}`);
+      pump();
+    }, (err) => {
+      busy = false;
+      onFail(`command POST failed: ${(err && err.message) || err}`);
+    });
+  };
+  return (text) => { queue.push(text); pump(); };
+}
+
+// Server-Sent Events down, POST up. A dropped stream resumes the session with
+// the last event id (the hub keeps recent events for a grace period).
+function sseTransport(url, options) {
+  const EventSourceImpl = options.EventSource || globalThis.EventSource;
+  if (typeof EventSourceImpl !== 'function') throw new DuplexError(ErrorCode.BAD_REQUEST, 'no EventSource implementation');
+  const doFetch = fetchImpl(options);
+  const base = httpBase(url);
+  let handlers = null;
+  let source = null;
+  let session = null;
+  let lastId = null;
+  let resumes = 0;
+  const finish = (code, reason) => {
+    const h = handlers;
+    handlers = null;
+    if (source) source.close();
+    if (h) h.onClose({ code, reason });
+  };
+  const post = commandPoster(doFetch, () => `${base}/connection/sse/${session}`, (why) => finish(NETWORK_ERROR_CLOSE, why));
+  const start = (target) => {
+    let sawSession = false;
+    source = new EventSourceImpl(target);
+    source.addEventListener('session', (event) => {
+      sawSession = true;
+      resumes = 0;
+      if (session) return;
+      session = JSON.parse(event.data).session;
+      if (handlers) handlers.onOpen();
+    });
+    source.onmessage = (event) => {
+      if (event.lastEventId) lastId = event.lastEventId;
+      if (handlers) handlers.onText(event.data);
+    };
+    source.onerror = () => {
+      if (!handlers) return;
+      source.close();
+      // Resume once per drop; a session the hub no longer knows ends the transport.
+      if (!session || !sawSession && resumes > 0) return finish(NETWORK_ERROR_CLOSE, 'event stream failed');
+      resumes += 1;
+      const last = lastId ? `&last_event_id=${encodeURIComponent(lastId)}` : '';
+      start(`${base}/connection/sse?session=${session}${last}`);
+    };
+  };
+  return {
+    name: 'sse',
+    open(h) {
+      handlers = h;
+      start(`${base}/connection/sse`);
+    },
+    send(text) {
+      if (!session) throw new Error('not open');
+      post(text);
+    },
+    close() {
+      handlers = null;
+      if (source) source.close();
+    },
+  };
+}
+
+// Long-polling: each GET returns the events after `last` or waits for one.
+function longpollTransport(url, options) {
+  const doFetch = fetchImpl(options);
+  const base = httpBase(url);
+  let handlers = null;
+  let session = null;
+  let last = 0;
+  const finish = (code, reason) => {
+    const h = handlers;
+    handlers = null;
+    if (h) h.onClose({ code, reason });
+  };
+  const post = commandPoster(doFetch, () => `${base}/connection/poll/${session}`, (why) => finish(NETWORK_ERROR_CLOSE, why));
+  const poll = () => {
+    if (!handlers) return;
+    doFetch(`${base}/connection/poll/${session}?last=${last}`).then(async (res) => {
+      if (!handlers) return;
+      if (!res.ok) return finish(NETWORK_ERROR_CLOSE, `poll failed: ${res.status}`);
+      const events = await res.json();
+      for (const e of events) {
+        if (!handlers) return;
+        last = e.id;
+        handlers.onText(JSON.stringify(e.data));
+      }
+      poll();
+    }, (err) => finish(NETWORK_ERROR_CLOSE, `poll failed: ${(err && err.message) || err}`));
+  };
+  return {
+    name: 'longpoll',
+    open(h) {
+      handlers = h;
+      doFetch(`${base}/connection/poll/open`, { method: 'POST' }).then(async (res) => {
+        if (!handlers) return;
+        if (!res.ok) return finish(NETWORK_ERROR_CLOSE, `poll open failed: ${res.status}`);
+        session = (await res.json()).session;
+        if (!handlers) return;
+        handlers.onOpen();
+        poll();
+      }, (err) => finish(NETWORK_ERROR_CLOSE, `poll open failed: ${(err && err.message) || err}`));
+    },
+    send(text) {
+      if (!session) throw new Error('not open');
+      post(text);
+    },
+    close() {
+      handlers = null;
+    },
+  };
+}
+
+const TRANSPORTS = { websocket: websocketTransport, sse: sseTransport, longpoll: longpollTransport };
 
 function wsUrl(url) {
   return String(url).replace(/^http(s?):\/\//i, 'ws$1://');
@@ -203,7 +352,7 @@ export class Duplex {
     this._network = o.network === undefined ? browserNetwork() : o.network;
 
     this.state = 'disconnected';   // disconnected | connecting | connected
-    this.transport = null;         // name of the transport in use: 'websocket'
+    this.transport = null;         // name of the transport in use: 'websocket', 'sse' or 'longpoll'
     this.clientId = null;          // from the authenticate reply
     this.user = null;
     this.node = null;
@@ -223,6 +372,8 @@ export class Duplex {
     this._outbox = [];             // publishes waiting for a connection, in publish order
     this._publishSeq = 0;
     this._connectWaiters = [];
+    this._transportIndex = 0;      // into _transportList(): the one to try next
+    this._everConnected = false;   // once a transport worked, it is kept
   }
 
   // --- events -------------------------------------------------------------
@@ -430,7 +581,8 @@ export class Duplex {
     }
     conn.transport = transport;
     this.transport = transport.name;
-    this._timer(conn, this.options.connectTimeout, () => {
+    const fallbackLeft = !this._everConnected && this._transportList().length > 1;
+    this._timer(conn, fallbackLeft ? Math.min(this.options.fallbackTimeout, this.options.connectTimeout) : this.options.connectTimeout, () => {
       if (!conn.connected) this._dropConnection(conn, { code: NETWORK_ERROR_CLOSE, reason: 'connect timeout' });
     }, 'connectTimer');
     this._log('connecting', transport.name, this.url);
@@ -445,13 +597,26 @@ export class Duplex {
     });
   }
 
+  _transportList() {
+    const names = this.options.transport ? [this.options.transport] : this.options.transports;
+    return names.filter((name) => TRANSPORTS[name]);
+  }
+
   _createTransport() {
-    // The first transport in the list that exists; fallbacks will be tried in order.
-    for (const name of this.options.transports) {
-      const make = TRANSPORTS[name];
-      if (make) return make(this.url, this.options);
+    // From the current position the first transport this host can run.
+    const list = this._transportList();
+    let lastError = null;
+    for (let i = 0; i < list.length; i++) {
+      const index = (this._transportIndex + i) % list.length;
+      try {
+        const transport = TRANSPORTS[list[index]](this.url, this.options);
+        this._transportIndex = index;
+        return transport;
+      } catch (err) {
+        lastError = err;
+      }
     }
-    throw new DuplexError(ErrorCode.BAD_REQUEST, `no known transport in ${this.options.transports}`);
+    throw lastError || new DuplexError(ErrorCode.BAD_REQUEST, `no known transport in ${this.options.transports}`);
   }
 
   async _fetchToken() {
@@ -482,6 +647,7 @@ export class Duplex {
   _onConnected(conn, result) {
     if (conn.connected) return;
     conn.connected = true;
+    this._everConnected = true;
     this._clearTimer(conn, 'connectTimer');
     this._attempt = 0;
     this.clientId = result.client ?? null;
@@ -537,6 +703,9 @@ export class Duplex {
     for (const t of conn.timers) this._clearTimeout(t);
     conn.timers.clear();
     const wasConnected = conn.connected;
+    // A transport that never connected (upgrade blocked, nothing received in
+    // time): the next attempt uses the next one in the list.
+    if (!wasConnected && !this._everConnected && !conn.lastFrameAt) this._transportIndex += 1;
 
     // Commands of this connection: publishes go back to the queue, the rest fail.
     const lost = [];
