@@ -1,0 +1,74 @@
+// libFuzzer target: the duplex.v1 JSON command decoder (hub::json_codec).
+//
+// The bytes are one client frame. Whatever they hold, decode must return
+// without crashing, and every reply or push the hub could build from the
+// decoded fields (channel names, epochs, tokens, spliced `data`) must be
+// valid JSON: the encoder escapes strings and splices `data` minified.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "duplex/hub/codec.hpp"
+#include "duplex/hub/json.hpp"
+
+using namespace duplex::hub;
+
+namespace {
+
+// decode accepts nesting up to 64; the pushes wrap `data` a few levels deeper.
+constexpr std::size_t check_depth = 128;
+
+void check(bool ok, const char* what, std::string_view text) {
+  if (!ok) {
+    std::fprintf(stderr, "fuzz_command invariant violated: %s\n%.*s\n", what, static_cast<int>(text.size()), text.data());
+    std::abort();
+  }
+}
+
+void check_json(const std::string& text, const char* what) { check(is_valid_json(text, check_depth), what, text); }
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
+  const std::string_view frame(reinterpret_cast<const char*>(bytes), size);
+  const Codec& codec = json_codec();
+  Command command;
+  std::string error;
+  const DecodeStatus status = codec.decode(frame, command, error);
+  if (status == DecodeStatus::malformed) {
+    check(!error.empty(), "malformed without a reason", frame);
+    return 0;
+  }
+  check(command.id != 0, "a decoded command has id 0", frame);
+  check_json(codec.reply_error(command.id, error_code::bad_request, error.empty() ? command.channel : error), "reply_error");
+  if (status == DecodeStatus::bad_request) return 0;
+
+  if (command.type == CommandType::publish) check_json(command.data, "publish data is not valid JSON");
+  SubscribeResult subscribed;
+  subscribed.channel = command.channel;
+  subscribed.position = StreamPosition{command.epoch, command.offset};
+  subscribed.recoverable = command.recover;
+  subscribed.recover_requested = command.recover;
+  Publication publication;
+  publication.offset = command.offset;
+  publication.data = command.data;
+  publication.publisher = publisher_json(ClientInfo{command.token, command.idempotency_key, {}});
+  subscribed.publications.push_back(std::make_shared<const Publication>(publication));
+  check_json(codec.reply_subscribe(command.id, subscribed), "reply_subscribe");
+  check_json(codec.reply_publish(command.id, StreamPosition{command.since_epoch, command.since_offset}, command.reverse),
+             "reply_publish");
+  check_json(codec.reply_history(command.id, subscribed.position, subscribed.publications), "reply_history");
+  check_json(codec.push_message(command.channel, command.epoch, publication), "push_message");
+  check_json(codec.push_join_leave(true, command.channel, ClientInfo{command.token, command.epoch, command.data}),
+             "push_join_leave");
+  check_json(codec.push_unsubscribe(command.channel, 2000, command.token), "push_unsubscribe");
+  check_json(codec.push_disconnect(4500, command.idempotency_key, false), "push_disconnect");
+  ConnectedInfo connected{command.token, command.channel, static_cast<std::int64_t>(command.limit >> 1), command.epoch, 25};
+  check_json(codec.reply_connected(command.id, connected), "reply_connected");
+  check_json(codec.push_connected(connected), "push_connected");
+  return 0;
+}
