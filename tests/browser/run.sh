@@ -104,7 +104,7 @@ cd "$HERE"
 # Own process group (setsid) so cleanup can end the runner and its browsers
 # together; files run one at a time because one of them freezes the server.
 setsid --wait node --test --test-concurrency=1 --test-timeout=100000 \
-  demo_chat.test.mjs heartbeat.test.mjs node_client.test.mjs &
+  demo_chat.test.mjs heartbeat.test.mjs node_client.test.mjs fallback.test.mjs &
 tests_pid=$!
 deadline=$((SECONDS + 115))
 while kill -0 "$tests_pid" 2>/dev/null; do
