@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -426,6 +427,11 @@ struct HubServer::SessionRegistry {
 
 HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessions_(std::make_shared<SessionRegistry>()) {
   config_.server.subprotocols = {"duplex.v1"};
+  // One WebSocket message is one command: never reassemble or inflate more
+  // than the hub would accept (a 16 MiB default message limit let each
+  // connection make the server buffer 16 MiB before the hub said 1009).
+  config_.server.websocket.max_message_size =
+      std::min(config_.server.websocket.max_message_size, config_.limits.max_command_bytes);
   auto verifier = hub::TokenVerifier::from_config(config_.auth);
   auto engine = engines::make_engine(config_.engine);
   routes_ = std::make_unique<Routes>(Routes{*this, config_.web.root.empty() ? std::string(DUPLEX_WEB_ROOT) : config_.web.root});
