@@ -80,30 +80,6 @@ bool get_bool(element obj, const char* key, bool& out, bool& ok) {
 
 void append_u64(std::string& out, std::uint64_t v) { out += std::to_string(v); }
 
-void append_publication(std::string& out, const Publication& p) {
-  out += "{\"offset\":";
-  append_u64(out, p.offset);
-  out += ",\"data\":";
-  out += p.data.empty() ? std::string_view("null") : std::string_view(p.data);
-  if (!p.publisher.empty()) {
-    out += ",\"info\":";
-    out += p.publisher;
-  }
-  out += '}';
-}
-
-void append_client(std::string& out, const ClientInfo& c) {
-  out += "{\"client\":";
-  append_json_string(out, c.client);
-  out += ",\"user\":";
-  append_json_string(out, c.user);
-  if (!c.info.empty()) {
-    out += ",\"info\":";
-    out += c.info;
-  }
-  out += '}';
-}
-
 void append_connected_fields(std::string& out, const ConnectedInfo& info) {
   out += "\"client\":";
   append_json_string(out, info.client);
@@ -246,7 +222,7 @@ class JsonCodec final : public Codec {
       for (const auto& p : r.publications) {
         if (!first) out += ',';
         first = false;
-        append_publication(out, *p);
+        append_publication_json(out, *p);
       }
       out += ']';
     }
@@ -270,7 +246,7 @@ class JsonCodec final : public Codec {
     out += ",\"result\":{\"clients\":[";
     for (std::size_t i = 0; i < clients.size(); ++i) {
       if (i) out += ',';
-      append_client(out, clients[i]);
+      append_client_json(out, clients[i]);
     }
     out += "]}}";
     return out;
@@ -286,7 +262,7 @@ class JsonCodec final : public Codec {
     out += ",\"publications\":[";
     for (std::size_t i = 0; i < publications.size(); ++i) {
       if (i) out += ',';
-      append_publication(out, *publications[i]);
+      append_publication_json(out, *publications[i]);
     }
     out += "]}}";
     return out;
@@ -333,7 +309,7 @@ class JsonCodec final : public Codec {
     std::string out = join ? "{\"type\":\"join\",\"channel\":" : "{\"type\":\"leave\",\"channel\":";
     append_json_string(out, channel);
     out += ",\"client\":";
-    append_client(out, client);
+    append_client_json(out, client);
     out += '}';
     return out;
   }
@@ -370,9 +346,33 @@ const Codec& json_codec() {
   return codec;
 }
 
+void append_publication_json(std::string& out, const Publication& p) {
+  out += "{\"offset\":";
+  out += std::to_string(p.offset);
+  out += ",\"data\":";
+  out += p.data.empty() ? std::string_view("null") : std::string_view(p.data);
+  if (!p.publisher.empty()) {
+    out += ",\"info\":";
+    out += p.publisher;
+  }
+  out += '}';
+}
+
+void append_client_json(std::string& out, const ClientInfo& c) {
+  out += "{\"client\":";
+  append_json_string(out, c.client);
+  out += ",\"user\":";
+  append_json_string(out, c.user);
+  if (!c.info.empty()) {
+    out += ",\"info\":";
+    out += c.info;
+  }
+  out += '}';
+}
+
 std::string publisher_json(const ClientInfo& client) {
   std::string out;
-  append_client(out, client);
+  append_client_json(out, client);
   return out;
 }
 

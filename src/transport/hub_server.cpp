@@ -79,30 +79,6 @@ bool safe_static_path(std::string_view path) {
   return true;
 }
 
-void append_publication_json(std::string& out, const hub::Publication& p) {
-  out += "{\"offset\":";
-  out += std::to_string(p.offset);
-  out += ",\"data\":";
-  out += p.data.empty() ? std::string_view("null") : std::string_view(p.data);
-  if (!p.publisher.empty()) {
-    out += ",\"info\":";
-    out += p.publisher;
-  }
-  out += '}';
-}
-
-void append_client_json(std::string& out, const hub::ClientInfo& c) {
-  out += "{\"client\":";
-  hub::append_json_string(out, c.client);
-  out += ",\"user\":";
-  hub::append_json_string(out, c.user);
-  if (!c.info.empty()) {
-    out += ",\"info\":";
-    out += c.info;
-  }
-  out += '}';
-}
-
 std::string api_error_json(int code, std::string_view message) {
   std::string out = "{\"error\":{\"code\":";
   out += std::to_string(code);
@@ -326,7 +302,7 @@ struct HubServer::Routes {
         std::string out = "{\"result\":{\"clients\":[";
         for (std::size_t i = 0; i < clients.size(); ++i) {
           if (i) out += ',';
-          append_client_json(out, clients[i]);
+          hub::append_client_json(out, clients[i]);
         }
         out += "]}}";
         respond_later(*conn, 200, std::move(out), headers);
@@ -355,7 +331,7 @@ struct HubServer::Routes {
                                           ",\"offset\":" + std::to_string(h.top.offset) + ",\"publications\":[";
                         for (std::size_t i = 0; i < h.publications.size(); ++i) {
                           if (i) out += ',';
-                          append_publication_json(out, *h.publications[i]);
+                          hub::append_publication_json(out, *h.publications[i]);
                         }
                         out += "]}}";
                         respond_later(*conn, 200, std::move(out), headers);

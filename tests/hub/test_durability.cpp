@@ -16,27 +16,9 @@ using namespace hub_test;
 
 namespace {
 
-std::string http_post(std::uint16_t port, const std::string& path, const std::string& body) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return {};
-  }
-  std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: k\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\n\r\n" + body;
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buf[8192];
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
-  const auto p = out.find("\r\n\r\n");
-  return p == std::string::npos ? std::string() : out.substr(p + 4);
+// The API key of write_config's file.
+std::string api_post(std::uint16_t port, const std::string& path, const std::string& body) {
+  return http_body(http_post(port, path, body, "k"));
 }
 
 // `duplex serve` in a child process; reads the bound port from its stdout.
@@ -115,13 +97,13 @@ TEST(HubDurability, AcknowledgedPublishesSurviveKill9AndClientsRecover) {
       c.next("connected");
       auto r = c.call(1, R"({"type":"subscribe","id":1,"channel":"chat:d"})");
       epoch = r->str_at("/result/epoch");
-      for (int i = 1; i <= 10; ++i) acked = offset_of(http_post(serve.port(), "/api/publish", R"({"channel":"chat:d","data":)" + std::to_string(i) + "}"));
+      for (int i = 1; i <= 10; ++i) acked = offset_of(api_post(serve.port(), "/api/publish", R"({"channel":"chat:d","data":)" + std::to_string(i) + "}"));
       for (int i = 1; i <= 10; ++i) seen = c.next("message")->u64("offset");
       c.drop();
     }
     // The client is away; publishes go on and are acknowledged, then the node dies.
     for (int i = 11; i <= 200; ++i) {
-      const std::string reply = http_post(serve.port(), "/api/publish", R"({"channel":"chat:d","data":)" + std::to_string(i) + "}");
+      const std::string reply = api_post(serve.port(), "/api/publish", R"({"channel":"chat:d","data":)" + std::to_string(i) + "}");
       ASSERT_EQ(epoch_of(reply), epoch) << reply;
       acked = offset_of(reply);
     }
@@ -131,7 +113,7 @@ TEST(HubDurability, AcknowledgedPublishesSurviveKill9AndClientsRecover) {
   EXPECT_EQ(seen, 10u);
   EXPECT_EQ(acked, 200u);
   ServeProcess again(config);
-  const std::string next = http_post(again.port(), "/api/publish", R"({"channel":"chat:d","data":201})");
+  const std::string next = api_post(again.port(), "/api/publish", R"({"channel":"chat:d","data":201})");
   EXPECT_EQ(epoch_of(next), epoch) << "the epoch must survive a restart: " << next;
   EXPECT_EQ(offset_of(next), 201u) << next;
   Client c(again.port(), "?token=" + token_for("a"));

@@ -27,30 +27,6 @@ std::int64_t error_code_of(const Frame& f) {
   return code;
 }
 
-// A blocking HTTP/1.1 POST to the hub's API.
-std::string http_post(std::uint16_t port, const std::string& path, const std::string& body, const std::string& key = "test-api-key") {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return {};
-  std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: " + key +
-                    "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buf[8192];
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
-  return out;
-}
-std::string http_body(const std::string& response) {
-  const auto p = response.find("\r\n\r\n");
-  return p == std::string::npos ? std::string() : response.substr(p + 4);
-}
-
 }  // namespace
 
 TEST(HubAuth, TokenInQueryGivesConnectedAndInvalidTokenGets401) {

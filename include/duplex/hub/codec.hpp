@@ -65,7 +65,11 @@ class Codec {
 // The JSON codec of duplex.v1 (one shared instance; stateless).
 const Codec& json_codec();
 
-// Appends the publisher object {"user","client","info"} used in message pushes.
+// The publisher object {"client","user","info"} used in message pushes.
 std::string publisher_json(const ClientInfo& client);
+// The JSON forms shared by the codec and the HTTP API: a publication
+// {"offset","data","info"} and a client {"client","user","info"}.
+void append_publication_json(std::string& out, const Publication& p);
+void append_client_json(std::string& out, const ClientInfo& c);
 
 }  // namespace duplex::hub
