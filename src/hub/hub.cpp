@@ -481,12 +481,7 @@ void Hub::command(Client& client, std::string_view frame) {
     case CommandType::subscribe:
       return subscribe(client, std::move(cmd));
     case CommandType::unsubscribe: {
-      Subscription* sub = client.find(cmd.channel);
-      if (!sub) return client.error(id, error_code::not_subscribed, "not subscribed");
-      client.shard_.remove(sub);
-      if (sub->in_presence) engine_->presence_remove(sub->channel, client.info, sub->options->join_leave);
-      std::erase_if(client.subscriptions, [sub](const auto& s) { return s.get() == sub; });
-      counters_.subscriptions.fetch_sub(1, std::memory_order_relaxed);
+      if (!unsubscribe(client, cmd.channel)) return client.error(id, error_code::not_subscribed, "not subscribed");
       client.send(codec_.reply_empty(id));
       return;
     }
@@ -717,6 +712,31 @@ void Hub::api_presence(std::string channel, std::function<void(ApiError, std::ve
     return done(ApiError{error_code::unknown_channel, why}, {});
   if (!ns->presence) return done(ApiError{error_code::not_available, "presence is off in this namespace"}, {});
   engine_->presence(channel, [done = std::move(done)](std::vector<ClientInfo> clients) { done(ApiError{}, std::move(clients)); });
+}
+
+bool Hub::unsubscribe(Client& client, std::string_view channel) {
+  Subscription* sub = client.find(channel);
+  if (!sub) return false;
+  client.shard_.remove(sub);
+  if (sub->in_presence) engine_->presence_remove(sub->channel, client.info, sub->options->join_leave);
+  std::erase_if(client.subscriptions, [sub](const auto& s) { return s.get() == sub; });
+  counters_.subscriptions.fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Hub::api_unsubscribe(std::string user, std::string channel) {
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    s->loop.post([this, s, user, channel] {
+      std::vector<std::shared_ptr<Client>> targets;
+      auto range = s->users.equal_range(user);
+      for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
+      for (auto& c : targets) {
+        if (c->alive() && unsubscribe(*c, channel))
+          c->send(codec_.push_unsubscribe(channel, unsubscribe_code::server, "unsubscribed by the server"));
+      }
+    });
+  }
 }
 
 void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reason) {

@@ -349,6 +349,12 @@ struct HubServer::Routes {
                          std::string(reason.substr(0, 120)));
       return c.http_respond(200, "application/json", "{\"result\":{}}", headers);
     }
+    if (method == "unsubscribe") {
+      std::string_view user;
+      if (body["user"].get(user) != simdjson::SUCCESS || !has_channel) return bad("unsubscribe needs \"user\" and \"channel\"");
+      hub.api_unsubscribe(std::string(user), std::string(channel));
+      return c.http_respond(200, "application/json", "{\"result\":{}}", headers);
+    }
     if (method == "channels") {
       std::string out = "{\"result\":{\"channels\":[";
       bool first = true;

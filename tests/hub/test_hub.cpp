@@ -288,6 +288,14 @@ TEST(HubApi, PublishBroadcastHistoryPresenceChannelsInfoDisconnect) {
   EXPECT_NE(info.find("\"node\":\"test-node\""), std::string::npos) << info;
   EXPECT_NE(http_post(server.port(), "/api/nope", "{}").find(" 404 "), std::string::npos);
   EXPECT_NE(http_post(server.port(), "/api/publish", "[1]").find(" 400 "), std::string::npos);
+  // Server-side unsubscribe: the push, and no more messages from the channel.
+  http_post(server.port(), "/api/unsubscribe", R"({"user":"a","channel":"chat:api"})");
+  auto unsub = a->next("unsubscribe");
+  EXPECT_EQ(unsub->str("channel"), "chat:api");
+  EXPECT_EQ(unsub->u64("code"), 2000u);
+  http_post(server.port(), "/api/publish", R"({"channel":"chat:api","data":3})");
+  EXPECT_EQ(error_code_of(*a->call(90, R"({"type":"presence","id":90,"channel":"chat:api"})")), 111);
+  EXPECT_THROW(a->next("message", 300ms), std::runtime_error);
   http_post(server.port(), "/api/disconnect", R"({"user":"a"})");
   EXPECT_EQ(a->next("disconnect")->u64("code"), 4503u);
   EXPECT_TRUE(a->wait_closed());

@@ -64,6 +64,10 @@ inline constexpr std::uint16_t token_expired = 4502;
 inline constexpr std::uint16_t disconnected = 4503;
 }  // namespace disconnect_code
 
+namespace unsubscribe_code {
+inline constexpr int server = 2000;  // unsubscribed by the server (HTTP API)
+}  // namespace unsubscribe_code
+
 // Whether a client should reconnect after `code` (docs/PROTOCOL.md table).
 constexpr bool should_reconnect(std::uint16_t code) {
   return !(code == 1009 || code == 4500 || code == 4501 || code == 4503);

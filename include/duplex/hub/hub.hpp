@@ -87,6 +87,9 @@ class Hub {
   void api_history(std::string channel, std::size_t limit, std::optional<StreamPosition> since, bool reverse,
                    std::function<void(ApiError, engines::HistoryResult)> done);
   void api_presence(std::string channel, std::function<void(ApiError, std::vector<ClientInfo>)> done);
+  // Unsubscribes every session of `user` on this node from `channel` (they
+  // get the server-side unsubscribe push); returns at once.
+  void api_unsubscribe(std::string user, std::string channel);
   // Disconnects every session of `user` on this node; returns at once.
   void api_disconnect(std::string user, std::uint16_t code, std::string reason);
   // Channels with subscribers on this node, with their subscriber counts.
@@ -113,6 +116,7 @@ class Hub {
   Shard& shard_of(net::EventLoop& loop);
   void on_engine_event(const engines::ChannelEvent& event);
   void subscribe(Client& client, Command command);
+  bool unsubscribe(Client& client, std::string_view channel);
   void publish(Client& client, Command command);
   void channel_added(const std::string& channel);
   void channel_count_change(const std::string& channel, int delta);
