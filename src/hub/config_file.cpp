@@ -348,6 +348,7 @@ void read_server(Section& s, net::ServerOptions& server) {
   s.read_integer("threads", server.threads, 0, 256);
   s.read_integer("backlog", server.backlog, 1, 65535);
   s.read_integer("max_connections", server.max_connections, 1, 10'000'000);
+  s.read_integer("max_connections_per_ip", server.max_connections_per_ip, 0, 10'000'000);
   s.read_size("max_send_buffer", server.max_send_buffer, 1 * kib, 1 * gib);
   if (auto policy = s.read_choice("backpressure", {"close", "drop"}))
     server.backpressure = *policy == 0 ? net::BackpressurePolicy::close : net::BackpressurePolicy::drop;

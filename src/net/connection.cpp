@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "connection_config.hpp"
+#include "per_ip_limiter.hpp"
 #include "slab_allocator.hpp"
 #include "duplex/protocol/handshake.hpp"
 #include "duplex/protocol/http_response.hpp"
@@ -1074,6 +1075,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     ERR_clear_error();
   }
   if (fd_ >= 0) {
+    if (config_->per_ip && ws_.role() == protocol::Role::server) config_->per_ip->remove(fd_);
     loop_->unwatch(fd_);
     ::close(fd_);
     fd_ = -1;

@@ -26,6 +26,7 @@ struct ConnectionConfig {
   std::vector<std::string> subprotocols;
   DeflateOptions deflate;
   std::atomic<std::size_t>* open_connections = nullptr;  // the server's counter
+  class PerIpLimiter* per_ip = nullptr;                   // the server's, when max_connections_per_ip > 0
   // Client.
   ClientOptions client;
   WsUrl url;

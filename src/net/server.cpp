@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "connection_config.hpp"
+#include "per_ip_limiter.hpp"
 #include "duplex/protocol/handshake.hpp"
 
 namespace duplex::net {
@@ -38,6 +39,10 @@ Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(op
   config_->deflate = options_.deflate;
   if (options_.tls.enabled()) config_->tls = TlsContext::server(options_.tls);
   config_->open_connections = new std::atomic<std::size_t>(0);
+  if (options_.max_connections_per_ip > 0) {
+    per_ip_ = std::make_unique<PerIpLimiter>(options_.max_connections_per_ip);
+    config_->per_ip = per_ip_.get();
+  }
   // OpenSSL 3 loads its providers on first use (about 2 MB of code and
   // tables); do it now rather than in the first client's handshake.
   (void)protocol::compute_accept_key("dGhlIHNhbXBsZSBub25jZQ==");
@@ -94,7 +99,10 @@ void Server::accept_next(std::size_t index) {
     Acceptor& acc = *acceptors_[index];
     // Accept what is queued (bounded, so one loop cannot starve its connections).
     for (int i = 0; i < 128; ++i) {
-      const int fd = ::accept4(acc.acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage peer{};
+      socklen_t peer_len = sizeof peer;
+      const int fd = ::accept4(acc.acceptor.native_handle(), reinterpret_cast<sockaddr*>(&peer), &peer_len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -115,6 +123,10 @@ void Server::accept_next(std::size_t index) {
       acc.reported_fd_limit = false;
       if (connection_count() >= options_.max_connections) {
         ::close(fd);  // over the limit: refuse at once
+        continue;
+      }
+      if (per_ip_ && !per_ip_->try_add(fd, peer)) {
+        ::close(fd);  // this address has its share
         continue;
       }
       config_->open_connections->fetch_add(1, std::memory_order_relaxed);

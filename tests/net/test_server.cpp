@@ -437,3 +437,26 @@ TEST(ServerBroadcast, PreparedMessageReachesEverySubscriberAcrossLoops) {
     EXPECT_NE(got.find("to everyone"), std::string::npos);
   }
 }
+
+TEST(ServerLimits, ConnectionsPerIpAreCappedAndFreedOnClose) {
+  net::ServerOptions options;
+  options.max_connections_per_ip = 3;
+  TestServer server(options);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server.port()));
+    ASSERT_TRUE(clients.back()->send(upgrade_request()));
+    EXPECT_NE(clients.back()->read_head().find(" 101 "), std::string::npos);
+  }
+  // The fourth from the same address is closed at once.
+  RawClient fourth(server.port());
+  fourth.send(upgrade_request());
+  EXPECT_EQ(fourth.read_all(500ms), "");
+  EXPECT_TRUE(fourth.peer_closed());
+  // Closing one (even by reset) frees its slot.
+  clients.pop_back();
+  std::this_thread::sleep_for(200ms);
+  RawClient again(server.port());
+  ASSERT_TRUE(again.send(upgrade_request()));
+  EXPECT_NE(again.read_head().find(" 101 "), std::string::npos);
+}

@@ -91,6 +91,7 @@ void expect_same(const HubConfig& a, const HubConfig& b) {
   EXPECT_EQ(s.threads, t.threads);
   EXPECT_EQ(s.backlog, t.backlog);
   EXPECT_EQ(s.max_connections, t.max_connections);
+  EXPECT_EQ(s.max_connections_per_ip, t.max_connections_per_ip);
   EXPECT_EQ(s.max_send_buffer, t.max_send_buffer);
   EXPECT_EQ(s.backpressure, t.backpressure);
   EXPECT_EQ(s.read_buffer_size, t.read_buffer_size);
@@ -191,7 +192,7 @@ TEST(ConfigFile, ReferenceFileEqualsTheBuiltInDefaults) {
 TEST(ConfigFile, ReferenceFileListsEveryOption) {
   const std::set<std::string> expected{
       "node_name", "stats_interval", "namespaces_strict",
-      "server.host", "server.port", "server.threads", "server.backlog", "server.max_connections",
+      "server.host", "server.port", "server.threads", "server.backlog", "server.max_connections", "server.max_connections_per_ip",
       "server.max_send_buffer", "server.backpressure", "server.read_buffer_size",
       "server.http.max_line_bytes", "server.http.max_header_count", "server.http.max_head_bytes",
       "server.websocket.max_frame_size", "server.websocket.max_message_size",

@@ -58,6 +58,7 @@ struct ServerOptions {
   unsigned threads = 0;                   // event loops; 0 = one per core
   int backlog = 1024;
   std::size_t max_connections = 100'000;  // across all loops; further accepts are closed at once
+  std::size_t max_connections_per_ip = 0;  // per client address, across all loops (0 = no limit)
   std::size_t max_send_buffer = 1u << 20; // per connection, bytes the kernel has not taken yet
   BackpressurePolicy backpressure = BackpressurePolicy::close;
   std::size_t read_buffer_size = 512u << 10;  // one per loop, shared by all its connections

@@ -15,6 +15,8 @@
 
 namespace duplex::net {
 
+class PerIpLimiter;
+
 class Server {
  public:
   // Throws std::runtime_error on a bad TLS file.
@@ -48,6 +50,7 @@ class Server {
                              std::chrono::steady_clock::time_point started, Millis deadline);
 
   ServerOptions options_;
+  std::unique_ptr<PerIpLimiter> per_ip_;  // before the loops: connections use it until they stop
   std::shared_ptr<ConnectionConfig> config_;
   std::vector<std::unique_ptr<EventLoop>> loops_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
