@@ -178,7 +178,8 @@ struct Shard {
     hub.channel_removed(s->channel);
   }
 
-  void deliver(const std::string& channel, const PublicationPtr& pub, const std::shared_ptr<net::PreparedMessage>& frame) {
+  void deliver(const std::string& channel, const PublicationPtr& pub, const std::shared_ptr<net::PreparedMessage>& frame,
+               std::chrono::steady_clock::time_point handed_over) {
     auto it = channels.find(channel);
     if (it == channels.end()) return;
     std::uint64_t sent = 0;
@@ -199,6 +200,11 @@ struct Shard {
       ++sent;
     }
     hub.counters_.pushes.fetch_add(sent, std::memory_order_relaxed);
+    if (sent > 0) {
+      const auto took = std::chrono::steady_clock::now() - handed_over;
+      hub.counters_.fanout_latency.record(
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
+    }
   }
 
   void deliver_control(const std::string& channel, const std::shared_ptr<net::PreparedMessage>& frame) {
@@ -344,10 +350,13 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
   else
     encoded = codec_.push_join_leave(event.kind == engines::ChannelEvent::Kind::join, event.channel, event.client);
   auto frame = std::make_shared<net::PreparedMessage>(protocol::Opcode::text, encoded);
+  const auto handed_over = std::chrono::steady_clock::now();
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     if (event.kind == engines::ChannelEvent::Kind::publication) {
-      s->loop.post([s, channel = event.channel, pub = event.publication, frame] { s->deliver(channel, pub, frame); });
+      s->loop.post([s, channel = event.channel, pub = event.publication, frame, handed_over] {
+        s->deliver(channel, pub, frame, handed_over);
+      });
     } else {
       s->loop.post([s, channel = event.channel, frame] { s->deliver_control(channel, frame); });
     }

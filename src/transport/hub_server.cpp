@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <unordered_set>
@@ -207,6 +208,29 @@ struct HubServer::Routes {
     metric("duplex_command_errors_total", "counter", "Error replies sent.", k.errors.load());
     metric("duplex_channels", "gauge", "Channels with subscribers on this node.", server.hub_->api_channels().size());
     metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", server.hub_->engine().healthy() ? 1 : 0);
+    out += "# HELP duplex_sessions_closed_total Hub sessions closed, by WebSocket close code.\n"
+           "# TYPE duplex_sessions_closed_total counter\n";
+    for (std::size_t code = 0; code < k.closes.size(); ++code) {
+      const std::uint64_t n = k.closes[code].load(std::memory_order_relaxed);
+      if (n) out += "duplex_sessions_closed_total{code=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
+    }
+    const auto& h = k.fanout_latency;
+    out += "# HELP duplex_fanout_seconds Time from a publication reaching the hub to its write to every local subscriber.\n"
+           "# TYPE duplex_fanout_seconds histogram\n";
+    std::uint64_t cumulative = 0;
+    char line[128];
+    for (std::size_t i = 0; i < h.buckets.size(); ++i) {
+      cumulative += h.buckets[i].load(std::memory_order_relaxed);
+      if (i < hub::FanoutLatency::bounds_ms.size())
+        std::snprintf(line, sizeof line, "duplex_fanout_seconds_bucket{le=\"%g\"} %llu\n", hub::FanoutLatency::bounds_ms[i] / 1000.0,
+                      static_cast<unsigned long long>(cumulative));
+      else
+        std::snprintf(line, sizeof line, "duplex_fanout_seconds_bucket{le=\"+Inf\"} %llu\n", static_cast<unsigned long long>(cumulative));
+      out += line;
+    }
+    std::snprintf(line, sizeof line, "duplex_fanout_seconds_sum %.6f\nduplex_fanout_seconds_count %llu\n",
+                  static_cast<double>(h.sum_us.load()) / 1e6, static_cast<unsigned long long>(h.count.load()));
+    out += line;
     return out;
   }
 
@@ -452,7 +476,8 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
     }
     hub_->command(*session->client, payload);
   };
-  h.on_close = [this](net::Connection& c, std::uint16_t, std::string_view) {
+  h.on_close = [this](net::Connection& c, std::uint16_t code, std::string_view) {
+    hub_->count_close(code);
     auto* session = static_cast<WsSession*>(c.user_data);
     c.user_data = nullptr;
     if (!session) return;

@@ -244,8 +244,9 @@ inline std::unique_ptr<Client> connect_as(Server& server, const std::string& use
   return c;
 }
 
-// A blocking HTTP/1.1 POST to the hub's API.
-inline std::string http_post(std::uint16_t port, const std::string& path, const std::string& body, const std::string& key = "test-api-key") {
+// A blocking HTTP/1.1 request (POST with a body and the API key, or GET).
+inline std::string http_post(std::uint16_t port, const std::string& path, const std::string& body,
+                             const std::string& key = "test-api-key", const std::string& method = "POST") {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -255,7 +256,7 @@ inline std::string http_post(std::uint16_t port, const std::string& path, const 
     ::close(fd);
     return {};
   }
-  std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: " + key +
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-API-Key: " + key +
                     "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string out;
@@ -266,6 +267,8 @@ inline std::string http_post(std::uint16_t port, const std::string& path, const 
   ::close(fd);
   return out;
 }
+inline std::string http_get(std::uint16_t port, const std::string& path) { return http_post(port, path, "", "", "GET"); }
+
 inline std::string http_body(const std::string& response) {
   const auto p = response.find("\r\n\r\n");
   return p == std::string::npos ? std::string() : response.substr(p + 4);

@@ -300,6 +300,15 @@ TEST(HubApi, PublishBroadcastHistoryPresenceChannelsInfoDisconnect) {
   EXPECT_EQ(a->next("disconnect")->u64("code"), 4503u);
   EXPECT_TRUE(a->wait_closed());
   EXPECT_EQ(a->close_code(), 4503);
+  // Prometheus: the fan-out histogram saw the deliveries, the close is counted by code.
+  std::string metrics;
+  for (int i = 0; i < 50 && metrics.find("code=\"4503\"") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(20ms);
+    metrics = http_body(http_get(server.port(), "/metrics"));
+  }
+  EXPECT_NE(metrics.find("duplex_sessions_closed_total{code=\"4503\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("duplex_fanout_seconds_bucket{le=\"+Inf\"} "), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("duplex_fanout_seconds_count 0\n"), std::string::npos) << metrics;
 }
 
 TEST(HubSecurity, ForeignOriginIsRefused) {

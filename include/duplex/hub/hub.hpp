@@ -8,6 +8,7 @@
 // every loop in offset order, so each loop's subscribers see a channel in
 // order without locks on the fan-out path.
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -43,6 +44,22 @@ class SessionSink {
 class Client;
 struct Shard;
 
+// Time from the engine handing a publication to the hub until it was written
+// to every local subscriber, in fixed buckets (a Prometheus histogram).
+struct FanoutLatency {
+  static constexpr std::array<double, 12> bounds_ms{0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+  std::array<std::atomic<std::uint64_t>, bounds_ms.size() + 1> buckets{};  // last: +Inf
+  std::atomic<std::uint64_t> count{0};
+  std::atomic<std::uint64_t> sum_us{0};
+  void record(std::uint64_t micros) {
+    std::size_t i = 0;
+    while (i < bounds_ms.size() && static_cast<double>(micros) > bounds_ms[i] * 1000.0) ++i;
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+    sum_us.fetch_add(micros, std::memory_order_relaxed);
+  }
+};
+
 // Process-wide counters (read by the stats channel and /metrics).
 struct HubCounters {
   std::atomic<std::uint64_t> connections{0};
@@ -52,6 +69,12 @@ struct HubCounters {
   std::atomic<std::uint64_t> publications{0};  // accepted publishes (clients and API)
   std::atomic<std::uint64_t> errors{0};        // error replies
   std::atomic<std::uint64_t> subscriptions{0};
+  FanoutLatency fanout_latency;
+  // Sessions closed, by close code (WebSocket codes are < 5000).
+  std::array<std::atomic<std::uint64_t>, 5000> closes{};
+  void count_close(std::uint16_t code) {
+    if (code < closes.size()) closes[code].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 struct ApiError {
@@ -103,6 +126,7 @@ class Hub {
 
   const HubConfig& config() const { return config_; }
   const HubCounters& counters() const { return counters_; }
+  void count_close(std::uint16_t code) { counters_.count_close(code); }
   engines::Engine& engine() { return *engine_; }
   const std::string& node_name() const { return config_.node_name; }
   const Codec& codec() const { return codec_; }
