@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "duplex/hub/command.hpp"
 #include "duplex/hub/types.hpp"
 
 namespace duplex::client {
@@ -19,20 +20,7 @@ using Millis = std::chrono::milliseconds;
 // The error codes of docs/PROTOCOL.md, plus the client's own (900 and up,
 // never sent by a server).
 namespace error_code {
-inline constexpr int internal = 100;
-inline constexpr int unauthorized = 101;
-inline constexpr int unknown_channel = 102;
-inline constexpr int permission_denied = 103;
-inline constexpr int unknown_command = 104;
-inline constexpr int already_subscribed = 105;
-inline constexpr int limit_exceeded = 106;
-inline constexpr int bad_request = 107;
-inline constexpr int not_available = 108;
-inline constexpr int token_expired = 109;
-inline constexpr int too_many_requests = 110;
-inline constexpr int not_subscribed = 111;
-inline constexpr int epoch_mismatch = 112;
-inline constexpr int unavailable = 113;
+using namespace hub::error_code;  // the protocol's codes, 100-113 (include/duplex/hub/command.hpp)
 // Client side:
 inline constexpr int timeout = 901;           // no reply within the command timeout
 inline constexpr int queue_overflow = 902;    // dropped: too many commands waiting for a connection
