@@ -335,6 +335,11 @@ void Hub::channel_removed(const std::string& channel) {
   if (last) engine_->node_unsubscribe(channel);
 }
 
+std::size_t Hub::channel_count() const {
+  std::lock_guard lock(channels_mutex_);
+  return channel_counts_.size();
+}
+
 std::vector<std::pair<std::string, std::size_t>> Hub::api_channels() const {
   std::lock_guard lock(channels_mutex_);
   std::vector<std::pair<std::string, std::size_t>> out(channel_counts_.begin(), channel_counts_.end());
@@ -593,9 +598,7 @@ void Hub::subscribe(Client& client, Command cmd) {
       for (auto& s : c.subscriptions) present = present || s.get() == sub;
       if (!present) return;
       if (r.error != engines::EngineErrc::ok) {
-        c.shard_.remove(sub);
-        std::erase_if(c.subscriptions, [sub](const auto& s) { return s.get() == sub; });
-        counters_.subscriptions.fetch_sub(1, std::memory_order_relaxed);
+        unsubscribe(c, sub->channel);
         return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message);
       }
       SubscribeResult result;

@@ -206,7 +206,7 @@ struct HubServer::Routes {
     metric("duplex_messages_delivered_total", "counter", "Message pushes delivered to subscribers.", k.pushes.load());
     metric("duplex_publications_total", "counter", "Publications accepted.", k.publications.load());
     metric("duplex_command_errors_total", "counter", "Error replies sent.", k.errors.load());
-    metric("duplex_channels", "gauge", "Channels with subscribers on this node.", server.hub_->api_channels().size());
+    metric("duplex_channels", "gauge", "Channels with subscribers on this node.", server.hub_->channel_count());
     metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", server.hub_->engine().healthy() ? 1 : 0);
     out += "# HELP duplex_sessions_closed_total Hub sessions closed, by WebSocket close code.\n"
            "# TYPE duplex_sessions_closed_total counter\n";
@@ -399,7 +399,7 @@ struct HubServer::Routes {
                         ",\"uptime\":" + std::to_string(uptime) + ",\"connections\":" + std::to_string(k.connections.load()) +
                         ",\"subscriptions\":" + std::to_string(k.subscriptions.load()) +
                         ",\"publications\":" + std::to_string(k.publications.load()) +
-                        ",\"channels\":" + std::to_string(hub.api_channels().size()) + "}}";
+                        ",\"channels\":" + std::to_string(hub.channel_count()) + "}}";
       return c.http_respond(200, "application/json", out, headers);
     }
     c.http_respond(404, "application/json", api_error_json(hub::error_code::unknown_command, "unknown API method"), headers);

@@ -117,6 +117,8 @@ class Hub {
   void api_disconnect(std::string user, std::uint16_t code, std::string reason);
   // Channels with subscribers on this node, with their subscriber counts.
   std::vector<std::pair<std::string, std::size_t>> api_channels() const;
+  // How many channels have subscribers on this node (no copy of the list).
+  std::size_t channel_count() const;
 
   // Sends the disconnect push (`code`, reconnect) to every session; the
   // transport closes the connections afterwards (graceful shutdown).
