@@ -8,6 +8,7 @@
 #include "duplex/hub/command.hpp"
 #include "duplex/hub/json.hpp"
 #include "duplex/protocol/http_response.hpp"
+#include "request_token.hpp"
 
 namespace duplex::transport {
 
@@ -58,14 +59,6 @@ bool parse_u64(std::string_view text, std::uint64_t& out) {
     out = out * 10 + static_cast<std::uint64_t>(ch - '0');
   }
   return true;
-}
-
-std::string request_token(const net::HttpRequest& r) {
-  const std::string_view auth = r.head.get("Authorization");
-  if (auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "Bearer ")) return std::string(auth.substr(7));
-  std::string token;
-  if (protocol::query_param(r.query, "token", token)) return token;
-  return {};
 }
 
 }  // namespace
@@ -374,7 +367,7 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
     s->loop.post([s, conn = c.shared_from_this(), last, has_last] { s->attach_stream(conn, last, has_last); });
     return;
   }
-  const std::string token = request_token(r);
+  const std::string token = request_token(r.head, r.query);
   auto claims = std::make_unique<hub::TokenClaims>();
   if (!token.empty()) {
     const hub::TokenError err = hub_.verify_token(token, *claims);
@@ -395,7 +388,7 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
 }
 
 void FallbackSessions::open_poll(net::Connection& c, const net::HttpRequest& r, const std::vector<HttpHeader>& cors) {
-  const std::string token = request_token(r);
+  const std::string token = request_token(r.head, r.query);
   auto claims = std::make_unique<hub::TokenClaims>();
   if (!token.empty()) {
     const hub::TokenError err = hub_.verify_token(token, *claims);

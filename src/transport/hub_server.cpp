@@ -12,6 +12,7 @@
 #include "duplex/engines/factory.hpp"
 #include "duplex/hub/json.hpp"
 #include "duplex/hub/token.hpp"
+#include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "duplex/transport/fallback_sessions.hpp"
 
@@ -38,14 +39,6 @@ class WsSession final : public hub::SessionSink {
   std::unique_ptr<hub::TokenClaims> claims;  // from the handshake, until open
 };
 
-// "Authorization: Bearer <token>" or the `token` query parameter.
-std::string handshake_token(const protocol::HttpHead& head, std::string_view target) {
-  const std::string_view auth = head.get("Authorization");
-  if (auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "Bearer ")) return std::string(auth.substr(7));
-  std::string token;
-  if (protocol::query_param(protocol::target_query(target), "token", token)) return token;
-  return {};
-}
 
 // Origin check against cross-site WebSocket hijacking: an allow-list, or by
 // default the page's own host. Requests without Origin are not from browsers.
@@ -446,7 +439,7 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   h.on_upgrade = [this](net::Connection& c, const protocol::UpgradeRequest&, const protocol::HttpHead& head,
                         net::UpgradeDecision& decision) {
     if (!origin_allowed(config_.auth, head)) return decision.reject(403, "origin not allowed");
-    const std::string token = handshake_token(head, c.target());
+    const std::string token = request_token(head, protocol::target_query(c.target()));
     std::unique_ptr<hub::TokenClaims> claims;
     if (!token.empty()) {
       claims = std::make_unique<hub::TokenClaims>();
