@@ -394,6 +394,7 @@ void Hub::closed(Client& client) {
     if (sub->in_presence)
       engine_->presence_remove(sub->channel, client.info, sub->options && sub->options->join_leave);
   }
+  counters_.subscriptions.fetch_sub(client.subscriptions.size(), std::memory_order_relaxed);
   client.subscriptions.clear();
   if (client.authenticated) {
     auto range = shard.users.equal_range(client.info.user);

@@ -296,6 +296,7 @@ TEST(HubApi, PublishBroadcastHistoryPresenceChannelsInfoDisconnect) {
   http_post(server.port(), "/api/publish", R"({"channel":"chat:api","data":3})");
   EXPECT_EQ(error_code_of(*a->call(90, R"({"type":"presence","id":90,"channel":"chat:api"})")), 111);
   EXPECT_THROW(a->next("message", 300ms), std::runtime_error);
+  EXPECT_FALSE(a->call(91, subscribe_cmd(91, "chat:api2"))->has("/error"));
   http_post(server.port(), "/api/disconnect", R"({"user":"a"})");
   EXPECT_EQ(a->next("disconnect")->u64("code"), 4503u);
   EXPECT_TRUE(a->wait_closed());
@@ -307,6 +308,7 @@ TEST(HubApi, PublishBroadcastHistoryPresenceChannelsInfoDisconnect) {
     metrics = http_body(http_get(server.port(), "/metrics"));
   }
   EXPECT_NE(metrics.find("duplex_sessions_closed_total{code=\"4503\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nduplex_subscriptions 0\n"), std::string::npos) << metrics;  // freed at close
   EXPECT_NE(metrics.find("duplex_fanout_seconds_bucket{le=\"+Inf\"} "), std::string::npos) << metrics;
   EXPECT_EQ(metrics.find("duplex_fanout_seconds_count 0\n"), std::string::npos) << metrics;
 }
