@@ -1047,6 +1047,11 @@ export class Duplex {
   _onServerUnsubscribe(msg) {
     const sub = this._subs.get(msg.channel);
     if (!sub) return;
+    if (msg.code >= 2500 && msg.code < 3000 && this.state === 'connected' && this._conn) {
+      // The server lost continuity: resubscribe from our position, recovering the gap.
+      this._sendSubscribe(this._conn, sub);
+      return;
+    }
     this._subs.delete(msg.channel);
     sub.state = 'unsubscribed';
     sub._buffer = [];

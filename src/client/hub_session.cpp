@@ -673,6 +673,13 @@ void HubSession::on_text(std::string_view text, TimePoint now) {
     const auto it = subscriptions_.find(frame.channel);
     if (it == subscriptions_.end()) return;
     const SubscriptionPtr sub = it->second;
+    const int code = static_cast<int>(frame.code.value_or(0));
+    if (code >= 2500 && code < 3000 && phase_ == Phase::connected) {
+      // The server lost continuity: resubscribe from our position, recovering the gap.
+      sub->state = SubscriptionState::subscribing;
+      send_subscribe(sub, now);
+      return;
+    }
     sub->active = false;
     sub->state = SubscriptionState::unsubscribed;
     subscriptions_.erase(it);

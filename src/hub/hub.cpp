@@ -309,12 +309,8 @@ std::string Hub::check_channel(std::string_view channel, const NamespaceOptions*
 }
 
 void Hub::channel_added(const std::string& channel) {
-  bool first;
-  {
-    std::lock_guard lock(channels_mutex_);
-    first = ++channel_counts_[channel] == 1;
-  }
-  if (first) engine_->node_subscribe(channel);
+  std::lock_guard lock(channels_mutex_);
+  ++channel_counts_[channel];
 }
 
 void Hub::channel_count_change(const std::string& channel, int delta) {
@@ -323,16 +319,13 @@ void Hub::channel_count_change(const std::string& channel, int delta) {
 }
 
 void Hub::channel_removed(const std::string& channel) {
-  bool last = false;
   {
     std::lock_guard lock(channels_mutex_);
     auto it = channel_counts_.find(channel);
-    if (it != channel_counts_.end() && --it->second == 0) {
-      channel_counts_.erase(it);
-      last = true;
-    }
+    if (it != channel_counts_.end() && --it->second == 0) channel_counts_.erase(it);
   }
-  if (last) engine_->node_unsubscribe(channel);
+  // One node_unsubscribe per subscriber, matching Hub::subscribe's node_subscribe.
+  engine_->node_unsubscribe(channel);
 }
 
 std::size_t Hub::channel_count() const {
@@ -348,6 +341,26 @@ std::vector<std::pair<std::string, std::size_t>> Hub::api_channels() const {
 }
 
 void Hub::on_engine_event(const engines::ChannelEvent& event) {
+  if (event.kind == engines::ChannelEvent::Kind::resubscribe) {
+    // The node may have missed publications: every local subscriber
+    // resubscribes with recovery, which fills the gap from history.
+    for (auto& shard : shards_) {
+      Shard* s = shard.get();
+      s->loop.post([this, s, channel = event.channel] {
+        auto it = s->channels.find(channel);
+        if (it == s->channels.end()) return;
+        std::vector<std::shared_ptr<Client>> targets;
+        for (Subscription* sub : it->second) targets.push_back(sub->client->shared_from_this());
+        for (auto& c : targets) {
+          if (c->alive() && unsubscribe(*c, channel))
+            c->send(codec_.push_unsubscribe(channel, unsubscribe_code::resubscribe,
+                                            "the server lost track of this channel: resubscribe to recover"));
+        }
+        counters_.resubscribes.fetch_add(targets.size(), std::memory_order_relaxed);
+      });
+    }
+    return;
+  }
   // Encoded once; the same frame goes to every subscriber on every loop.
   std::string encoded;
   if (event.kind == engines::ChannelEvent::Kind::publication)
@@ -591,46 +604,62 @@ void Hub::subscribe(Client& client, Command cmd) {
     req.since = StreamPosition{cmd.epoch, cmd.offset};
     req.limit = req.history.size;
   }
-  engine_->history(std::move(req), [this, ref = ref_of(client), sub, id, recover, can_recover,
-                                    since_offset = cmd.offset](engines::HistoryResult r) {
-    ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Client& c) {
-      // Unsubscribed (or resubscribed) while the read was in flight?
-      bool present = false;
-      for (auto& s : c.subscriptions) present = present || s.get() == sub;
-      if (!present) return;
-      if (r.error != engines::EngineErrc::ok) {
+  // The history read waits until the node receives the channel's live
+  // stream (scale-out engines subscribe the node first): a publication
+  // accepted between the read and the node subscription would be lost.
+  engine_->node_subscribe(cmd.channel, [this, ref = ref_of(client), sub, id, recover, can_recover,
+                                        since_offset = cmd.offset, req = std::move(req)](engines::EngineErrc e) mutable {
+    if (e != engines::EngineErrc::ok) {
+      ref.post([this, sub, id](Client& c) {
+        bool present = false;
+        for (auto& s : c.subscriptions) present = present || s.get() == sub;
+        if (!present) return;
         unsubscribe(c, sub->channel);
-        return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message);
-      }
-      SubscribeResult result;
-      result.channel = sub->channel;
-      result.position = r.top;
-      result.recoverable = sub->options->recovery && sub->options->history_size > 0;
-      result.recover_requested = recover;
-      std::uint64_t start = r.top.offset;
-      if (can_recover && r.complete) {
-        result.recovered = true;
-        result.publications = r.publications;
-        if (!r.publications.empty()) start = std::max(start, r.publications.back()->offset);
-      } else if (recover && since_offset == r.top.offset && !r.top.epoch.empty() && r.complete) {
-        result.recovered = true;
-      }
-      sub->last_offset = start;
-      sub->live = true;
-      c.send(codec_.reply_subscribe(id, result));
-      // Live messages held during the read, merged by offset: nothing twice, no gap.
-      std::vector<PublicationPtr> held = std::move(sub->held);
-      sub->held.clear();
-      for (const auto& p : held) {
-        if (p->offset <= sub->last_offset || !c.alive()) continue;
-        sub->last_offset = p->offset;
-        c.send(codec_.push_message(sub->channel, r.top.epoch, *p));
-        counters_.pushes.fetch_add(1, std::memory_order_relaxed);
-      }
-      if (sub->options->presence && c.alive()) {
-        sub->in_presence = true;
-        engine_->presence_add(sub->channel, c.info, sub->options->join_leave);
-      }
+        c.error(id, error_code::unavailable, "engine unavailable: cannot subscribe now, retry");
+      });
+      return;
+    }
+    engine_->history(std::move(req), [this, ref = std::move(ref), sub, id, recover, can_recover,
+                                      since_offset](engines::HistoryResult r) {
+      ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Client& c) {
+        // Unsubscribed (or resubscribed) while the read was in flight?
+        bool present = false;
+        for (auto& s : c.subscriptions) present = present || s.get() == sub;
+        if (!present) return;
+        if (r.error != engines::EngineErrc::ok) {
+          unsubscribe(c, sub->channel);
+          return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message);
+        }
+        SubscribeResult result;
+        result.channel = sub->channel;
+        result.position = r.top;
+        result.recoverable = sub->options->recovery && sub->options->history_size > 0;
+        result.recover_requested = recover;
+        std::uint64_t start = r.top.offset;
+        if (can_recover && r.complete) {
+          result.recovered = true;
+          result.publications = r.publications;
+          if (!r.publications.empty()) start = std::max(start, r.publications.back()->offset);
+        } else if (recover && since_offset == r.top.offset && !r.top.epoch.empty() && r.complete) {
+          result.recovered = true;
+        }
+        sub->last_offset = start;
+        sub->live = true;
+        c.send(codec_.reply_subscribe(id, result));
+        // Live messages held during the read, merged by offset: nothing twice, no gap.
+        std::vector<PublicationPtr> held = std::move(sub->held);
+        sub->held.clear();
+        for (const auto& p : held) {
+          if (p->offset <= sub->last_offset || !c.alive()) continue;
+          sub->last_offset = p->offset;
+          c.send(codec_.push_message(sub->channel, r.top.epoch, *p));
+          counters_.pushes.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (sub->options->presence && c.alive()) {
+          sub->in_presence = true;
+          engine_->presence_add(sub->channel, c.info, sub->options->join_leave);
+        }
+      });
     });
   });
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,9 +71,34 @@ struct HistoryResult {
   bool complete = false;
 };
 
+// One node as the registry knows it (GET /api/nodes).
+struct NodeInfo {
+  std::string name;
+  std::int64_t started_ms = 0;   // Unix milliseconds
+  std::int64_t updated_ms = 0;   // last heartbeat
+  std::uint64_t connections = 0;
+  std::uint64_t subscriptions = 0;
+  std::uint64_t channels = 0;
+  std::uint64_t publications_in = 0;   // accepted by this node (clients and API)
+  std::uint64_t pushes_out = 0;        // publications sent to this node's clients
+};
+
+// What /metrics shows of the engine.
+struct EngineHealth {
+  bool healthy = true;
+  std::size_t backends_up = 1;      // connected storage/broker servers
+  std::size_t backends_total = 1;
+  std::uint64_t reconnects = 0;     // successful reconnects since start
+  std::uint64_t errors = 0;         // failed operations (publish, history, presence) since start
+};
+
 // What the engine delivers to the hub of this node.
 struct ChannelEvent {
-  enum class Kind : std::uint8_t { publication, join, leave };
+  // resubscribe: this node may have missed publications of `channel` (its
+  // connection to the broker dropped, or a gap could not be filled from
+  // history): the hub tells the channel's subscribers to resubscribe with
+  // recovery (unsubscribe push, code 2500).
+  enum class Kind : std::uint8_t { publication, join, leave, resubscribe };
   Kind kind = Kind::publication;
   std::string channel;
   std::string epoch;             // publication
@@ -89,6 +115,11 @@ class Engine {
   // Called once before any other method.
   virtual void set_deliver(Deliver deliver) = 0;
 
+  // Messages addressed to this node by another node (send_to_node): the
+  // fallback transports forward requests that landed on the wrong node.
+  using NodeMessage = std::function<void(std::string payload)>;
+  virtual void set_node_message_handler(NodeMessage handler) { (void)handler; }
+
   // Assigns the next offset, stores it in history, records the idempotency
   // key, and delivers it; `done` runs once it is durable (or failed).
   virtual void publish(PublishRequest request, std::function<void(PublishResult)> done) = 0;
@@ -100,15 +131,54 @@ class Engine {
   virtual void presence_remove(const std::string& channel, const ClientInfo& client, bool announce) = 0;
   virtual void presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) = 0;
 
-  // This node has (or no longer has) local subscribers to `channel`:
-  // scale-out engines subscribe the node to the channel's fan-out.
-  virtual void node_subscribe(const std::string& channel) { (void)channel; }
+  // A local subscriber to `channel` arrived (or left). Called once per
+  // subscriber; scale-out engines count them and subscribe the node to the
+  // channel's fan-out while the count is above zero. `ready` runs once every
+  // publication accepted from then on will be delivered to this node (ok), or
+  // when that cannot be arranged (unavailable): the hub reads history only
+  // after `ready`, so nothing falls between the read and the live stream.
+  virtual void node_subscribe(const std::string& channel, std::function<void(EngineErrc)> ready) {
+    (void)channel;
+    ready(EngineErrc::ok);
+  }
   virtual void node_unsubscribe(const std::string& channel) { (void)channel; }
 
+  // Node registry: the hub reports this node every few seconds; nodes() lists
+  // the nodes seen alive (in single-node engines, just this one).
+  virtual void node_heartbeat(const NodeInfo& self) {
+    std::lock_guard lock(self_mutex_);
+    self_ = self;
+  }
+  virtual void nodes(std::function<void(std::vector<NodeInfo>)> done) {
+    std::vector<NodeInfo> list;
+    {
+      std::lock_guard lock(self_mutex_);
+      if (!self_.name.empty()) list.push_back(self_);
+    }
+    done(std::move(list));
+  }
+  // Delivers `payload` to `node`'s node-message handler; false when the node
+  // cannot be reached (single-node engines, broker down).
+  virtual bool send_to_node(const std::string& node, std::string payload) {
+    (void)node;
+    (void)payload;
+    return false;
+  }
+
   virtual bool healthy() const { return true; }
+  virtual EngineHealth health() const {
+    EngineHealth h;
+    h.healthy = healthy();
+    h.backends_up = h.healthy ? 1 : 0;
+    return h;
+  }
   virtual std::string name() const = 0;
   // Finishes pending writes (acknowledging them) and stops worker threads.
   virtual void stop() {}
+
+ private:
+  std::mutex self_mutex_;
+  NodeInfo self_;
 };
 
 }  // namespace duplex::engines

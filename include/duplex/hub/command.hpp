@@ -65,7 +65,10 @@ inline constexpr std::uint16_t disconnected = 4503;
 }  // namespace disconnect_code
 
 namespace unsubscribe_code {
-inline constexpr int server = 2000;  // unsubscribed by the server (HTTP API)
+inline constexpr int server = 2000;       // unsubscribed by the server (HTTP API): stay unsubscribed
+inline constexpr int resubscribe = 2500;  // the node lost continuity: resubscribe at once with recovery
+// 2000-2499 are final; 2500-2999 ask the client to resubscribe.
+constexpr bool should_resubscribe(int code) { return code >= 2500 && code < 3000; }
 }  // namespace unsubscribe_code
 
 // Whether a client should reconnect after `code` (docs/PROTOCOL.md table).

@@ -69,6 +69,7 @@ struct HubCounters {
   std::atomic<std::uint64_t> publications{0};  // accepted publishes (clients and API)
   std::atomic<std::uint64_t> errors{0};        // error replies
   std::atomic<std::uint64_t> subscriptions{0};
+  std::atomic<std::uint64_t> resubscribes{0};  // subscribers told to resubscribe (engine lost continuity)
   FanoutLatency fanout_latency;
   // Sessions closed, by close code (WebSocket codes are < 5000).
   std::array<std::atomic<std::uint64_t>, 5000> closes{};
