@@ -342,6 +342,23 @@ void read_namespace(Section& s, NamespaceOptions& ns) {
   s.finish();
 }
 
+void read_redis(Section& s, RedisConfig& r) {
+  using std::chrono::seconds;
+  s.read_strings("addresses", r.addresses);
+  s.read("password", r.password);
+  s.read_integer("db", r.db, 0, 1'000);
+  s.read("prefix", r.prefix);
+  s.read_integer("subscriber_connections", r.subscriber_connections, 1, 64);
+  s.read_duration("connect_timeout", r.connect_timeout, Millis(10), Millis(600'000));
+  s.read_duration("command_timeout", r.command_timeout, Millis(10), Millis(600'000));
+  s.read_duration("reconnect_min", r.reconnect_min, Millis(1), Millis(600'000));
+  s.read_duration("reconnect_max", r.reconnect_max, Millis(1), Millis(600'000));
+  s.read_duration("presence_ttl", r.presence_ttl, seconds(3), seconds(one_day_seconds));
+  s.read_duration("history_meta_ttl", r.history_meta_ttl, seconds(0), seconds(3650 * one_day_seconds));
+  s.read_duration("node_ttl", r.node_ttl, seconds(2), seconds(3600));
+  s.finish();
+}
+
 void read_server(Section& s, net::ServerOptions& server) {
   s.read("host", server.host);
   s.read_integer("port", server.port, 0, 65535);
@@ -521,10 +538,18 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
     api->finish();
   }
   if (auto engine = top.section("engine")) {
-    engine->read_choice("type", config.engine.type, {"sqlite", "memory"});
+    engine->read_choice("type", config.engine.type, {"sqlite", "memory", "redis", "nats"});
     engine->read("data_dir", config.engine.data_dir);
     engine->read("fsync", config.engine.fsync);
     engine->read_integer("max_batch", config.engine.max_batch, 1, 100'000);
+    if (auto redis = engine->section("redis")) read_redis(*redis, config.engine.redis);
+    if (auto nats = engine->section("nats")) {
+      auto& n = config.engine.nats;
+      nats->read("url", n.url);
+      nats->read("subject_prefix", n.subject_prefix);
+      nats->read_duration("reorder_window", n.reorder_window, Millis(1), Millis(60'000));
+      nats->finish();
+    }
     engine->finish();
   }
   if (auto limits = top.section("limits")) read_limits(*limits, config.limits);
@@ -567,6 +592,7 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
 void apply_env_overrides(HubConfig& config) {
   if (const char* secret = std::getenv("DUPLEX_HMAC_SECRET"); secret && *secret) config.auth.hmac_secret = secret;
   if (const char* key = std::getenv("DUPLEX_API_KEY"); key && *key) config.api.key = key;
+  if (const char* pw = std::getenv("DUPLEX_REDIS_PASSWORD"); pw && *pw) config.engine.redis.password = pw;
 }
 
 std::vector<std::string> config_problems(const HubConfig& config) {
@@ -587,8 +613,29 @@ std::vector<std::string> config_problems(const HubConfig& config) {
     problems.push_back("server.threads = " + std::to_string(config.server.threads) + " is above 256");
   if (config.server.http.max_line_bytes > config.server.http.max_head_bytes)
     problems.push_back("[server.http] max_line_bytes exceeds max_head_bytes");
-  if (config.engine.type != "sqlite" && config.engine.type != "memory")
-    problems.push_back("engine.type must be \"sqlite\" or \"memory\", not " + quoted(config.engine.type));
+  const std::string& type = config.engine.type;
+  if (type != "sqlite" && type != "memory" && type != "redis" && type != "nats")
+    problems.push_back("engine.type must be \"sqlite\", \"memory\", \"redis\" or \"nats\", not " + quoted(type));
+  if (type == "redis" || type == "nats") {
+    const auto& r = config.engine.redis;
+    if (r.addresses.empty()) problems.push_back("[engine.redis] addresses must list at least one host:port");
+    for (const auto& a : r.addresses) {
+      const auto colon = a.rfind(':');
+      const bool ok = colon != std::string::npos && colon > 0 && colon + 1 < a.size() &&
+                      a.find_first_not_of("0123456789", colon + 1) == std::string::npos && a.size() - colon - 1 <= 5;
+      if (!ok) problems.push_back("[engine.redis] address " + quoted(a) + " is not host:port");
+    }
+    if (r.reconnect_min > r.reconnect_max) problems.push_back("[engine.redis] reconnect_min exceeds reconnect_max");
+    if (r.prefix.empty() || !printable_without_spaces(r.prefix))
+      problems.push_back("[engine.redis] prefix must be printable characters without spaces");
+  }
+  if (type == "nats") {
+    if (config.engine.nats.url.rfind("nats://", 0) != 0)
+      problems.push_back("[engine.nats] url must start with nats://, not " + quoted(config.engine.nats.url));
+    if (config.engine.nats.subject_prefix.empty() || !printable_without_spaces(config.engine.nats.subject_prefix) ||
+        config.engine.nats.subject_prefix.find_first_of("*>") != std::string::npos)
+      problems.push_back("[engine.nats] subject_prefix must be printable characters without spaces, '*' or '>'");
+  }
   if (config.engine.type == "sqlite" && config.engine.data_dir.empty())
     problems.push_back("engine.data_dir must not be empty with the sqlite engine");
   if (!log::parse_level(config.log.level))

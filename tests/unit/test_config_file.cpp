@@ -206,6 +206,11 @@ TEST(ConfigFile, ReferenceFileListsEveryOption) {
       "auth.refresh_before", "auth.allowed_origins",
       "api.key",
       "engine.type", "engine.data_dir", "engine.fsync", "engine.max_batch",
+      "engine.redis.addresses", "engine.redis.password", "engine.redis.db", "engine.redis.prefix",
+      "engine.redis.subscriber_connections", "engine.redis.connect_timeout", "engine.redis.command_timeout",
+      "engine.redis.reconnect_min", "engine.redis.reconnect_max", "engine.redis.presence_ttl",
+      "engine.redis.history_meta_ttl", "engine.redis.node_ttl",
+      "engine.nats.url", "engine.nats.subject_prefix", "engine.nats.reorder_window",
       "limits.max_command_bytes", "limits.max_json_depth", "limits.max_data_bytes", "limits.max_subscriptions",
       "limits.max_channels", "limits.max_channel_length", "limits.max_history_size", "limits.publish_rate",
       "limits.publish_burst", "limits.rate_violations_before_disconnect", "limits.idempotency_window",
@@ -481,11 +486,18 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ndata_dir = \"\"\n"),
             Problems{"engine.data_dir must not be empty with the sqlite engine"});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"memory\"\ndata_dir = \"\"\n").empty());
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = [\"localhost\"]\n"),
+            Problems{"[engine.redis] address \"localhost\" is not host:port"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = []\n"),
+            Problems{"[engine.redis] addresses must list at least one host:port"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"nats\"\n[engine.nats]\nurl = \"tcp://x:4222\"\n"),
+            Problems{"[engine.nats] url must start with nats://, not \"tcp://x:4222\""});
+  EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = [\"127.0.0.1:7001\", \"[::1]:7002\"]\n").empty());
 
   // Values set after loading (command-line flags) are checked too.
   HubConfig c;
   c.server.threads = 1000;
-  c.engine.type = "redis";
+  c.engine.type = "kafka";
   c.log.level = "loud";
   EXPECT_EQ(hub::config_problems(c).size(), 3u);
   try {
@@ -493,8 +505,8 @@ TEST(ConfigErrors, CrossFieldRules) {
     ADD_FAILURE() << "no error";
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()),
-              "invalid configuration: server.threads = 1000 is above 256; engine.type must be \"sqlite\" or "
-              "\"memory\", not \"redis\"; log.level must be trace, debug, info, warn or error, not \"loud\"");
+              "invalid configuration: server.threads = 1000 is above 256; engine.type must be \"sqlite\", "
+              "\"memory\", \"redis\" or \"nats\", not \"kafka\"; log.level must be trace, debug, info, warn or error, not \"loud\"");
   }
 }
 
