@@ -261,6 +261,7 @@ Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifie
   client_prefix_ = random_hex(4);
   for (auto* loop : loops) shards_.push_back(std::make_unique<Shard>(*this, *loop));
   engine_->set_deliver([this](const engines::ChannelEvent& event) { on_engine_event(event); });
+  engine_->set_node_name(config_.node_name);
 }
 
 Hub::~Hub() { stop(); }

@@ -114,6 +114,9 @@ class Engine {
 
   // Called once before any other method.
   virtual void set_deliver(Deliver deliver) = 0;
+  // This node's name (unique among the nodes sharing the engine's servers);
+  // called once, right after set_deliver.
+  virtual void set_node_name(const std::string& name) { (void)name; }
 
   // Messages addressed to this node by another node (send_to_node): the
   // fallback transports forward requests that landed on the wrong node.
