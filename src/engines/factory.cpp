@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "duplex/engines/memory_engine.hpp"
+#include "duplex/engines/redis_engine.hpp"
 #include "duplex/engines/sqlite_engine.hpp"
 
 namespace duplex::engines {
@@ -17,7 +18,13 @@ std::unique_ptr<Engine> make_engine(const hub::EngineConfig& config) {
     options.max_batch = config.max_batch;
     return std::make_unique<SqliteEngine>(std::move(options));
   }
-  throw std::runtime_error("unknown engine.type '" + config.type + "' (expected \"sqlite\" or \"memory\")");
+  if (config.type == "redis") {
+    RedisEngineOptions options;
+    options.config = config.redis;
+    return std::make_unique<RedisEngine>(std::move(options));
+  }
+  throw std::runtime_error("unknown engine.type '" + config.type +
+                           "' (expected \"sqlite\", \"memory\" or \"redis\")");
 }
 
 }  // namespace duplex::engines

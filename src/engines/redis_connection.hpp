@@ -1,0 +1,148 @@
+// One hiredis async connection driven by an Asio io_context (our own
+// adapter: hiredis' read/write interest maps to stream_descriptor waits).
+// Everything runs on the io_context's thread: call every method there.
+//
+// hiredis 0.14 has no timeouts of its own, so this class adds them:
+// connect_timeout covers TCP connect plus the handshake (AUTH, SELECT and
+// the owner's extra step, e.g. SCRIPT LOAD); a command (or a watched
+// SUBSCRIBE confirmation) unanswered for command_timeout drops the
+// connection, which fails every pending command. A dropped connection
+// reconnects after a backoff that doubles from reconnect_min up to
+// reconnect_max, with jitter.
+//
+// While connecting, commands are queued and sent once the handshake is
+// done (or failed with the connect error); while down they fail at once.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+struct redisAsyncContext;
+struct redisReply;
+
+namespace duplex::engines::detail {
+
+struct RedisConnectionOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string password;
+  std::size_t db = 0;
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{5000};
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+};
+
+// "host:port" -> options (port 6379 when absent). Throws on a bad port.
+RedisConnectionOptions parse_redis_address(const std::string& address);
+
+class RedisConnection {
+ public:
+  // `reply` is null on failure (then `error` says why); it is only valid
+  // during the call. An error reply (reply->type == REDIS_REPLY_ERROR) is a
+  // reply, not a failure.
+  using Callback = std::function<void(redisReply* reply, const std::string& error)>;
+  // The owner's extra handshake step: call `finish` with "" when done or
+  // with an error (the connection is then dropped).
+  using Handshake = std::function<void(RedisConnection&, std::function<void(std::string)> finish)>;
+
+  RedisConnection(asio::io_context& io, RedisConnectionOptions options);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  void set_handshake(Handshake handshake) { handshake_ = std::move(handshake); }
+  void set_on_ready(std::function<void()> on_ready) { on_ready_ = std::move(on_ready); }
+  void set_on_down(std::function<void(const std::string& why)> on_down) { on_down_ = std::move(on_down); }
+  // Pub/sub replies (subscribe/unsubscribe confirmations and messages).
+  void set_on_push(std::function<void(redisReply* reply)> on_push) { on_push_ = std::move(on_push); }
+
+  void start();
+  // Fails queued and pending commands, closes the connection, no reconnect.
+  void stop();
+
+  void command(std::vector<std::string> args, Callback callback);
+  // For the Handshake step only: sends at once (command() would queue).
+  void handshake_command(std::vector<std::string> args, Callback callback) { send(std::move(args), std::move(callback)); }
+  // SUBSCRIBE / UNSUBSCRIBE on a pub/sub connection; replies go to on_push.
+  // Only while ready(); returns false otherwise.
+  bool pubsub_command(const std::vector<std::string>& args);
+
+  // A deadline for something the owner waits for (a SUBSCRIBE
+  // confirmation): unless watch_end(id) is called within command_timeout,
+  // the connection is dropped.
+  std::uint64_t watch_begin();
+  void watch_end(std::uint64_t id);
+
+  bool ready() const { return state_ == State::ready; }
+  bool connecting() const {
+    return state_ == State::idle || state_ == State::connecting || state_ == State::handshaking;
+  }
+  // Readable from any thread.
+  bool up() const { return up_.load(std::memory_order_relaxed); }
+  std::uint64_t reconnects() const { return reconnects_.load(std::memory_order_relaxed); }
+  const std::string& address() const { return address_; }
+  // "redis 127.0.0.1:6379 unavailable: connection refused"
+  std::string unavailable() const;
+
+ private:
+  enum class State : std::uint8_t { idle, connecting, handshaking, ready, down, stopped };
+  struct Watch;
+  struct Pending;
+
+  void connect();
+  void on_connected(redisAsyncContext* ac, int status);
+  void on_disconnected(redisAsyncContext* ac, int status);
+  void run_handshake(int step);
+  void handshake_done();
+  // The connection is gone: `free_context` when hiredis is not already
+  // freeing it. Idempotent per context.
+  void lost(redisAsyncContext* ac, const std::string& why, bool free_context);
+  void schedule_reconnect();
+  void send(std::vector<std::string> args, Callback callback);
+  void arm_watchdog();
+  void on_watchdog();
+
+  static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  static void on_push_reply(redisAsyncContext* ac, void* reply, void* privdata);
+  static void on_connect_cb(const redisAsyncContext* ac, int status);
+  static void on_disconnect_cb(const redisAsyncContext* ac, int status);
+
+  asio::io_context& io_;
+  RedisConnectionOptions options_;
+  std::string address_;
+  State state_ = State::idle;
+  std::atomic<bool> up_{false};
+  redisAsyncContext* ac_ = nullptr;
+  std::shared_ptr<Watch> watch_;
+  std::string last_error_ = "not connected yet";
+  bool ever_ready_ = false;
+  bool stopping_ = false;
+  unsigned attempts_ = 0;
+  std::atomic<std::uint64_t> reconnects_{0};
+  std::deque<std::pair<std::vector<std::string>, Callback>> queued_;
+  Handshake handshake_;
+  std::function<void()> on_ready_;
+  std::function<void(const std::string&)> on_down_;
+  std::function<void(redisReply*)> on_push_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer reconnect_timer_;
+  asio::steady_timer watchdog_;
+  std::deque<std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> deadlines_;
+  std::unordered_set<std::uint64_t> open_;
+  std::uint64_t next_watch_ = 1;
+  bool watchdog_armed_ = false;
+  // Bumped for every new context: stale timer handlers ignore themselves.
+  std::uint64_t generation_ = 0;
+};
+
+}  // namespace duplex::engines::detail

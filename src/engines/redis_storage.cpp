@@ -1,0 +1,346 @@
+#include "redis_storage.hpp"
+
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "history_rules.hpp"
+#include "jump_hash.hpp"
+#include "redis_scripts.hpp"
+#include "redis_wire.hpp"
+
+namespace duplex::engines::detail {
+
+namespace {
+
+const char* script_body(std::size_t index) {
+  static constexpr const char* kBodies[] = {redis_scripts::kPublish,        redis_scripts::kHistory,
+                                            redis_scripts::kPresenceAdd,    redis_scripts::kPresenceRemove,
+                                            redis_scripts::kLiveEntries,    redis_scripts::kNodeBeat};
+  return kBodies[index];
+}
+
+std::string_view text(const redisReply* reply) {
+  if (!reply || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS &&
+                 reply->type != REDIS_REPLY_ERROR)) {
+    return {};
+  }
+  return {reply->str, reply->len};
+}
+
+std::uint64_t number(const redisReply* reply) {
+  if (!reply) return 0;
+  if (reply->type == REDIS_REPLY_INTEGER) return static_cast<std::uint64_t>(reply->integer);
+  std::uint64_t value = 0;
+  const auto view = text(reply);
+  std::from_chars(view.data(), view.data() + view.size(), value);
+  return value;
+}
+
+// "" when `reply` is a usable reply; otherwise why not.
+std::string failure(const redisReply* reply, const std::string& error, const RedisConnection& conn) {
+  if (!reply) return error.empty() ? conn.unavailable() : error;
+  if (reply->type == REDIS_REPLY_ERROR) return "redis " + conn.address() + " error: " + std::string(text(reply));
+  return {};
+}
+
+std::int64_t ms(std::chrono::seconds s) { return seconds_to_ms(s); }
+
+}  // namespace
+
+RedisStorage::RedisStorage(asio::io_context& io, hub::RedisConfig config, ClockMs clock)
+    : io_(io), config_(std::move(config)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
+  for (const auto& address : config_.addresses) {
+    RedisConnectionOptions options = parse_redis_address(address);
+    options.password = config_.password;
+    options.db = config_.db;
+    options.connect_timeout = config_.connect_timeout;
+    options.command_timeout = config_.command_timeout;
+    options.reconnect_min = config_.reconnect_min;
+    options.reconnect_max = config_.reconnect_max;
+    auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
+    conn->set_handshake([this](RedisConnection& c, std::function<void(std::string)> finish) {
+      auto remaining = std::make_shared<std::size_t>(kScriptCount);
+      auto failed = std::make_shared<bool>(false);
+      auto finish_shared = std::make_shared<std::function<void(std::string)>>(std::move(finish));
+      for (std::size_t i = 0; i < kScriptCount; ++i) {
+        c.handshake_command({"SCRIPT", "LOAD", script_body(i)}, [this, i, remaining, failed, finish_shared](
+                                                            redisReply* reply, const std::string& error) {
+          if (*failed) return;
+          if (!reply || reply->type != REDIS_REPLY_STRING) {
+            *failed = true;
+            if (reply) (*finish_shared)("SCRIPT LOAD: " + std::string(text(reply)));
+            (void)error;  // a lost connection already went down
+            return;
+          }
+          shas_[i].assign(reply->str, reply->len);
+          if (--*remaining == 0) (*finish_shared)("");
+        });
+      }
+    });
+    shards_.push_back(std::move(conn));
+  }
+}
+
+RedisStorage::~RedisStorage() { stop(); }
+
+void RedisStorage::start() {
+  for (auto& shard : shards_) shard->start();
+  arm_presence_refresh();
+}
+
+void RedisStorage::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  presence_timer_.cancel();
+  for (auto& shard : shards_) shard->stop();
+}
+
+std::size_t RedisStorage::shard_of(const std::string& channel) const {
+  return jump_hash(fnv1a64(channel), shards_.size());
+}
+
+std::size_t RedisStorage::backends_up() const {
+  return static_cast<std::size_t>(
+      std::count_if(shards_.begin(), shards_.end(), [](const auto& shard) { return shard->up(); }));
+}
+
+std::uint64_t RedisStorage::reconnects() const {
+  std::uint64_t total = 0;
+  for (const auto& shard : shards_) total += shard->reconnects();
+  return total;
+}
+
+void RedisStorage::run_script(std::size_t shard, Script script, std::vector<std::string> keys,
+                              std::vector<std::string> args, RedisConnection::Callback callback) {
+  std::vector<std::string> argv;
+  argv.reserve(3 + keys.size() + args.size());
+  const bool by_sha = !shas_[script].empty();
+  argv.emplace_back(by_sha ? "EVALSHA" : "EVAL");
+  argv.emplace_back(by_sha ? shas_[script] : std::string(script_body(script)));
+  argv.push_back(std::to_string(keys.size()));
+  for (auto& key : keys) argv.push_back(std::move(key));
+  for (auto& arg : args) argv.push_back(std::move(arg));
+  if (!by_sha) return shards_[shard]->command(std::move(argv), std::move(callback));
+  // After a Redis restart (or SCRIPT FLUSH) the script may be unknown:
+  // NOSCRIPT means nothing ran, so run it again by its body.
+  auto retry = std::make_shared<std::vector<std::string>>(argv);
+  shards_[shard]->command(std::move(argv), [this, shard, script, retry, callback = std::move(callback)](
+                                               redisReply* reply, const std::string& error) mutable {
+    if (reply && reply->type == REDIS_REPLY_ERROR && text(reply).substr(0, 8) == "NOSCRIPT") {
+      (*retry)[0] = "EVAL";
+      (*retry)[1] = script_body(script);
+      return shards_[shard]->command(std::move(*retry), std::move(callback));
+    }
+    callback(reply, error);
+  });
+}
+
+void RedisStorage::publish(PublishRequest request, bool redis_publish, std::function<void(Published)> done) {
+  const std::int64_t now = now_ms();
+  const std::size_t shard = shard_of(request.channel);
+  const std::string& channel = request.channel;
+  const bool keyed = !request.idempotency_key.empty();
+  std::vector<std::string> keys{config_.prefix + ":meta:" + channel, config_.prefix + ":hist:" + channel,
+                                keyed ? config_.prefix + ":idem:" + std::to_string(channel.size()) + ":" + channel +
+                                            ":" + request.idempotency_key
+                                      : config_.prefix + ":idem"};
+  auto publication = std::make_shared<Publication>();
+  publication->data = std::move(request.data);
+  publication->publisher = std::move(request.publisher);
+  publication->time_ms = now;
+  std::vector<std::string> args{make_epoch(),
+                                std::to_string(now),
+                                std::to_string(request.history.size),
+                                std::to_string(ms(request.history.ttl)),
+                                std::to_string(ms(request.history.idempotency_window)),
+                                std::to_string(config_.history_meta_ttl.count()),
+                                redis_publish ? "1" : "0",
+                                pubsub_channel(channel),
+                                publication->publisher,
+                                publication->data,
+                                keyed ? "1" : "0"};
+  run_script(shard, kPublish, std::move(keys), std::move(args),
+             [this, shard, publication, done = std::move(done)](redisReply* reply, const std::string& error) {
+               Published out;
+               std::string why = failure(reply, error, *shards_[shard]);
+               if (why.empty() && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)) {
+                 why = "redis " + shards_[shard]->address() + ": unexpected reply to the publish script";
+               }
+               if (!why.empty()) {
+                 count_error();
+                 out.result.error = EngineErrc::unavailable;
+                 out.result.message = why + "; not published";
+                 if (done) done(std::move(out));
+                 return;
+               }
+               out.epoch.assign(text(reply->element[0]));
+               out.result.position = StreamPosition{out.epoch, number(reply->element[1])};
+               out.result.duplicate = number(reply->element[2]) != 0;
+               if (!out.result.duplicate) {
+                 publication->offset = out.result.position.offset;
+                 out.publication = publication;
+               }
+               if (done) done(std::move(out));
+             });
+}
+
+void RedisStorage::history(HistoryRequest request, std::function<void(HistoryResult)> done) {
+  const std::int64_t now = now_ms();
+  const std::size_t shard = shard_of(request.channel);
+  std::vector<std::string> keys{config_.prefix + ":meta:" + request.channel,
+                                config_.prefix + ":hist:" + request.channel};
+  std::vector<std::string> args{make_epoch(),
+                                std::to_string(now),
+                                std::to_string(ms(request.history.ttl)),
+                                std::to_string(config_.history_meta_ttl.count()),
+                                request.since ? request.since->epoch : std::string(),
+                                request.since ? "1" : "0",
+                                std::to_string(request.since ? request.since->offset : 0),
+                                std::to_string(request.limit)};
+  run_script(shard, kHistory, std::move(keys), std::move(args),
+             [this, shard, request = std::move(request), done = std::move(done)](redisReply* reply,
+                                                                                  const std::string& error) {
+               HistoryResult result;
+               std::string why = failure(reply, error, *shards_[shard]);
+               if (why.empty() && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+                                   reply->element[2]->type != REDIS_REPLY_ARRAY)) {
+                 why = "redis " + shards_[shard]->address() + ": unexpected reply to the history script";
+               }
+               if (!why.empty()) {
+                 count_error();
+                 result.error = EngineErrc::unavailable;
+                 result.message = why;
+                 if (done) done(std::move(result));
+                 return;
+               }
+               result.top = StreamPosition{std::string(text(reply->element[0])), number(reply->element[1])};
+               const redisReply* entries = reply->element[2];
+               auto& out = result.publications;
+               out.reserve(entries->elements);
+               for (std::size_t i = 0; i < entries->elements; ++i) {
+                 auto publication = redis_wire::decode_entry(text(entries->element[i]));
+                 if (publication) out.push_back(std::make_shared<const Publication>(std::move(*publication)));
+               }
+               if (request.since) {
+                 const bool answerable = since_is_answerable(*request.since, result.top.epoch, result.top.offset);
+                 result.complete = answerable && covers_range(out, request.since->offset, result.top.offset);
+               } else {
+                 if (!request.reverse) std::reverse(out.begin(), out.end());  // the script gives newest first
+                 result.complete = result.top.offset == 0 || out.size() == result.top.offset;
+               }
+               if (done) done(std::move(result));
+             });
+}
+
+void RedisStorage::presence_add(const std::string& channel, const ClientInfo& client, bool announce,
+                                bool redis_publish, std::function<void(bool)> done) {
+  own_presence_[{channel, client.client}] = client;
+  const std::int64_t now = now_ms();
+  const std::int64_t ttl_ms = ms(config_.presence_ttl);
+  std::vector<std::string> keys{config_.prefix + ":presence:" + channel, config_.prefix + ":presence_exp:" + channel};
+  std::vector<std::string> args{client.client,
+                                redis_wire::encode_client(client),
+                                std::to_string(now),
+                                std::to_string(now + ttl_ms),
+                                std::to_string(std::max<std::int64_t>(config_.presence_ttl.count(), 1)),
+                                announce && redis_publish ? "1" : "0",
+                                pubsub_channel(channel),
+                                redis_wire::encode_join(client)};
+  const std::size_t shard = shard_of(channel);
+  run_script(shard, kPresenceAdd, std::move(keys), std::move(args),
+             [this, shard, done = std::move(done)](redisReply* reply, const std::string& error) {
+               const bool ok = failure(reply, error, *shards_[shard]).empty();
+               if (!ok) count_error();
+               if (done) done(ok && number(reply) == 1);
+             });
+}
+
+void RedisStorage::presence_remove(const std::string& channel, const ClientInfo& client, bool announce,
+                                   bool redis_publish, std::function<void(bool)> done) {
+  own_presence_.erase({channel, client.client});
+  std::vector<std::string> keys{config_.prefix + ":presence:" + channel, config_.prefix + ":presence_exp:" + channel};
+  std::vector<std::string> args{client.client, announce && redis_publish ? "1" : "0", pubsub_channel(channel),
+                                redis_wire::encode_leave(client)};
+  const std::size_t shard = shard_of(channel);
+  run_script(shard, kPresenceRemove, std::move(keys), std::move(args),
+             [this, shard, done = std::move(done)](redisReply* reply, const std::string& error) {
+               const bool ok = failure(reply, error, *shards_[shard]).empty();
+               if (!ok) count_error();
+               if (done) done(ok && number(reply) == 1);
+             });
+}
+
+void RedisStorage::presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) {
+  const std::size_t shard = shard_of(channel);
+  run_script(shard, kLiveEntries,
+             {config_.prefix + ":presence:" + channel, config_.prefix + ":presence_exp:" + channel},
+             {std::to_string(now_ms())}, [this, shard, done = std::move(done)](redisReply* reply, const std::string& error) {
+               std::vector<ClientInfo> entries;
+               if (!failure(reply, error, *shards_[shard]).empty() || reply->type != REDIS_REPLY_ARRAY) {
+                 count_error();
+               } else {
+                 for (std::size_t i = 1; i < reply->elements; i += 2) {
+                   if (auto client = redis_wire::decode_client(text(reply->element[i]))) entries.push_back(std::move(*client));
+                 }
+                 std::sort(entries.begin(), entries.end(),
+                           [](const ClientInfo& a, const ClientInfo& b) { return a.client < b.client; });
+               }
+               if (done) done(std::move(entries));
+             });
+}
+
+void RedisStorage::arm_presence_refresh() {
+  if (stopped_) return;
+  const auto period = std::max<std::int64_t>(ms(config_.presence_ttl) / 3, 100);
+  presence_timer_.expires_after(std::chrono::milliseconds(period));
+  presence_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec || stopped_) return;
+    refresh_presence();
+    arm_presence_refresh();
+  });
+}
+
+void RedisStorage::refresh_presence() {
+  // Re-adds quietly (an entry that expired while Redis was unreachable
+  // comes back without a second join).
+  const auto own = own_presence_;
+  for (const auto& [key, client] : own) presence_add(key.first, client, false, false);
+}
+
+void RedisStorage::node_heartbeat(const NodeInfo& self) {
+  const std::int64_t expires = now_ms() + ms(config_.node_ttl);
+  run_script(0, kNodeBeat, {config_.prefix + ":nodes", config_.prefix + ":nodes_exp"},
+             {self.name, redis_wire::encode_node(self), std::to_string(expires)},
+             [this](redisReply* reply, const std::string& error) {
+               if (!failure(reply, error, *shards_[0]).empty()) count_error();
+             });
+}
+
+void RedisStorage::nodes(std::function<void(std::vector<NodeInfo>)> done) {
+  run_script(0, kLiveEntries, {config_.prefix + ":nodes", config_.prefix + ":nodes_exp"}, {std::to_string(now_ms())},
+             [this, done = std::move(done)](redisReply* reply, const std::string& error) {
+               std::vector<NodeInfo> nodes;
+               if (!failure(reply, error, *shards_[0]).empty() || reply->type != REDIS_REPLY_ARRAY) {
+                 count_error();
+               } else {
+                 for (std::size_t i = 1; i < reply->elements; i += 2) {
+                   if (auto node = redis_wire::decode_node(text(reply->element[i]))) nodes.push_back(std::move(*node));
+                 }
+                 std::sort(nodes.begin(), nodes.end(),
+                           [](const NodeInfo& a, const NodeInfo& b) { return a.name < b.name; });
+               }
+               if (done) done(std::move(nodes));
+             });
+}
+
+bool RedisStorage::publish_raw(const std::string& channel, std::string payload) {
+  if (stopped_ || !shards_[0]->ready()) return false;
+  shards_[0]->command({"PUBLISH", channel, std::move(payload)}, [this](redisReply* reply, const std::string& error) {
+    if (!failure(reply, error, *shards_[0]).empty()) count_error();
+  });
+  return true;
+}
+
+}  // namespace duplex::engines::detail

@@ -1,0 +1,107 @@
+// The storage half of the Redis engine, reusable by other scale-out
+// engines (the NATS engine keeps its storage here and fans out over NATS):
+// offsets, epochs, history, idempotency keys, presence and the node
+// registry, sharded over `addresses` by jump consistent hash of the
+// channel name (FNV-1a), one pipelined command connection per address.
+// The node registry and node messages live on the first address.
+//
+// Threading: every method except the const counters must be called on the
+// io_context's thread (the owner runs it); callbacks run there too.
+//
+// Key layout (P = config.prefix, C = channel):
+//   P:meta:C            hash {epoch, top}
+//   P:hist:C            list of entries (redis_wire.hpp), newest last
+//   P:idem:<len(C)>:C:K idempotency key K: "<epoch>:<offset>:<expires ms>"
+//   P:presence:C        hash client id -> client; P:presence_exp:C zset of expiry ms
+//   P:nodes             hash name -> node; P:nodes_exp zset of expiry ms
+// Pub/sub: P:ch:C (publications, join/leave), P:node:<name> (node messages).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "duplex/engines/engine.hpp"
+#include "duplex/hub/config.hpp"
+#include "engine_clock.hpp"
+#include "redis_connection.hpp"
+
+namespace duplex::engines::detail {
+
+class RedisStorage {
+ public:
+  RedisStorage(asio::io_context& io, hub::RedisConfig config, ClockMs clock);
+  ~RedisStorage();
+  RedisStorage(const RedisStorage&) = delete;
+  RedisStorage& operator=(const RedisStorage&) = delete;
+
+  void start();
+  // Fails pending operations (unavailable), closes the connections.
+  void stop();
+
+  std::int64_t now_ms() const { return clock_ ? clock_() : system_now_ms(); }
+  const hub::RedisConfig& config() const { return config_; }
+  std::size_t shard_count() const { return shards_.size(); }
+  // Which address holds `channel` (index into config().addresses).
+  std::size_t shard_of(const std::string& channel) const;
+  std::string pubsub_channel(const std::string& channel) const { return config_.prefix + ":ch:" + channel; }
+  std::string node_channel(const std::string& node) const { return config_.prefix + ":node:" + node; }
+
+  struct Published {
+    PublishResult result;
+    std::string epoch;
+    PublicationPtr publication;  // what was stored; null for duplicates and failures
+  };
+  // The publish script: idempotency check, epoch, offset, history, key;
+  // and, when `redis_publish`, the PUBLISH to pubsub_channel(channel).
+  void publish(PublishRequest request, bool redis_publish, std::function<void(Published)> done);
+  void history(HistoryRequest request, std::function<void(HistoryResult)> done);
+
+  // `done(changed)`: the entry was new (add) or existed (remove); false also
+  // when Redis failed. With `announce && redis_publish` the script PUBLISHes
+  // the join/leave itself.
+  void presence_add(const std::string& channel, const ClientInfo& client, bool announce, bool redis_publish,
+                    std::function<void(bool)> done = {});
+  void presence_remove(const std::string& channel, const ClientInfo& client, bool announce, bool redis_publish,
+                       std::function<void(bool)> done = {});
+  void presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done);
+
+  void node_heartbeat(const NodeInfo& self);
+  void nodes(std::function<void(std::vector<NodeInfo>)> done);
+  // PUBLISH on the first address; false when it is not connected.
+  bool publish_raw(const std::string& channel, std::string payload);
+
+  // Any thread.
+  bool up(std::size_t shard) const { return shards_[shard]->up(); }
+  std::size_t backends_up() const;
+  std::uint64_t reconnects() const;
+  std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
+  void count_error() { errors_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  enum Script : std::size_t { kPublish, kHistory, kPresenceAdd, kPresenceRemove, kLiveEntries, kNodeBeat, kScriptCount };
+
+  void run_script(std::size_t shard, Script script, std::vector<std::string> keys, std::vector<std::string> args,
+                  RedisConnection::Callback callback);
+  void refresh_presence();
+  void arm_presence_refresh();
+
+  asio::io_context& io_;
+  hub::RedisConfig config_;
+  ClockMs clock_;
+  std::vector<std::unique_ptr<RedisConnection>> shards_;
+  std::vector<std::string> shas_;
+  std::atomic<std::uint64_t> errors_{0};
+  bool stopped_ = false;
+  // Presence entries this node added, refreshed every presence_ttl / 3.
+  std::map<std::pair<std::string, std::string>, ClientInfo> own_presence_;
+  asio::steady_timer presence_timer_;
+};
+
+}  // namespace duplex::engines::detail
