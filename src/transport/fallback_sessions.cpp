@@ -3,6 +3,7 @@
 #include <asio/steady_timer.hpp>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <deque>
 
 #include "duplex/hub/command.hpp"
@@ -68,6 +69,14 @@ bool parse_u64(std::string_view text, std::uint64_t& out) {
 class FallbackSession final : public hub::SessionSink, public std::enable_shared_from_this<FallbackSession> {
  public:
   enum class Kind : std::uint8_t { sse, poll };
+  // A command POST waiting for its replies.
+  struct PendingPost {
+    std::shared_ptr<net::Connection> conn;
+    std::vector<HttpHeader> headers;
+    std::vector<std::uint64_t> awaiting;  // command ids without a reply yet
+    std::string replies;                  // the replies so far, comma-separated
+    std::unique_ptr<asio::steady_timer> timer;
+  };
 
   FallbackSession(FallbackSessions& owner, std::string session_id, Kind k, net::EventLoop& l)
       : manager(owner), id(std::move(session_id)), kind(k), loop(l),
@@ -81,6 +90,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     // The disconnect push is already queued: let the client fetch it, then go.
     if (ended) return;
     ended = true;
+    finish_posts();
     auto self = shared_from_this();
     loop.post([self] { self->finish_in_hub(); });
     if (kind == Kind::sse) {
@@ -97,7 +107,11 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
 
   // ---- events ----
   void push(std::string_view data) {
-    if (terminated) return;
+    if (terminated || overflowed) return;
+    if (!posts.empty() && take_reply(data)) return;
+    if (kind == Kind::poll && !ring.empty() &&
+        (ring_bytes + data.size() > manager.limits_.max_buffer_bytes || ring.size() >= manager.limits_.max_buffer_events))
+      return slow_consumer();
     Event e{next_seq++, std::string(data)};
     ring_bytes += e.data.size();
     ring.push_back(std::move(e));
@@ -111,6 +125,69 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
       answer_poll();
     }
   }
+  // A long-poll client that does not collect its events is cut off like a
+  // WebSocket over max_send_buffer: the session leaves the hub and its last
+  // event is the disconnect push (1008, reconnect and recover).
+  void slow_consumer() {
+    overflowed = true;
+    ring.clear();
+    std::string bye = manager.hub_.codec().push_disconnect(hub::disconnect_code::slow, "send buffer overflow", true);
+    ring_bytes = bye.size();
+    ring.push_back(Event{next_seq++, std::move(bye)});
+    manager.hub_.count_close(hub::disconnect_code::slow);
+    ended = true;
+    finish_posts();
+    auto self = shared_from_this();
+    loop.post([self] { self->finish_in_hub(); });  // not from inside the hub's fan-out
+    if (waiting) answer_poll();
+    else arm_expiry(std::chrono::milliseconds(5000));  // time to collect the disconnect push
+  }
+
+  // ---- replies to POSTed commands ----
+  // A reply for a command of a POST still open goes into that POST's response.
+  bool take_reply(std::string_view data) {
+    constexpr std::string_view head = "{\"type\":\"reply\",\"id\":";
+    if (!data.starts_with(head)) return false;
+    std::size_t end = head.size();
+    while (end < data.size() && data[end] >= '0' && data[end] <= '9') ++end;
+    std::uint64_t reply_id = 0;
+    if (!parse_u64(data.substr(head.size(), end - head.size()), reply_id)) return false;
+    for (const auto& post : posts) {
+      auto it = std::find(post->awaiting.begin(), post->awaiting.end(), reply_id);
+      if (it == post->awaiting.end()) continue;
+      if (!post->replies.empty() && post->replies.size() + data.size() > manager.limits_.max_buffer_bytes) {
+        // The response would outgrow the send buffer: answer with what it
+        // has; this reply and the missing ones go on the stream.
+        finish_post(post);
+        return false;
+      }
+      post->awaiting.erase(it);
+      if (!post->replies.empty()) post->replies += ',';
+      post->replies += data;
+      if (post->awaiting.empty()) finish_post(post);
+      return true;
+    }
+    return false;
+  }
+  void finish_post(std::shared_ptr<PendingPost> post) {
+    auto it = std::find(posts.begin(), posts.end(), post);
+    if (it == posts.end()) return;
+    posts.erase(it);
+    if (post->timer) post->timer->cancel();
+    std::string body = "{\"replies\":[" + post->replies + "]";
+    if (!post->awaiting.empty()) {
+      // Their replies come later on the stream / in a poll.
+      body += ",\"pending\":[";
+      for (std::size_t i = 0; i < post->awaiting.size(); ++i) body += (i ? "," : "") + std::to_string(post->awaiting[i]);
+      body += ']';
+    }
+    body += '}';
+    respond(post->conn, 200, std::move(body), std::move(post->headers));
+  }
+  void finish_posts() {
+    while (!posts.empty()) finish_post(posts.front());
+  }
+
   // The sequence of the oldest event still kept (next_seq if none).
   std::uint64_t first_kept() const { return ring.empty() ? next_seq : ring.front().seq; }
 
@@ -172,7 +249,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     if (waiting) answer_poll();  // one poll at a time: the older gets what there is
     waiting = std::move(c);
     waiting_headers = std::move(cors);
-    if (last + 1 < first_kept()) {
+    if (!overflowed && last + 1 < first_kept()) {
       // Events after `last` were dropped (the client fell too far behind).
       auto c2 = std::move(waiting);
       std::string body = "[{\"id\":" + std::to_string(next_seq) + ",\"data\":" +
@@ -200,7 +277,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     waiting.reset();
     respond(c, 200, std::move(body), std::move(waiting_headers));
     if (ended && ring.empty()) return end_session();
-    arm_expiry(idle_timeout);
+    arm_expiry(ended ? std::min(idle_timeout, std::chrono::milliseconds(5000)) : idle_timeout);
   }
 
   // ---- lifetime ----
@@ -223,6 +300,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   }
   void end_session() {
     terminated = true;
+    finish_posts();
     heartbeat->cancel();
     expiry->cancel();
     poll_timer->cancel();
@@ -257,6 +335,8 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   std::unique_ptr<asio::steady_timer> heartbeat;
   std::unique_ptr<asio::steady_timer> expiry;
   std::unique_ptr<asio::steady_timer> poll_timer;
+  std::vector<std::shared_ptr<PendingPost>> posts;  // in arrival order
+  bool overflowed = false;  // cut off as a slow consumer: no more events
   bool ended = false;       // the hub closed it (or it expired)
   bool terminated = false;  // out of the map
 };
@@ -270,6 +350,8 @@ FallbackSessions::~FallbackSessions() {
     s->heartbeat.reset();
     s->expiry.reset();
     s->poll_timer.reset();
+    for (auto& p : s->posts) p->timer.reset();
+    s->posts.clear();
     s->client.reset();
     s->stream.reset();
     s->waiting.reset();
@@ -437,12 +519,27 @@ void FallbackSessions::commands(net::Connection& c, std::shared_ptr<FallbackSess
   s->loop.post([s, lines = std::move(lines), conn = c.shared_from_this(), cors] {
     if (s->ended || !s->client) return respond(conn, 404, error_json("no such session"), cors);
     if (s->kind == FallbackSession::Kind::poll && !s->waiting) s->arm_expiry(s->idle_timeout);
-    // Answer first: the replies travel on the stream or the next poll.
-    respond(conn, 202, "{\"ok\":true}", cors);
+    // The response waits for the replies of the commands that have an id
+    // (the hub replies to each; a malformed one ends the session instead).
+    auto post = std::make_shared<FallbackSession::PendingPost>();
+    post->conn = conn;
+    post->headers = cors;
+    for (const auto& line : lines) {
+      hub::Command cmd;
+      std::string why;
+      if (s->manager.hub_.codec().decode(line, cmd, why) != hub::DecodeStatus::malformed && cmd.id) post->awaiting.push_back(cmd.id);
+    }
+    s->posts.push_back(post);
     for (const auto& line : lines) {
       if (!s->client) break;
       s->manager.hub_.command(*s->client, line);
     }
+    if (post->awaiting.empty() || !s->client) return s->finish_post(post);
+    post->timer = std::make_unique<asio::steady_timer>(s->loop.io());
+    post->timer->expires_after(s->manager.limits_.post_reply_timeout);
+    post->timer->async_wait([s, post](const std::error_code& ec) {
+      if (!ec) s->finish_post(post);
+    });
   });
 }
 

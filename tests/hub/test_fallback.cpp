@@ -160,13 +160,17 @@ TEST(HubFallback, SseSessionCommandsOrderedPushesAndResumeWithLastEventId) {
     auto [connected_id, connected] = sse.next_of("connected");
     EXPECT_EQ(connected_id, "1");
 
-    // Two commands in one POST, one per line; the replies come on the stream.
+    // Two commands in one POST, one per line; the POST's response carries both replies.
     auto posted = http(server.port(), "POST", "/connection/sse/" + session,
                        subscribe_cmd(1, "chat:sse") + "\n" + publish_cmd(2, "chat:sse", 0) + "\n");
-    EXPECT_EQ(posted.status, 202) << posted.body;
-    auto [rid, r1] = sse.next_of("reply");
-    EXPECT_EQ(r1->u64("id"), 1u) << r1->text;
-    EXPECT_FALSE(r1->has("/error")) << r1->text;
+    ASSERT_EQ(posted.status, 200) << posted.body;
+    Frame replies(posted.body);
+    ASSERT_EQ(replies.array("/replies").size(), 2u) << posted.body;
+    EXPECT_EQ(replies.u64_at("/replies/0/id"), 1u) << posted.body;
+    EXPECT_EQ(replies.str_at("/replies/0/result/channel"), "chat:sse") << posted.body;
+    EXPECT_EQ(replies.u64_at("/replies/1/id"), 2u) << posted.body;
+    EXPECT_EQ(replies.u64_at("/replies/1/result/offset"), 1u) << posted.body;
+    EXPECT_FALSE(replies.has("/pending")) << posted.body;
     for (int i = 1; i <= 3; ++i) ASSERT_FALSE(bob->call(10 + static_cast<std::uint64_t>(i), publish_cmd(10 + static_cast<std::uint64_t>(i), "chat:sse", i))->has("/error"));
     for (std::uint64_t offset = 1; offset <= 4; ++offset) {
       auto [id, m] = sse.next_of("message");
@@ -185,8 +189,13 @@ TEST(HubFallback, SseSessionCommandsOrderedPushesAndResumeWithLastEventId) {
     EXPECT_EQ(std::stoull(id), std::stoull(last_id) + offset - 4);
   }
   // Commands still work on the resumed session.
-  EXPECT_EQ(http(server.port(), "POST", "/connection/sse/" + session, publish_cmd(3, "chat:sse", 7)).status, 202);
+  auto again = http(server.port(), "POST", "/connection/sse/" + session, publish_cmd(3, "chat:sse", 7));
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(Frame(again.body).u64_at("/replies/0/result/offset"), 8u) << again.body;
   EXPECT_EQ(resumed.next_of("message").second->u64("offset"), 8u);
+  // Pushes stay on the stream: no reply was sent there.
+  auto ping = http(server.port(), "POST", "/connection/sse/" + session, R"({"type":"ping","id":4})");
+  EXPECT_EQ(ping.body, R"({"replies":[{"type":"reply","id":4,"result":{}}]})");
 
   EXPECT_EQ(http(server.port(), "POST", "/connection/sse/nosuchsession", publish_cmd(4, "chat:sse", 8)).status, 404);
   EXPECT_EQ(http(server.port(), "GET", "/connection/sse?token=garbage").status, 401);
@@ -211,11 +220,13 @@ TEST(HubFallback, LongPollSessionCommandsPollsAndExpiryLeavesPresence) {
   EXPECT_EQ(connected.str_at("/0/data/type"), "connected") << first.body;
   std::uint64_t last = connected.u64_at("/0/id");
 
-  EXPECT_EQ(http(server.port(), "POST", poll_path, subscribe_cmd(1, "chat:lp")).status, 202);
+  auto subscribed = http(server.port(), "POST", poll_path, subscribe_cmd(1, "chat:lp"));
+  ASSERT_EQ(subscribed.status, 200);
+  EXPECT_EQ(Frame(subscribed.body).str_at("/replies/0/result/channel"), "chat:lp") << subscribed.body;
   EXPECT_EQ(watcher->next("join")->str_at("/client/user"), "carol");
   for (int i = 1; i <= 3; ++i) ASSERT_FALSE(watcher->call(10 + static_cast<std::uint64_t>(i), publish_cmd(10 + static_cast<std::uint64_t>(i), "chat:lp", i))->has("/error"));
 
-  // Poll until the reply and the three messages have arrived, in order.
+  // Poll until the three messages have arrived, in order (no reply among them).
   std::vector<std::uint64_t> offsets;
   bool replied = false;
   const auto until = std::chrono::steady_clock::now() + 3s;
@@ -235,7 +246,7 @@ TEST(HubFallback, LongPollSessionCommandsPollsAndExpiryLeavesPresence) {
       if (type == "message" && e["data"]["offset"].get(offset) == simdjson::SUCCESS) offsets.push_back(offset);
     }
   }
-  EXPECT_TRUE(replied);
+  EXPECT_FALSE(replied);
   EXPECT_EQ(offsets, (std::vector<std::uint64_t>{1, 2, 3}));
 
   // A poll with nothing queued is answered once an event arrives.

@@ -5,7 +5,8 @@
 // session's loop and sessions are found through a mutex-protected map.
 // Events are numbered and kept in a byte-bounded ring so a dropped SSE stream
 // or a lost poll response resumes without loss (docs/PROTOCOL.md, "Fallback
-// transports").
+// transports"). Replies to POSTed commands travel in the POST's response;
+// pushes travel on the stream or the poll.
 #pragma once
 #include <chrono>
 #include <cstddef>
@@ -30,6 +31,9 @@ struct FallbackLimits {
   std::chrono::milliseconds sse_grace{30000};   // a dropped stream may resume this long
   std::chrono::milliseconds poll_wait{25000};   // a poll with nothing to return waits this long
   std::chrono::milliseconds poll_idle{60000};   // a poll session without polls expires
+  // A command POST is answered with its commands' replies; a reply slower than
+  // this goes out on the stream / next poll instead (the response lists its id).
+  std::chrono::milliseconds post_reply_timeout{5000};
 };
 
 class FallbackSession;
