@@ -140,8 +140,12 @@ function fetchImpl(options) {
 }
 
 // Commands go up as POSTs, one JSON text per line, one request at a time so
-// the hub sees them in order.
-function commandPoster(doFetch, urlOf, onFail) {
+// the hub sees them in order. The response carries their replies
+// ({"replies":[...]}, in reply order); a reply the hub did not have in time
+// ("pending" ids) comes later on the stream or in a poll, like pushes.
+// Pushes may therefore overtake a reply (a channel's messages before its
+// subscribe reply): the client buffers them per subscription.
+function commandPoster(doFetch, urlOf, onReply, onFail) {
   let queue = [];
   let busy = false;
   const pump = () => {
@@ -149,9 +153,22 @@ function commandPoster(doFetch, urlOf, onFail) {
     busy = true;
     const body = queue.join('\n');
     queue = [];
-    doFetch(urlOf(), { method: 'POST', body, headers: { 'Content-Type': 'text/plain' } }).then((res) => {
+    doFetch(urlOf(), { method: 'POST', body, headers: { 'Content-Type': 'text/plain' } }).then(async (res) => {
+      if (!res.ok) {
+        busy = false;
+        return onFail(`command POST failed: ${res.status}`);
+      }
+      let answer = null;
+      if (res.status === 200) {
+        try {
+          answer = await res.json();
+        } catch (err) {
+          busy = false;
+          return onFail(`command POST answer unreadable: ${(err && err.message) || err}`);
+        }
+      }
       busy = false;
-      if (!res.ok) return onFail(`command POST failed: ${res.status}`);
+      if (answer && Array.isArray(answer.replies)) for (const reply of answer.replies) onReply(reply);
       pump();
     }, (err) => {
       busy = false;
@@ -161,7 +178,8 @@ function commandPoster(doFetch, urlOf, onFail) {
   return (text) => { queue.push(text); pump(); };
 }
 
-// Server-Sent Events down, POST up. A dropped stream resumes the session with
+// Server-Sent Events down (pushes), POST up (commands; replies in the POST's
+// response). A dropped stream resumes the session with
 // the last event id (the hub keeps recent events for a grace period).
 function sseTransport(url, options) {
   const EventSourceImpl = options.EventSource || globalThis.EventSource;
@@ -179,7 +197,9 @@ function sseTransport(url, options) {
     if (source) source.close();
     if (h) h.onClose({ code, reason });
   };
-  const post = commandPoster(doFetch, () => `${base}/connection/sse/${session}`, (why) => finish(NETWORK_ERROR_CLOSE, why));
+  const post = commandPoster(doFetch, () => `${base}/connection/sse/${session}`,
+    (reply) => { if (handlers) handlers.onText(JSON.stringify(reply)); },
+    (why) => finish(NETWORK_ERROR_CLOSE, why));
   const start = (target) => {
     let sawSession = false;
     source = new EventSourceImpl(target);
@@ -233,7 +253,9 @@ function longpollTransport(url, options) {
     handlers = null;
     if (h) h.onClose({ code, reason });
   };
-  const post = commandPoster(doFetch, () => `${base}/connection/poll/${session}`, (why) => finish(NETWORK_ERROR_CLOSE, why));
+  const post = commandPoster(doFetch, () => `${base}/connection/poll/${session}`,
+    (reply) => { if (handlers) handlers.onText(JSON.stringify(reply)); },
+    (why) => finish(NETWORK_ERROR_CLOSE, why));
   const poll = () => {
     if (!handlers) return;
     doFetch(`${base}/connection/poll/${session}?last=${last}`).then(async (res) => {

@@ -162,3 +162,94 @@ test('transport: "sse" forces SSE; a transport that worked is kept across reconn
   assert.equal(d.sockets(), 3);
   assert.equal(d.client.transport, 'websocket');
 });
+
+test('SSE: replies come in the POST response; messages that overtake the subscribe reply are buffered, delivered once, in order', async () => {
+  const EventSource = makeFakeEventSource();
+  const f = makeFakeFetch();
+  const h = makeClient({ EventSource, fetch: f.fetch, transport: 'sse' });
+  h.client.connect();
+  await flush();
+  const es = EventSource.last;
+  es.session('s1');
+  await flush();
+  const authPost = f.take((c) => c.method === 'POST');
+  const auth = lines(authPost.body)[0];
+  authPost.respond(200, { replies: [{ type: 'reply', id: auth.id, result: { client: 'c1', user: 'u1' } }] });
+  await flush();
+  await flush();
+  assert.equal(h.client.state, 'connected');
+  assert.equal(h.client.transport, 'sse');
+
+  const got = [];
+  const sub = h.client.subscribe('chat:a', { onMessage: (m) => got.push(m.offset) });
+  await flush();
+  const subPost = f.take((c) => c.method === 'POST');
+  const cmd = lines(subPost.body)[0];
+  assert.equal(cmd.type, 'subscribe');
+  // The stream is faster than the POST's response: 5 (already covered by the reply's position), 6 and 7 arrive first.
+  es.receive({ type: 'message', channel: 'chat:a', epoch: 'e1', offset: 5, data: {} }, 3);
+  es.receive({ type: 'message', channel: 'chat:a', epoch: 'e1', offset: 6, data: {} }, 4);
+  es.receive({ type: 'message', channel: 'chat:a', epoch: 'e1', offset: 7, data: {} }, 5);
+  assert.deepEqual(got, []);
+  assert.equal(sub.state, 'subscribing');
+  subPost.respond(200, { replies: [{ type: 'reply', id: cmd.id, result: { channel: 'chat:a', epoch: 'e1', offset: 5, recoverable: true } }] });
+  await flush();
+  await flush();
+  assert.equal(sub.state, 'subscribed');
+  es.receive({ type: 'message', channel: 'chat:a', epoch: 'e1', offset: 8, data: {} }, 6);
+  assert.deepEqual(got, [6, 7, 8]);
+
+  // A publish resolves from the POST's response.
+  const published = h.client.publish('chat:a', { n: 1 });
+  await flush();
+  const pubPost = f.take((c) => c.method === 'POST');
+  const pub = lines(pubPost.body)[0];
+  pubPost.respond(200, { replies: [{ type: 'reply', id: pub.id, result: { epoch: 'e1', offset: 9 } }] });
+  assert.deepEqual(await published, { epoch: 'e1', offset: 9, duplicate: false });
+
+  // A reply the hub did not have in time ("pending") comes on the stream later.
+  const history = h.client.history('chat:a', { limit: 1 });
+  await flush();
+  await flush();
+  const histPost = f.take((c) => c.method === 'POST');
+  const hist = lines(histPost.body)[0];
+  histPost.respond(200, { replies: [], pending: [hist.id] });
+  await flush();
+  es.receive({ type: 'reply', id: hist.id, result: { epoch: 'e1', offset: 9, publications: [] } }, 7);
+  assert.equal((await history).offset, 9);
+});
+
+test('long-polling: replies come in the POST response, pushes in the polls; pushes before the subscribe reply are delivered once', async () => {
+  const f = makeFakeFetch();
+  const h = makeClient({ fetch: f.fetch, transport: 'longpoll' });
+  const got = [];
+  h.client.subscribe('chat:b', { onMessage: (m) => got.push([m.offset, m.recovered]) });
+  h.client.connect();
+  await flush();
+  f.take((c) => c.url.endsWith('/connection/poll/open')).respond(200, { session: 'p1' });
+  await flush();
+  await flush();
+  const authPost = f.take((c) => c.method === 'POST');
+  const auth = lines(authPost.body)[0];
+  authPost.respond(200, { replies: [{ type: 'reply', id: auth.id, result: { client: 'c1', user: 'u1' } }] });
+  await flush();
+  await flush();
+  assert.equal(h.client.state, 'connected');
+  const subPost = f.take((c) => c.method === 'POST');
+  const cmd = lines(subPost.body)[0];
+  assert.equal(cmd.type, 'subscribe');
+  // A poll returns live 11 and 12 before the subscribe reply (which recovers 10 and 11).
+  const poll = f.take((c) => c.method === 'GET');
+  poll.respond(200, [
+    { id: 1, data: { type: 'message', channel: 'chat:b', epoch: 'e', offset: 11, data: {} } },
+    { id: 2, data: { type: 'message', channel: 'chat:b', epoch: 'e', offset: 12, data: {} } },
+  ]);
+  await flush();
+  await flush();
+  assert.deepEqual(got, []);
+  subPost.respond(200, { replies: [{ type: 'reply', id: cmd.id, result: { channel: 'chat:b', epoch: 'e', offset: 11, recoverable: true } }] });
+  await flush();
+  await flush();
+  assert.deepEqual(got, [[12, false]], 'offset 11 is covered by the reply position, 12 comes once');
+  assert.equal(f.take((c) => c.method === 'GET').url, 'http://127.0.0.1:9/connection/poll/p1?last=2');
+});
