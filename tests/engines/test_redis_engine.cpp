@@ -1,0 +1,1001 @@
+// The Redis engine against real redis-servers (started per test on free
+// loopback ports, see redis_server.hpp): the engine contract (ported from
+// tests/unit/test_engines.cpp: Redis epochs are per channel and deliveries
+// come from pub/sub, so a node receives only what it node_subscribe()d),
+// then several engines as several nodes, sharding, and failures (killed,
+// restarted and paused Redis).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "duplex/engines/factory.hpp"
+#include "duplex/engines/redis_engine.hpp"
+#include "jump_hash.hpp"
+#include "redis_server.hpp"
+#include "redis_wire.hpp"
+
+namespace {
+
+using namespace duplex::engines;
+using namespace std::chrono_literals;
+using duplex::hub::ClientInfo;
+using duplex::test::RedisServer;
+
+class TestClock {
+ public:
+  std::function<std::int64_t()> function() const {
+    auto now = now_;
+    return [now] { return now->load(); };
+  }
+  void advance(std::chrono::milliseconds by) { now_->fetch_add(by.count()); }
+  std::int64_t now() const { return now_->load(); }
+
+ private:
+  std::shared_ptr<std::atomic<std::int64_t>> now_ = std::make_shared<std::atomic<std::int64_t>>(1'700'000'000'000);
+};
+
+class Recorder {
+ public:
+  Engine::Deliver callback() {
+    return [this](const ChannelEvent& event) {
+      std::lock_guard lock(mutex_);
+      events_.push_back(event);
+      changed_.notify_all();
+    };
+  }
+  std::vector<ChannelEvent> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::vector<std::uint64_t> offsets(const std::string& channel) const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::uint64_t> offsets;
+    for (const auto& event : events_) {
+      if (event.kind == ChannelEvent::Kind::publication && event.channel == channel) {
+        offsets.push_back(event.publication->offset);
+      }
+    }
+    return offsets;
+  }
+  std::vector<ChannelEvent> of_kind(ChannelEvent::Kind kind) const {
+    std::lock_guard lock(mutex_);
+    std::vector<ChannelEvent> found;
+    for (const auto& event : events_) {
+      if (event.kind == kind) found.push_back(event);
+    }
+    return found;
+  }
+  bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (predicate()) return true;
+      std::unique_lock lock(mutex_);
+      changed_.wait_for(lock, 20ms);
+    }
+    return predicate();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<ChannelEvent> events_;
+};
+
+HistoryOptions keep(std::size_t size, std::chrono::seconds ttl = 0s, std::chrono::seconds window = 300s) {
+  HistoryOptions options;
+  options.size = size;
+  options.ttl = ttl;
+  options.idempotency_window = window;
+  return options;
+}
+
+PublishRequest message(const std::string& channel, const std::string& data, HistoryOptions history = keep(100),
+                       const std::string& key = {}) {
+  PublishRequest request;
+  request.channel = channel;
+  request.data = data;
+  request.publisher = R"({"user":"u1","client":"c1"})";
+  request.idempotency_key = key;
+  request.history = history;
+  return request;
+}
+
+PublishResult publish_sync(Engine& engine, PublishRequest request) {
+  std::promise<PublishResult> promise;
+  auto future = promise.get_future();
+  engine.publish(std::move(request), [&promise](PublishResult result) { promise.set_value(std::move(result)); });
+  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("publish never completed");
+  return future.get();
+}
+
+HistoryResult history_sync(Engine& engine, HistoryRequest request) {
+  std::promise<HistoryResult> promise;
+  auto future = promise.get_future();
+  engine.history(std::move(request), [&promise](HistoryResult result) { promise.set_value(std::move(result)); });
+  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("history never completed");
+  return future.get();
+}
+
+EngineErrc subscribe_sync(Engine& engine, const std::string& channel) {
+  std::promise<EngineErrc> promise;
+  auto future = promise.get_future();
+  engine.node_subscribe(channel, [&promise](EngineErrc e) { promise.set_value(e); });
+  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("node_subscribe never ready");
+  return future.get();
+}
+
+std::vector<ClientInfo> presence_sync(Engine& engine, const std::string& channel) {
+  std::promise<std::vector<ClientInfo>> promise;
+  auto future = promise.get_future();
+  engine.presence(channel, [&promise](std::vector<ClientInfo> entries) { promise.set_value(std::move(entries)); });
+  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("presence never completed");
+  return future.get();
+}
+
+std::vector<NodeInfo> nodes_sync(Engine& engine) {
+  std::promise<std::vector<NodeInfo>> promise;
+  auto future = promise.get_future();
+  engine.nodes([&promise](std::vector<NodeInfo> nodes) { promise.set_value(std::move(nodes)); });
+  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("nodes never completed");
+  return future.get();
+}
+
+HistoryRequest newest(const std::string& channel, std::size_t limit, HistoryOptions history = keep(100),
+                      bool reverse = false) {
+  HistoryRequest request;
+  request.channel = channel;
+  request.limit = limit;
+  request.history = history;
+  request.reverse = reverse;
+  return request;
+}
+
+HistoryRequest after(const std::string& channel, StreamPosition since, std::size_t limit,
+                     HistoryOptions history = keep(100)) {
+  HistoryRequest request = newest(channel, limit, history);
+  request.since = std::move(since);
+  return request;
+}
+
+std::vector<std::uint64_t> offsets_of(const HistoryResult& result) {
+  std::vector<std::uint64_t> offsets;
+  for (const auto& publication : result.publications) offsets.push_back(publication->offset);
+  return offsets;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> values;
+  for (std::uint64_t value = first; value <= last; ++value) values.push_back(value);
+  return values;
+}
+
+bool is_hex_epoch(const std::string& epoch) {
+  return epoch.size() == 16 && std::all_of(epoch.begin(), epoch.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+class Completions {
+ public:
+  void add(PublishResult result) {
+    std::lock_guard lock(mutex_);
+    results_.push_back(std::move(result));
+    changed_.notify_all();
+  }
+  bool wait_for(std::size_t count, std::chrono::seconds timeout = 30s) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return results_.size() >= count; });
+  }
+  std::vector<PublishResult> results() const {
+    std::lock_guard lock(mutex_);
+    return results_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<PublishResult> results_;
+};
+
+// Fast timeouts so failure tests stay short.
+RedisEngineOptions options_for(std::vector<std::string> addresses, std::function<std::int64_t()> clock = {}) {
+  RedisEngineOptions options;
+  options.config.addresses = std::move(addresses);
+  options.config.prefix = "t";
+  options.config.subscriber_connections = 2;
+  options.config.connect_timeout = 500ms;
+  options.config.command_timeout = 800ms;
+  options.config.reconnect_min = 50ms;
+  options.config.reconnect_max = 300ms;
+  options.config.presence_ttl = 3s;
+  options.config.node_ttl = 2s;
+  options.clock = std::move(clock);
+  return options;
+}
+
+// One redis-server, one engine (node "a"), a recorder and a test clock.
+class RedisContract : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    engine_ = std::make_unique<RedisEngine>(options_for({redis_.address()}, clock_.function()));
+    engine_->set_deliver(recorder_.callback());
+    engine_->set_node_name("a");
+  }
+  void TearDown() override {
+    if (engine_) engine_->stop();
+  }
+  std::string epoch(const std::string& channel) { return history_sync(*engine_, newest(channel, 0)).top.epoch; }
+
+  RedisServer redis_;
+  TestClock clock_;
+  Recorder recorder_;
+  std::unique_ptr<RedisEngine> engine_;
+};
+
+TEST_F(RedisContract, NameAndHealth) {
+  EXPECT_EQ(engine_->name(), "redis");
+  publish_sync(*engine_, message("warmup", "1"));
+  ASSERT_TRUE(recorder_.wait_until([&] { return engine_->healthy(); }));
+  const EngineHealth health = engine_->health();
+  EXPECT_TRUE(health.healthy);
+  EXPECT_EQ(health.backends_up, 1u);
+  EXPECT_EQ(health.backends_total, 1u);
+  EXPECT_EQ(health.errors, 0u);
+}
+
+TEST_F(RedisContract, OffsetsStartAtOneAndGrowPerChannelWithAStableEpoch) {
+  Engine& engine = *engine_;
+  const HistoryResult untouched = history_sync(engine, newest("chat:a", 10));
+  EXPECT_TRUE(is_hex_epoch(untouched.top.epoch)) << untouched.top.epoch;
+  EXPECT_EQ(untouched.top.offset, 0u);
+  EXPECT_TRUE(untouched.publications.empty());
+  const std::string epoch = untouched.top.epoch;
+  EXPECT_EQ(this->epoch("chat:a"), epoch) << "the epoch created by the first read stays";
+
+  for (std::uint64_t expected = 1; expected <= 3; ++expected) {
+    const PublishResult result = publish_sync(engine, message("chat:a", std::to_string(expected)));
+    ASSERT_EQ(result.error, EngineErrc::ok) << result.message;
+    EXPECT_FALSE(result.duplicate);
+    EXPECT_EQ(result.position, (StreamPosition{epoch, expected}));
+  }
+  const PublishResult other = publish_sync(engine, message("chat:b", "1"));
+  EXPECT_EQ(other.position.offset, 1u);
+  EXPECT_TRUE(is_hex_epoch(other.position.epoch));
+  EXPECT_EQ(publish_sync(engine, message("chat:a", "4")).position, (StreamPosition{epoch, 4}));
+  EXPECT_EQ(history_sync(engine, newest("chat:a", 0)).top, (StreamPosition{epoch, 4}));
+  EXPECT_EQ(history_sync(engine, newest("chat:b", 0)).top, other.position);
+}
+
+TEST_F(RedisContract, DeliversEachPublicationInOrderToASubscribedNode) {
+  Engine& engine = *engine_;
+  ASSERT_EQ(subscribe_sync(engine, "room"), EngineErrc::ok);
+  Completions completions;
+  for (std::size_t i = 0; i < 5; ++i) {
+    engine.publish(message("room", "{\"n\":" + std::to_string(i + 1) + "}"),
+                   [&](PublishResult result) { completions.add(std::move(result)); });
+  }
+  ASSERT_TRUE(completions.wait_for(5));
+  ASSERT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("room").size() == 5; }));
+  const std::string epoch = this->epoch("room");
+  const auto events = recorder_.events();
+  ASSERT_EQ(events.size(), 5u);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const ChannelEvent& event = events[i];
+    EXPECT_EQ(event.kind, ChannelEvent::Kind::publication);
+    EXPECT_EQ(event.channel, "room");
+    EXPECT_EQ(event.epoch, epoch);
+    ASSERT_TRUE(event.publication);
+    EXPECT_EQ(event.publication->offset, i + 1);
+    EXPECT_EQ(event.publication->data, "{\"n\":" + std::to_string(i + 1) + "}");
+    EXPECT_EQ(event.publication->publisher, R"({"user":"u1","client":"c1"})");
+    EXPECT_EQ(event.publication->time_ms, clock_.now());
+  }
+  EXPECT_TRUE(recorder_.offsets("unsubscribed").empty());
+}
+
+TEST_F(RedisContract, HistoryKeepsDataPublisherAndTime) {
+  Engine& engine = *engine_;
+  PublishRequest anonymous = message("news", R"({"text":"hi:there"})");
+  anonymous.publisher.clear();
+  ASSERT_EQ(publish_sync(engine, std::move(anonymous)).error, EngineErrc::ok);
+  clock_.advance(250ms);
+  ASSERT_EQ(publish_sync(engine, message("news", "[1,2]")).error, EngineErrc::ok);
+  const HistoryResult result = history_sync(engine, newest("news", 10));
+  ASSERT_EQ(result.publications.size(), 2u);
+  EXPECT_EQ(result.publications[0]->data, R"({"text":"hi:there"})");
+  EXPECT_EQ(result.publications[0]->publisher, "");
+  EXPECT_EQ(result.publications[0]->time_ms, clock_.now() - 250);
+  EXPECT_EQ(result.publications[1]->data, "[1,2]");
+  EXPECT_EQ(result.publications[1]->publisher, R"({"user":"u1","client":"c1"})");
+  EXPECT_EQ(result.publications[1]->time_ms, clock_.now());
+}
+
+TEST_F(RedisContract, HistoryWithoutSinceGivesNewestInOrderOrReversed) {
+  Engine& engine = *engine_;
+  for (int i = 1; i <= 5; ++i) publish_sync(engine, message("c", std::to_string(i)));
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 3))), (std::vector<std::uint64_t>{3, 4, 5}));
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 3, keep(100), true))), (std::vector<std::uint64_t>{5, 4, 3}));
+  const HistoryResult all = history_sync(engine, newest("c", 100));
+  EXPECT_EQ(offsets_of(all), range(1, 5));
+  EXPECT_TRUE(all.complete);
+  EXPECT_EQ(all.publications[4]->data, "5");
+  const HistoryResult only_top = history_sync(engine, newest("c", 0));
+  EXPECT_TRUE(only_top.publications.empty());
+  EXPECT_EQ(only_top.top.offset, 5u);
+}
+
+TEST_F(RedisContract, HistoryIsTrimmedToSize) {
+  Engine& engine = *engine_;
+  const std::string epoch = this->epoch("c");
+  for (int i = 1; i <= 6; ++i) publish_sync(engine, message("c", std::to_string(i), keep(3)));
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10, keep(3)))), (std::vector<std::uint64_t>{4, 5, 6}));
+  const HistoryResult covered = history_sync(engine, after("c", {epoch, 3}, 10, keep(3)));
+  EXPECT_EQ(offsets_of(covered), (std::vector<std::uint64_t>{4, 5, 6}));
+  EXPECT_TRUE(covered.complete);
+  const HistoryResult gap = history_sync(engine, after("c", {epoch, 2}, 10, keep(3)));
+  EXPECT_EQ(offsets_of(gap), (std::vector<std::uint64_t>{4, 5, 6}));
+  EXPECT_FALSE(gap.complete) << "offset 3 was trimmed";
+  EXPECT_FALSE(history_sync(engine, after("c", {epoch, 0}, 10, keep(3))).complete);
+  EXPECT_EQ(redis_.query({"LLEN", "t:hist:c"}), 3);
+}
+
+TEST_F(RedisContract, CompleteFlagWithSince) {
+  Engine& engine = *engine_;
+  const std::string epoch = this->epoch("c");
+  for (int i = 1; i <= 4; ++i) publish_sync(engine, message("c", std::to_string(i)));
+
+  const HistoryResult at_top = history_sync(engine, after("c", {epoch, 4}, 10));
+  EXPECT_TRUE(at_top.complete);
+  EXPECT_TRUE(at_top.publications.empty());
+  EXPECT_EQ(at_top.top, (StreamPosition{epoch, 4}));
+  const HistoryResult ahead = history_sync(engine, after("c", {epoch, 5}, 10));
+  EXPECT_FALSE(ahead.complete);
+  EXPECT_TRUE(ahead.publications.empty());
+  const HistoryResult other_epoch = history_sync(engine, after("c", {"0000000000000000", 1}, 10));
+  EXPECT_FALSE(other_epoch.complete);
+  EXPECT_TRUE(other_epoch.publications.empty());
+  EXPECT_EQ(other_epoch.top, (StreamPosition{epoch, 4}));
+  const HistoryResult limited = history_sync(engine, after("c", {epoch, 1}, 2));
+  EXPECT_EQ(offsets_of(limited), (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_FALSE(limited.complete);
+  const HistoryResult exact = history_sync(engine, after("c", {epoch, 1}, 3));
+  EXPECT_EQ(offsets_of(exact), (std::vector<std::uint64_t>{2, 3, 4}));
+  EXPECT_TRUE(exact.complete);
+  const HistoryResult everything = history_sync(engine, after("c", {epoch, 0}, 100));
+  EXPECT_EQ(offsets_of(everything), range(1, 4));
+  EXPECT_TRUE(everything.complete);
+  const HistoryResult no_limit = history_sync(engine, after("c", {epoch, 2}, 0));
+  EXPECT_TRUE(no_limit.publications.empty());
+  EXPECT_FALSE(no_limit.complete);
+
+  const std::string fresh_epoch = this->epoch("never");
+  const HistoryResult fresh_channel = history_sync(engine, after("never", {fresh_epoch, 0}, 10));
+  EXPECT_TRUE(fresh_channel.complete);
+  EXPECT_EQ(fresh_channel.top, (StreamPosition{fresh_epoch, 0}));
+}
+
+TEST_F(RedisContract, HistoryTtlHidesExpiredPublications) {
+  Engine& engine = *engine_;
+  const std::string epoch = this->epoch("c");
+  const HistoryOptions short_lived = keep(10, 1s);
+  publish_sync(engine, message("c", "1", short_lived));
+  publish_sync(engine, message("c", "2", short_lived));
+  clock_.advance(1100ms);
+  publish_sync(engine, message("c", "3", short_lived));
+
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10, short_lived))), (std::vector<std::uint64_t>{3}));
+  const HistoryResult from_start = history_sync(engine, after("c", {epoch, 0}, 10, short_lived));
+  EXPECT_EQ(offsets_of(from_start), (std::vector<std::uint64_t>{3}));
+  EXPECT_FALSE(from_start.complete) << "1 and 2 expired";
+  const HistoryResult from_two = history_sync(engine, after("c", {epoch, 2}, 10, short_lived));
+  EXPECT_EQ(offsets_of(from_two), (std::vector<std::uint64_t>{3}));
+  EXPECT_TRUE(from_two.complete);
+
+  clock_.advance(1100ms);
+  const HistoryResult expired = history_sync(engine, newest("c", 10, short_lived));
+  EXPECT_TRUE(expired.publications.empty());
+  EXPECT_EQ(expired.top.offset, 3u) << "expiry never rewinds offsets";
+  EXPECT_EQ(publish_sync(engine, message("c", "4", short_lived)).position.offset, 4u);
+  EXPECT_GT(redis_.query({"PTTL", "t:hist:c"}), 0) << "the history key expires on its own";
+}
+
+TEST_F(RedisContract, OffsetsGrowWithoutHistory) {
+  Engine& engine = *engine_;
+  const std::string epoch = this->epoch("c");
+  ASSERT_EQ(subscribe_sync(engine, "c"), EngineErrc::ok);
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    EXPECT_EQ(publish_sync(engine, message("c", "x", keep(0))).position.offset, i);
+  }
+  const HistoryResult none = history_sync(engine, newest("c", 10, keep(0)));
+  EXPECT_TRUE(none.publications.empty());
+  EXPECT_EQ(none.top.offset, 3u);
+  EXPECT_FALSE(history_sync(engine, after("c", {epoch, 0}, 10)).complete);
+  EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("c") == range(1, 3); }))
+      << "delivered even without history";
+  publish_sync(engine, message("c", "y", keep(5)));
+  const HistoryResult one = history_sync(engine, after("c", {epoch, 3}, 10));
+  EXPECT_EQ(offsets_of(one), (std::vector<std::uint64_t>{4}));
+  EXPECT_TRUE(one.complete);
+}
+
+TEST_F(RedisContract, IdempotentRepeatReturnsFirstPositionWithoutDelivery) {
+  Engine& engine = *engine_;
+  const std::string epoch = this->epoch("c");
+  ASSERT_EQ(subscribe_sync(engine, "c"), EngineErrc::ok);
+  const HistoryOptions window = keep(100, 0s, 1s);
+  const PublishResult first = publish_sync(engine, message("c", "a", window, "key-1"));
+  ASSERT_FALSE(first.duplicate);
+  EXPECT_EQ(first.position, (StreamPosition{epoch, 1}));
+  publish_sync(engine, message("c", "b", window));
+  const PublishResult repeat = publish_sync(engine, message("c", "a-again", window, "key-1"));
+  EXPECT_EQ(repeat.error, EngineErrc::ok);
+  EXPECT_TRUE(repeat.duplicate);
+  EXPECT_EQ(repeat.position, (StreamPosition{epoch, 1}));
+  EXPECT_EQ(history_sync(engine, newest("c", 0)).top.offset, 2u);
+  EXPECT_EQ(history_sync(engine, newest("c", 10)).publications.size(), 2u);
+
+  const PublishResult elsewhere = publish_sync(engine, message("other", "a", window, "key-1"));
+  EXPECT_FALSE(elsewhere.duplicate) << "keys are per channel";
+  EXPECT_EQ(elsewhere.position.offset, 1u);
+
+  clock_.advance(1100ms);
+  const PublishResult after_window = publish_sync(engine, message("c", "a-late", window, "key-1"));
+  EXPECT_FALSE(after_window.duplicate);
+  EXPECT_EQ(after_window.position.offset, 3u);
+  const PublishResult repeat_again = publish_sync(engine, message("c", "a-late", window, "key-1"));
+  EXPECT_TRUE(repeat_again.duplicate);
+  EXPECT_EQ(repeat_again.position.offset, 3u);
+  ASSERT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("c").size() >= 3; }));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(recorder_.offsets("c"), (std::vector<std::uint64_t>{1, 2, 3})) << "duplicates are not delivered";
+}
+
+TEST_F(RedisContract, IdempotencyHoldsWithinOneBurst) {
+  Engine& engine = *engine_;
+  Completions completions;
+  constexpr std::size_t kRepeats = 50;
+  for (std::size_t i = 0; i < kRepeats; ++i) {
+    engine.publish(message("c", "same", keep(100), "burst-key"),
+                   [&](PublishResult result) { completions.add(std::move(result)); });
+  }
+  ASSERT_TRUE(completions.wait_for(kRepeats));
+  std::size_t applied = 0;
+  for (const auto& result : completions.results()) {
+    EXPECT_EQ(result.error, EngineErrc::ok);
+    EXPECT_EQ(result.position.offset, 1u);
+    if (!result.duplicate) ++applied;
+  }
+  EXPECT_EQ(applied, 1u);
+}
+
+TEST_F(RedisContract, PresenceListsEntriesAndAnnouncesRealChanges) {
+  Engine& engine = *engine_;
+  ASSERT_EQ(subscribe_sync(engine, "room"), EngineErrc::ok);
+  const ClientInfo alice{"conn-a", "alice", R"({"name":"Alice"})"};
+  const ClientInfo bob{"conn-b", "bob", ""};
+  const ClientInfo carol{"conn-c", "", ""};
+  engine.presence_add("room", alice, true);
+  engine.presence_add("room", bob, true);
+  ClientInfo alice_renamed = alice;
+  alice_renamed.info = R"({"name":"Al"})";
+  engine.presence_add("room", alice_renamed, true);  // already present: updated, not announced
+
+  auto entries = presence_sync(engine, "room");
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].client, "conn-a");
+  EXPECT_EQ(entries[0].user, "alice");
+  EXPECT_EQ(entries[0].info, R"({"name":"Al"})");
+  EXPECT_EQ(entries[1].client, "conn-b");
+  EXPECT_TRUE(presence_sync(engine, "elsewhere").empty());
+
+  engine.presence_remove("room", alice, true);
+  engine.presence_remove("room", alice, true);  // gone already: no second leave
+  engine.presence_add("room", carol, false);    // quiet
+  engine.presence_remove("room", carol, false);
+  engine.presence_remove("nowhere", bob, true);
+  entries = presence_sync(engine, "room");
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].client, "conn-b");
+
+  auto presence_events = [&] {
+    auto joins = recorder_.events();
+    std::vector<ChannelEvent> found;
+    for (auto& e : joins) {
+      if (e.kind == ChannelEvent::Kind::join || e.kind == ChannelEvent::Kind::leave) found.push_back(e);
+    }
+    return found;
+  };
+  ASSERT_TRUE(recorder_.wait_until([&] { return presence_events().size() >= 3; }));
+  std::this_thread::sleep_for(100ms);
+  const auto events = presence_events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].kind, ChannelEvent::Kind::join);
+  EXPECT_EQ(events[0].channel, "room");
+  EXPECT_EQ(events[0].client.client, "conn-a");
+  EXPECT_EQ(events[0].client.user, "alice");
+  EXPECT_EQ(events[0].client.info, R"({"name":"Alice"})");
+  EXPECT_EQ(events[1].kind, ChannelEvent::Kind::join);
+  EXPECT_EQ(events[1].client.client, "conn-b");
+  EXPECT_EQ(events[2].kind, ChannelEvent::Kind::leave);
+  EXPECT_EQ(events[2].client.client, "conn-a");
+}
+
+TEST_F(RedisContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
+  Engine& engine = *engine_;
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 300;
+  const std::vector<std::string> channels{"hot", "warm"};
+  for (const auto& channel : channels) ASSERT_EQ(subscribe_sync(engine, channel), EngineErrc::ok);
+  Completions completions;
+  std::mutex per_thread_mutex;
+  std::map<std::pair<int, std::string>, std::vector<std::uint64_t>> per_thread;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string& channel = channels[static_cast<std::size_t>(i) % channels.size()];
+        engine.publish(message(channel, std::to_string(t)), [&, t, channel](PublishResult result) {
+          {
+            std::lock_guard lock(per_thread_mutex);
+            per_thread[{t, channel}].push_back(result.position.offset);
+          }
+          completions.add(std::move(result));
+        });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(completions.wait_for(kThreads * kPerThread));
+  const std::uint64_t per_channel = kThreads * kPerThread / channels.size();
+  for (const auto& channel : channels) {
+    std::vector<std::uint64_t> assigned;
+    for (const auto& [key, offsets] : per_thread) {
+      if (key.second != channel) continue;
+      EXPECT_TRUE(std::is_sorted(offsets.begin(), offsets.end())) << "one thread's publishes stay in order";
+      assigned.insert(assigned.end(), offsets.begin(), offsets.end());
+    }
+    std::sort(assigned.begin(), assigned.end());
+    EXPECT_EQ(assigned, range(1, per_channel)) << channel;
+    EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel).size() >= per_channel; }));
+    EXPECT_EQ(recorder_.offsets(channel), range(1, per_channel)) << channel;
+  }
+}
+
+TEST_F(RedisContract, CompletionsMayCallBackIntoTheEngine) {
+  Engine& engine = *engine_;
+  std::promise<std::uint64_t> second_offset;
+  engine.publish(message("c", "1"), [&](PublishResult) {
+    engine.history(after("c", {"another-epoch", 0}, 10), [&](HistoryResult history) {
+      EXPECT_FALSE(history.complete);
+      engine.publish(message("c", "2"), [&](PublishResult result) { second_offset.set_value(result.position.offset); });
+    });
+  });
+  auto future = second_offset.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "a callback deadlocked the engine";
+  EXPECT_EQ(future.get(), 2u);
+}
+
+TEST_F(RedisContract, SubscribeUnsubscribeRacesEndSubscribed) {
+  Engine& engine = *engine_;
+  // Waiters of one turn, an unsubscribe in flight, and a subscribe behind it.
+  ASSERT_EQ(subscribe_sync(engine, "race"), EngineErrc::ok);
+  engine.node_unsubscribe("race");  // count 0: UNSUBSCRIBE goes out
+  std::promise<EngineErrc> again;
+  engine.node_subscribe("race", [&](EngineErrc e) { again.set_value(e); });
+  auto future = again.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(future.get(), EngineErrc::ok);
+  for (int i = 0; i < 20; ++i) {
+    engine.node_subscribe("race", [](EngineErrc) {});
+    engine.node_unsubscribe("race");
+  }
+  ASSERT_EQ(subscribe_sync(engine, "race"), EngineErrc::ok);
+  const PublishResult published = publish_sync(engine, message("race", "1"));
+  ASSERT_EQ(published.error, EngineErrc::ok);
+  EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("race").size() == 1; }))
+      << "still subscribed after the races";
+
+  // Down to zero: no longer delivered.
+  engine.node_unsubscribe("race");
+  engine.node_unsubscribe("race");
+  ASSERT_TRUE(recorder_.wait_until([&] { return redis_.query({"PUBSUB", "NUMSUB", "t:ch:race"}) >= 0; }));
+  ASSERT_TRUE(recorder_.wait_until([&] {
+    return publish_sync(engine, message("probe", "x")).error == EngineErrc::ok &&
+           redis_.query({"PUBLISH", "t:ch:race", "pnone:1:1:0:"}) == 0;
+  }));
+}
+
+TEST_F(RedisContract, ManyChannelsInOneTurnAreSubscribedTogether) {
+  Engine& engine = *engine_;
+  std::atomic<int> ok{0};
+  constexpr int kChannels = 200;
+  for (int i = 0; i < kChannels; ++i) {
+    engine.node_subscribe("many:" + std::to_string(i), [&](EngineErrc e) {
+      if (e == EngineErrc::ok) ok.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(recorder_.wait_until([&] { return ok.load() == kChannels; }));
+  publish_sync(engine, message("many:7", "x"));
+  EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("many:7").size() == 1; }));
+}
+
+// ---------------------------------------------------------------------------
+// Several nodes on the same Redis.
+
+class RedisNodes : public ::testing::Test {
+ protected:
+  std::unique_ptr<RedisEngine> node(const std::string& name, Recorder& recorder,
+                                    std::vector<std::string> addresses = {}) {
+    if (addresses.empty()) addresses = {redis_.address()};
+    auto engine = std::make_unique<RedisEngine>(options_for(std::move(addresses), clock_.function()));
+    engine->set_deliver(recorder.callback());
+    engine->set_node_name(name);
+    return engine;
+  }
+
+  RedisServer redis_;
+  TestClock clock_;
+  Recorder recorder_a_;
+  Recorder recorder_b_;
+};
+
+TEST_F(RedisNodes, PublishOnOneNodeReachesSubscribersOnAnotherInOrder) {
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
+  ASSERT_EQ(subscribe_sync(*b, "shared"), EngineErrc::ok);
+  Completions completions;
+  constexpr std::size_t kCount = 500;
+  for (std::size_t i = 1; i <= kCount; ++i) {
+    a->publish(message("shared", std::to_string(i)), [&](PublishResult r) { completions.add(std::move(r)); });
+  }
+  ASSERT_TRUE(completions.wait_for(kCount));
+  for (const auto& r : completions.results()) ASSERT_EQ(r.error, EngineErrc::ok) << r.message;
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return recorder_b_.offsets("shared").size() >= kCount; }));
+  EXPECT_EQ(recorder_b_.offsets("shared"), range(1, kCount));
+  EXPECT_TRUE(recorder_a_.offsets("shared").empty()) << "a never subscribed";
+  EXPECT_TRUE(recorder_b_.of_kind(ChannelEvent::Kind::resubscribe).empty());
+
+  // Both nodes see the same stream position.
+  EXPECT_EQ(history_sync(*a, newest("shared", 0)).top, history_sync(*b, newest("shared", 0)).top);
+  a->stop();
+  b->stop();
+}
+
+TEST_F(RedisNodes, IdempotencyHoldsAcrossNodes) {
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
+  const PublishResult first = publish_sync(*a, message("c", "1", keep(10), "k"));
+  const PublishResult second = publish_sync(*b, message("c", "1", keep(10), "k"));
+  EXPECT_FALSE(first.duplicate);
+  EXPECT_TRUE(second.duplicate);
+  EXPECT_EQ(first.position, second.position);
+  EXPECT_EQ(history_sync(*b, newest("c", 10)).publications.size(), 1u);
+}
+
+TEST_F(RedisNodes, PresenceIsSharedAndADeadNodesEntriesExpire) {
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
+  ASSERT_EQ(subscribe_sync(*b, "room"), EngineErrc::ok);
+  a->presence_add("room", {"conn-a", "alice", ""}, true);
+  b->presence_add("room", {"conn-b", "bob", ""}, true);
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return recorder_b_.of_kind(ChannelEvent::Kind::join).size() == 2; }));
+  const auto joins = recorder_b_.of_kind(ChannelEvent::Kind::join);
+  std::set<std::string> joined{joins[0].client.client, joins[1].client.client};
+  EXPECT_EQ(joined, (std::set<std::string>{"conn-a", "conn-b"})) << "a's join reached b";
+  ASSERT_EQ(presence_sync(*a, "room").size(), 2u);
+  ASSERT_EQ(presence_sync(*b, "room").size(), 2u);
+
+  a->presence_remove("room", {"conn-a", "alice", ""}, true);
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return recorder_b_.of_kind(ChannelEvent::Kind::leave).size() == 1; }));
+  a->presence_add("room", {"conn-a2", "alice", ""}, false);
+  ASSERT_EQ(presence_sync(*b, "room").size(), 2u);
+
+  // Node a dies without removing its entry: gone after presence_ttl (3s
+  // here), while b's own entry is refreshed and stays.
+  a->stop();
+  clock_.advance(2s);
+  ASSERT_EQ(presence_sync(*b, "room").size(), 2u);
+  std::this_thread::sleep_for(1200ms);  // b refreshes every ttl/3 = 1s
+  clock_.advance(2s);
+  const auto left = presence_sync(*b, "room");
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].client, "conn-b");
+  b->stop();
+}
+
+TEST_F(RedisNodes, NodeRegistryListsLiveNodesUntilNodeTtl) {
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
+  NodeInfo info_a;
+  info_a.name = "a";
+  info_a.started_ms = clock_.now();
+  info_a.updated_ms = clock_.now();
+  info_a.connections = 3;
+  info_a.pushes_out = 42;
+  NodeInfo info_b = info_a;
+  info_b.name = "b";
+  info_b.connections = 5;
+  a->node_heartbeat(info_a);
+  b->node_heartbeat(info_b);
+  std::vector<NodeInfo> nodes;
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return (nodes = nodes_sync(*a)).size() == 2; }));
+  EXPECT_EQ(nodes[0].name, "a");
+  EXPECT_EQ(nodes[0].connections, 3u);
+  EXPECT_EQ(nodes[0].pushes_out, 42u);
+  EXPECT_EQ(nodes[0].started_ms, clock_.now());
+  EXPECT_EQ(nodes[1].name, "b");
+  EXPECT_EQ(nodes[1].connections, 5u);
+
+  // b keeps beating, a stops: after node_ttl (2s) only b is left.
+  clock_.advance(1500ms);
+  b->node_heartbeat(info_b);
+  clock_.advance(1000ms);
+  b->node_heartbeat(info_b);
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return (nodes = nodes_sync(*b)).size() == 1; }));
+  EXPECT_EQ(nodes[0].name, "b");
+}
+
+TEST_F(RedisNodes, SendToNodeReachesOnlyThatNode) {
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
+  std::mutex mutex;
+  std::vector<std::string> got_a;
+  std::vector<std::string> got_b;
+  a->set_node_message_handler([&](std::string payload) {
+    std::lock_guard lock(mutex);
+    got_a.push_back(std::move(payload));
+  });
+  b->set_node_message_handler([&](std::string payload) {
+    std::lock_guard lock(mutex);
+    got_b.push_back(std::move(payload));
+  });
+  // The node channels are subscribed asynchronously: send until it lands.
+  ASSERT_TRUE(recorder_a_.wait_until([&] {
+    a->send_to_node("b", "hello b");
+    std::this_thread::sleep_for(50ms);
+    std::lock_guard lock(mutex);
+    return !got_b.empty();
+  }));
+  ASSERT_TRUE(b->send_to_node("a", "hello a"));
+  ASSERT_TRUE(recorder_a_.wait_until([&] {
+    std::lock_guard lock(mutex);
+    return !got_a.empty();
+  }));
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(got_a, (std::vector<std::string>{"hello a"}));
+  EXPECT_EQ(got_b.front(), "hello b");
+  EXPECT_FALSE(a->send_to_node("b", "x") && false);
+}
+
+TEST_F(RedisNodes, ChannelsAreShardedOverTwoServers) {
+  RedisServer second;
+  const std::vector<std::string> addresses{redis_.address(), second.address()};
+  auto a = node("a", recorder_a_, addresses);
+  auto b = node("b", recorder_b_, addresses);
+  std::map<std::size_t, int> per_shard;
+  std::vector<std::string> channels;
+  for (int i = 0; i < 40; ++i) {
+    const std::string channel = "s" + std::to_string(i);
+    channels.push_back(channel);
+    ++per_shard[a->shard_of(channel)];
+    EXPECT_EQ(a->shard_of(channel), b->shard_of(channel)) << "every node shards alike";
+    EXPECT_EQ(a->shard_of(channel),
+              duplex::engines::detail::jump_hash(duplex::engines::detail::fnv1a64(channel), 2));
+  }
+  EXPECT_GE(per_shard[0], 8);
+  EXPECT_GE(per_shard[1], 8);
+  for (const auto& channel : channels) ASSERT_EQ(subscribe_sync(*b, channel), EngineErrc::ok);
+  for (const auto& channel : channels) ASSERT_EQ(publish_sync(*a, message(channel, "1")).error, EngineErrc::ok);
+  for (const auto& channel : channels) {
+    EXPECT_TRUE(recorder_b_.wait_until([&] { return recorder_b_.offsets(channel).size() == 1; })) << channel;
+    const RedisServer& holder = a->shard_of(channel) == 0 ? redis_ : second;
+    const RedisServer& other = a->shard_of(channel) == 0 ? second : redis_;
+    EXPECT_EQ(holder.query({"EXISTS", "t:meta:" + channel}), 1) << channel;
+    EXPECT_EQ(other.query({"EXISTS", "t:meta:" + channel}), 0) << channel;
+  }
+  EXPECT_EQ(a->health().backends_total, 2u);
+  EXPECT_TRUE(recorder_a_.wait_until([&] { return a->health().backends_up == 2; }));
+
+  // One server down: its channels fail, the other's still work.
+  second.kill();
+  std::string on_first, on_second;
+  for (const auto& channel : channels) (a->shard_of(channel) == 0 ? on_first : on_second) = channel;
+  EXPECT_EQ(publish_sync(*a, message(on_second, "2")).error, EngineErrc::unavailable);
+  EXPECT_EQ(publish_sync(*a, message(on_first, "2")).error, EngineErrc::ok);
+  EXPECT_TRUE(recorder_a_.wait_until([&] { return !a->healthy() && a->health().backends_up == 1; }));
+  a->stop();
+  b->stop();
+}
+
+// ---------------------------------------------------------------------------
+// Failures.
+
+TEST_F(RedisNodes, KilledRedisFailsPublishesResubscribesAndRecoversWithoutLosingAcks) {
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
+  ASSERT_EQ(subscribe_sync(*b, "live"), EngineErrc::ok);
+  ASSERT_EQ(subscribe_sync(*b, "live"), EngineErrc::ok) << "second local subscriber: ready at once";
+
+  // Publish continuously from a thread while Redis dies and comes back.
+  std::atomic<bool> running{true};
+  std::mutex acked_mutex;
+  std::vector<PublishResult> acked;
+  std::atomic<int> failed{0};
+  std::thread publisher([&] {
+    int n = 0;
+    while (running) {
+      const PublishResult r = publish_sync(*a, message("live", std::to_string(++n), keep(100000)));
+      if (r.error == EngineErrc::ok) {
+        std::lock_guard lock(acked_mutex);
+        acked.push_back(r);
+      } else {
+        EXPECT_EQ(r.error, EngineErrc::unavailable);
+        EXPECT_NE(r.message.find("unavailable"), std::string::npos) << r.message;
+        EXPECT_NE(r.message.find("not published"), std::string::npos) << r.message;
+        failed.fetch_add(1);
+        std::this_thread::sleep_for(5ms);
+      }
+    }
+  });
+  std::this_thread::sleep_for(200ms);
+  redis_.kill();
+  ASSERT_TRUE(recorder_b_.wait_until(
+      [&] { return !recorder_b_.of_kind(ChannelEvent::Kind::resubscribe).empty(); }, 3s))
+      << "b lost its pub/sub connection: resubscribe for 'live'";
+  EXPECT_EQ(recorder_b_.of_kind(ChannelEvent::Kind::resubscribe).front().channel, "live");
+  EXPECT_FALSE(a->healthy());
+
+  // While down: a publish fails quickly, a node subscription fails.
+  const auto before = std::chrono::steady_clock::now();
+  const PublishResult down = publish_sync(*a, message("other", "x"));
+  EXPECT_EQ(down.error, EngineErrc::unavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 1500ms) << "within command_timeout";
+  EXPECT_EQ(subscribe_sync(*b, "elsewhere"), EngineErrc::unavailable);
+  b->node_unsubscribe("elsewhere");
+  // The hub unsubscribes its clients on resubscribe: counts drop to zero.
+  b->node_unsubscribe("live");
+  b->node_unsubscribe("live");
+
+  std::this_thread::sleep_for(300ms);
+  redis_.start();  // same port and dir: the append-only file comes back
+  // Clients retry: node_subscribe succeeds once the connection is back.
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return b->healthy() && a->healthy(); }, 5s));
+  ASSERT_TRUE(recorder_b_.wait_until([&] {
+    const EngineErrc e = subscribe_sync(*b, "live");
+    if (e != EngineErrc::ok) b->node_unsubscribe("live");
+    return e == EngineErrc::ok;
+  }, 5s));
+  const std::size_t delivered_before = recorder_b_.offsets("live").size();
+  std::this_thread::sleep_for(300ms);
+  running = false;
+  publisher.join();
+  EXPECT_GT(failed.load(), 0);
+  EXPECT_GE(a->health().reconnects, 1u);
+  EXPECT_GE(b->health().reconnects, 1u);
+
+  // Every acknowledged publication is in Redis' history, in one epoch.
+  std::lock_guard lock(acked_mutex);
+  ASSERT_FALSE(acked.empty());
+  const HistoryResult history = history_sync(*b, newest("live", 100000, keep(100000)));
+  EXPECT_TRUE(history.complete) << "nothing trimmed or lost";
+  std::set<std::uint64_t> stored;
+  for (const auto& p : history.publications) stored.insert(p->offset);
+  for (const auto& r : acked) {
+    EXPECT_EQ(r.position.epoch, history.top.epoch);
+    EXPECT_TRUE(stored.count(r.position.offset)) << "acknowledged offset " << r.position.offset << " lost";
+  }
+  // And b receives the live stream again.
+  EXPECT_GT(recorder_b_.offsets("live").size(), delivered_before);
+  a->stop();
+  b->stop();
+}
+
+TEST_F(RedisNodes, PausedRedisTimesCommandsOut) {
+  auto a = node("a", recorder_a_);
+  ASSERT_EQ(publish_sync(*a, message("c", "1")).error, EngineErrc::ok);
+  redis_.pause();
+  const auto before = std::chrono::steady_clock::now();
+  const PublishResult stuck = publish_sync(*a, message("c", "2"));
+  const auto took = std::chrono::steady_clock::now() - before;
+  EXPECT_EQ(stuck.error, EngineErrc::unavailable);
+  EXPECT_NE(stuck.message.find("command timeout"), std::string::npos) << stuck.message;
+  EXPECT_GE(took, 700ms);
+  EXPECT_LT(took, 2500ms);
+  EXPECT_GE(a->health().errors, 1u);
+  redis_.resume();
+  // The script may or may not have run before the pause: either way the
+  // next publish works once reconnected, and offsets stay unique.
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return publish_sync(*a, message("c", "3")).error == EngineErrc::ok; }, 10s));
+  a->stop();
+}
+
+TEST_F(RedisNodes, StopFailsPendingAndRefusesLaterCalls) {
+  auto a = node("a", recorder_a_);
+  redis_.pause();
+  std::promise<PublishResult> pending;
+  a->publish(message("c", "1"), [&](PublishResult r) { pending.set_value(std::move(r)); });
+  std::this_thread::sleep_for(100ms);
+  a->stop();
+  auto future = pending.get_future();
+  ASSERT_EQ(future.wait_for(0s), std::future_status::ready) << "stop completes what is pending";
+  EXPECT_EQ(future.get().error, EngineErrc::unavailable);
+  EXPECT_EQ(publish_sync(*a, message("c", "2")).error, EngineErrc::unavailable);
+  EXPECT_FALSE(a->healthy());
+  redis_.resume();
+}
+
+TEST_F(RedisNodes, RedisDownAtStartFailsThenConnects) {
+  const std::string address = redis_.address();
+  redis_.kill();
+  auto a = node("a", recorder_a_, {address});
+  EXPECT_EQ(publish_sync(*a, message("c", "1")).error, EngineErrc::unavailable);
+  EXPECT_EQ(subscribe_sync(*a, "c"), EngineErrc::unavailable);
+  a->node_unsubscribe("c");
+  redis_.start();
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return publish_sync(*a, message("c", "2")).error == EngineErrc::ok; }, 10s));
+  // The pub/sub connections come up on their own schedule: retry like a client.
+  ASSERT_TRUE(recorder_a_.wait_until([&] {
+    const EngineErrc e = subscribe_sync(*a, "c");
+    if (e != EngineErrc::ok) a->node_unsubscribe("c");
+    return e == EngineErrc::ok;
+  }, 10s));
+  a->stop();
+}
+
+TEST(RedisWire, RoundTrips) {
+  using namespace duplex::engines::redis_wire;
+  Publication p;
+  p.offset = 42;
+  p.time_ms = 1'700'000'000'123;
+  p.publisher = R"({"user":"a:b"})";
+  p.data = R"({"x":"1:2"})";
+  const auto message = decode_message(encode_publication("00ff00ff00ff00ff", p));
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->kind, ChannelEvent::Kind::publication);
+  EXPECT_EQ(message->epoch, "00ff00ff00ff00ff");
+  EXPECT_EQ(message->publication->offset, 42u);
+  EXPECT_EQ(message->publication->time_ms, p.time_ms);
+  EXPECT_EQ(message->publication->publisher, p.publisher);
+  EXPECT_EQ(message->publication->data, p.data);
+  const ClientInfo client{"c:1", "", R"({"n":1})"};
+  const auto leave = decode_message(encode_leave(client));
+  ASSERT_TRUE(leave);
+  EXPECT_EQ(leave->kind, ChannelEvent::Kind::leave);
+  EXPECT_EQ(leave->client.client, "c:1");
+  EXPECT_EQ(leave->client.user, "");
+  EXPECT_EQ(leave->client.info, R"({"n":1})");
+  EXPECT_FALSE(decode_message("x"));
+  EXPECT_FALSE(decode_message("p123"));
+  EXPECT_FALSE(decode_message("pe:1:2:99:short"));
+  NodeInfo node;
+  node.name = "node one";
+  node.connections = 7;
+  const auto decoded = decode_node(encode_node(node));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->name, "node one");
+  EXPECT_EQ(decoded->connections, 7u);
+}
+
+TEST(RedisFactory, MakesTheRedisEngine) {
+  RedisServer redis;
+  duplex::hub::EngineConfig config;
+  config.type = "redis";
+  config.redis.addresses = {redis.address()};
+  auto engine = make_engine(config);
+  EXPECT_EQ(engine->name(), "redis");
+  EXPECT_EQ(publish_sync(*engine, message("c", "1")).position.offset, 1u);
+  engine->stop();
+}
+
+}  // namespace
