@@ -33,7 +33,9 @@ struct ServeFlags {
   double shutdown_deadline = 5.0;
 };
 
-int serve(const ServeFlags& f) {
+// The config file (or the environment without one), then the flags over it.
+// At start and again on SIGHUP.
+hub::HubConfig load_config(const ServeFlags& f) {
   hub::HubConfig config;
   if (f.config_file.empty())
     hub::apply_env_overrides(config);
@@ -59,6 +61,38 @@ int serve(const ServeFlags& f) {
   if (!f.log_level.empty()) config.log.level = f.log_level;
   if (!f.log_format.empty()) config.log.format = f.log_format;
   hub::validate_config(config);
+  return config;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+// SIGHUP: re-read the config, apply what can change live, keep everything
+// as it was if anything is wrong.
+void reload(const ServeFlags& f, transport::HubServer& server) {
+  const std::string source = f.config_file.empty() ? std::string("the environment") : f.config_file;
+  hub::log::info("SIGHUP: reloading the configuration", {{"file", source}});
+  try {
+    const auto result = server.reload(load_config(f));
+    if (!result.needs_restart.empty())
+      hub::log::warn("SIGHUP: changed but needs a restart (old values stay in force)",
+                     {{"settings", join(result.needs_restart)}});
+    hub::log::info("SIGHUP: configuration reloaded",
+                   {{"applied", result.applied.empty() ? std::string("nothing changed") : join(result.applied)}});
+  } catch (const std::exception& e) {
+    hub::log::error("SIGHUP: reload failed, still running with the previous configuration",
+                    {{"file", source}, {"error", e.what()}});
+  }
+}
+
+int serve(const ServeFlags& f) {
+  hub::HubConfig config = load_config(f);
   hub::log::configure(config.log);
 
   // Signals are taken by one thread with sigwait, so no loop thread is interrupted.
@@ -68,6 +102,9 @@ int serve(const ServeFlags& f) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Writes to a closed peer fail with EPIPE instead of killing the process
+  // (OpenSSL writes to TLS sockets without MSG_NOSIGNAL).
+  ::signal(SIGPIPE, SIG_IGN);
 
   transport::HubServer server(config);
   server.start();
@@ -81,7 +118,7 @@ int serve(const ServeFlags& f) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      hub::log::info("SIGHUP: nothing to reload in this version", {});
+      reload(f, server);
       continue;
     }
     hub::log::info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
@@ -102,7 +139,9 @@ std::function<int()> add_serve_command(CLI::App& app) {
   cmd->footer(
       "Options on the command line override the config file (docs/CONFIG.md).\n"
       "Clients connect to ws://HOST:PORT/connection/websocket (docs/PROTOCOL.md); the demo page is at /.\n"
-      "SIGTERM/SIGINT: every client gets close 1001 with a disconnect push, pending publishes are made durable, exit 0.");
+      "SIGTERM/SIGINT: every client gets close 1001 with a disconnect push, pending publishes are made durable, exit 0.\n"
+      "SIGHUP: re-reads the config file (flags still override) and applies TLS certificates, log settings, token keys,\n"
+      "origins, the API key and the per-operation limits live; other changes are logged as needing a restart.");
   cmd->add_option("-c,--config", flags->config_file, "TOML config file (see config/duplex.toml)")->check(CLI::ExistingFile);
   cmd->add_option("-l,--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
   cmd->add_option("-t,--threads", flags->threads, "event loops (0 = one per core)")

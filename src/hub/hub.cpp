@@ -139,7 +139,8 @@ class Client : public std::enable_shared_from_this<Client> {
   }
   bool take_publish_token() {
     const auto now = std::chrono::steady_clock::now();
-    const auto& limits = hub_.config_.limits;
+    const auto live = hub_.limits();
+    const HubLimits& limits = *live;
     if (refilled.time_since_epoch().count() == 0) {
       tokens = limits.publish_burst;
     } else {
@@ -166,6 +167,7 @@ struct Shard {
   void add(Subscription* s) {
     auto& list = channels[s->channel];
     list.push_back(s);
+    hub.namespace_counters(s->options).subscriptions.fetch_add(1, std::memory_order_relaxed);
     if (list.size() == 1) hub.channel_added(s->channel);
     else hub.channel_count_change(s->channel, +1);
   }
@@ -174,6 +176,7 @@ struct Shard {
     if (it == channels.end()) return;
     auto& list = it->second;
     list.erase(std::remove(list.begin(), list.end(), s), list.end());
+    hub.namespace_counters(s->options).subscriptions.fetch_sub(1, std::memory_order_relaxed);
     if (list.empty()) channels.erase(it);
     hub.channel_removed(s->channel);
   }
@@ -183,6 +186,7 @@ struct Shard {
     auto it = channels.find(channel);
     if (it == channels.end()) return;
     std::uint64_t sent = 0;
+    const NamespaceOptions* ns = it->second.empty() ? nullptr : it->second.front()->options;
     // Copy: a send may close a slow session, which unsubscribes it from this list.
     for (Subscription* s : std::vector<Subscription*>(it->second)) {
       if (!s->client->alive()) continue;
@@ -200,6 +204,7 @@ struct Shard {
       ++sent;
     }
     hub.counters_.pushes.fetch_add(sent, std::memory_order_relaxed);
+    if (sent > 0) hub.namespace_counters(ns).pushes.fetch_add(sent, std::memory_order_relaxed);
     if (sent > 0) {
       const auto took = std::chrono::steady_clock::now() - handed_over;
       hub.counters_.fanout_latency.record(
@@ -242,7 +247,12 @@ struct Shard {
     timer.async_wait([this](const std::error_code& ec) {
       if (ec || stopping) return;
       tick();
-      if (&loop == &hub.shards_.front()->loop) hub.publish_stats();
+      if (&loop == &hub.shards_.front()->loop) {
+        hub.publish_stats();
+        // The node registry: a heartbeat every 2 s (and one at start).
+        const auto now = std::chrono::steady_clock::now();
+        if (now - hub.last_heartbeat_ >= std::chrono::milliseconds(1950)) hub.heartbeat();
+      }
       arm_timer();
     });
   }
@@ -252,7 +262,20 @@ struct Shard {
 
 Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifier verifier,
          std::vector<net::EventLoop*> loops)
-    : config_(std::move(config)), engine_(std::move(engine)), verifier_(std::move(verifier)), codec_(json_codec()) {
+    : config_(std::move(config)),
+      engine_(std::move(engine)),
+      verifier_(std::make_shared<const TokenVerifier>(std::move(verifier))),
+      live_limits_(std::make_shared<const HubLimits>(config_.limits)),
+      codec_(json_codec()) {
+  started_ms_ = unix_now_ms();
+  // Per-namespace counters: "" (defaults) and each configured namespace.
+  counters_.namespaces.push_back(std::make_unique<NamespaceCounters>());
+  namespace_counters_[&config_.namespace_defaults] = counters_.namespaces.back().get();
+  for (const auto& [name, options] : config_.namespaces) {
+    counters_.namespaces.push_back(std::make_unique<NamespaceCounters>());
+    counters_.namespaces.back()->name = name;
+    namespace_counters_[&options] = counters_.namespaces.back().get();
+  }
   if (config_.node_name.empty()) {
     char host[128] = {};
     ::gethostname(host, sizeof host - 1);
@@ -267,6 +290,7 @@ Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifie
 Hub::~Hub() { stop(); }
 
 void Hub::start() {
+  heartbeat();
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->loop.post([s] { s->arm_timer(); });
@@ -286,7 +310,40 @@ Shard& Hub::shard_of(net::EventLoop& loop) {
 }
 
 TokenError Hub::verify_token(std::string_view token, TokenClaims& claims) const {
-  return verifier_.verify(token, unix_now(), claims);
+  return verifier_.load(std::memory_order_acquire)->verify(token, unix_now(), claims);
+}
+
+void Hub::reload(TokenVerifier verifier, const HubLimits& limits) {
+  verifier_.store(std::make_shared<const TokenVerifier>(std::move(verifier)), std::memory_order_release);
+  auto next = std::make_shared<HubLimits>(*live_limits_.load(std::memory_order_acquire));
+  next->publish_rate = limits.publish_rate;
+  next->publish_burst = limits.publish_burst;
+  next->rate_violations_before_disconnect = limits.rate_violations_before_disconnect;
+  next->max_subscriptions = limits.max_subscriptions;
+  live_limits_.store(std::move(next), std::memory_order_release);
+}
+
+NamespaceCounters& Hub::namespace_counters(const NamespaceOptions* options) {
+  auto it = namespace_counters_.find(options);
+  return it != namespace_counters_.end() ? *it->second : *counters_.namespaces.front();
+}
+
+engines::NodeInfo Hub::node_info() const {
+  engines::NodeInfo n;
+  n.name = config_.node_name;
+  n.started_ms = started_ms_;
+  n.updated_ms = unix_now_ms();
+  n.connections = counters_.connections.load(std::memory_order_relaxed);
+  n.subscriptions = counters_.subscriptions.load(std::memory_order_relaxed);
+  n.channels = channel_count();
+  n.publications_in = counters_.publications.load(std::memory_order_relaxed);
+  n.pushes_out = counters_.pushes.load(std::memory_order_relaxed);
+  return n;
+}
+
+void Hub::heartbeat() {
+  last_heartbeat_ = std::chrono::steady_clock::now();
+  engine_->node_heartbeat(node_info());
 }
 
 engines::HistoryOptions Hub::history_options(const NamespaceOptions& ns) const {
@@ -559,7 +616,7 @@ void Hub::subscribe(Client& client, Command cmd) {
   if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
     return client.error(id, error_code::unknown_channel, why);
   if (client.find(cmd.channel)) return client.error(id, error_code::already_subscribed, "already subscribed");
-  if (client.subscriptions.size() >= config_.limits.max_subscriptions)
+  if (client.subscriptions.size() >= limits()->max_subscriptions)
     return client.error(id, error_code::limit_exceeded, "too many subscriptions on this connection");
   {
     std::lock_guard lock(channels_mutex_);
@@ -655,6 +712,7 @@ void Hub::subscribe(Client& client, Command cmd) {
           sub->last_offset = p->offset;
           c.send(codec_.push_message(sub->channel, r.top.epoch, *p));
           counters_.pushes.fetch_add(1, std::memory_order_relaxed);
+          namespace_counters(sub->options).pushes.fetch_add(1, std::memory_order_relaxed);
         }
         if (sub->options->presence && c.alive()) {
           sub->in_presence = true;
@@ -685,7 +743,7 @@ void Hub::publish(Client& client, Command cmd) {
   if (cmd.idempotency_key.size() > config_.limits.max_idempotency_key)
     return client.error(id, error_code::limit_exceeded, "idempotency_key too long");
   if (!client.take_publish_token()) {
-    if (++client.violations > config_.limits.rate_violations_before_disconnect) {
+    if (++client.violations > limits()->rate_violations_before_disconnect) {
       client.disconnect(disconnect_code::rate_limited, "publish rate limit exceeded");
       return;
     }
@@ -697,8 +755,11 @@ void Hub::publish(Client& client, Command cmd) {
   req.publisher = publisher_json(client.info);
   req.idempotency_key = std::move(cmd.idempotency_key);
   req.history = history_options(*ns);
-  engine_->publish(std::move(req), [this, ref = ref_of(client), id](engines::PublishResult r) {
-    if (r.error == engines::EngineErrc::ok && !r.duplicate) counters_.publications.fetch_add(1, std::memory_order_relaxed);
+  engine_->publish(std::move(req), [this, ref = ref_of(client), id, ns](engines::PublishResult r) {
+    if (r.error == engines::EngineErrc::ok && !r.duplicate) {
+      counters_.publications.fetch_add(1, std::memory_order_relaxed);
+      namespace_counters(ns).publications.fetch_add(1, std::memory_order_relaxed);
+    }
     ref.post([this, id, r = std::move(r)](Client& c) {
       if (r.error != engines::EngineErrc::ok)
         return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable: not published" : r.message);
@@ -723,10 +784,13 @@ void Hub::api_publish(std::string channel, std::string data, std::string idempot
   req.data = std::move(data);
   req.idempotency_key = std::move(idempotency_key);
   req.history = history_options(*ns);
-  engine_->publish(std::move(req), [this, done = std::move(done)](engines::PublishResult r) {
+  engine_->publish(std::move(req), [this, ns, done = std::move(done)](engines::PublishResult r) {
     if (r.error != engines::EngineErrc::ok)
       return done(ApiError{error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message}, {}, false);
-    if (!r.duplicate) counters_.publications.fetch_add(1, std::memory_order_relaxed);
+    if (!r.duplicate) {
+      counters_.publications.fetch_add(1, std::memory_order_relaxed);
+      namespace_counters(ns).publications.fetch_add(1, std::memory_order_relaxed);
+    }
     done(ApiError{}, r.position, r.duplicate);
   });
 }

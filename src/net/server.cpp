@@ -1,10 +1,12 @@
 #include "duplex/net/server.hpp"
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -37,7 +39,12 @@ Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(op
   config_->backpressure = options_.backpressure;
   config_->subprotocols = options_.subprotocols;
   config_->deflate = options_.deflate;
-  if (options_.tls.enabled()) config_->tls = TlsContext::server(options_.tls);
+  if (options_.tls.enabled()) {
+    config_->tls = TlsContext::server(options_.tls);
+    // OpenSSL writes to the socket with write(), not send(MSG_NOSIGNAL): a
+    // TLS peer that resets would otherwise kill the process with SIGPIPE.
+    ::signal(SIGPIPE, SIG_IGN);
+  }
   config_->open_connections = new std::atomic<std::size_t>(0);
   if (options_.max_connections_per_ip > 0) {
     per_ip_ = std::make_unique<PerIpLimiter>(options_.max_connections_per_ip);
@@ -63,6 +70,11 @@ std::vector<EventLoop*> Server::loops() {
   std::vector<EventLoop*> v;
   for (auto& l : loops_) v.push_back(l.get());
   return v;
+}
+
+void Server::reload_tls(const TlsOptions& tls) {
+  if (!config_->tls) throw std::runtime_error("TLS was off at start: enabling it needs a restart");
+  config_->tls->reload(tls);
 }
 
 std::size_t Server::connection_count() const { return config_->open_connections->load(std::memory_order_relaxed); }

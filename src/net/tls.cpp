@@ -56,16 +56,25 @@ void load_cert_and_key(SSL_CTX* ctx, const TlsOptions& options) {
   if (SSL_CTX_check_private_key(ctx) != 1)
     throw std::runtime_error("TLS key does not match the certificate: " + last_tls_error());
 }
+
+// A complete server context, or throws (nothing leaks).
+SSL_CTX* new_server_ctx(const TlsOptions& options) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) throw std::runtime_error("SSL_CTX_new failed: " + last_tls_error());
+  try {
+    configure_common(ctx, options);
+    load_cert_and_key(ctx, options);
+  } catch (...) {
+    SSL_CTX_free(ctx);
+    throw;
+  }
+  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+  return ctx;
+}
 }  // namespace
 
 std::shared_ptr<TlsContext> TlsContext::server(const TlsOptions& options) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-  if (!ctx) throw std::runtime_error("SSL_CTX_new failed: " + last_tls_error());
-  std::shared_ptr<TlsContext> result(new TlsContext(ctx));
-  configure_common(ctx, options);
-  load_cert_and_key(ctx, options);
-  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
-  return result;
+  return std::shared_ptr<TlsContext>(new TlsContext(new_server_ctx(options)));
 }
 
 std::shared_ptr<TlsContext> TlsContext::client(const TlsOptions& options) {
@@ -91,8 +100,15 @@ std::shared_ptr<TlsContext> TlsContext::client(const TlsOptions& options) {
   return result;
 }
 
-void TlsContext::reload(const TlsOptions& options) { load_cert_and_key(ctx_, options); }
+void TlsContext::reload(const TlsOptions& options) {
+  SSL_CTX* fresh = new_server_ctx(options);  // throws: the current context stays
+  std::lock_guard lock(reload_mutex_);
+  retired_.push_back(ctx_.exchange(fresh, std::memory_order_acq_rel));
+}
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+TlsContext::~TlsContext() {
+  for (SSL_CTX* old : retired_) SSL_CTX_free(old);
+  SSL_CTX_free(ctx_.load());
+}
 
 }  // namespace duplex::net

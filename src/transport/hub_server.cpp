@@ -10,7 +10,9 @@
 #include <unordered_set>
 
 #include "duplex/engines/factory.hpp"
+#include "duplex/hub/config_file.hpp"
 #include "duplex/hub/json.hpp"
+#include "duplex/hub/log.hpp"
 #include "duplex/hub/token.hpp"
 #include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"
@@ -29,12 +31,23 @@ std::int64_t unix_now() {
 // A WebSocket connection as a hub session.
 class WsSession final : public hub::SessionSink {
  public:
-  explicit WsSession(net::Connection& c) : connection(&c) {}
-  void send(std::string_view encoded) override { connection->send(encoded, protocol::Opcode::text); }
-  void send_shared(const net::PreparedMessage& frame) override { connection->send_prepared(frame); }
+  WsSession(net::Connection& c, hub::HubCounters& k) : connection(&c), counters(&k) {}
+  void send(std::string_view encoded) override {
+    count_out(encoded.size());
+    connection->send(encoded, protocol::Opcode::text);
+  }
+  void send_shared(const net::PreparedMessage& frame) override {
+    count_out(frame.payload().size());
+    connection->send_prepared(frame);
+  }
+  void count_out(std::size_t bytes) {
+    counters->messages_out.fetch_add(1, std::memory_order_relaxed);
+    counters->bytes_out.fetch_add(bytes, std::memory_order_relaxed);
+  }
   void close(std::uint16_t code, std::string_view reason) override { connection->close(code, reason); }
 
   net::Connection* connection;
+  hub::HubCounters* counters;
   std::shared_ptr<hub::Client> client;
   std::unique_ptr<hub::TokenClaims> claims;  // from the handshake, until open
 };
@@ -102,13 +115,15 @@ struct HubServer::Routes {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::unique_ptr<FallbackSessions> fallback = nullptr;  // SSE and long-polling sessions
 
-  const hub::HubConfig& config() const { return server.config_; }
+  // The configuration in force (reloaded on SIGHUP): hold it for the request.
+  std::shared_ptr<const hub::HubConfig> config() const { return server.live_config(); }
 
   std::vector<HttpHeader> cors_headers(const protocol::HttpHead& head) const {
     std::vector<HttpHeader> h;
     const std::string_view origin = head.get("Origin");
     if (origin.empty()) return h;
-    for (const auto& allowed : config().web.cors_origins) {
+    const auto cfg = config();
+    for (const auto& allowed : cfg->web.cors_origins) {
       if (allowed == "*" || allowed == origin) {
         h.push_back({"Access-Control-Allow-Origin", allowed == "*" ? "*" : std::string(origin)});
         h.push_back({"Vary", "Origin"});
@@ -156,7 +171,8 @@ struct HubServer::Routes {
   }
 
   void demo_token(net::Connection& c, const net::HttpRequest& r, std::vector<HttpHeader> headers) {
-    if (!config().web.demo_tokens || config().auth.hmac_secret.empty())
+    const auto cfg = config();
+    if (!cfg->web.demo_tokens || cfg->auth.hmac_secret.empty())
       return c.http_respond(404, "text/plain", "demo tokens are off (web.demo_tokens)\n");
     std::string user;
     if (!protocol::query_param(r.query, "user", user) || user.empty() || user.size() > 64 ||
@@ -165,19 +181,22 @@ struct HubServer::Routes {
                                                                   "user: 1-64 characters, none of # , : \" \\"), headers);
     hub::TokenClaims claims;
     claims.sub = user;
-    claims.exp = unix_now() + config().web.demo_token_ttl.count();
+    claims.exp = unix_now() + cfg->web.demo_token_ttl.count();
     claims.iat = unix_now();
     claims.info = "{\"name\":" + hub::json_string(user) + "}";
-    const std::string token = hub::sign_token_hs256(hub::make_claims_json(claims), config().auth.hmac_secret);
+    const std::string token = hub::sign_token_hs256(hub::make_claims_json(claims), cfg->auth.hmac_secret);
     std::string body = "{\"token\":" + hub::json_string(token) + ",\"user\":" + hub::json_string(user) + "}";
     headers.push_back({"Cache-Control", "no-store"});
     c.http_respond(200, "application/json", body, headers);
   }
 
+  // Prometheus text format 0.0.4: HELP and TYPE once per family, then its samples.
   std::string metrics() const {
-    const auto& k = server.hub_->counters();
+    hub::Hub& hub = *server.hub_;
+    const auto& k = hub.counters();
     std::string out;
-    auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t value) {
+    out.reserve(8192);
+    auto family = [&](const char* name, const char* type, const char* help) {
       out += "# HELP ";
       out += name;
       out += ' ';
@@ -187,29 +206,85 @@ struct HubServer::Routes {
       out += ' ';
       out += type;
       out += '\n';
+    };
+    auto sample = [&](const char* name, std::string_view labels, std::uint64_t value) {
       out += name;
+      out += labels;
       out += ' ';
       out += std::to_string(value);
       out += '\n';
     };
+    auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t value) {
+      family(name, type, help);
+      sample(name, {}, value);
+    };
+    auto label_value = [](std::string_view v) {  // escaped for a label: \ " and newline
+      std::string e;
+      for (char ch : v) {
+        if (ch == '\\' || ch == '"') e += '\\';
+        if (ch == '\n') {
+          e += "\\n";
+          continue;
+        }
+        e += ch;
+      }
+      return e;
+    };
+    family("duplex_node_info", "gauge", "This node: its name and version (always 1).");
+    sample("duplex_node_info", "{node=\"" + label_value(hub.node_name()) + "\",version=\"" DUPLEX_VERSION "\"}", 1);
+    metric("duplex_start_time_seconds", "gauge", "When this node started (Unix seconds).",
+           static_cast<std::uint64_t>(hub.started_ms() / 1000));
     metric("duplex_connections", "gauge", "Hub sessions open now.", k.connections.load());
     metric("duplex_connections_total", "counter", "Hub sessions opened.", k.connections_total.load());
     metric("duplex_subscriptions", "gauge", "Channel subscriptions now.", k.subscriptions.load());
     metric("duplex_commands_total", "counter", "Client commands received.", k.commands.load());
+    metric("duplex_messages_in_total", "counter", "WebSocket messages received from clients.", k.messages_in.load());
+    metric("duplex_messages_out_total", "counter", "WebSocket messages sent to clients (replies and pushes).",
+           k.messages_out.load());
+    metric("duplex_bytes_in_total", "counter", "Payload bytes of WebSocket messages received.", k.bytes_in.load());
+    metric("duplex_bytes_out_total", "counter", "Payload bytes of WebSocket messages sent.", k.bytes_out.load());
     metric("duplex_messages_delivered_total", "counter", "Message pushes delivered to subscribers.", k.pushes.load());
     metric("duplex_publications_total", "counter", "Publications accepted.", k.publications.load());
     metric("duplex_command_errors_total", "counter", "Error replies sent.", k.errors.load());
-    metric("duplex_channels", "gauge", "Channels with subscribers on this node.", server.hub_->channel_count());
-    metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", server.hub_->engine().healthy() ? 1 : 0);
-    out += "# HELP duplex_sessions_closed_total Hub sessions closed, by WebSocket close code.\n"
-           "# TYPE duplex_sessions_closed_total counter\n";
+    metric("duplex_resubscribes_total", "counter",
+           "Subscribers told to resubscribe with recovery (the engine lost continuity).", k.resubscribes.load());
+    metric("duplex_channels", "gauge", "Channels with subscribers on this node.", hub.channel_count());
+    const engines::EngineHealth health = hub.engine().health();
+    metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", hub.engine().healthy() ? 1 : 0);
+    metric("duplex_engine_up", "gauge", "1 if the engine is healthy (as in EngineHealth).", health.healthy ? 1 : 0);
+    metric("duplex_engine_backends_up", "gauge", "Storage/broker servers the engine is connected to.", health.backends_up);
+    metric("duplex_engine_backends_total", "gauge", "Storage/broker servers the engine is configured with.",
+           health.backends_total);
+    metric("duplex_engine_reconnects_total", "counter", "Successful engine reconnects since start.", health.reconnects);
+    metric("duplex_engine_errors_total", "counter", "Failed engine operations since start.", health.errors);
+    // Per namespace: "" is every channel on the default options.
+    struct NsFamily {
+      const char* name;
+      const char* type;
+      const char* help;
+      const std::atomic<std::uint64_t> hub::NamespaceCounters::*field;
+    };
+    static constexpr NsFamily ns_families[] = {
+        {"duplex_namespace_publications_total", "counter", "Publications accepted, by namespace (\"\": defaults).",
+         &hub::NamespaceCounters::publications},
+        {"duplex_namespace_messages_delivered_total", "counter", "Message pushes delivered, by namespace.",
+         &hub::NamespaceCounters::pushes},
+        {"duplex_namespace_subscriptions", "gauge", "Channel subscriptions now, by namespace.",
+         &hub::NamespaceCounters::subscriptions},
+    };
+    for (const auto& f : ns_families) {
+      family(f.name, f.type, f.help);
+      for (const auto& ns : k.namespaces)
+        sample(f.name, "{namespace=\"" + label_value(ns->name) + "\"}", ((*ns).*(f.field)).load(std::memory_order_relaxed));
+    }
+    family("duplex_sessions_closed_total", "counter", "Hub sessions closed, by WebSocket close code.");
     for (std::size_t code = 0; code < k.closes.size(); ++code) {
       const std::uint64_t n = k.closes[code].load(std::memory_order_relaxed);
-      if (n) out += "duplex_sessions_closed_total{code=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
+      if (n) sample("duplex_sessions_closed_total", "{code=\"" + std::to_string(code) + "\"}", n);
     }
     const auto& h = k.fanout_latency;
-    out += "# HELP duplex_fanout_seconds Time from a publication reaching the hub to its write to every local subscriber.\n"
-           "# TYPE duplex_fanout_seconds histogram\n";
+    family("duplex_fanout_seconds", "histogram",
+           "Time from a publication reaching the hub to its write to every local subscriber.");
     std::uint64_t cumulative = 0;
     char line[128];
     for (std::size_t i = 0; i < h.buckets.size(); ++i) {
@@ -222,7 +297,7 @@ struct HubServer::Routes {
       out += line;
     }
     std::snprintf(line, sizeof line, "duplex_fanout_seconds_sum %.6f\nduplex_fanout_seconds_count %llu\n",
-                  static_cast<double>(h.sum_us.load()) / 1e6, static_cast<unsigned long long>(h.count.load()));
+                  static_cast<double>(h.sum_us.load()) / 1e6, static_cast<unsigned long long>(cumulative));
     out += line;
     return out;
   }
@@ -237,16 +312,36 @@ struct HubServer::Routes {
   }
 
   void api(net::Connection& c, const net::HttpRequest& r, std::vector<HttpHeader> headers) {
-    const std::string& key = config().api.key;
+    const auto cfg = config();
+    const std::string& key = cfg->api.key;
     if (key.empty()) return c.http_respond(404, "application/json", api_error_json(404, "the HTTP API is disabled (api.key)"), headers);
     std::string_view given = r.head.get("X-API-Key");
     const std::string_view auth = r.head.get("Authorization");
     if (given.empty() && auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "apikey ")) given = auth.substr(7);
     if (!hub::constant_time_equals(given, key))
       return c.http_respond(401, "application/json", api_error_json(hub::error_code::unauthorized, "bad or missing API key"), headers);
+    const std::string_view method = r.path.substr(5);
+    hub::Hub& hub = *server.hub_;
+    if (method == "nodes" && (r.method == "GET" || r.method == "POST")) {
+      hub.engine().nodes([conn = c.shared_from_this(), headers](std::vector<engines::NodeInfo> nodes) {
+        std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+        std::string out = "{\"nodes\":[";
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+          const auto& n = nodes[i];
+          if (i) out += ',';
+          out += "{\"name\":" + hub::json_string(n.name) + ",\"started_ms\":" + std::to_string(n.started_ms) +
+                 ",\"updated_ms\":" + std::to_string(n.updated_ms) + ",\"connections\":" + std::to_string(n.connections) +
+                 ",\"subscriptions\":" + std::to_string(n.subscriptions) + ",\"channels\":" + std::to_string(n.channels) +
+                 ",\"publications_in\":" + std::to_string(n.publications_in) +
+                 ",\"pushes_out\":" + std::to_string(n.pushes_out) + "}";
+        }
+        out += "]}";
+        respond_later(*conn, 200, std::move(out), headers);
+      });
+      return;
+    }
     if (r.method != "POST")
       return c.http_respond(405, "application/json", api_error_json(hub::error_code::bad_request, "use POST"), headers);
-    const std::string_view method = r.path.substr(5);
     simdjson::dom::parser parser;
     simdjson::dom::element body;
     const std::string_view text = r.body.empty() ? std::string_view("{}") : r.body;
@@ -257,7 +352,6 @@ struct HubServer::Routes {
     };
     std::string_view channel;
     const bool has_channel = body["channel"].get(channel) == simdjson::SUCCESS;
-    hub::Hub& hub = *server.hub_;
 
     if (method == "publish") {
       simdjson::dom::element data;
@@ -386,7 +480,8 @@ struct HubServer::Routes {
     if (method == "info") {
       const auto& k = hub.counters();
       const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
-      std::string out = "{\"result\":{\"node\":" + hub::json_string(hub.node_name()) + ",\"version\":\"" DUPLEX_VERSION
+      std::string out = "{\"result\":{\"node\":" + hub::json_string(hub.node_name()) +
+                        ",\"started_ms\":" + std::to_string(hub.started_ms()) + ",\"version\":\"" DUPLEX_VERSION
                         "\",\"engine\":" + hub::json_string(hub.engine().name()) +
                         ",\"engine_healthy\":" + (hub.engine().healthy() ? "true" : "false") +
                         ",\"uptime\":" + std::to_string(uptime) + ",\"connections\":" + std::to_string(k.connections.load()) +
@@ -406,8 +501,8 @@ struct HubServer::Routes {
 struct HubServer::SessionRegistry {
   std::mutex mutex;
   std::unordered_set<WsSession*> live;
-  WsSession* create(net::Connection& c) {
-    auto* s = new WsSession(c);
+  WsSession* create(net::Connection& c, hub::HubCounters& counters) {
+    auto* s = new WsSession(c, counters);
     std::lock_guard lock(mutex);
     live.insert(s);
     return s;
@@ -438,7 +533,7 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   net::Handlers h;
   h.on_upgrade = [this](net::Connection& c, const protocol::UpgradeRequest&, const protocol::HttpHead& head,
                         net::UpgradeDecision& decision) {
-    if (!origin_allowed(config_.auth, head)) return decision.reject(403, "origin not allowed");
+    if (!origin_allowed(live_config()->auth, head)) return decision.reject(403, "origin not allowed");
     const std::string token = request_token(head, protocol::target_query(c.target()));
     std::unique_ptr<hub::TokenClaims> claims;
     if (!token.empty()) {
@@ -446,14 +541,14 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
       const hub::TokenError err = hub_->verify_token(token, *claims);
       if (err != hub::TokenError::none) return decision.reject(401, "invalid token: " + std::string(hub::to_string(err)));
     }
-    auto session = sessions_->create(c);
+    auto session = sessions_->create(c, hub_->counters());
     session->claims = std::move(claims);
     c.user_data = session;
   };
   h.on_open = [this](net::Connection& c) {
     auto* session = static_cast<WsSession*>(c.user_data);
     if (!session) {
-      session = sessions_->create(c);
+      session = sessions_->create(c, hub_->counters());
       c.user_data = session;
     }
     session->client = hub_->open(c.loop(), *session, session->claims.get());
@@ -462,6 +557,9 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   h.on_message = [this](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
     auto* session = static_cast<WsSession*>(c.user_data);
     if (!session || !session->client) return;
+    auto& k = hub_->counters();
+    k.messages_in.fetch_add(1, std::memory_order_relaxed);
+    k.bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
     if (kind != protocol::Opcode::text) {
       c.send(hub_->codec().push_disconnect(hub::disconnect_code::bad_request, "duplex.v1 uses text frames", false));
       c.close(hub::disconnect_code::bad_request, "duplex.v1 uses text frames");
@@ -481,6 +579,8 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
 
   server_ = std::make_unique<net::Server>(config_.server, std::move(h));
   hub_ = std::make_unique<hub::Hub>(config_, std::move(engine), std::move(verifier), server_->loops());
+  config_.node_name = hub_->node_name();  // the default (hostname-pid) filled in
+  live_.store(std::make_shared<const hub::HubConfig>(config_));
   hub_->start();
   FallbackLimits fallback_limits;
   fallback_limits.max_buffer_bytes = config_.server.max_send_buffer;
@@ -509,6 +609,120 @@ void HubServer::wait() {
 void HubServer::shutdown(net::Millis deadline) {
   hub_->notify_shutdown(hub::disconnect_code::shutdown, "server shutting down");
   server_->shutdown(hub::disconnect_code::shutdown, deadline);
+}
+
+HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
+  std::lock_guard lock(reload_mutex_);
+  hub::validate_config(next);
+  const auto current = live_config();
+  if (next.node_name.empty()) next.node_name = current->node_name;
+  ReloadResult result;
+  // Prepare everything that can fail before changing anything.
+  if (!hub::log::parse_level(next.log.level)) throw std::runtime_error("log.level: unknown level \"" + next.log.level + "\"");
+  if (!hub::log::parse_format(next.log.format)) throw std::runtime_error("log.format: unknown format \"" + next.log.format + "\"");
+  auto verifier = hub::TokenVerifier::from_config(next.auth);  // throws naming the file
+  const auto& old_tls = current->server.tls;
+  const auto& new_tls = next.server.tls;
+  const bool tls_reloadable = old_tls.enabled() && new_tls.enabled();
+  if (tls_reloadable) {
+    // The last step that can fail: a new OpenSSL context is built and swapped in (or nothing).
+    server_->reload_tls(new_tls);
+    result.applied.push_back("server.tls (certificate and key re-read" +
+                             std::string(new_tls.min_version != old_tls.min_version ? ", min_version" : "") +
+                             (new_tls.ciphers != old_tls.ciphers ? ", ciphers" : "") + ")");
+  } else if (old_tls.enabled() != new_tls.enabled()) {
+    result.needs_restart.push_back("server.tls (turning TLS on or off)");
+  }
+
+  // Nothing below throws.
+  auto live = std::make_shared<hub::HubConfig>(*current);
+  auto applied = [&](bool changed, const char* name) {
+    if (changed) result.applied.push_back(name);
+  };
+  applied(next.log.level != current->log.level, "log.level");
+  applied(next.log.format != current->log.format, "log.format");
+  hub::log::configure(next.log);
+  applied(next.auth.hmac_secret != current->auth.hmac_secret, "auth.hmac_secret");
+  applied(next.auth.public_key_file != current->auth.public_key_file, "auth.public_key_file");
+  applied(next.auth.allowed_origins != current->auth.allowed_origins, "auth.allowed_origins");
+  applied(next.api.key != current->api.key, "api.key");
+  applied(next.web.cors_origins != current->web.cors_origins, "web.cors_origins");
+  applied(next.web.demo_tokens != current->web.demo_tokens, "web.demo_tokens");
+  applied(next.web.demo_token_ttl != current->web.demo_token_ttl, "web.demo_token_ttl");
+  applied(next.limits.publish_rate != current->limits.publish_rate, "limits.publish_rate");
+  applied(next.limits.publish_burst != current->limits.publish_burst, "limits.publish_burst");
+  applied(next.limits.rate_violations_before_disconnect != current->limits.rate_violations_before_disconnect,
+          "limits.rate_violations_before_disconnect");
+  applied(next.limits.max_subscriptions != current->limits.max_subscriptions, "limits.max_subscriptions");
+  hub_->reload(std::move(verifier), next.limits);
+  live->log = next.log;
+  live->auth.hmac_secret = next.auth.hmac_secret;
+  live->auth.public_key_file = next.auth.public_key_file;
+  live->auth.allowed_origins = next.auth.allowed_origins;
+  live->api = next.api;
+  live->web.cors_origins = next.web.cors_origins;
+  live->web.demo_tokens = next.web.demo_tokens;
+  live->web.demo_token_ttl = next.web.demo_token_ttl;
+  live->limits.publish_rate = next.limits.publish_rate;
+  live->limits.publish_burst = next.limits.publish_burst;
+  live->limits.rate_violations_before_disconnect = next.limits.rate_violations_before_disconnect;
+  live->limits.max_subscriptions = next.limits.max_subscriptions;
+  if (tls_reloadable) live->server.tls = new_tls;
+  live_.store(std::move(live), std::memory_order_release);
+
+  // Changed settings that only a restart applies.
+  const hub::HubConfig& c = *current;
+  auto restart = [&](bool changed, const char* name) {
+    if (changed) result.needs_restart.push_back(name);
+  };
+  const auto& s = next.server;
+  restart(s.host != c.server.host || s.port != c.server.port, "server.host/server.port (listen address)");
+  restart(s.threads != c.server.threads, "server.threads");
+  restart(s.max_connections != c.server.max_connections || s.max_connections_per_ip != c.server.max_connections_per_ip ||
+              s.max_send_buffer != c.server.max_send_buffer || s.backpressure != c.server.backpressure ||
+              s.backlog != c.server.backlog || s.read_buffer_size != c.server.read_buffer_size,
+          "server (connection limits and buffers)");
+  restart(s.timeouts.handshake != c.server.timeouts.handshake || s.timeouts.ping_interval != c.server.timeouts.ping_interval ||
+              s.timeouts.pong_timeout != c.server.timeouts.pong_timeout || s.timeouts.idle != c.server.timeouts.idle ||
+              s.timeouts.close != c.server.timeouts.close,
+          "server.timeouts");
+  restart(s.deflate.mode != c.server.deflate.mode || s.deflate.server_max_window_bits != c.server.deflate.server_max_window_bits ||
+              s.deflate.client_max_window_bits != c.server.deflate.client_max_window_bits ||
+              s.deflate.client_no_context_takeover != c.server.deflate.client_no_context_takeover,
+          "server.deflate");
+  restart(next.node_name != c.node_name, "node_name");
+  const auto& e = next.engine;
+  restart(e.type != c.engine.type || e.data_dir != c.engine.data_dir || e.fsync != c.engine.fsync ||
+              e.max_batch != c.engine.max_batch || e.redis.addresses != c.engine.redis.addresses ||
+              e.redis.password != c.engine.redis.password || e.redis.db != c.engine.redis.db ||
+              e.redis.prefix != c.engine.redis.prefix || e.nats.url != c.engine.nats.url ||
+              e.nats.subject_prefix != c.engine.nats.subject_prefix,
+          "engine");
+  const auto& l = next.limits;
+  restart(l.max_command_bytes != c.limits.max_command_bytes || l.max_json_depth != c.limits.max_json_depth ||
+              l.max_data_bytes != c.limits.max_data_bytes || l.max_channels != c.limits.max_channels ||
+              l.max_channel_length != c.limits.max_channel_length || l.max_history_size != c.limits.max_history_size ||
+              l.idempotency_window != c.limits.idempotency_window || l.max_idempotency_key != c.limits.max_idempotency_key,
+          "limits (other than publish_rate, publish_burst, rate_violations_before_disconnect, max_subscriptions)");
+  restart(next.auth.allow_anonymous != c.auth.allow_anonymous || next.auth.auth_timeout != c.auth.auth_timeout ||
+              next.auth.refresh_before != c.auth.refresh_before,
+          "auth.allow_anonymous/auth_timeout/refresh_before");
+  restart(next.web.root != c.web.root, "web.root");
+  restart(next.stats_interval != c.stats_interval, "stats_interval");
+  auto ns_equal = [](const hub::NamespaceOptions& a, const hub::NamespaceOptions& b) {
+    return a.history_size == b.history_size && a.history_ttl == b.history_ttl && a.recovery == b.recovery &&
+           a.presence == b.presence && a.join_leave == b.join_leave && a.allow_publish == b.allow_publish &&
+           a.allow_subscribe == b.allow_subscribe && a.allow_anonymous == b.allow_anonymous;
+  };
+  bool namespaces_changed = next.namespaces_strict != c.namespaces_strict ||
+                            !ns_equal(next.namespace_defaults, c.namespace_defaults) ||
+                            next.namespaces.size() != c.namespaces.size();
+  for (const auto& [name, options] : next.namespaces) {
+    auto it = c.namespaces.find(name);
+    if (it == c.namespaces.end() || !ns_equal(options, it->second)) namespaces_changed = true;
+  }
+  restart(namespaces_changed, "namespaces");
+  return result;
 }
 
 void HubServer::stop() {

@@ -10,6 +10,7 @@
 #pragma once
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -60,6 +61,15 @@ struct FanoutLatency {
   }
 };
 
+// Per-namespace counters. Labels stay bounded: one entry per namespace in
+// the config, plus "" for every channel that uses the defaults.
+struct NamespaceCounters {
+  std::string name;
+  std::atomic<std::uint64_t> publications{0};
+  std::atomic<std::uint64_t> pushes{0};
+  std::atomic<std::uint64_t> subscriptions{0};  // now
+};
+
 // Process-wide counters (read by the stats channel and /metrics).
 struct HubCounters {
   std::atomic<std::uint64_t> connections{0};
@@ -70,6 +80,14 @@ struct HubCounters {
   std::atomic<std::uint64_t> errors{0};        // error replies
   std::atomic<std::uint64_t> subscriptions{0};
   std::atomic<std::uint64_t> resubscribes{0};  // subscribers told to resubscribe (engine lost continuity)
+  // WebSocket messages and their payload bytes, counted by the transport
+  // (every frame: commands in; replies and pushes out).
+  std::atomic<std::uint64_t> messages_in{0};
+  std::atomic<std::uint64_t> messages_out{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  // "" first, then the configured namespaces by name; fixed after the Hub is built.
+  std::vector<std::unique_ptr<NamespaceCounters>> namespaces;
   FanoutLatency fanout_latency;
   // Sessions closed, by close code (WebSocket codes are < 5000).
   std::array<std::atomic<std::uint64_t>, 5000> closes{};
@@ -129,7 +147,18 @@ class Hub {
 
   const HubConfig& config() const { return config_; }
   const HubCounters& counters() const { return counters_; }
+  HubCounters& counters() { return counters_; }
   void count_close(std::uint16_t code) { counters_.count_close(code); }
+  // SIGHUP (any thread): token keys and the per-operation limits
+  // (publish_rate, publish_burst, rate_violations_before_disconnect,
+  // max_subscriptions) take effect for the next command. Everything else in
+  // config() stays as it was at start.
+  void reload(TokenVerifier verifier, const HubLimits& limits);
+  // The limits now in force (reloadable ones may differ from config().limits).
+  std::shared_ptr<const HubLimits> limits() const { return live_limits_.load(std::memory_order_acquire); }
+  // This node as the registry shows it (counters now).
+  engines::NodeInfo node_info() const;
+  std::int64_t started_ms() const { return started_ms_; }
   engines::Engine& engine() { return *engine_; }
   const std::string& node_name() const { return config_.node_name; }
   const Codec& codec() const { return codec_; }
@@ -150,10 +179,13 @@ class Hub {
   void channel_removed(const std::string& channel);
   engines::HistoryOptions history_options(const NamespaceOptions& ns) const;
   void publish_stats();
+  void heartbeat();  // this node's NodeInfo to the engine's registry
+  NamespaceCounters& namespace_counters(const NamespaceOptions* options);
 
   HubConfig config_;
   std::unique_ptr<engines::Engine> engine_;
-  TokenVerifier verifier_;
+  std::atomic<std::shared_ptr<const TokenVerifier>> verifier_;
+  std::atomic<std::shared_ptr<const HubLimits>> live_limits_;
   const Codec& codec_;
   std::vector<std::unique_ptr<Shard>> shards_;
   HubCounters counters_;
@@ -162,6 +194,9 @@ class Hub {
   std::atomic<std::uint64_t> next_client_{1};
   std::string client_prefix_;
   std::atomic<bool> stopped_{false};
+  std::unordered_map<const NamespaceOptions*, NamespaceCounters*> namespace_counters_;  // fixed after construction
+  std::int64_t started_ms_ = 0;
+  std::chrono::steady_clock::time_point last_heartbeat_{};  // the first shard's loop only
 };
 
 }  // namespace duplex::hub

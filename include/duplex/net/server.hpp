@@ -37,6 +37,11 @@ class Server {
   void shutdown(std::uint16_t code = protocol::close_code::going_away, Millis deadline = Millis{5000});
   // Thread-safe, immediate: stops the loops, dropping connections.
   void stop();
+  // Thread-safe (SIGHUP): new TLS handshakes use a context built from
+  // `tls`; established connections keep theirs. Throws std::runtime_error and
+  // keeps the current context on a bad file or setting, or when TLS was off
+  // at start.
+  void reload_tls(const TlsOptions& tls);
 
   std::uint16_t port() const { return port_; }
   std::size_t connection_count() const;

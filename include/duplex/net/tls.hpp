@@ -1,7 +1,10 @@
 // OpenSSL 3 contexts for wss:// (server and client).
 #pragma once
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "duplex/net/options.hpp"
 
@@ -18,14 +21,23 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  SSL_CTX* native() const { return ctx_; }
+  // The context new connections use (SSL_new takes its own reference).
+  SSL_CTX* native() const { return ctx_.load(std::memory_order_acquire); }
   bool verify_peer() const { return verify_peer_; }
-  // Re-reads certificate and key (SIGHUP); throws and keeps the old ones on error.
+  // Server contexts (SIGHUP): builds a new OpenSSL context from `options`
+  // (certificate chain, key, min_version, ciphers) and swaps it in atomically:
+  // new handshakes use it, established connections keep theirs. Throws and
+  // keeps the current context on any error (bad file, key mismatch, bad
+  // cipher list). Thread-safe with native().
   void reload(const TlsOptions& options);
 
  private:
   explicit TlsContext(SSL_CTX* ctx) : ctx_(ctx) {}
-  SSL_CTX* ctx_;
+  std::atomic<SSL_CTX*> ctx_;
+  // Replaced contexts stay allocated until this object goes: a thread may
+  // have read native() just before a swap (one small context per reload).
+  std::mutex reload_mutex_;
+  std::vector<SSL_CTX*> retired_;
   bool verify_peer_ = false;
 };
 

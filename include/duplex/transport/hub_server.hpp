@@ -2,9 +2,13 @@
 // routes (demo page and duplex.js, the backend API, health). Glue between
 // net/ (sockets) and hub/ (channels): hub/ never sees a socket.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "duplex/hub/config.hpp"
 #include "duplex/hub/hub.hpp"
@@ -35,13 +39,30 @@ class HubServer {
   // Immediate stop (tests).
   void stop();
 
+  // SIGHUP: applies the parts of `next` that can change while running (TLS
+  // certificate, key, min_version and ciphers for new handshakes; log level
+  // and format; token keys; auth.allowed_origins; api.key; web.cors_origins,
+  // web.demo_tokens, web.demo_token_ttl; limits.publish_rate, publish_burst,
+  // rate_violations_before_disconnect, max_subscriptions). All or nothing:
+  // throws std::runtime_error (nothing changed) when `next` is invalid or a
+  // file (certificate, key, public key) cannot be used. Thread-safe.
+  struct ReloadResult {
+    std::vector<std::string> applied;        // settings that changed and are now in force
+    std::vector<std::string> needs_restart;  // settings that changed but keep their old value until a restart
+  };
+  ReloadResult reload(hub::HubConfig next);
+  // The configuration in force now (reloadable parts as of the last reload).
+  std::shared_ptr<const hub::HubConfig> live_config() const { return live_.load(std::memory_order_acquire); }
+
   std::uint16_t port() const { return server_->port(); }
   hub::Hub& hub() { return *hub_; }
 
  private:
   struct Routes;
   struct SessionRegistry;
-  hub::HubConfig config_;
+  hub::HubConfig config_;  // as at start
+  std::atomic<std::shared_ptr<const hub::HubConfig>> live_;
+  std::mutex reload_mutex_;
   std::shared_ptr<SessionRegistry> sessions_;
   std::unique_ptr<net::Server> server_;
   std::unique_ptr<hub::Hub> hub_;

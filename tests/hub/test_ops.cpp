@@ -1,0 +1,528 @@
+// Operations: SIGHUP reload of the `duplex serve` binary (TLS certificate,
+// API key, an invalid file), TLS min_version and ciphers, /metrics (format
+// and values), the node registry (/api/nodes).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "hub_fixture.hpp"
+
+using namespace hub_test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory for one test, removed at the end.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() / ("duplex-ops-" + name + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& file) const { return (path / file).string(); }
+};
+
+// A self-signed EC P-256 certificate and key, made by the openssl CLI.
+void make_cert(const std::string& cert, const std::string& key, const std::string& cn) {
+  const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
+                          cn + " -keyout '" + key + "' -out '" + cert + "' >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+std::string hex(const unsigned char* p, unsigned n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
+  }
+  return out;
+}
+
+std::string fingerprint(X509* x) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  if (!x || X509_digest(x, EVP_sha256(), md, &n) != 1) return {};
+  return hex(md, n);
+}
+
+std::string file_fingerprint(const std::string& pem) {
+  FILE* f = std::fopen(pem.c_str(), "r");
+  if (!f) return {};
+  X509* x = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  std::string out = fingerprint(x);
+  X509_free(x);
+  return out;
+}
+
+// A blocking TLS client on one TCP connection: handshake (with an optional
+// maximum version and cipher list), the server certificate's fingerprint, and
+// HTTP/1.1 keep-alive requests on the same connection.
+class TlsProbe {
+ public:
+  TlsProbe(std::uint16_t port, int max_version = 0, const char* ciphers = nullptr) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
+    if (max_version) SSL_CTX_set_max_proto_version(ctx_, max_version);
+    if (ciphers) SSL_CTX_set_cipher_list(ctx_, ciphers);
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return;
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    SSL_set_tlsext_host_name(ssl_, "localhost");
+    if (SSL_connect(ssl_) != 1) {
+      ERR_clear_error();
+      return;
+    }
+    ok_ = true;
+    X509* peer = SSL_get1_peer_certificate(ssl_);
+    fingerprint_ = fingerprint(peer);
+    X509_free(peer);
+  }
+  ~TlsProbe() {
+    if (ssl_) SSL_free(ssl_);
+    if (fd_ >= 0) ::close(fd_);
+    SSL_CTX_free(ctx_);
+  }
+  bool ok() const { return ok_; }
+  const std::string& fingerprint_hex() const { return fingerprint_; }
+  int version() const { return ssl_ ? SSL_version(ssl_) : 0; }
+  // GET `path` (keep-alive); the status code, 0 on failure.
+  int get(const std::string& path) {
+    if (!ok_) return 0;
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    if (SSL_write(ssl_, req.data(), static_cast<int>(req.size())) <= 0) return 0;
+    std::string in;
+    char buf[4096];
+    while (in.find("\r\n\r\n") == std::string::npos) {
+      const int n = SSL_read(ssl_, buf, sizeof buf);
+      if (n <= 0) return 0;
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    // Small bodies: read what Content-Length says so the next request starts clean.
+    const auto head_end = in.find("\r\n\r\n") + 4;
+    std::size_t length = 0;
+    if (auto p = in.find("Content-Length: "); p != std::string::npos && p < head_end) length = std::stoul(in.substr(p + 16));
+    while (in.size() < head_end + length) {
+      const int n = SSL_read(ssl_, buf, sizeof buf);
+      if (n <= 0) return 0;
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    return in.size() > 12 ? std::stoi(in.substr(9, 3)) : 0;
+  }
+
+ private:
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  bool ok_ = false;
+  std::string fingerprint_;
+};
+
+// `duplex serve --config FILE` in a child process: the port from its stdout,
+// its log (stderr) in a file. Killed at the end (also when a test fails).
+class ServeProcess {
+ public:
+  ServeProcess(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(log, 2);
+      ::close(out[0]);
+      ::execl(DUPLEX_BINARY, DUPLEX_BINARY, "serve", "--config", config_path.c_str(), "--listen", "127.0.0.1:0",
+              "--threads", "2", "--log-level", "info", static_cast<char*>(nullptr));
+      std::_Exit(127);
+    }
+    ::close(out[1]);
+    std::string text;
+    char c;
+    while (text.find('\n') == std::string::npos && ::read(out[0], &c, 1) == 1) text += c;
+    ::close(out[0]);
+    const auto at = text.find("http://127.0.0.1:");
+    if (at == std::string::npos) {
+      stop(SIGKILL);
+      throw std::runtime_error("duplex serve did not start: " + text + log());
+    }
+    port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 17)));
+  }
+  ~ServeProcess() { stop(SIGKILL); }
+  std::uint16_t port() const { return port_; }
+  void signal(int sig) { ::kill(pid_, sig); }
+  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  std::string log() const {
+    std::ifstream in(log_path_);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  // Waits until the log holds `text` `count` times.
+  bool wait_log(const std::string& text, std::size_t count = 1, std::chrono::milliseconds timeout = 5000ms) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const std::string l = log();
+      std::size_t n = 0;
+      for (auto p = l.find(text); p != std::string::npos; p = l.find(text, p + 1)) ++n;
+      if (n >= count) return true;
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  int stop(int sig) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, sig);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  std::string log_path_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+void write_file(const std::string& path, const std::string& text) {
+  // Written aside and renamed: the server never reads half a file.
+  std::ofstream(path + ".tmp") << text;
+  fs::rename(path + ".tmp", path);
+}
+
+std::string base_config(const std::string& api_key, const std::string& auth_extra = {}) {
+  return "[engine]\ntype = \"memory\"\n[auth]\nhmac_secret = \"" + std::string(secret) + "\"\n" + auth_extra + "[api]\nkey = \"" +
+         api_key + "\"\n[namespaces.chat]\nhistory_size = 100\nallow_publish = true\n";
+}
+
+std::string tls_section(const std::string& cert, const std::string& key, const std::string& extra = {}) {
+  return "[server.tls]\ncert_file = \"" + cert + "\"\nkey_file = \"" + key + "\"\n" + extra;
+}
+
+int status_of(const std::string& response) { return response.size() > 12 ? std::stoi(response.substr(9, 3)) : 0; }
+
+// Polls `check` for up to 5 s.
+template <typename Fn>
+bool eventually(Fn check, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!check()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- SIGHUP ------------------------------------------------------------------------
+
+TEST(OpsReload, SighupSwapsTheTlsCertificateForNewConnectionsOnly) {
+  TempDir dir("tls");
+  make_cert(dir / "a.crt", dir / "a.key", "a.localhost");
+  make_cert(dir / "b.crt", dir / "b.key", "b.localhost");
+  const std::string fp_a = file_fingerprint(dir / "a.crt"), fp_b = file_fingerprint(dir / "b.crt");
+  ASSERT_FALSE(fp_a.empty());
+  ASSERT_NE(fp_a, fp_b);
+  const std::string config = dir / "duplex.toml";
+  write_file(config, base_config("k") + tls_section(dir / "a.crt", dir / "a.key"));
+  ServeProcess serve(config, dir / "log");
+
+  TlsProbe old_connection(serve.port());
+  ASSERT_TRUE(old_connection.ok());
+  EXPECT_EQ(old_connection.fingerprint_hex(), fp_a);
+  EXPECT_EQ(old_connection.get("/healthz"), 200);
+
+  write_file(config, base_config("k") + tls_section(dir / "b.crt", dir / "b.key"));
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("configuration reloaded")) << serve.log();
+  TlsProbe fresh(serve.port());
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh.fingerprint_hex(), fp_b) << "a new handshake must use the new certificate";
+  EXPECT_EQ(fresh.get("/healthz"), 200);
+  // The connection made before the reload goes on, with its certificate.
+  EXPECT_EQ(old_connection.get("/healthz"), 200);
+  EXPECT_EQ(old_connection.fingerprint_hex(), fp_a);
+
+  // In-place rotation (same paths, new contents) is picked up too.
+  make_cert(dir / "c.crt", dir / "c.key", "c.localhost");
+  fs::copy_file(dir / "c.crt", dir / "b.crt", fs::copy_options::overwrite_existing);
+  fs::copy_file(dir / "c.key", dir / "b.key", fs::copy_options::overwrite_existing);
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("configuration reloaded", 2)) << serve.log();
+  EXPECT_EQ(TlsProbe(serve.port()).fingerprint_hex(), file_fingerprint(dir / "c.crt"));
+
+  ASSERT_TRUE(serve.running()) << serve.log();
+  // A broken certificate: logged, the current one stays.
+  std::ofstream(dir / "broken.crt") << "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n";
+  write_file(config, base_config("k") + tls_section(dir / "broken.crt", dir / "b.key"));
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("reload failed")) << serve.log();
+  EXPECT_NE(serve.log().find("broken.crt"), std::string::npos) << "the error names the file: " << serve.log();
+  TlsProbe after_bad(serve.port());
+  ASSERT_TRUE(after_bad.ok()) << serve.log();
+  EXPECT_EQ(after_bad.fingerprint_hex(), file_fingerprint(dir / "c.crt"));
+  EXPECT_EQ(old_connection.get("/healthz"), 200);
+  EXPECT_TRUE(serve.running());
+}
+
+TEST(OpsReload, SighupRotatesTheApiKey) {
+  TempDir dir("apikey");
+  const std::string config = dir / "duplex.toml";
+  write_file(config, base_config("old-key"));
+  ServeProcess serve(config, dir / "log");
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "old-key")), 200);
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "new-key")), 401);
+
+  write_file(config, base_config("new-key"));
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("configuration reloaded")) << serve.log();
+  EXPECT_NE(serve.log().find("api.key"), std::string::npos) << serve.log();
+  EXPECT_EQ(serve.log().find("new-key"), std::string::npos) << "the key itself is never logged";
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "new-key")), 200);
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "old-key")), 401);
+}
+
+TEST(OpsReload, SighupWithAnInvalidFileKeepsTheOldConfig) {
+  TempDir dir("invalid");
+  const std::string config = dir / "duplex.toml";
+  write_file(config, base_config("k1"));
+  ServeProcess serve(config, dir / "log");
+  Client c(serve.port(), "?token=" + token_for("alice"));
+  ASSERT_TRUE(c.wait_open());
+  c.next("connected");
+
+  write_file(config, "[api\nkey = \"k2\"\n");  // not TOML
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("reload failed")) << serve.log();
+  write_file(config, base_config("k2") + "[limits]\nmax_subscriptions = 0\n");  // TOML, but invalid
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("reload failed", 2)) << serve.log();
+  EXPECT_NE(serve.log().find("max_subscriptions"), std::string::npos) << serve.log();
+  write_file(config, base_config("k2", "public_key_file = \"" + (dir / "missing.pem") + "\"\n"));
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("reload failed", 3)) << serve.log();
+
+  EXPECT_TRUE(serve.running());
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "k1")), 200);
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "k2")), 401);
+  auto r = c.call(1, R"({"type":"subscribe","id":1,"channel":"chat:x"})");
+  EXPECT_FALSE(r->has("/error")) << r->text;
+
+  // Valid, with a change that needs a restart: logged as such, the rest applied.
+  write_file(config, base_config("k2") + "[server]\nmax_connections = 5\n");
+  serve.signal(SIGHUP);
+  ASSERT_TRUE(serve.wait_log("configuration reloaded")) << serve.log();
+  EXPECT_NE(serve.log().find("needs a restart"), std::string::npos) << serve.log();
+  EXPECT_NE(serve.log().find("connection limits"), std::string::npos) << serve.log();
+  EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "k2")), 200);
+}
+
+TEST(OpsReload, ReloadAppliesLimitsAndTokenKeysInProcess) {
+  auto config = test_config();
+  Server server(config);
+  auto alice = connect_as(server, "alice");
+  config.limits.max_subscriptions = 1;
+  config.auth.hmac_secret = "another-secret-0123456789";
+  const auto result = server.get().reload(config);
+  EXPECT_NE(std::find(result.applied.begin(), result.applied.end(), "limits.max_subscriptions"), result.applied.end());
+  EXPECT_NE(std::find(result.applied.begin(), result.applied.end(), "auth.hmac_secret"), result.applied.end());
+  EXPECT_TRUE(result.needs_restart.empty());
+  EXPECT_FALSE(alice->call(1, R"({"type":"subscribe","id":1,"channel":"chat:a"})")->has("/error"));
+  EXPECT_EQ(alice->call(2, R"({"type":"subscribe","id":2,"channel":"chat:b"})")->u64_at("/error/code"), 106u);
+  // Tokens signed with the old secret no longer verify; the connected session stays.
+  Client bob(server.port(), "?token=" + token_for("bob"));
+  EXPECT_FALSE(bob.wait_open());
+}
+
+// ---- TLS settings ------------------------------------------------------------------
+
+TEST(OpsTls, MinVersion13RefusesATls12Client) {
+  TempDir dir("tls13");
+  make_cert(dir / "s.crt", dir / "s.key", "localhost");
+  auto config = test_config();
+  config.server.tls.cert_file = dir / "s.crt";
+  config.server.tls.key_file = dir / "s.key";
+  config.server.tls.min_version = "1.3";
+  Server server(config);
+  TlsProbe old_client(server.port(), TLS1_2_VERSION);
+  EXPECT_FALSE(old_client.ok()) << "a TLS 1.2-only client must be refused";
+  TlsProbe client(server.port());
+  ASSERT_TRUE(client.ok());
+  EXPECT_EQ(client.version(), TLS1_3_VERSION);
+  EXPECT_EQ(client.get("/healthz"), 200);
+}
+
+TEST(OpsTls, CipherListIsApplied) {
+  TempDir dir("ciphers");
+  make_cert(dir / "s.crt", dir / "s.key", "localhost");
+  auto config = test_config();
+  config.server.tls.cert_file = dir / "s.crt";
+  config.server.tls.key_file = dir / "s.key";
+  config.server.tls.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256";
+  Server server(config);
+  EXPECT_FALSE(TlsProbe(server.port(), TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384").ok());
+  TlsProbe allowed(server.port(), TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256");
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(allowed.get("/healthz"), 200);
+}
+
+// ---- /metrics ----------------------------------------------------------------------
+
+namespace {
+
+struct Metrics {
+  std::map<std::string, double> samples;  // "name{labels}" -> value
+  std::string text;
+  double operator[](const std::string& key) const {
+    auto it = samples.find(key);
+    if (it == samples.end()) throw std::runtime_error("no sample " + key + " in\n" + text);
+    return it->second;
+  }
+  bool has(const std::string& key) const { return samples.count(key) > 0; }
+};
+
+// Parses the text format and checks it: HELP and TYPE once per family, before its samples.
+Metrics scrape(std::uint16_t port) {
+  Metrics m;
+  m.text = http_body(http_get(port, "/metrics"));
+  std::set<std::string> helps, types;
+  std::istringstream in(m.text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) {
+      const std::string name = line.substr(7, line.find(' ', 7) - 7);
+      auto& seen = line[2] == 'H' ? helps : types;
+      EXPECT_TRUE(seen.insert(name).second) << "family " << name << " declared twice";
+      continue;
+    }
+    EXPECT_NE(line[0], '#') << line;
+    const auto space = line.rfind(' ');
+    const std::string key = line.substr(0, space);
+    std::string family = key.substr(0, key.find('{'));
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (family.size() > std::strlen(suffix) && family.ends_with(suffix) && !types.count(family))
+        family.resize(family.size() - std::strlen(suffix));
+    EXPECT_TRUE(types.count(family) && helps.count(family)) << "sample before its HELP/TYPE: " << line;
+    EXPECT_TRUE(m.samples.emplace(key, std::stod(line.substr(space + 1))).second) << "duplicate sample " << key;
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST(OpsMetrics, FamiliesAreWellFormedAndValuesMove) {
+  Server server;
+  const auto before = scrape(server.port());
+  auto info = before.samples.lower_bound("duplex_node_info{node=\"test-node\",version=\"");
+  ASSERT_NE(info, before.samples.end());
+  EXPECT_TRUE(info->first.starts_with("duplex_node_info{node=\"test-node\",version=\"")) << before.text;
+  EXPECT_EQ(info->second, 1);
+  EXPECT_EQ(before["duplex_engine_up"], 1);
+  EXPECT_EQ(before["duplex_engine_backends_up"], 1);
+  EXPECT_EQ(before["duplex_engine_backends_total"], 1);
+  EXPECT_EQ(before["duplex_engine_reconnects_total"], 0);
+  EXPECT_EQ(before["duplex_engine_errors_total"], 0);
+  EXPECT_EQ(before["duplex_resubscribes_total"], 0);
+  EXPECT_EQ(before["duplex_namespace_subscriptions{namespace=\"chat\"}"], 0);
+  EXPECT_EQ(before["duplex_namespace_publications_total{namespace=\"\"}"], 0);
+  EXPECT_EQ(before["duplex_messages_in_total"], 0);
+
+  auto alice = connect_as(server, "alice");
+  ASSERT_FALSE(alice->call(1, R"({"type":"subscribe","id":1,"channel":"chat:room"})")->has("/error"));
+  ASSERT_FALSE(alice->call(2, R"({"type":"subscribe","id":2,"channel":"lobby"})")->has("/error"));
+  ASSERT_FALSE(alice->call(3, R"({"type":"publish","id":3,"channel":"chat:room","data":{"n":1}})")->has("/error"));
+  alice->next("message");
+  EXPECT_EQ(status_of(http_post(server.port(), "/api/publish", R"({"channel":"lobby","data":1})")), 200);
+  alice->next("message");
+  // A namespace not in the config has no label of its own: it counts under "".
+  EXPECT_EQ(status_of(http_post(server.port(), "/api/publish", R"({"channel":"adhoc:x","data":1})")), 200);
+
+  Metrics after;
+  ASSERT_TRUE(eventually([&] {
+    after = scrape(server.port());
+    return after["duplex_namespace_messages_delivered_total{namespace=\"\"}"] >= 1;
+  })) << after.text;
+  EXPECT_EQ(after["duplex_namespace_subscriptions{namespace=\"chat\"}"], 1);
+  EXPECT_EQ(after["duplex_namespace_subscriptions{namespace=\"\"}"], 1);
+  EXPECT_EQ(after["duplex_namespace_publications_total{namespace=\"chat\"}"], 1);
+  EXPECT_EQ(after["duplex_namespace_publications_total{namespace=\"\"}"], 2);
+  EXPECT_EQ(after["duplex_namespace_messages_delivered_total{namespace=\"chat\"}"], 1);
+  EXPECT_EQ(after["duplex_namespace_publications_total{namespace=\"secret\"}"], 0);
+  EXPECT_FALSE(after.has("duplex_namespace_publications_total{namespace=\"adhoc\"}"));
+  EXPECT_EQ(after["duplex_messages_in_total"], 3);  // three commands (the token came with the handshake)
+  EXPECT_GE(after["duplex_messages_out_total"], 6);  // connected, three replies, two messages
+  EXPECT_GT(after["duplex_bytes_in_total"], 100);
+  EXPECT_GT(after["duplex_bytes_out_total"], after["duplex_bytes_in_total"]);
+  EXPECT_EQ(after["duplex_connections"], 1);
+  EXPECT_EQ(after["duplex_publications_total"], 3);
+  EXPECT_EQ(after["duplex_fanout_seconds_count"], after["duplex_fanout_seconds_bucket{le=\"+Inf\"}"]);
+
+  alice.reset();
+  ASSERT_TRUE(eventually([&] { return scrape(server.port())["duplex_connections"] == 0; }));
+  const auto gone = scrape(server.port());
+  EXPECT_EQ(gone["duplex_namespace_subscriptions{namespace=\"chat\"}"], 0);
+  EXPECT_EQ(gone["duplex_namespace_subscriptions{namespace=\"\"}"], 0);
+}
+
+// ---- node registry -----------------------------------------------------------------
+
+TEST(OpsNodes, ApiNodesListsThisNodeWithItsCounters) {
+  Server server;
+  EXPECT_EQ(status_of(http_post(server.port(), "/api/nodes", "", "wrong", "GET")), 401);
+  auto first = Frame(http_body(http_post(server.port(), "/api/nodes", "", "test-api-key", "GET")));
+  auto nodes = first.array("/nodes");
+  ASSERT_EQ(nodes.size(), 1u) << first.text;
+  EXPECT_EQ(first.str_at("/nodes/0/name"), "test-node");
+  EXPECT_GT(first.u64_at("/nodes/0/started_ms"), 1'700'000'000'000u);
+  EXPECT_GE(first.u64_at("/nodes/0/updated_ms"), first.u64_at("/nodes/0/started_ms"));
+
+  auto alice = connect_as(server, "alice");
+  ASSERT_FALSE(alice->call(1, R"({"type":"subscribe","id":1,"channel":"chat:room"})")->has("/error"));
+  EXPECT_EQ(status_of(http_post(server.port(), "/api/publish", R"({"channel":"chat:room","data":1})")), 200);
+  alice->next("message");
+  std::string text;
+  ASSERT_TRUE(eventually(
+      [&] {
+        text = http_body(http_post(server.port(), "/api/nodes", "{}", "test-api-key"));  // POST works too
+        Frame f(text);
+        return f.u64_at("/nodes/0/pushes_out") == 1;
+      },
+      4000ms))
+      << "a heartbeat every 2 s: " << text;
+  Frame f(text);
+  EXPECT_EQ(f.u64_at("/nodes/0/connections"), 1u);
+  EXPECT_EQ(f.u64_at("/nodes/0/subscriptions"), 1u);
+  EXPECT_EQ(f.u64_at("/nodes/0/channels"), 1u);
+  EXPECT_EQ(f.u64_at("/nodes/0/publications_in"), 1u);
+  EXPECT_GT(f.u64_at("/nodes/0/updated_ms"), first.u64_at("/nodes/0/updated_ms"));
+
+  Frame info(http_body(http_post(server.port(), "/api/info", "{}")));
+  EXPECT_EQ(info.str_at("/result/node"), "test-node");
+}
