@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "duplex/engines/memory_engine.hpp"
+#include "duplex/engines/nats_engine.hpp"
 #include "duplex/engines/redis_engine.hpp"
 #include "duplex/engines/sqlite_engine.hpp"
 
@@ -23,8 +24,14 @@ std::unique_ptr<Engine> make_engine(const hub::EngineConfig& config) {
     options.config = config.redis;
     return std::make_unique<RedisEngine>(std::move(options));
   }
+  if (config.type == "nats") {
+    NatsEngineOptions options;
+    options.nats = config.nats;
+    options.redis = config.redis;
+    return std::make_unique<NatsEngine>(std::move(options));
+  }
   throw std::runtime_error("unknown engine.type '" + config.type +
-                           "' (expected \"sqlite\", \"memory\" or \"redis\")");
+                           "' (expected \"sqlite\", \"memory\", \"redis\" or \"nats\")");
 }
 
 }  // namespace duplex::engines
