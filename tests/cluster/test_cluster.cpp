@@ -50,7 +50,7 @@ client::HubClientOptions options_for(const std::string& url, const std::string& 
 class Subscriber {
  public:
   Subscriber(const std::string& url, const std::string& user, std::vector<std::string> channels)
-      : client_(options_for(url, user)), channels_(std::move(channels)) {
+      : channels_(std::move(channels)), client_(options_for(url, user)) {
     client::StateHandlers state;
     state.on_connected = [this](const client::ConnectedEvent& e) {
       std::lock_guard lock(mutex_);
@@ -67,6 +67,7 @@ class Subscriber {
       h.on_subscribed = [this](const client::SubscribedEvent& e) {
         std::lock_guard lock(mutex_);
         ++subscribed_;
+        recovered_ += e.recovering && e.recovered;
         if (e.recovering && !e.recovered) problems_.push_back(e.channel + ": not recovered");
       };
       h.on_gap = [this](const client::GapEvent& e) {
@@ -85,6 +86,11 @@ class Subscriber {
   std::size_t subscribed() const {
     std::lock_guard lock(mutex_);
     return subscribed_;
+  }
+  // Resubscribes that recovered what was missed (after a reconnect or a 2500 unsubscribe push).
+  std::size_t recoveries() const {
+    std::lock_guard lock(mutex_);
+    return recovered_;
   }
   std::size_t received(const std::string& channel) const {
     std::lock_guard lock(mutex_);
@@ -126,15 +132,17 @@ class Subscriber {
       problems_.push_back(m.channel + ": id " + std::to_string(id_in(m.data)) + " twice");
   }
 
-  client::HubClient client_;
   std::vector<std::string> channels_;
   mutable std::mutex mutex_;
   std::size_t subscribed_ = 0;
+  std::size_t recovered_ = 0;
   std::map<std::string, std::uint64_t> last_;
   std::map<std::string, std::set<std::uint64_t>> ids_;
   std::vector<std::string> problems_;
   std::vector<std::string> nodes_;
   std::vector<std::uint16_t> close_codes_;
+  // Last: destroyed first, so its thread stops before the state its callbacks touch.
+  client::HubClient client_;
 };
 
 // Publishes {"id":N} messages through HubClients; a publish that fails is
@@ -200,12 +208,13 @@ class Publisher {
   }
 
   std::vector<std::string> channels_;
-  std::vector<std::unique_ptr<client::HubClient>> clients_;
   std::uint64_t next_id_ = 0;
   mutable std::mutex mutex_;
   std::map<std::uint64_t, std::string> acked_;
   std::deque<std::pair<std::uint64_t, unsigned>> failed_;
   std::atomic<std::size_t> failures_{0};
+  // Last: destroyed first, so their threads stop before the state their callbacks touch.
+  std::vector<std::unique_ptr<client::HubClient>> clients_;
 };
 
 const std::vector<std::string> channels = {"chat:a", "chat:b", "chat:c", "chat:d"};
@@ -316,7 +325,12 @@ TEST(ClusterRedis, Kill9ANodeMidStreamItsClientsMoveAndRecoverWithoutLoss) {
   publish_with_fault(pub, 3'000, 1'000, 0.3, [&] { cluster.node(1).stop(SIGKILL); });
   expect_everyone_has_everything(subs, pub);
   std::size_t moved = 0;
-  for (auto& s : subs) moved += s->nodes().size() > 1;
+  for (auto& s : subs) {
+    moved += s->nodes().size() > 1;
+    if (s->nodes().size() > 1) {
+      EXPECT_GE(s->recoveries(), channels.size());
+    }
+  }
   EXPECT_EQ(moved, on_n2) << "exactly the clients of the killed node reconnected";
   for (auto& s : subs) EXPECT_NE(s->nodes().back(), "n2");
 }
@@ -335,6 +349,11 @@ TEST(ClusterRedis, RedisRestartMidStreamLosesNoAcknowledgedMessage) {
   });
   EXPECT_GT(pub.failures(), 0u) << "publishes during the outage must fail, not be acknowledged";
   expect_everyone_has_everything(subs, pub, 45s);
+  // Every node lost its pub/sub connections: every subscription was told to
+  // resubscribe and recovered from history.
+  for (auto& s : subs) {
+    EXPECT_GE(s->recoveries(), channels.size());
+  }
 }
 
 TEST(ClusterRedis, SigtermANodeItsClientsGet1001AndMoveWithoutLoss) {
