@@ -80,6 +80,8 @@ std::string file_fingerprint(const std::string& pem) {
 // HTTP/1.1 keep-alive requests on the same connection.
 class TlsProbe {
  public:
+  // Closes without close_notify: the server may still be writing (TLS 1.3
+  // session tickets) to a socket the client has closed.
   TlsProbe(std::uint16_t port, int max_version = 0, const char* ciphers = nullptr) {
     ctx_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
@@ -525,4 +527,50 @@ TEST(OpsNodes, ApiNodesListsThisNodeWithItsCounters) {
 
   Frame info(http_body(http_post(server.port(), "/api/info", "{}")));
   EXPECT_EQ(info.str_at("/result/node"), "test-node");
+}
+
+TEST(OpsReload, ConfiguredPublishRateIsInForceFromTheStart) {
+  auto config = test_config();
+  config.limits.publish_rate = 1e6;
+  config.limits.publish_burst = 1e6;
+  Server server(config);
+  EXPECT_EQ(server.get().hub().limits()->publish_burst, 1e6);
+  auto alice = connect_as(server, "alice");
+  for (int i = 0; i < 150; ++i)
+    alice->send(R"({"type":"publish","id":)" + std::to_string(100 + i) + R"(,"channel":"chat:r","data":1})");
+  for (int i = 0; i < 150; ++i) EXPECT_FALSE(alice->reply(100 + static_cast<std::uint64_t>(i))->has("/error"));
+}
+
+TEST(OpsReload, ReloadAppliesAllowedOriginsAndCors) {
+  auto config = test_config();
+  Server server(config);
+  net::ClientOptions from_app;
+  from_app.origin = "https://app.example";
+  {
+    Client refused(server.port(), "?token=" + token_for("alice"), from_app);
+    EXPECT_FALSE(refused.wait_open()) << "another site's page, not in auth.allowed_origins";
+  }
+  config.auth.allowed_origins = {"https://app.example"};
+  config.web.cors_origins = {"https://app.example"};
+  server.get().reload(config);
+  Client accepted(server.port(), "?token=" + token_for("alice"), from_app);
+  EXPECT_TRUE(accepted.wait_open()) << accepted.error();
+  EXPECT_EQ(server.get().live_config()->web.cors_origins.size(), 1u);
+}
+
+// A TLS client that closes right after the handshake (the server may still be
+// writing session tickets) must not kill the process with SIGPIPE.
+TEST(OpsTls, ClientsClosingTlsConnectionsAbruptlyDoNotKillTheServer) {
+  TempDir dir("sigpipe");
+  make_cert(dir / "s.crt", dir / "s.key", "localhost");
+  const std::string config = dir / "duplex.toml";
+  write_file(config, base_config("k") + tls_section(dir / "s.crt", dir / "s.key"));
+  ServeProcess serve(config, dir / "log");
+  for (int i = 0; i < 30; ++i) {
+    TlsProbe probe(serve.port());
+    ASSERT_TRUE(probe.ok()) << i << serve.log();
+  }
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(serve.running());
+  EXPECT_EQ(TlsProbe(serve.port()).get("/healthz"), 200);
 }
