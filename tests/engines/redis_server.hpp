@@ -43,7 +43,9 @@ inline int free_loopback_port() {
 
 class RedisServer {
  public:
-  RedisServer() : port_(free_loopback_port()) {
+  // `extra`: more redis-server arguments, e.g. {"--requirepass", "secret"}
+  // (then set password() for query()).
+  explicit RedisServer(std::vector<std::string> extra = {}) : port_(free_loopback_port()), extra_(std::move(extra)) {
     std::string pattern = (std::filesystem::temp_directory_path() / "duplex-redis-XXXXXX").string();
     if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
     dir_ = pattern;
@@ -60,6 +62,7 @@ class RedisServer {
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   bool running() const { return pid_ > 0; }
+  void set_password(std::string password) { password_ = std::move(password); }
 
   void start() {
     if (pid_ > 0) return;
@@ -67,6 +70,7 @@ class RedisServer {
     std::vector<std::string> args{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
                                   "--appendonly", "yes", "--appendfsync", "always", "--dir", dir_,
                                   "--daemonize", "no", "--loglevel", "warning", "--logfile", dir_ + "/redis.log"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -102,12 +106,14 @@ class RedisServer {
 
   // A synchronous command for checks (e.g. "KEYS *"); returns the reply's
   // integer, or the number of elements of an array reply.
-  long long query(const std::vector<std::string>& args) const {
+  long long query(const std::vector<std::string>& args, int db = 0) const {
     redisContext* c = redisConnect("127.0.0.1", port_);
     if (!c || c->err) {
       if (c) redisFree(c);
       throw std::runtime_error("cannot connect to the test redis-server");
     }
+    if (!password_.empty()) freeReplyObject(redisCommand(c, "AUTH %s", password_.c_str()));
+    if (db != 0) freeReplyObject(redisCommand(c, "SELECT %d", db));
     std::vector<const char*> argv;
     std::vector<std::size_t> lengths;
     for (const auto& arg : args) {
@@ -141,7 +147,8 @@ class RedisServer {
       redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeout);
       if (c && !c->err) {
         auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
-        const bool pong = reply && reply->type == REDIS_REPLY_STATUS;
+        // NOAUTH is an answer too: the server is up.
+        const bool pong = reply && (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_ERROR);
         if (reply) freeReplyObject(reply);
         redisFree(c);
         if (pong) return;
@@ -159,6 +166,8 @@ class RedisServer {
   }
 
   int port_;
+  std::vector<std::string> extra_;
+  std::string password_;
   std::string dir_;
   pid_t pid_ = -1;
 };

@@ -954,6 +954,58 @@ TEST_F(RedisNodes, RedisDownAtStartFailsThenConnects) {
   a->stop();
 }
 
+TEST_F(RedisContract, SkippedOffsetsInOneEpochAskForResubscribe) {
+  Engine& engine = *engine_;
+  ASSERT_EQ(subscribe_sync(engine, "gappy"), EngineErrc::ok);
+  const PublishResult first = publish_sync(engine, message("gappy", "1"));
+  ASSERT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("gappy").size() == 1; }));
+  // A message that skips offset 2 (as if one were lost on the way).
+  Publication skipped;
+  skipped.offset = 3;
+  skipped.data = "3";
+  ASSERT_EQ(redis_.query({"PUBLISH", "t:ch:gappy",
+                          duplex::engines::redis_wire::encode_publication(first.position.epoch, skipped)}),
+            1);
+  ASSERT_TRUE(recorder_.wait_until([&] { return !recorder_.of_kind(ChannelEvent::Kind::resubscribe).empty(); }));
+  EXPECT_EQ(recorder_.of_kind(ChannelEvent::Kind::resubscribe).front().channel, "gappy");
+  EXPECT_EQ(recorder_.offsets("gappy"), (std::vector<std::uint64_t>{1, 3}));
+}
+
+TEST_F(RedisContract, FlushedScriptsAreRunAgainByBody) {
+  Engine& engine = *engine_;
+  ASSERT_EQ(publish_sync(engine, message("c", "1")).position.offset, 1u);
+  ASSERT_EQ(redis_.query({"SCRIPT", "FLUSH"}), -1);  // status reply
+  const PublishResult after_flush = publish_sync(engine, message("c", "2"));
+  ASSERT_EQ(after_flush.error, EngineErrc::ok) << after_flush.message;
+  EXPECT_EQ(after_flush.position.offset, 2u);
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10))), range(1, 2));
+}
+
+TEST(RedisAuth, AuthAndSelectOnConnect) {
+  RedisServer redis({"--requirepass", "s3cret"});
+  redis.set_password("s3cret");
+  RedisEngineOptions options = options_for({redis.address()});
+  options.config.password = "s3cret";
+  options.config.db = 3;
+  RedisEngine engine(std::move(options));
+  Recorder recorder;
+  engine.set_deliver(recorder.callback());
+  const PublishResult published = publish_sync(engine, message("c", "1"));
+  ASSERT_EQ(published.error, EngineErrc::ok) << published.message;
+  EXPECT_EQ(redis.query({"EXISTS", "t:meta:c"}, 3), 1) << "stored in db 3";
+  EXPECT_EQ(redis.query({"EXISTS", "t:meta:c"}, 0), 0);
+  ASSERT_TRUE(recorder.wait_until([&] { return subscribe_sync(engine, "c") == EngineErrc::ok; }));
+  engine.stop();
+
+  RedisEngineOptions wrong = options_for({redis.address()});
+  wrong.config.password = "wrong";
+  RedisEngine refused(std::move(wrong));
+  const PublishResult denied = publish_sync(refused, message("c", "2"));
+  EXPECT_EQ(denied.error, EngineErrc::unavailable);
+  EXPECT_NE(denied.message.find("handshake failed"), std::string::npos) << denied.message;
+  refused.stop();
+}
+
 TEST(RedisWire, RoundTrips) {
   using namespace duplex::engines::redis_wire;
   Publication p;
