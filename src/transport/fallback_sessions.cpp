@@ -196,8 +196,21 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     auto s = stream;
     auto self = shared_from_this();
     on_connection_loop(s, [self, s, chunk = std::move(chunk)] {
-      if (s->http_stream_write(chunk) == net::SendStatus::closed) self->loop.post([self, s] { self->stream_lost(s); });
+      // A stream the client does not read fills the connection's send buffer
+      // (server.max_send_buffer), which then closes it: a slow consumer.
+      const bool overflow = s->buffered_amount() + chunk.size() > self->manager.limits_.max_buffer_bytes;
+      if (s->http_stream_write(chunk) == net::SendStatus::closed)
+        self->loop.post([self, s, overflow] { overflow ? self->stream_overflowed(s) : self->stream_lost(s); });
     });
+  }
+  // Like a WebSocket over max_send_buffer: the session ends (1008) and the
+  // client, whose resume then gets 404, reconnects and recovers.
+  void stream_overflowed(const std::shared_ptr<net::Connection>& c) {
+    if (stream != c || terminated) return;
+    stream.reset();
+    overflowed = true;
+    manager.hub_.count_close(hub::disconnect_code::slow);
+    terminate();
   }
   void attach_stream(std::shared_ptr<net::Connection> c, std::uint64_t last_seen, bool resume) {
     if (terminated) return;
