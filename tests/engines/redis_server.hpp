@@ -49,7 +49,16 @@ class RedisServer {
     std::string pattern = (std::filesystem::temp_directory_path() / "duplex-redis-XXXXXX").string();
     if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
     dir_ = pattern;
-    start();
+    // Another process may take the free port before redis-server binds it.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        start();
+        return;
+      } catch (const std::runtime_error&) {
+        if (attempt == 4) throw;
+        port_ = free_loopback_port();
+      }
+    }
   }
   ~RedisServer() {
     kill();
@@ -162,6 +171,7 @@ class RedisServer {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    signal_and_wait(SIGKILL);
     throw std::runtime_error("redis-server did not answer PING within 10s");
   }
 
