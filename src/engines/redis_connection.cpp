@@ -1,5 +1,9 @@
 #include "redis_connection.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -11,6 +15,21 @@
 #include <asio/posix/stream_descriptor.hpp>
 
 namespace duplex::engines::detail {
+
+namespace {
+
+void set_keepalive(int fd) {
+  int on = 1;
+  int idle = 15;
+  int interval = 5;
+  int count = 3;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+}  // namespace
 
 RedisConnectionOptions parse_redis_address(const std::string& address) {
   RedisConnectionOptions options;
@@ -184,6 +203,9 @@ void RedisConnection::on_connected(redisAsyncContext* ac, int status) {
     lost(ac, why, false);  // hiredis frees the context after this callback
     return;
   }
+  // A silent peer (half-open TCP after a network partition) is found by
+  // keepalive on idle pub/sub connections; commands have their timeout.
+  set_keepalive(ac->c.fd);
   state_ = State::handshaking;
   run_handshake(0);
 }
