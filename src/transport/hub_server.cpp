@@ -682,6 +682,12 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
               s.max_send_buffer != c.server.max_send_buffer || s.backpressure != c.server.backpressure ||
               s.backlog != c.server.backlog || s.read_buffer_size != c.server.read_buffer_size,
           "server (connection limits and buffers)");
+  restart(s.http.max_line_bytes != c.server.http.max_line_bytes || s.http.max_header_count != c.server.http.max_header_count ||
+              s.http.max_head_bytes != c.server.http.max_head_bytes || s.http.max_body_bytes != c.server.http.max_body_bytes,
+          "server.http");
+  restart(s.websocket.max_frame_size != c.server.websocket.max_frame_size ||
+              std::min(s.websocket.max_message_size, next.limits.max_command_bytes) != c.server.websocket.max_message_size,
+          "server.websocket");
   restart(s.timeouts.handshake != c.server.timeouts.handshake || s.timeouts.ping_interval != c.server.timeouts.ping_interval ||
               s.timeouts.pong_timeout != c.server.timeouts.pong_timeout || s.timeouts.idle != c.server.timeouts.idle ||
               s.timeouts.close != c.server.timeouts.close,
@@ -696,7 +702,13 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
               e.max_batch != c.engine.max_batch || e.redis.addresses != c.engine.redis.addresses ||
               e.redis.password != c.engine.redis.password || e.redis.db != c.engine.redis.db ||
               e.redis.prefix != c.engine.redis.prefix || e.nats.url != c.engine.nats.url ||
-              e.nats.subject_prefix != c.engine.nats.subject_prefix,
+              e.nats.subject_prefix != c.engine.nats.subject_prefix || e.nats.reorder_window != c.engine.nats.reorder_window ||
+              e.redis.subscriber_connections != c.engine.redis.subscriber_connections ||
+              e.redis.connect_timeout != c.engine.redis.connect_timeout ||
+              e.redis.command_timeout != c.engine.redis.command_timeout ||
+              e.redis.reconnect_min != c.engine.redis.reconnect_min || e.redis.reconnect_max != c.engine.redis.reconnect_max ||
+              e.redis.presence_ttl != c.engine.redis.presence_ttl ||
+              e.redis.history_meta_ttl != c.engine.redis.history_meta_ttl || e.redis.node_ttl != c.engine.redis.node_ttl,
           "engine");
   const auto& l = next.limits;
   restart(l.max_command_bytes != c.limits.max_command_bytes || l.max_json_depth != c.limits.max_json_depth ||
