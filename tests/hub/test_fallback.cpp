@@ -1,10 +1,12 @@
 // The fallback transports end to end over raw loopback HTTP: an SSE session
-// (commands by POST, ordered pushes, resume with Last-Event-ID after the
-// stream dropped) and a long-poll session (commands, polling, expiry ends
-// the session in the hub: presence leave).
+// (commands by POST answered with their replies, ordered pushes, resume with
+// Last-Event-ID after the stream dropped), a long-poll session (commands,
+// polling, expiry ends the session in the hub: presence leave), CORS for the
+// API and the fallback endpoints, and the HTTP/1.1 details (keep-alive,
+// chunked stream, no compression).
 #include <gtest/gtest.h>
 
-#include "hub_fixture.hpp"
+#include "transport_client.hpp"
 
 using namespace hub_test;
 
@@ -265,4 +267,113 @@ TEST(HubFallback, LongPollSessionCommandsPollsAndExpiryLeavesPresence) {
   EXPECT_EQ(watcher->next("leave", 4000ms)->str_at("/client/user"), "carol");
   EXPECT_GE(std::chrono::steady_clock::now() - idle_since, 700ms);
   EXPECT_EQ(http(server.port(), "GET", poll_path + "?last=0").status, 404);
+}
+
+TEST(HubFallback, CorsForConfiguredOriginsOnApiAndFallbackEndpoints) {
+  hub::HubConfig config = test_config();
+  config.web.cors_origins = {"https://app.example"};
+  Server server(config);
+  const std::string allowed = "Origin: https://app.example\r\n", other = "Origin: https://evil.example\r\n";
+  const std::string acao = "Access-Control-Allow-Origin: https://app.example";
+
+  // Preflight for the API and each fallback endpoint.
+  for (const std::string path : {"/api/publish", "/connection/sse", "/connection/poll/open", "/connection/sse/abc", "/connection/poll/abc"}) {
+    auto pre = http(server.port(), "OPTIONS", path, {},
+                    allowed + "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n");
+    EXPECT_EQ(pre.status, 204) << path;
+    EXPECT_NE(pre.head.find(acao), std::string::npos) << path << pre.head;
+    EXPECT_NE(pre.head.find("Access-Control-Allow-Methods: GET, POST, OPTIONS"), std::string::npos) << pre.head;
+    EXPECT_NE(pre.head.find("Authorization"), std::string::npos) << pre.head;
+    EXPECT_NE(pre.head.find("Content-Type"), std::string::npos) << pre.head;
+    EXPECT_NE(pre.head.find("Vary: Origin"), std::string::npos) << pre.head;
+    auto denied = http(server.port(), "OPTIONS", path, {}, other + "Access-Control-Request-Method: POST\r\n");
+    EXPECT_EQ(denied.head.find("Access-Control-"), std::string::npos) << path << denied.head;
+  }
+
+  // Actual requests: the allowed origin gets the header, another origin none.
+  auto api = http(server.port(), "POST", "/api/publish", R"({"channel":"chat:c","data":1})", allowed + "X-API-Key: test-api-key\r\n");
+  EXPECT_EQ(api.status, 200);
+  EXPECT_NE(api.head.find(acao), std::string::npos) << api.head;
+  auto api_other = http(server.port(), "POST", "/api/publish", R"({"channel":"chat:c","data":1})", other + "X-API-Key: test-api-key\r\n");
+  EXPECT_EQ(api_other.head.find("Access-Control-"), std::string::npos) << api_other.head;
+  auto api_bad_key = http(server.port(), "POST", "/api/publish", R"({"channel":"chat:c","data":1})", allowed + "X-API-Key: nope\r\n");
+  EXPECT_EQ(api_bad_key.status, 401);
+  EXPECT_NE(api_bad_key.head.find(acao), std::string::npos) << "errors are readable by the allowed page too";
+
+  auto opened = http(server.port(), "POST", "/connection/poll/open?token=" + token_for("alice"), {}, allowed);
+  ASSERT_EQ(opened.status, 200);
+  EXPECT_NE(opened.head.find(acao), std::string::npos) << opened.head;
+  const std::string session = Frame(opened.body).str("session");
+  auto posted = http(server.port(), "POST", "/connection/poll/" + session, R"({"type":"ping","id":1})", allowed);
+  EXPECT_EQ(posted.status, 200);
+  EXPECT_NE(posted.head.find(acao), std::string::npos) << posted.head;
+  auto polled = http(server.port(), "GET", "/connection/poll/" + session + "?last=0", {}, allowed);
+  EXPECT_EQ(polled.status, 200);
+  EXPECT_NE(polled.head.find(acao), std::string::npos) << polled.head;
+  auto polled_other = http(server.port(), "GET", "/connection/poll/" + session + "?last=0", {}, other, 300ms);
+  EXPECT_EQ(polled_other.head.find("Access-Control-"), std::string::npos) << polled_other.head;
+  auto unknown = http(server.port(), "POST", "/connection/sse/nosuchsession", R"({"type":"ping","id":1})", allowed);
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.head.find(acao), std::string::npos) << unknown.head;
+
+  SseStream sse(server.port(), "/connection/sse?token=" + token_for("bob"), allowed);
+  EXPECT_NE(sse.head.find(acao), std::string::npos) << sse.head;
+  SseStream sse_other(server.port(), "/connection/sse?token=" + token_for("bob"), other);
+  EXPECT_EQ(sse_other.head.find("Access-Control-"), std::string::npos) << sse_other.head;
+
+  // Without cors_origins no response carries CORS headers.
+  Server plain;
+  auto none = http(plain.port(), "OPTIONS", "/api/publish", {}, allowed + "Access-Control-Request-Method: POST\r\n");
+  EXPECT_EQ(none.head.find("Access-Control-"), std::string::npos) << none.head;
+  auto none_api = http(plain.port(), "POST", "/api/publish", R"({"channel":"chat:c","data":1})", allowed + "X-API-Key: test-api-key\r\n");
+  EXPECT_EQ(none_api.head.find("Access-Control-"), std::string::npos) << none_api.head;
+}
+
+TEST(HubFallback, Http11KeepAliveChunkedStreamNoCompression) {
+  Server server;
+  auto watcher = connect_as(server, "watcher");
+  ASSERT_FALSE(watcher->call(1, subscribe_cmd(1, "chat:ka"))->has("/error"));
+
+  // The SSE stream: chunked, no Content-Encoding even when gzip is offered.
+  SseStream sse(server.port(), "/connection/sse?token=" + token_for("alice"), "Accept-Encoding: gzip, deflate, br\r\n");
+  EXPECT_NE(sse.head.find("HTTP/1.1 200"), std::string::npos) << sse.head;
+  EXPECT_NE(sse.head.find("Transfer-Encoding: chunked"), std::string::npos) << sse.head;
+  EXPECT_EQ(sse.head.find("Content-Encoding"), std::string::npos) << sse.head;
+  EXPECT_EQ(sse.head.find("Content-Length"), std::string::npos) << sse.head;
+  const std::string session = Frame(sse.next().data).str("session");
+
+  // Several POSTs on one keep-alive connection, each answered with its reply.
+  HttpConnection conn(server.port());
+  for (int i = 1; i <= 5; ++i) {
+    auto r = conn.request("POST", "/connection/sse/" + session, i == 1 ? subscribe_cmd(1, "chat:ka") : publish_cmd(static_cast<std::uint64_t>(i), "chat:ka", i),
+                          "Accept-Encoding: gzip\r\n");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.head.find("Connection: close"), std::string::npos) << r.head;
+    EXPECT_EQ(r.head.find("Content-Encoding"), std::string::npos) << r.head;
+    EXPECT_EQ(Frame(r.body).u64_at("/replies/0/id"), static_cast<std::uint64_t>(i)) << r.body;
+  }
+  EXPECT_EQ(conn.connects(), 1) << "the POSTs shared one connection";
+  for (std::uint64_t offset = 1; offset <= 4; ++offset) EXPECT_EQ(sse.next_of("message").second->u64("offset"), offset);
+
+  // Long-poll: open, polls and POSTs on one connection too.
+  HttpConnection lp(server.port());
+  auto opened = lp.request("POST", "/connection/poll/open?token=" + token_for("carol"));
+  ASSERT_EQ(opened.status, 200);
+  const std::string path = "/connection/poll/" + Frame(opened.body).str("session");
+  auto subscribed = lp.request("POST", path, subscribe_cmd(1, "chat:ka"));
+  ASSERT_EQ(subscribed.status, 200) << subscribed.body;
+  std::uint64_t last = 0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_FALSE(watcher->call(20 + static_cast<std::uint64_t>(i), publish_cmd(20 + static_cast<std::uint64_t>(i), "chat:ka", i))->has("/error"));
+    auto polled = lp.request("GET", path + "?last=" + std::to_string(last));
+    ASSERT_EQ(polled.status, 200) << polled.body;
+    EXPECT_EQ(polled.head.find("Content-Encoding"), std::string::npos);
+    EXPECT_NE(polled.body.find("\"type\":\"message\""), std::string::npos) << polled.body;
+    Frame events(polled.body);
+    for (auto e : events.array("")) ASSERT_EQ(e["id"].get(last), simdjson::SUCCESS);
+    auto posted = lp.request("POST", path, R"({"type":"ping","id":)" + std::to_string(10 + i) + "}");
+    ASSERT_EQ(posted.status, 200);
+    EXPECT_EQ(Frame(posted.body).u64_at("/replies/0/id"), static_cast<std::uint64_t>(10 + i));
+  }
+  EXPECT_EQ(lp.connects(), 1);
 }
