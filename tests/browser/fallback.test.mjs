@@ -63,19 +63,19 @@ function upgradeStatus(url) {
 }
 
 // A page behind the proxy running web/duplex.js; messages land in window.received.
-async function browserClient(browser, proxyUrl, user, channel) {
+async function browserClient(browser, proxyUrl, user, channel, extra = {}) {
   const page = await browser.newPage();
   await page.goto(`${proxyUrl}/healthz`);
   const token = await demoToken(user);
-  await page.evaluate(async ({ token, channel }) => {
+  await page.evaluate(async ({ token, channel, extra }) => {
     const { Duplex } = await import('/duplex.js');
     window.received = [];
-    window.client = new Duplex(`${location.origin.replace(/^http/, 'ws')}/connection/websocket`, { token, fallbackTimeout: 3000, backoffCap: 500 });
+    window.client = new Duplex(`${location.origin.replace(/^http/, 'ws')}/connection/websocket`, { token, fallbackTimeout: 3000, backoffCap: 500, ...extra });
     const sub = window.client.subscribe(channel, { onMessage: (m) => window.received.push(m.data.n) });
     window.client.connect();
     await sub.ready();
     window.sub = sub;
-  }, { token, channel });
+  }, { token, channel, extra });
   return page;
 }
 
@@ -111,6 +111,36 @@ test('behind a proxy that drops the Upgrade the browser falls back to SSE and lo
     assert.deepEqual(node.received, range(1, 60));
   } catch (err) {
     await screenshot(page, 'fallback-sse');
+    throw err;
+  }
+});
+
+test('long-polling (forced) behind the same proxy: replies in the POST responses, pushes in the polls, nothing lost', { timeout: 60_000 }, async (t) => {
+  const nginx = await startNginx('nginx-no-upgrade.conf.in');
+  t.after(() => nginx.stop());
+  const channel = `chat:longpoll-${Date.now().toString(36)}`;
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const page = await browserClient(browser, nginx.url, 'chromium', channel, { transport: 'longpoll' });
+  const node = await nodeClient(channel);
+  t.after(() => node.client.disconnect());
+  try {
+    assert.equal(await page.evaluate(() => window.client.transport), 'longpoll');
+    for (const n of range(1, 20)) await node.client.publish(channel, { n });
+    const offsets = await page.evaluate(async (ns) => {
+      const out = [];
+      for (const n of ns) out.push((await window.client.publish(window.sub.channel, { n })).offset);
+      return out;
+    }, range(21, 40));
+    assert.deepEqual(offsets, range(21, 40), 'each publish resolved from its POST response with its offset');
+    await waitFor(async () => (await page.evaluate(() => window.received.length)) >= 40, 15_000, 'the browser receives 40');
+    await waitFor(() => node.received.length >= 40, 15_000, 'the node client receives 40');
+    assert.deepEqual(await page.evaluate(() => window.received), range(1, 40));
+    assert.deepEqual(node.received, range(1, 40));
+    const presence = await page.evaluate(async () => (await window.client.presence(window.sub.channel)).clients.map((c) => c.user).sort());
+    assert.deepEqual(presence, ['chromium', 'node']);
+  } catch (err) {
+    await screenshot(page, 'fallback-longpoll');
     throw err;
   }
 });
