@@ -266,7 +266,7 @@ Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifie
       engine_(std::move(engine)),
       verifier_(std::make_shared<const TokenVerifier>(std::move(verifier))),
       live_limits_(std::make_shared<const HubLimits>(config_.limits)),
-      codec_(json_codec()) {
+      codec_(json_codec(config_.limits.max_json_depth)) {
   started_ms_ = unix_now_ms();
   // Per-namespace counters: "" (defaults) and each configured namespace.
   counters_.namespaces.push_back(std::make_unique<NamespaceCounters>());

@@ -3,6 +3,9 @@
 // so a publication is never re-encoded per subscriber.
 #include <simdjson.h>
 
+#include <algorithm>
+#include <array>
+#include <memory>
 #include <new>
 
 #include "duplex/hub/codec.hpp"
@@ -14,17 +17,19 @@ namespace {
 
 using simdjson::dom::element;
 
-// Depth and size limits are enforced before decode (the transport bounds the
-// frame; the parser bounds nesting).
-constexpr std::size_t max_depth = 64;
+// Size is bounded by the transport (the frame); nesting by the parser, which
+// refuses documents deeper than the codec's max_depth (limits.max_json_depth).
+constexpr std::size_t max_supported_depth = 256;
 
-simdjson::dom::parser& thread_parser() {
-  thread_local simdjson::dom::parser parser = [] {
-    simdjson::dom::parser p;
-    if (p.allocate(64u << 10, max_depth) != simdjson::SUCCESS) throw std::bad_alloc();
-    return p;
-  }();
-  return parser;
+// One parser per thread and depth (simdjson fixes the depth at allocation).
+simdjson::dom::parser& thread_parser(std::size_t depth) {
+  thread_local std::array<std::unique_ptr<simdjson::dom::parser>, max_supported_depth + 1> parsers;
+  auto& parser = parsers[depth];
+  if (!parser) {
+    parser = std::make_unique<simdjson::dom::parser>();
+    if (parser->allocate(64u << 10, depth) != simdjson::SUCCESS) throw std::bad_alloc();
+  }
+  return *parser;
 }
 
 CommandType command_type(std::string_view t) {
@@ -103,11 +108,18 @@ std::string reply_head(std::uint64_t id) {
 
 class JsonCodec final : public Codec {
  public:
+  JsonCodec() = default;
+  explicit JsonCodec(std::size_t max_depth) : max_depth_(max_depth) {}
   std::string_view name() const override { return "duplex.v1"; }
 
   DecodeStatus decode(std::string_view frame, Command& command, std::string& error) const override {
     element root;
-    if (thread_parser().parse(frame.data(), frame.size()).get(root) != simdjson::SUCCESS) {
+    const auto parsed = thread_parser(max_depth_).parse(frame.data(), frame.size()).get(root);
+    if (parsed == simdjson::DEPTH_ERROR) {
+      error = "JSON nested deeper than " + std::to_string(max_depth_) + " levels";
+      return DecodeStatus::malformed;
+    }
+    if (parsed != simdjson::SUCCESS) {
       error = "invalid JSON";
       return DecodeStatus::malformed;
     }
@@ -337,13 +349,20 @@ class JsonCodec final : public Codec {
     out += reconnect ? ",\"reconnect\":true}" : ",\"reconnect\":false}";
     return out;
   }
+
+ private:
+  std::size_t max_depth_ = 64;
 };
 
 }  // namespace
 
-const Codec& json_codec() {
-  static const JsonCodec codec;
-  return codec;
+const Codec& json_codec(std::size_t max_depth) {
+  static const auto codecs = [] {
+    std::array<std::unique_ptr<JsonCodec>, max_supported_depth + 1> all;
+    for (std::size_t depth = 1; depth <= max_supported_depth; ++depth) all[depth] = std::make_unique<JsonCodec>(depth);
+    return all;
+  }();
+  return *codecs[std::clamp<std::size_t>(max_depth, 1, max_supported_depth)];
 }
 
 void append_publication_json(std::string& out, const Publication& p) {

@@ -164,3 +164,19 @@ TEST(JsonCodecDecode, DecodedFieldsEncodeToValidJson) {
   EXPECT_TRUE(is_valid_json(json_codec().push_unsubscribe(d.command.channel, 2000, d.command.epoch)));
   EXPECT_TRUE(is_valid_json(json_codec().reply_error(3, error_code::bad_request, d.command.channel)));
 }
+
+TEST(JsonCodecLimits, CommandsNestedDeeperThanTheConfiguredDepthAreRefused) {
+  // {"type":"publish",...,"data":[[...]]}: the object is level 1, each array one more.
+  auto nested = [](int arrays) {
+    return R"({"type":"publish","id":1,"channel":"chat:a","data":)" + std::string(arrays, '[') +
+           std::string(arrays, ']') + "}";
+  };
+  Command command;
+  std::string error;
+  EXPECT_EQ(json_codec(4).decode(nested(3), command, error), DecodeStatus::ok) << error;
+  EXPECT_EQ(json_codec(4).decode(nested(4), command, error), DecodeStatus::malformed);
+  EXPECT_EQ(error, "JSON nested deeper than 4 levels");
+  // The default codec and the reference config's 32 allow ordinary documents.
+  EXPECT_EQ(json_codec(32).decode(nested(20), command, error), DecodeStatus::ok) << error;
+  EXPECT_EQ(json_codec(32).decode(nested(40), command, error), DecodeStatus::malformed);
+}

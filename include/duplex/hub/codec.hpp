@@ -62,8 +62,9 @@ class Codec {
   virtual std::string push_disconnect(std::uint16_t code, std::string_view reason, bool reconnect) const = 0;
 };
 
-// The JSON codec of duplex.v1 (one shared instance; stateless).
-const Codec& json_codec();
+// The JSON codec of duplex.v1 (shared, stateless instances): commands nested
+// deeper than `max_depth` (1..256, limits.max_json_depth) are refused.
+const Codec& json_codec(std::size_t max_depth = 64);
 
 // The publisher object {"client","user","info"} used in message pushes.
 std::string publisher_json(const ClientInfo& client);
