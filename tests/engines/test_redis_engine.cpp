@@ -921,6 +921,25 @@ TEST_F(RedisNodes, PausedRedisTimesCommandsOut) {
   a->stop();
 }
 
+TEST_F(RedisNodes, PausedRedisFailsUnconfirmedSubscriptions) {
+  auto b = node("b", recorder_b_);
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return b->healthy(); }));
+  redis_.pause();
+  const auto before = std::chrono::steady_clock::now();
+  EXPECT_EQ(subscribe_sync(*b, "quiet"), EngineErrc::unavailable) << "no SUBSCRIBE confirmation";
+  const auto took = std::chrono::steady_clock::now() - before;
+  EXPECT_GE(took, 700ms);
+  EXPECT_LT(took, 2500ms);
+  b->node_unsubscribe("quiet");
+  redis_.resume();
+  ASSERT_TRUE(recorder_b_.wait_until([&] {
+    const EngineErrc e = subscribe_sync(*b, "quiet");
+    if (e != EngineErrc::ok) b->node_unsubscribe("quiet");
+    return e == EngineErrc::ok;
+  }, 10s));
+  b->stop();
+}
+
 TEST_F(RedisNodes, StopFailsPendingAndRefusesLaterCalls) {
   auto a = node("a", recorder_a_);
   redis_.pause();
