@@ -36,6 +36,13 @@ void respond(const std::shared_ptr<net::Connection>& c, int status, std::string 
   });
 }
 
+// Answers one request: a local connection, or a node that forwarded it.
+using Responder = std::function<void(int status, std::string body)>;
+
+Responder local_responder(std::shared_ptr<net::Connection> c, std::vector<HttpHeader> headers) {
+  return [c = std::move(c), headers = std::move(headers)](int status, std::string body) { respond(c, status, std::move(body), headers); };
+}
+
 std::string sse_event(std::uint64_t seq, std::string_view data) {
   std::string out = "id: " + std::to_string(seq) + "\n";
   // The codec emits one line; split anyway so a stray newline cannot end the event early.
@@ -71,8 +78,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   enum class Kind : std::uint8_t { sse, poll };
   // A command POST waiting for its replies.
   struct PendingPost {
-    std::shared_ptr<net::Connection> conn;
-    std::vector<HttpHeader> headers;
+    Responder respond;
     std::vector<std::uint64_t> awaiting;  // command ids without a reply yet
     std::string replies;                  // the replies so far, comma-separated
     std::unique_ptr<asio::steady_timer> timer;
@@ -182,7 +188,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
       body += ']';
     }
     body += '}';
-    respond(post->conn, 200, std::move(body), std::move(post->headers));
+    post->respond(200, std::move(body));
   }
   void finish_posts() {
     while (!posts.empty()) finish_post(posts.front());
@@ -253,21 +259,21 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   }
 
   // ---- long-poll ----
-  void poll(std::shared_ptr<net::Connection> c, std::uint64_t last, std::vector<HttpHeader> cors) {
-    if (terminated) return respond(c, 404, error_json("no such session"), std::move(cors));
+  void poll(Responder c, std::uint64_t last) {
+    if (terminated) return c(404, error_json("no such session"));
     while (!ring.empty() && ring.front().seq <= last) {
       ring_bytes -= ring.front().data.size();
       ring.pop_front();
     }
     if (waiting) answer_poll();  // one poll at a time: the older gets what there is
     waiting = std::move(c);
-    waiting_headers = std::move(cors);
     if (!overflowed && last + 1 < first_kept()) {
       // Events after `last` were dropped (the client fell too far behind).
       auto c2 = std::move(waiting);
+      waiting = nullptr;
       std::string body = "[{\"id\":" + std::to_string(next_seq) + ",\"data\":" +
                          manager.hub_.codec().push_disconnect(hub::disconnect_code::force_reconnect, "events lost, reconnect", true) + "}]";
-      respond(c2, 200, std::move(body), std::move(waiting_headers));
+      c2(200, std::move(body));
       terminate();
       return;
     }
@@ -287,8 +293,8 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     }
     body += ']';
     auto c = std::move(waiting);
-    waiting.reset();
-    respond(c, 200, std::move(body), std::move(waiting_headers));
+    waiting = nullptr;
+    c(200, std::move(body));
     if (ended && ring.empty()) return end_session();
     arm_expiry(ended ? std::min(idle_timeout, std::chrono::milliseconds(5000)) : idle_timeout);
   }
@@ -319,7 +325,8 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     poll_timer->cancel();
     if (waiting) {
       auto c = std::move(waiting);
-      respond(c, 404, error_json("no such session"), std::move(waiting_headers));
+      waiting = nullptr;
+      c(404, error_json("no such session"));
     }
     if (stream) {
       auto s = std::move(stream);
@@ -342,8 +349,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   std::size_t ring_bytes = 0;
   std::uint64_t next_seq = 1;
   std::shared_ptr<net::Connection> stream;   // SSE
-  std::shared_ptr<net::Connection> waiting;  // long-poll
-  std::vector<HttpHeader> waiting_headers;
+  Responder waiting;  // long-poll
   std::chrono::milliseconds idle_timeout{60000};
   std::unique_ptr<asio::steady_timer> heartbeat;
   std::unique_ptr<asio::steady_timer> expiry;
@@ -367,7 +373,7 @@ FallbackSessions::~FallbackSessions() {
     s->posts.clear();
     s->client.reset();
     s->stream.reset();
-    s->waiting.reset();
+    s->waiting = nullptr;
   }
   sessions_.clear();
 }
@@ -432,7 +438,7 @@ bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, con
     std::uint64_t last = 0;
     if (protocol::query_param(r.query, "last", last_text) && !parse_u64(last_text, last))
       return c.http_respond(400, "application/json", error_json("last: a sequence number"), cors), true;
-    s->loop.post([s, conn = c.shared_from_this(), last, cors] { s->poll(conn, last, cors); });
+    s->loop.post([s, responder = local_responder(c.shared_from_this(), cors), last]() mutable { s->poll(std::move(responder), last); });
     return true;
   }
   c.http_respond(405, "application/json", error_json("method not allowed"), cors);
@@ -513,9 +519,8 @@ void FallbackSessions::open_poll(net::Connection& c, const net::HttpRequest& r, 
   c.http_respond(200, "application/json", "{\"session\":\"" + s->id + "\"}", cors);
 }
 
-void FallbackSessions::commands(net::Connection& c, std::shared_ptr<FallbackSession> s, std::string_view body,
-                                const std::vector<HttpHeader>& cors) {
-  std::vector<std::string> lines;
+// Splits a command POST's body into its lines; empty and an error text if it cannot be run.
+std::string FallbackSessions::split_commands(std::string_view body, std::vector<std::string>& lines, int& status) const {
   std::size_t start = 0;
   while (start < body.size()) {
     std::size_t nl = body.find('\n', start);
@@ -524,19 +529,36 @@ void FallbackSessions::commands(net::Connection& c, std::shared_ptr<FallbackSess
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
     if (!line.empty()) lines.emplace_back(line);
-    if (lines.size() > limits_.max_commands_per_request)
-      return c.http_respond(413, "application/json", error_json("too many commands in one request"), cors);
+    if (lines.size() > limits_.max_commands_per_request) {
+      status = 413;
+      return "too many commands in one request";
+    }
     start = nl + 1;
   }
-  if (lines.empty()) return c.http_respond(400, "application/json", error_json("no command in the body"), cors);
-  s->loop.post([s, lines = std::move(lines), conn = c.shared_from_this(), cors] {
-    if (s->ended || !s->client) return respond(conn, 404, error_json("no such session"), cors);
+  if (lines.empty()) {
+    status = 400;
+    return "no command in the body";
+  }
+  return {};
+}
+
+void FallbackSessions::commands(net::Connection& c, std::shared_ptr<FallbackSession> s, std::string_view body,
+                                const std::vector<HttpHeader>& cors) {
+  std::vector<std::string> lines;
+  int status = 0;
+  if (std::string why = split_commands(body, lines, status); !why.empty())
+    return c.http_respond(status, "application/json", error_json(why), cors);
+  run_commands(std::move(s), std::move(lines), local_responder(c.shared_from_this(), cors));
+}
+
+void FallbackSessions::run_commands(std::shared_ptr<FallbackSession> s, std::vector<std::string> lines, Responder responder) {
+  s->loop.post([s, lines = std::move(lines), responder = std::move(responder)]() mutable {
+    if (s->ended || !s->client) return responder(404, error_json("no such session"));
     if (s->kind == FallbackSession::Kind::poll && !s->waiting) s->arm_expiry(s->idle_timeout);
     // The response waits for the replies of the commands that have an id
     // (the hub replies to each; a malformed one ends the session instead).
     auto post = std::make_shared<FallbackSession::PendingPost>();
-    post->conn = conn;
-    post->headers = cors;
+    post->respond = std::move(responder);
     for (const auto& line : lines) {
       hub::Command cmd;
       std::string why;

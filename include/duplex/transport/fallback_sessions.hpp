@@ -9,6 +9,7 @@
 // pushes travel on the stream or the poll.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -55,8 +56,11 @@ class FallbackSessions {
   friend class FallbackSession;
   void open_sse(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
   void open_poll(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
+  using Responder = std::function<void(int status, std::string body)>;
   void commands(net::Connection& c, std::shared_ptr<FallbackSession> s, std::string_view body,
                 const std::vector<protocol::HttpHeader>& cors);
+  std::string split_commands(std::string_view body, std::vector<std::string>& lines, int& status) const;
+  void run_commands(std::shared_ptr<FallbackSession> s, std::vector<std::string> lines, Responder responder);
   std::shared_ptr<FallbackSession> find(std::string_view id) const;
   void forget(const std::string& id);
   std::string new_id();
