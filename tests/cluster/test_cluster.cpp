@@ -305,6 +305,12 @@ void fan_out_test(const std::string& engine) {
   for (auto& s : subs)
     for (const auto& n : s->nodes()) nodes.insert(n);
   EXPECT_EQ(nodes, (std::set<std::string>{"n1", "n2", "n3"}));
+  // The registry: any node lists all three, with their connections.
+  const std::string listed = http(cluster.port(0), "GET", "/api/nodes", "", api_key);
+  EXPECT_EQ(http_status(listed), 200) << listed;
+  for (const char* name : {"\"name\":\"n1\"", "\"name\":\"n2\"", "\"name\":\"n3\""})
+    EXPECT_NE(listed.find(name), std::string::npos) << name << " missing in " << listed;
+  EXPECT_EQ(http_status(http(cluster.port(0), "GET", "/api/nodes")), 401) << "the registry needs the API key";
 }
 
 }  // namespace
