@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <deque>
 
+#include <simdjson.h>
+
 #include "duplex/hub/command.hpp"
 #include "duplex/hub/json.hpp"
 #include "duplex/protocol/http_response.hpp"
@@ -360,9 +362,39 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   bool terminated = false;  // out of the map
 };
 
-FallbackSessions::FallbackSessions(hub::Hub& hub, FallbackLimits limits) : hub_(hub), limits_(limits) {}
+// A request forwarded to a session's node, waiting on this node for the answer.
+struct FallbackSessions::Forwarded {
+  std::shared_ptr<net::Connection> conn;
+  std::vector<HttpHeader> cors;
+  std::unique_ptr<asio::steady_timer> timer;  // on conn's loop
+};
+
+// The engine may call its node-message handler on its own thread until it
+// stops; the handler reaches the manager only while it exists.
+struct FallbackSessions::NodeLink {
+  std::mutex mutex;
+  FallbackSessions* manager;
+};
+
+FallbackSessions::FallbackSessions(hub::Hub& hub, FallbackLimits limits)
+    : hub_(hub), limits_(limits), link_(std::make_shared<NodeLink>()) {
+  link_->manager = this;
+  hub_.engine().set_node_message_handler([link = link_](std::string payload) {
+    std::lock_guard lock(link->mutex);
+    if (link->manager) link->manager->on_node_message(payload);
+  });
+}
 
 FallbackSessions::~FallbackSessions() {
+  {
+    std::lock_guard lock(link_->mutex);
+    link_->manager = nullptr;
+  }
+  {
+    std::lock_guard lock(forward_mutex_);
+    for (auto& [request, f] : forwarded_) f->timer.reset();
+    forwarded_.clear();
+  }
   // The loops are stopped: free timers while their io_context still exists.
   std::lock_guard lock(mutex_);
   for (auto& [id, s] : sessions_) {
@@ -407,7 +439,107 @@ std::string FallbackSessions::new_id() {
     out += hex[b >> 4];
     out += hex[b & 15];
   }
+  // The owning node, so that any node can route the session's requests.
+  const std::string& node = hub_.node_name();
+  const bool url_safe = !node.empty() && node.size() <= 64 && std::all_of(node.begin(), node.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
+  });
+  if (url_safe) out += "." + node;
   return out;
+}
+
+std::string FallbackSessions::remote_owner(std::string_view id) const {
+  const auto dot = id.find('.');
+  if (dot == std::string_view::npos || dot + 1 == id.size()) return {};
+  const std::string_view node = id.substr(dot + 1);
+  return node == hub_.node_name() ? std::string() : std::string(node);
+}
+
+void FallbackSessions::forward(net::Connection& c, const std::string& node, std::string request,
+                               const std::vector<HttpHeader>& cors, std::chrono::milliseconds timeout) {
+  auto f = std::make_shared<Forwarded>();
+  f->conn = c.shared_from_this();
+  f->cors = cors;
+  f->timer = std::make_unique<asio::steady_timer>(c.loop().io());
+  std::uint64_t number;
+  {
+    std::lock_guard lock(forward_mutex_);
+    number = next_forward_++;
+    forwarded_[number] = f;
+  }
+  std::string message = "{\"op\":" + request.substr(1);  // request: {"...
+  message.insert(message.size() - 1, ",\"from\":" + hub::json_string(hub_.node_name()) + ",\"req\":" + std::to_string(number));
+  if (!hub_.engine().send_to_node(node, std::move(message))) {
+    std::lock_guard lock(forward_mutex_);
+    forwarded_.erase(number);
+    return c.http_respond(503, "application/json", error_json("the session's node cannot be reached"), cors);
+  }
+  f->timer->expires_after(timeout);
+  f->timer->async_wait([this, number](const std::error_code& ec) {
+    if (ec) return;
+    std::shared_ptr<Forwarded> late;
+    {
+      std::lock_guard lock(forward_mutex_);
+      auto it = forwarded_.find(number);
+      if (it == forwarded_.end()) return;
+      late = std::move(it->second);
+      forwarded_.erase(it);
+    }
+    respond(late->conn, 504, error_json("the session's node did not answer"), late->cors);
+  });
+}
+
+FallbackSessions::Responder FallbackSessions::node_responder(std::string node, std::uint64_t request) const {
+  return [engine = &hub_.engine(), node = std::move(node), request](int status, std::string body) {
+    std::string message = "{\"op\":\"res\",\"req\":" + std::to_string(request) + ",\"status\":" + std::to_string(status) + ",\"body\":";
+    hub::append_json_string(message, body);
+    message += '}';
+    engine->send_to_node(node, std::move(message));
+  };
+}
+
+// Runs on the engine's thread.
+void FallbackSessions::on_node_message(std::string_view payload) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element m;
+  if (parser.parse(payload.data(), payload.size()).get(m) != simdjson::SUCCESS) return;
+  std::string_view op, from, session, kind, body;
+  std::uint64_t request = 0, last = 0, status = 0;
+  if (m["op"].get(op) != simdjson::SUCCESS || m["req"].get(request) != simdjson::SUCCESS) return;
+  if (op == "res") {
+    if (m["status"].get(status) != simdjson::SUCCESS || m["body"].get(body) != simdjson::SUCCESS) return;
+    std::shared_ptr<Forwarded> f;
+    {
+      std::lock_guard lock(forward_mutex_);
+      auto it = forwarded_.find(request);
+      if (it == forwarded_.end()) return;  // timed out already
+      f = std::move(it->second);
+      forwarded_.erase(it);
+    }
+    on_connection_loop(f->conn, [f, status = static_cast<int>(status), text = std::string(body)] {
+      f->timer->cancel();
+      if (f->conn->phase() != net::Connection::Phase::closed) f->conn->http_respond(status, "application/json", text, f->cors);
+    });
+    return;
+  }
+  if (m["from"].get(from) != simdjson::SUCCESS || m["session"].get(session) != simdjson::SUCCESS || m["kind"].get(kind) != simdjson::SUCCESS)
+    return;
+  Responder answer = node_responder(std::string(from), request);
+  auto s = find(session);
+  if (!s || s->kind != (kind == "sse" ? FallbackSession::Kind::sse : FallbackSession::Kind::poll))
+    return answer(404, error_json("no such session"));
+  if (op == "post") {
+    if (m["body"].get(body) != simdjson::SUCCESS) return answer(400, error_json("no body"));
+    std::vector<std::string> lines;
+    int error_status = 0;
+    if (std::string why = split_commands(body, lines, error_status); !why.empty()) return answer(error_status, error_json(why));
+    return run_commands(std::move(s), std::move(lines), std::move(answer));
+  }
+  if (op == "poll" && m["last"].get(last) == simdjson::SUCCESS) {
+    s->loop.post([s, answer = std::move(answer), last]() mutable { s->poll(std::move(answer), last); });
+    return;
+  }
+  answer(400, error_json("bad forwarded request"));
 }
 
 bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, const std::vector<HttpHeader>& cors) {
@@ -426,7 +558,28 @@ bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, con
     return true;
   }
   if (rest.size() < 2 || rest[0] != '/') return c.http_respond(404, "application/json", error_json("not found"), cors), true;
-  auto s = find(rest.substr(1));
+  const std::string_view id = rest.substr(1);
+  if (std::string owner = remote_owner(id); !owner.empty() && (r.method == "POST" || (is_poll && r.method == "GET"))) {
+    // Another node's session (no sticky sessions): forwarded through the engine.
+    std::string request = std::string("{\"") + (r.method == "POST" ? "post" : "poll") + "\",\"kind\":\"" + (is_sse ? "sse" : "poll") +
+                          "\",\"session\":" + hub::json_string(id);
+    std::chrono::milliseconds timeout = limits_.post_reply_timeout;
+    if (r.method == "POST") {
+      request += ",\"body\":";
+      hub::append_json_string(request, r.body);
+    } else {
+      std::string last_text;
+      std::uint64_t last = 0;
+      if (protocol::query_param(r.query, "last", last_text) && !parse_u64(last_text, last))
+        return c.http_respond(400, "application/json", error_json("last: a sequence number"), cors), true;
+      request += ",\"last\":" + std::to_string(last);
+      timeout = limits_.poll_wait;
+    }
+    request += '}';
+    forward(c, owner, std::move(request), cors, timeout + std::chrono::milliseconds(5000));
+    return true;
+  }
+  auto s = find(id);
   if (!s || s->kind != (is_sse ? FallbackSession::Kind::sse : FallbackSession::Kind::poll))
     return c.http_respond(404, "application/json", error_json("no such session"), cors), true;
   if (r.method == "POST") {

@@ -158,7 +158,7 @@ TEST(HubFallback, SseSessionCommandsOrderedPushesAndResumeWithLastEventId) {
     auto first = sse.next();
     ASSERT_EQ(first.event, "session");
     session = Frame(first.data).str("session");
-    ASSERT_EQ(session.size(), 32u);
+    ASSERT_EQ(session.substr(32), ".test-node") << "the session id names its node";
     auto [connected_id, connected] = sse.next_of("connected");
     EXPECT_EQ(connected_id, "1");
 
@@ -213,7 +213,7 @@ TEST(HubFallback, LongPollSessionCommandsPollsAndExpiryLeavesPresence) {
                      "Authorization: Bearer " + token_for("carol") + "\r\n");
   ASSERT_EQ(opened.status, 200) << opened.body;
   const std::string session = Frame(opened.body).str("session");
-  ASSERT_EQ(session.size(), 32u);
+  ASSERT_EQ(session.substr(32), ".test-node") << "the session id names its node";
   const std::string poll_path = "/connection/poll/" + session;
 
   auto first = http(server.port(), "GET", poll_path + "?last=0");

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "../engines/redis_server.hpp"
 #include "transport_client.hpp"
 
 using namespace hub_test;
@@ -275,4 +276,62 @@ TEST_P(FallbackTransports, SlowConsumerIsCutOffAndOthersAreUnaffected) {
   ASSERT_FALSE(fresh->call(1, subscribe_cmd(1, "chat:slow"))->has("/error"));
   api_publish(server, "chat:slow", 0);
   EXPECT_EQ(fresh->next("message")->u64("offset"), static_cast<std::uint64_t>(published + 1));
+}
+
+// No sticky sessions: two hubs on one Redis, and a fallback session's
+// requests land on either. Its commands and polls reach the owning node
+// through the engine (node messages) and are answered from there.
+TEST(HubTransports, FallbackSessionRequestsWorkOnEitherNode) {
+  if (::access("/usr/bin/redis-server", X_OK) != 0) GTEST_SKIP() << "no redis-server";
+  duplex::test::RedisServer redis;
+  auto node_config = [&](const std::string& name) {
+    hub::HubConfig c = test_config();
+    c.node_name = name;
+    c.engine.type = "redis";
+    c.engine.redis.addresses = {redis.address()};
+    c.engine.redis.prefix = "fallback-nodes";
+    return c;
+  };
+  Server a(node_config("node-a")), b(node_config("node-b"));
+  for (Server* s : {&a, &b}) {
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (http_get(s->port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(50ms);
+  }
+  auto ws = connect_over(Transport::websocket, a, "u-ws");
+  ASSERT_FALSE(ws->call(1, subscribe_cmd(1, "chat:nodes"))->has("/error"));
+
+  // SSE: the stream on node A, every command POST on node B.
+  SseTransportClient sse(a.port(), b.port());
+  ASSERT_EQ(sse.open(token_for("u-sse"), TokenIn::query), 200);
+  sse.next("connected");
+  EXPECT_EQ(sse.session().substr(32), ".node-a");
+  auto sub = sse.call(1, subscribe_cmd(1, "chat:nodes"));
+  ASSERT_FALSE(sub->has("/error")) << sub->text;
+  EXPECT_EQ(sub->str_at("/result/channel"), "chat:nodes");
+  EXPECT_EQ(sse.post_failure(), 0);
+
+  // Long-poll: opened on A, commands and polls on B.
+  PollTransportClient lp(a.port(), b.port(), b.port());
+  ASSERT_EQ(lp.open(token_for("u-lp"), TokenIn::header), 200);
+  lp.next("connected");
+  EXPECT_EQ(lp.session().substr(32), ".node-a");
+  ASSERT_FALSE(lp.call(1, subscribe_cmd(1, "chat:nodes"))->has("/error"));
+  ws->next_where([](const Frame& f) { return f.str("type") == "join" && f.str_at("/client/user") == "u-lp"; }, "join", 5000ms);
+
+  // Publications on both nodes reach all three in order, once.
+  for (int i = 1; i <= 20; ++i) api_publish(i % 2 ? a : b, "chat:nodes", i);
+  ASSERT_FALSE(lp.call(2, publish_cmd(2, "chat:nodes", 21))->has("/error"));
+  for (TransportClient* c : {static_cast<TransportClient*>(ws.get()), static_cast<TransportClient*>(&sse), static_cast<TransportClient*>(&lp)}) {
+    for (std::uint64_t offset = 1; offset <= 21; ++offset)
+      ASSERT_EQ(c->next("message")->u64("offset"), offset) << transport_name(c->transport());
+    EXPECT_FALSE(c->has("message", 100ms));
+  }
+  // Presence through a forwarded command.
+  auto p = sse.call(3, R"({"type":"presence","id":3,"channel":"chat:nodes"})");
+  EXPECT_EQ(p->array("/result/clients").size(), 3u) << p->text;
+
+  // A session the owning node does not know: 404, answered by that node.
+  auto unknown = http_post(b.port(), "/connection/poll/0123456789abcdef0123456789abcdef.node-a", subscribe_cmd(9, "chat:nodes"));
+  EXPECT_NE(unknown.find(" 404 "), std::string::npos) << unknown;
 }

@@ -349,7 +349,9 @@ class WsTransportClient final : public TransportClient {
 
 class FallbackTransportClient : public TransportClient {
  public:
-  explicit FallbackTransportClient(std::uint16_t port) : port_(port), posts_(port, &stop_) {}
+  // `post_port`: where command POSTs go (another node of the cluster), 0: `port`.
+  explicit FallbackTransportClient(std::uint16_t port, std::uint16_t post_port = 0)
+      : port_(port), posts_(post_port ? post_port : port, &stop_) {}
   ~FallbackTransportClient() override { stop_threads(); }
 
   void send(std::string json) override {
@@ -434,7 +436,8 @@ class FallbackTransportClient : public TransportClient {
 
 class SseTransportClient final : public FallbackTransportClient {
  public:
-  explicit SseTransportClient(std::uint16_t port) : FallbackTransportClient(port), stream_(port, &stop_) {}
+  explicit SseTransportClient(std::uint16_t port, std::uint16_t post_port = 0)
+      : FallbackTransportClient(port, post_port), stream_(port, &stop_) {}
   ~SseTransportClient() override { stop_threads(); }
   Transport transport() const override { return Transport::sse; }
 
@@ -519,7 +522,9 @@ class SseTransportClient final : public FallbackTransportClient {
 
 class PollTransportClient final : public FallbackTransportClient {
  public:
-  explicit PollTransportClient(std::uint16_t port) : FallbackTransportClient(port), polls_(port, &stop_) {}
+  // Opens on `port`; commands go to `post_port` and polls to `poll_port` (0: `port`).
+  explicit PollTransportClient(std::uint16_t port, std::uint16_t post_port = 0, std::uint16_t poll_port = 0)
+      : FallbackTransportClient(port, post_port), polls_(poll_port ? poll_port : port, &stop_) {}
   ~PollTransportClient() override { stop_threads(); }
   Transport transport() const override { return Transport::longpoll; }
 

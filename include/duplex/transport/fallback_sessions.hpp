@@ -7,6 +7,12 @@
 // or a lost poll response resumes without loss (docs/PROTOCOL.md, "Fallback
 // transports"). Replies to POSTed commands travel in the POST's response;
 // pushes travel on the stream or the poll.
+//
+// No sticky sessions: a session id ends with its node's name
+// (`<hex>.<node>`), and a command POST or a poll for a session of another
+// node is forwarded to that node through the engine (send_to_node) and
+// answered from there. A resumed SSE stream is not relayed: on another node
+// it gets 404 and the client opens a new session and recovers its channels.
 #pragma once
 #include <chrono>
 #include <functional>
@@ -62,6 +68,15 @@ class FallbackSessions {
   std::string split_commands(std::string_view body, std::vector<std::string>& lines, int& status) const;
   void run_commands(std::shared_ptr<FallbackSession> s, std::vector<std::string> lines, Responder responder);
   std::shared_ptr<FallbackSession> find(std::string_view id) const;
+  // ---- sessions of other nodes ----
+  struct Forwarded;
+  struct NodeLink;
+  // The node that owns session `id` if it is not this one, else empty.
+  std::string remote_owner(std::string_view id) const;
+  void forward(net::Connection& c, const std::string& node, std::string request, const std::vector<protocol::HttpHeader>& cors,
+               std::chrono::milliseconds timeout);
+  void on_node_message(std::string_view payload);
+  Responder node_responder(std::string node, std::uint64_t request) const;
   void forget(const std::string& id);
   std::string new_id();
 
@@ -69,6 +84,10 @@ class FallbackSessions {
   FallbackLimits limits_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<FallbackSession>> sessions_;
+  std::mutex forward_mutex_;
+  std::uint64_t next_forward_ = 1;
+  std::unordered_map<std::uint64_t, std::shared_ptr<Forwarded>> forwarded_;
+  std::shared_ptr<NodeLink> link_;  // the engine's handler reaches this object through it
 };
 
 }  // namespace duplex::transport
