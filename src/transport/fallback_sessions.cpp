@@ -73,6 +73,17 @@ bool parse_u64(std::string_view text, std::uint64_t& out) {
 
 }  // namespace
 
+class FallbackSession;
+
+// Where an SSE session's events go: the client's connection on this node,
+// or a relay to the node that holds it.
+struct StreamEnd {
+  virtual ~StreamEnd() = default;
+  // Writes one chunk; reports a closed or overflowing stream to the session.
+  virtual void write(const std::shared_ptr<FallbackSession>& session, const std::shared_ptr<StreamEnd>& self, std::string chunk) = 0;
+  virtual void end() = 0;
+};
+
 // One SSE or long-poll session. All members below `loop` are touched on
 // `loop` only (the manager posts there).
 class FallbackSession final : public hub::SessionSink, public std::enable_shared_from_this<FallbackSession> {
@@ -103,8 +114,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     loop.post([self] { self->finish_in_hub(); });
     if (kind == Kind::sse) {
       if (stream) {
-        auto s = stream;
-        on_connection_loop(s, [s] { s->http_end_stream(); });
+        stream->end();
         stream.reset();
       }
       end_session();
@@ -202,30 +212,20 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   // ---- SSE ----
   void write_stream(std::string chunk) {
     auto s = stream;
-    auto self = shared_from_this();
-    on_connection_loop(s, [self, s, chunk = std::move(chunk)] {
-      // A stream the client does not read fills the connection's send buffer
-      // (server.max_send_buffer), which then closes it: a slow consumer.
-      const bool overflow = s->buffered_amount() + chunk.size() > self->manager.limits_.max_buffer_bytes;
-      if (s->http_stream_write(chunk) == net::SendStatus::closed)
-        self->loop.post([self, s, overflow] { overflow ? self->stream_overflowed(s) : self->stream_lost(s); });
-    });
+    s->write(shared_from_this(), s, std::move(chunk));
   }
   // Like a WebSocket over max_send_buffer: the session ends (1008) and the
   // client, whose resume then gets 404, reconnects and recovers.
-  void stream_overflowed(const std::shared_ptr<net::Connection>& c) {
+  void stream_overflowed(const std::shared_ptr<StreamEnd>& c) {
     if (stream != c || terminated) return;
     stream.reset();
     overflowed = true;
     manager.hub_.count_close(hub::disconnect_code::slow);
     terminate();
   }
-  void attach_stream(std::shared_ptr<net::Connection> c, std::uint64_t last_seen, bool resume) {
-    if (terminated) return;
-    if (stream && stream != c) {
-      auto old = stream;
-      on_connection_loop(old, [old] { old->http_end_stream(); });
-    }
+  void attach_stream(std::shared_ptr<StreamEnd> c, std::uint64_t last_seen, bool resume) {
+    if (terminated) return c->end();
+    if (stream && stream != c) stream->end();
     stream = std::move(c);
     expiry->cancel();
     std::string first = "retry: 2000\nevent: session\ndata: {\"session\":\"" + id + "\"}\n\n";
@@ -234,8 +234,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
       // recovers through the hub's channel recovery.
       first += "data: " + manager.hub_.codec().push_disconnect(hub::disconnect_code::force_reconnect, "events lost, reconnect", true) + "\n\n";
       write_stream(std::move(first));
-      auto s = stream;
-      on_connection_loop(s, [s] { s->http_end_stream(); });
+      stream->end();
       stream.reset();
       terminate();
       return;
@@ -253,7 +252,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
       self->arm_heartbeat();
     });
   }
-  void stream_lost(const std::shared_ptr<net::Connection>& c) {
+  void stream_lost(const std::shared_ptr<StreamEnd>& c) {
     if (stream != c) return;
     stream.reset();
     heartbeat->cancel();
@@ -332,7 +331,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     }
     if (stream) {
       auto s = std::move(stream);
-      on_connection_loop(s, [s] { s->http_end_stream(); });
+      s->end();
     }
     manager.forget(id);
   }
@@ -350,7 +349,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   std::deque<Event> ring;
   std::size_t ring_bytes = 0;
   std::uint64_t next_seq = 1;
-  std::shared_ptr<net::Connection> stream;   // SSE
+  std::shared_ptr<StreamEnd> stream;   // SSE
   Responder waiting;  // long-poll
   std::chrono::milliseconds idle_timeout{60000};
   std::unique_ptr<asio::steady_timer> heartbeat;
@@ -365,8 +364,10 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
 // A request forwarded to a session's node, waiting on this node for the answer.
 struct FallbackSessions::Forwarded {
   std::shared_ptr<net::Connection> conn;
-  std::vector<HttpHeader> cors;
+  std::vector<HttpHeader> cors;               // for a relayed stream: its response headers
   std::unique_ptr<asio::steady_timer> timer;  // on conn's loop
+  bool streaming = false;                     // a relayed SSE stream has begun (conn's loop)
+  std::string node, session;                  // where the stream comes from
 };
 
 // The engine may call its node-message handler on its own thread until it
@@ -375,6 +376,45 @@ struct FallbackSessions::NodeLink {
   std::mutex mutex;
   FallbackSessions* manager;
 };
+
+namespace {
+
+// The client's connection is on this node.
+struct LocalStream final : StreamEnd {
+  LocalStream(std::shared_ptr<net::Connection> c, std::size_t max_buffer) : conn(std::move(c)), limit(max_buffer) {}
+  void write(const std::shared_ptr<FallbackSession>& session, const std::shared_ptr<StreamEnd>& self, std::string chunk) override {
+    on_connection_loop(conn, [session, self, c = conn, limit = limit, chunk = std::move(chunk)] {
+      // A stream the client does not read fills the connection's send buffer
+      // (server.max_send_buffer), which then closes it: a slow consumer.
+      const bool overflow = c->buffered_amount() + chunk.size() > limit;
+      if (c->http_stream_write(chunk) == net::SendStatus::closed)
+        session->loop.post([session, self, overflow] { overflow ? session->stream_overflowed(self) : session->stream_lost(self); });
+    });
+  }
+  void end() override {
+    on_connection_loop(conn, [c = conn] { c->http_end_stream(); });
+  }
+  std::shared_ptr<net::Connection> conn;
+  const std::size_t limit;
+};
+
+// The client's connection is on another node (which opened the stream and
+// forwarded it here): chunks travel as node messages.
+struct RemoteStream final : StreamEnd {
+  RemoteStream(engines::Engine& e, std::string n, std::uint64_t r) : engine(e), node(std::move(n)), request(r) {}
+  void write(const std::shared_ptr<FallbackSession>&, const std::shared_ptr<StreamEnd>&, std::string chunk) override {
+    std::string message = "{\"op\":\"chunk\",\"req\":" + std::to_string(request) + ",\"data\":";
+    hub::append_json_string(message, chunk);
+    message += '}';
+    engine.send_to_node(node, std::move(message));
+  }
+  void end() override { engine.send_to_node(node, "{\"op\":\"end\",\"req\":" + std::to_string(request) + "}"); }
+  engines::Engine& engine;
+  const std::string node;
+  const std::uint64_t request;
+};
+
+}  // namespace
 
 FallbackSessions::FallbackSessions(hub::Hub& hub, FallbackLimits limits)
     : hub_(hub), limits_(limits), link_(std::make_shared<NodeLink>()) {
@@ -456,8 +496,9 @@ std::string FallbackSessions::remote_owner(std::string_view id) const {
 }
 
 void FallbackSessions::forward(net::Connection& c, const std::string& node, std::string request,
-                               const std::vector<HttpHeader>& cors, std::chrono::milliseconds timeout) {
+                               const std::vector<HttpHeader>& cors, std::chrono::milliseconds timeout, std::string session) {
   auto f = std::make_shared<Forwarded>();
+  f->session = std::move(session);
   f->conn = c.shared_from_this();
   f->cors = cors;
   f->timer = std::make_unique<asio::steady_timer>(c.loop().io());
@@ -475,13 +516,14 @@ void FallbackSessions::forward(net::Connection& c, const std::string& node, std:
     return c.http_respond(503, "application/json", error_json("the session's node cannot be reached"), cors);
   }
   f->timer->expires_after(timeout);
+  f->node = node;
   f->timer->async_wait([this, number](const std::error_code& ec) {
     if (ec) return;
     std::shared_ptr<Forwarded> late;
     {
       std::lock_guard lock(forward_mutex_);
       auto it = forwarded_.find(number);
-      if (it == forwarded_.end()) return;
+      if (it == forwarded_.end() || it->second->streaming) return;
       late = std::move(it->second);
       forwarded_.erase(it);
     }
@@ -522,8 +564,54 @@ void FallbackSessions::on_node_message(std::string_view payload) {
     });
     return;
   }
-  if (m["from"].get(from) != simdjson::SUCCESS || m["session"].get(session) != simdjson::SUCCESS || m["kind"].get(kind) != simdjson::SUCCESS)
+  if (op == "chunk" || op == "end") {
+    // A relayed SSE stream: the session's node sends its chunks here.
+    std::shared_ptr<Forwarded> f;
+    {
+      std::lock_guard lock(forward_mutex_);
+      auto it = forwarded_.find(request);
+      if (it == forwarded_.end()) return;
+      f = it->second;
+      if (op == "end") forwarded_.erase(it);
+    }
+    std::string data;
+    if (op == "chunk" && m["data"].get(body) == simdjson::SUCCESS) data = std::string(body);
+    on_connection_loop(f->conn, [this, f, request, end = op == "end", data = std::move(data)] {
+      f->timer->cancel();
+      auto& c = *f->conn;
+      if (!f->streaming) {
+        f->streaming = true;
+        if (c.phase() != net::Connection::Phase::closed) c.http_begin_stream(200, "text/event-stream", f->cors);
+      }
+      if (end) return c.http_end_stream();
+      const bool overflow = c.buffered_amount() + data.size() > limits_.max_buffer_bytes;
+      if (c.http_stream_write(data) == net::SendStatus::closed) {
+        {
+          std::lock_guard lock(forward_mutex_);
+          if (!forwarded_.erase(request)) return;
+        }
+        // The client is gone (or too slow): the session's node lets go of the stream.
+        hub_.engine().send_to_node(f->node, "{\"op\":\"gone\",\"req\":" + std::to_string(request) + ",\"session\":" +
+                                                hub::json_string(f->session) + ",\"overflow\":" + (overflow ? "true" : "false") + "}");
+      }
+    });
     return;
+  }
+  if (m["session"].get(session) != simdjson::SUCCESS) return;
+  if (op == "gone") {
+    bool overflow = false;
+    if (m["overflow"].get(overflow)) {}  // optional field
+    auto s = find(session);
+    if (!s) return;
+    s->loop.post([s, request, overflow] {
+      auto* remote = dynamic_cast<RemoteStream*>(s->stream.get());
+      if (!remote || remote->request != request) return;
+      auto current = s->stream;
+      overflow ? s->stream_overflowed(current) : s->stream_lost(current);
+    });
+    return;
+  }
+  if (m["from"].get(from) != simdjson::SUCCESS || m["kind"].get(kind) != simdjson::SUCCESS) return;
   Responder answer = node_responder(std::string(from), request);
   auto s = find(session);
   if (!s || s->kind != (kind == "sse" ? FallbackSession::Kind::sse : FallbackSession::Kind::poll))
@@ -534,6 +622,13 @@ void FallbackSessions::on_node_message(std::string_view payload) {
     int error_status = 0;
     if (std::string why = split_commands(body, lines, error_status); !why.empty()) return answer(error_status, error_json(why));
     return run_commands(std::move(s), std::move(lines), std::move(answer));
+  }
+  if (op == "sse" && m["last"].get(last) == simdjson::SUCCESS) {
+    bool resume = false;
+    if (m["resume"].get(resume)) {}  // optional field
+    auto remote = std::make_shared<RemoteStream>(hub_.engine(), std::string(from), request);
+    s->loop.post([s, remote, last, resume] { s->attach_stream(remote, last, resume); });
+    return;
   }
   if (op == "poll" && m["last"].get(last) == simdjson::SUCCESS) {
     s->loop.post([s, answer = std::move(answer), last]() mutable { s->poll(std::move(answer), last); });
@@ -615,10 +710,18 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
 
   if (protocol::query_param(r.query, "session", session_id)) {
     auto s = find(session_id);
+    if (!s) {
+      if (std::string owner = remote_owner(session_id); !owner.empty()) {
+        // Another node's session: it sends the stream here through the engine.
+        std::string request = "{\"sse\",\"kind\":\"sse\",\"session\":" + hub::json_string(session_id) +
+                              ",\"last\":" + std::to_string(last) + ",\"resume\":" + (has_last ? "true" : "false") + "}";
+        return forward(c, owner, std::move(request), headers, limits_.post_reply_timeout, session_id);
+      }
+    }
     if (!s || s->kind != FallbackSession::Kind::sse)
       return c.http_respond(404, "application/json", error_json("no such session (expired): open a new one"), cors);
     c.http_begin_stream(200, "text/event-stream", headers);
-    s->loop.post([s, conn = c.shared_from_this(), last, has_last] { s->attach_stream(conn, last, has_last); });
+    s->loop.post([s, stream = std::make_shared<LocalStream>(c.shared_from_this(), limits_.max_buffer_bytes), last, has_last] { s->attach_stream(stream, last, has_last); });
     return;
   }
   const std::string token = request_token(r.head, r.query);
@@ -637,7 +740,7 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
     sessions_[s->id] = s;
   }
   c.http_begin_stream(200, "text/event-stream", headers);
-  s->attach_stream(c.shared_from_this(), 0, false);
+  s->attach_stream(std::make_shared<LocalStream>(c.shared_from_this(), limits_.max_buffer_bytes), 0, false);
   s->client = hub_.open(c.loop(), *s, claims.get());
 }
 

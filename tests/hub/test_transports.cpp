@@ -331,6 +331,44 @@ TEST(HubTransports, FallbackSessionRequestsWorkOnEitherNode) {
   auto p = sse.call(3, R"({"type":"presence","id":3,"channel":"chat:nodes"})");
   EXPECT_EQ(p->array("/result/clients").size(), 3u) << p->text;
 
+  // The SSE stream drops and resumes on node B: B relays it from A (the
+  // session's node), starting after the last event the client saw.
+  const std::vector<std::uint64_t> seen = sse.event_ids();
+  ASSERT_FALSE(seen.empty());
+  const std::string session = sse.session();
+  sse.drop();
+  api_publish(b, "chat:nodes", 22);
+  HttpConnection resumed(b.port());
+  ASSERT_TRUE(resumed.send_raw("GET /connection/sse?session=" + session + " HTTP/1.1\r\nHost: x\r\nLast-Event-ID: " +
+                               std::to_string(seen.back()) + "\r\n\r\n"));
+  auto head = resumed.read_head(5000ms);
+  ASSERT_EQ(head.status, 200) << head.head;
+  EXPECT_NE(head.head.find("text/event-stream"), std::string::npos);
+  std::string text;
+  auto next_message_offset = [&]() -> std::uint64_t {
+    for (;;) {
+      const auto end = text.find("\n\n");
+      if (end != std::string::npos) {
+        const std::string block = text.substr(0, end);
+        text.erase(0, end + 2);
+        const auto data = block.find("data: ");
+        if (data == std::string::npos || block.find("event: ") != std::string::npos) continue;
+        Frame f(block.substr(data + 6, block.find('\n', data) == std::string::npos ? std::string::npos : block.find('\n', data) - data - 6));
+        if (f.str("type") == "message") return f.u64("offset");
+        continue;
+      }
+      std::string chunk;
+      if (!resumed.read_chunk(chunk, 5000ms)) throw std::runtime_error("relayed stream ended; got: " + text);
+      text += chunk;
+    }
+  };
+  EXPECT_EQ(next_message_offset(), 22u) << "the message published while the stream was down";
+  api_publish(a, "chat:nodes", 23);
+  EXPECT_EQ(next_message_offset(), 23u) << "live messages follow on the relayed stream";
+  auto posted = http_post(b.port(), "/connection/sse/" + session, publish_cmd(4, "chat:nodes", 24));
+  EXPECT_NE(posted.find("\"offset\":24"), std::string::npos) << posted;
+  EXPECT_EQ(next_message_offset(), 24u);
+
   // A session the owning node does not know: 404, answered by that node.
   auto unknown = http_post(b.port(), "/connection/poll/0123456789abcdef0123456789abcdef.node-a", subscribe_cmd(9, "chat:nodes"));
   EXPECT_NE(unknown.find(" 404 "), std::string::npos) << unknown;

@@ -11,8 +11,8 @@
 // No sticky sessions: a session id ends with its node's name
 // (`<hex>.<node>`), and a command POST or a poll for a session of another
 // node is forwarded to that node through the engine (send_to_node) and
-// answered from there. A resumed SSE stream is not relayed: on another node
-// it gets 404 and the client opens a new session and recovers its channels.
+// answered from there; an SSE stream resumed on another node is relayed
+// (the owning node sends its chunks as node messages).
 #pragma once
 #include <chrono>
 #include <functional>
@@ -74,7 +74,7 @@ class FallbackSessions {
   // The node that owns session `id` if it is not this one, else empty.
   std::string remote_owner(std::string_view id) const;
   void forward(net::Connection& c, const std::string& node, std::string request, const std::vector<protocol::HttpHeader>& cors,
-               std::chrono::milliseconds timeout);
+               std::chrono::milliseconds timeout, std::string session = {});
   void on_node_message(std::string_view payload);
   Responder node_responder(std::string node, std::uint64_t request) const;
   void forget(const std::string& id);
