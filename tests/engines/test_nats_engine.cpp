@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <functional>
 #include <future>
 #include <memory>
@@ -299,6 +300,10 @@ TEST_F(NatsEngineTest, ThreeNodesConcurrentPublishersEveryPublicationOnceInOrder
     for (const auto& channel : channels)
       EXPECT_EQ(node->events.offsets(channel).size(), static_cast<std::size_t>(kPerNode * 3 / 4));
     EXPECT_TRUE(node->events.of_kind(ChannelEvent::Kind::resubscribe).empty());
+    const auto stats = node->engine->ordering_stats();
+    std::printf("  node: %llu delivered, %llu reordered, %llu duplicates dropped, %llu fills\n",
+                static_cast<unsigned long long>(stats.delivered), static_cast<unsigned long long>(stats.reordered),
+                static_cast<unsigned long long>(stats.duplicates), static_cast<unsigned long long>(stats.fills));
   }
 }
 
