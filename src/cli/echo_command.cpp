@@ -34,6 +34,8 @@ class Broadcaster {
   void attach(net::Server& server, const protocol::DeflateTuning* tuning) {
     loops_ = server.loops();
     rooms_.resize(loops_.size());
+    pending_.resize(loops_.size());
+    drain_posted_.assign(loops_.size(), 0);
     tuning_ = tuning;
   }
   // An open connection keeps no HTTP state, so each member remembers its
@@ -72,9 +74,9 @@ class Broadcaster {
     const std::string& path = static_cast<Member*>(from.user_data)->path;
     for (std::size_t i = 0; i < loops_.size(); ++i) {
       if (i == here) {
-        deliver(i, path, *message);
+        enqueue(i, path, message);
       } else {
-        loops_[i]->post([this, i, path, message] { deliver(i, path, *message); });
+        loops_[i]->post([this, i, path, message] { enqueue(i, path, message); });
       }
     }
   }
@@ -85,15 +87,34 @@ class Broadcaster {
       if (loops_[i] == &loop) return i;
     return 0;
   }
-  void deliver(std::size_t loop, const std::string& path, const net::PreparedMessage& message) {
-    auto it = rooms_[loop].find(path);
-    if (it == rooms_[loop].end()) return;
-    // Copy: a send may close a slow consumer, which leaves the room.
-    std::vector<net::Connection*> targets = it->second;
-    for (net::Connection* c : targets) c->send_prepared(message);
+  // Messages for a room wait until the loop's next turn, then each member
+  // gets all of them back to back: one write per member however many were
+  // published meanwhile (a loop that falls behind catches up by batching,
+  // as uWebSockets' topic tree does, instead of one send per message).
+  using Batch = std::vector<std::shared_ptr<const net::PreparedMessage>>;
+  void enqueue(std::size_t loop, const std::string& path, std::shared_ptr<const net::PreparedMessage> message) {
+    pending_[loop][path].push_back(std::move(message));
+    if (drain_posted_[loop]) return;
+    drain_posted_[loop] = 1;
+    loops_[loop]->post([this, loop] { drain(loop); });
+  }
+  void drain(std::size_t loop) {
+    drain_posted_[loop] = 0;
+    std::unordered_map<std::string, Batch> pending;
+    pending.swap(pending_[loop]);
+    for (const auto& [path, batch] : pending) {
+      auto it = rooms_[loop].find(path);
+      if (it == rooms_[loop].end()) continue;
+      // Copy: a send may close a slow consumer, which leaves the room.
+      std::vector<net::Connection*> targets = it->second;
+      for (net::Connection* c : targets)
+        for (const auto& message : batch) c->send_prepared(*message);
+    }
   }
   std::vector<net::EventLoop*> loops_;
   std::vector<std::unordered_map<std::string, std::vector<net::Connection*>>> rooms_;
+  std::vector<std::unordered_map<std::string, Batch>> pending_;  // per loop, by path
+  std::vector<char> drain_posted_;                               // per loop
   const protocol::DeflateTuning* tuning_ = nullptr;
 };
 }  // namespace
