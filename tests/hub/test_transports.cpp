@@ -373,3 +373,43 @@ TEST(HubTransports, FallbackSessionRequestsWorkOnEitherNode) {
   auto unknown = http_post(b.port(), "/connection/poll/0123456789abcdef0123456789abcdef.node-a", subscribe_cmd(9, "chat:nodes"));
   EXPECT_NE(unknown.find(" 404 "), std::string::npos) << unknown;
 }
+
+// A reply slower than post_reply_timeout (5 s): the POST is answered without
+// it ("pending") and the reply follows on the stream. Redis is paused so the
+// publish waits for it.
+TEST(HubTransports, ReplySlowerThanThePostTimeoutFollowsOnTheStream) {
+  if (::access("/usr/bin/redis-server", X_OK) != 0) GTEST_SKIP() << "no redis-server";
+  duplex::test::RedisServer redis;
+  hub::HubConfig config = test_config();
+  config.engine.type = "redis";
+  config.engine.redis.addresses = {redis.address()};
+  config.engine.redis.prefix = "fallback-timeout";
+  config.engine.redis.command_timeout = 20000ms;
+  Server server(config);
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (http_get(server.port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(50ms);
+  SseTransportClient sse(server.port());
+  ASSERT_EQ(sse.open(token_for("alice"), TokenIn::query), 200);
+  sse.next("connected");
+  ASSERT_FALSE(sse.call(1, subscribe_cmd(1, "chat:slowreply"))->has("/error"));
+
+  redis.pause();
+  HttpConnection conn(server.port());
+  const auto posted_at = std::chrono::steady_clock::now();
+  auto r = conn.request("POST", "/connection/sse/" + sse.session(),
+                        R"({"type":"ping","id":2})" "\n" + publish_cmd(3, "chat:slowreply", 1), {}, 10s);
+  const auto waited = std::chrono::steady_clock::now() - posted_at;
+  redis.resume();
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_GE(waited, 4500ms);
+  EXPECT_LT(waited, 8000ms);
+  Frame answer(r.body);
+  EXPECT_EQ(answer.u64_at("/replies/0/id"), 2u) << r.body;
+  EXPECT_EQ(answer.array("/replies").size(), 1u) << r.body;
+  EXPECT_EQ(answer.u64_at("/pending/0"), 3u) << r.body;
+  // Once Redis answers, the publish reply comes on the stream, then the message.
+  auto late = sse.reply(3, 10s);
+  EXPECT_EQ(late->u64_at("/result/offset"), 1u) << late->text;
+  EXPECT_EQ(sse.next("message")->u64("offset"), 1u);
+}
