@@ -566,6 +566,18 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
     read_origins(*web, "cors_origins", config.web.cors_origins);
     web->finish();
   }
+  if (auto fallback = top.section("fallback")) {
+    auto& f = config.fallback;
+    fallback->read_integer("max_sessions", f.max_sessions, 0, 1'000'000);
+    fallback->read_integer("max_buffer_events", f.max_buffer_events, 1, 1'000'000);
+    fallback->read_integer("max_commands_per_request", f.max_commands_per_request, 1, 10'000);
+    fallback->read_duration("sse_heartbeat", f.sse_heartbeat, Millis(100), Millis(3'600'000));
+    fallback->read_duration("sse_grace", f.sse_grace, Millis(0), Millis(3'600'000));
+    fallback->read_duration("poll_wait", f.poll_wait, Millis(0), Millis(600'000));
+    fallback->read_duration("poll_idle", f.poll_idle, Millis(1000), Millis(3'600'000));
+    fallback->read_duration("post_reply_timeout", f.post_reply_timeout, Millis(10), Millis(600'000));
+    fallback->finish();
+  }
   if (auto defaults = top.section("namespace_defaults")) read_namespace(*defaults, config.namespace_defaults);
   if (auto namespaces = top.section("namespaces")) {
     for (auto&& [key, node] : namespaces->table()) {
@@ -638,6 +650,8 @@ std::vector<std::string> config_problems(const HubConfig& config) {
   }
   if (config.engine.type == "sqlite" && config.engine.data_dir.empty())
     problems.push_back("engine.data_dir must not be empty with the sqlite engine");
+  if (config.fallback.poll_idle <= config.fallback.poll_wait)
+    problems.push_back("[fallback] poll_idle must be longer than poll_wait (a waiting poll would expire its session)");
   if (!log::parse_level(config.log.level))
     problems.push_back("log.level must be trace, debug, info, warn or error, not " + quoted(config.log.level));
   if (!log::parse_format(config.log.format))

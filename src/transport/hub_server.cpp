@@ -249,6 +249,13 @@ struct HubServer::Routes {
     metric("duplex_resubscribes_total", "counter",
            "Subscribers told to resubscribe with recovery (the engine lost continuity).", k.resubscribes.load());
     metric("duplex_channels", "gauge", "Channels with subscribers on this node.", hub.channel_count());
+    if (fallback) {
+      metric("duplex_fallback_sessions", "gauge", "SSE and long-polling sessions open on this node.",
+             fallback->session_count());
+      metric("duplex_fallback_forwarded_total", "counter",
+             "Fallback requests for another node's session, forwarded there through the engine.",
+             fallback->forwarded_count());
+    }
     const engines::EngineHealth health = hub.engine().health();
     metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", hub.engine().healthy() ? 1 : 0);
     metric("duplex_engine_up", "gauge", "1 if the engine is healthy (as in EngineHealth).", health.healthy ? 1 : 0);
@@ -584,6 +591,15 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   hub_->start();
   FallbackLimits fallback_limits;
   fallback_limits.max_buffer_bytes = config_.server.max_send_buffer;
+  const hub::FallbackConfig& fc = config_.fallback;
+  fallback_limits.max_buffer_events = fc.max_buffer_events;
+  fallback_limits.max_sessions = fc.max_sessions;
+  fallback_limits.max_commands_per_request = fc.max_commands_per_request;
+  fallback_limits.sse_heartbeat = fc.sse_heartbeat;
+  fallback_limits.sse_grace = fc.sse_grace;
+  fallback_limits.poll_wait = fc.poll_wait;
+  fallback_limits.poll_idle = fc.poll_idle;
+  fallback_limits.post_reply_timeout = fc.post_reply_timeout;
   routes_->fallback = std::make_unique<FallbackSessions>(*hub_, fallback_limits);
 }
 
@@ -720,6 +736,14 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
               next.auth.refresh_before != c.auth.refresh_before,
           "auth.allow_anonymous/auth_timeout/refresh_before");
   restart(next.web.root != c.web.root, "web.root");
+  {
+    const auto &f = next.fallback, &o = c.fallback;
+    restart(f.max_sessions != o.max_sessions || f.max_buffer_events != o.max_buffer_events ||
+                f.max_commands_per_request != o.max_commands_per_request || f.sse_heartbeat != o.sse_heartbeat ||
+                f.sse_grace != o.sse_grace || f.poll_wait != o.poll_wait || f.poll_idle != o.poll_idle ||
+                f.post_reply_timeout != o.post_reply_timeout,
+            "[fallback]");
+  }
   restart(next.stats_interval != c.stats_interval, "stats_interval");
   auto ns_equal = [](const hub::NamespaceOptions& a, const hub::NamespaceOptions& b) {
     return a.history_size == b.history_size && a.history_ttl == b.history_ttl && a.recovery == b.recovery &&

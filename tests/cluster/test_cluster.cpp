@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 
+#include "../hub/transport_client.hpp"
 #include "cluster_fixture.hpp"
 #include "duplex/client/hub_client.hpp"
 #include "duplex/hub/token.hpp"
@@ -384,4 +385,46 @@ TEST(ClusterRedis, SigtermANodeItsClientsGet1001AndMoveWithoutLoss) {
     }
   }
   EXPECT_GT(told, 0u) << "the clients of the stopped node were told 1001";
+}
+
+// SSE and long-polling through haproxy's round robin, no sticky sessions: the
+// stream, the polls and the command POSTs land on different nodes and are
+// forwarded to the session's node through Redis.
+TEST(ClusterRedis, FallbacksThroughHaproxyNeedNoStickySessions) {
+  Cluster cluster("redis");
+  cluster.start_haproxy();
+  auto forwarded = [&] {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < 3; ++i) {
+      const std::string m = http(cluster.port(i), "GET", "/metrics");
+      const auto at = m.find("\nduplex_fallback_forwarded_total ");
+      if (at != std::string::npos) total += std::stoull(m.substr(at + 33));
+    }
+    return total;
+  };
+  for (auto t : {hub_test::Transport::sse, hub_test::Transport::longpoll}) {
+    const std::string channel = std::string("chat:fallback-") + hub_test::transport_name(t);
+    const std::uint64_t forwarded_before = forwarded();
+    auto c = hub_test::make_transport_client(t, cluster.haproxy_port());
+    ASSERT_EQ(c->open(token_for("fallback-user"), hub_test::TokenIn::query), 200);
+    c->next("connected");
+    auto sub = c->call(1, R"({"type":"subscribe","id":1,"channel":")" + channel + R"("})");
+    ASSERT_FALSE(sub->has("/error")) << sub->text;
+    // Publishes from the client itself (POSTs through haproxy) and from the API of every node.
+    for (int i = 1; i <= 30; ++i) {
+      const std::uint64_t id = 100 + static_cast<std::uint64_t>(i);
+      auto r = c->call(id, R"({"type":"publish","id":)" + std::to_string(id) + R"(,"channel":")" + channel +
+                               R"(","data":{"id":)" + std::to_string(i) + "}}");
+      ASSERT_FALSE(r->has("/error")) << r->text;
+      const std::string api = http(cluster.port(static_cast<std::size_t>(i) % 3), "POST", "/api/publish",
+                                   R"({"channel":")" + channel + R"(","data":{"id":)" + std::to_string(1000 + i) + "}}",
+                                   api_key);
+      ASSERT_EQ(http_status(api), 200) << api;
+    }
+    for (std::uint64_t offset = 1; offset <= 60; ++offset)
+      ASSERT_EQ(c->next("message", 10'000ms)->u64("offset"), offset) << hub_test::transport_name(t);
+    EXPECT_FALSE(c->has("message", 200ms)) << "nothing twice";
+    EXPECT_GT(forwarded() - forwarded_before, 10u)
+        << hub_test::transport_name(t) << ": round robin should have sent requests to other nodes than the session's";
+  }
 }

@@ -131,6 +131,31 @@ void expect_same(const HubConfig& a, const HubConfig& b) {
   EXPECT_EQ(a.engine.data_dir, b.engine.data_dir);
   EXPECT_EQ(a.engine.fsync, b.engine.fsync);
   EXPECT_EQ(a.engine.max_batch, b.engine.max_batch);
+  const auto &ra = a.engine.redis, &rb = b.engine.redis;
+  EXPECT_EQ(ra.addresses, rb.addresses);
+  EXPECT_EQ(ra.password, rb.password);
+  EXPECT_EQ(ra.db, rb.db);
+  EXPECT_EQ(ra.prefix, rb.prefix);
+  EXPECT_EQ(ra.subscriber_connections, rb.subscriber_connections);
+  EXPECT_EQ(ra.connect_timeout, rb.connect_timeout);
+  EXPECT_EQ(ra.command_timeout, rb.command_timeout);
+  EXPECT_EQ(ra.reconnect_min, rb.reconnect_min);
+  EXPECT_EQ(ra.reconnect_max, rb.reconnect_max);
+  EXPECT_EQ(ra.presence_ttl, rb.presence_ttl);
+  EXPECT_EQ(ra.history_meta_ttl, rb.history_meta_ttl);
+  EXPECT_EQ(ra.node_ttl, rb.node_ttl);
+  EXPECT_EQ(a.engine.nats.url, b.engine.nats.url);
+  EXPECT_EQ(a.engine.nats.subject_prefix, b.engine.nats.subject_prefix);
+  EXPECT_EQ(a.engine.nats.reorder_window, b.engine.nats.reorder_window);
+  const auto &fa = a.fallback, &fb = b.fallback;
+  EXPECT_EQ(fa.max_sessions, fb.max_sessions);
+  EXPECT_EQ(fa.max_buffer_events, fb.max_buffer_events);
+  EXPECT_EQ(fa.max_commands_per_request, fb.max_commands_per_request);
+  EXPECT_EQ(fa.sse_heartbeat, fb.sse_heartbeat);
+  EXPECT_EQ(fa.sse_grace, fb.sse_grace);
+  EXPECT_EQ(fa.poll_wait, fb.poll_wait);
+  EXPECT_EQ(fa.poll_idle, fb.poll_idle);
+  EXPECT_EQ(fa.post_reply_timeout, fb.post_reply_timeout);
 
   const auto &l = a.limits, &m = b.limits;
   EXPECT_EQ(l.max_command_bytes, m.max_command_bytes);
@@ -215,6 +240,9 @@ TEST(ConfigFile, ReferenceFileListsEveryOption) {
       "limits.max_channels", "limits.max_channel_length", "limits.max_history_size", "limits.publish_rate",
       "limits.publish_burst", "limits.rate_violations_before_disconnect", "limits.idempotency_window",
       "limits.max_idempotency_key",
+      "fallback.max_sessions", "fallback.max_buffer_events", "fallback.max_commands_per_request",
+      "fallback.sse_heartbeat", "fallback.sse_grace", "fallback.poll_wait", "fallback.poll_idle",
+      "fallback.post_reply_timeout",
       "log.level", "log.format",
       "web.root", "web.demo_tokens", "web.demo_token_ttl", "web.cors_origins",
       "namespace_defaults.history_size", "namespace_defaults.history_ttl", "namespace_defaults.recovery",
@@ -486,6 +514,8 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ndata_dir = \"\"\n"),
             Problems{"engine.data_dir must not be empty with the sqlite engine"});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"memory\"\ndata_dir = \"\"\n").empty());
+  EXPECT_EQ(problems_of("[fallback]\npoll_wait = \"30s\"\npoll_idle = \"30s\"\n"),
+            Problems{"[fallback] poll_idle must be longer than poll_wait (a waiting poll would expire its session)"});
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = [\"localhost\"]\n"),
             Problems{"[engine.redis] address \"localhost\" is not host:port"});
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = []\n"),

@@ -107,6 +107,18 @@ struct WebConfig {
   std::vector<std::string> cors_origins;  // allowed origins for the API and fallbacks
 };
 
+// [fallback]: SSE and long-polling sessions (the send buffer is server.max_send_buffer).
+struct FallbackConfig {
+  std::size_t max_sessions = 10'000;          // per node
+  std::size_t max_buffer_events = 10'000;     // events kept per session for resume
+  std::size_t max_commands_per_request = 100; // commands in one POST
+  std::chrono::milliseconds sse_heartbeat{15'000};      // comment line on idle streams
+  std::chrono::milliseconds sse_grace{30'000};          // a dropped stream may resume this long
+  std::chrono::milliseconds poll_wait{25'000};          // a poll with nothing to return waits this long
+  std::chrono::milliseconds poll_idle{60'000};          // a long-poll session without polls expires
+  std::chrono::milliseconds post_reply_timeout{5'000};  // slower replies follow on the stream
+};
+
 struct HubConfig {
   std::string node_name;           // empty: hostname-pid
   net::ServerOptions server;       // [server], [server.tls], [server.timeouts], [server.deflate]
@@ -116,6 +128,7 @@ struct HubConfig {
   HubLimits limits;
   LogConfig log;
   WebConfig web;
+  FallbackConfig fallback;
   Seconds stats_interval{1};       // the dashboard channel `stats:node` publish period (0 = off; needs [namespaces.stats])
   NamespaceOptions namespace_defaults;
   bool namespaces_strict = false;  // unknown namespaces are refused (102) instead of using defaults

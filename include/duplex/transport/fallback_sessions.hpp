@@ -57,6 +57,11 @@ class FallbackSessions {
   bool handle(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
 
   std::size_t session_count() const;
+  // Requests for sessions of other nodes that this node forwarded (no sticky sessions).
+  std::uint64_t forwarded_count() const {
+    std::lock_guard lock(forward_mutex_);
+    return next_forward_ - 1;
+  }
 
  private:
   friend class FallbackSession;
@@ -84,8 +89,8 @@ class FallbackSessions {
   FallbackLimits limits_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<FallbackSession>> sessions_;
-  std::mutex forward_mutex_;
-  std::uint64_t next_forward_ = 1;
+  mutable std::mutex forward_mutex_;
+  std::uint64_t next_forward_ = 1;  // also: 1 + requests forwarded so far
   std::unordered_map<std::uint64_t, std::shared_ptr<Forwarded>> forwarded_;
   std::shared_ptr<NodeLink> link_;  // the engine's handler reaches this object through it
 };
