@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "hub_fixture.hpp"
+#include "serve_process.hpp"
 
 using namespace hub_test;
 
@@ -21,47 +22,6 @@ std::string api_post(std::uint16_t port, const std::string& path, const std::str
   return http_body(http_post(port, path, body, "k"));
 }
 
-// `duplex serve` in a child process; reads the bound port from its stdout.
-class ServeProcess {
- public:
-  ServeProcess(const std::string& config_path) {
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::close(out[0]);
-      ::execl(DUPLEX_BINARY, DUPLEX_BINARY, "serve", "--config", config_path.c_str(), "--listen", "127.0.0.1:0",
-              "--log-level", "warn", static_cast<char*>(nullptr));
-      std::_Exit(127);
-    }
-    ::close(out[1]);
-    std::string text;
-    char c;
-    while (text.find('\n') == std::string::npos && ::read(out[0], &c, 1) == 1) text += c;
-    ::close(out[0]);
-    const auto at = text.find("http://127.0.0.1:");
-    if (at == std::string::npos) {
-      kill(SIGKILL);
-      throw std::runtime_error("duplex serve did not start: " + text);
-    }
-    port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 17)));
-  }
-  ~ServeProcess() { kill(SIGKILL); }
-  std::uint16_t port() const { return port_; }
-  int kill(int sig) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
-};
 
 std::string write_config(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
@@ -90,7 +50,7 @@ TEST(HubDurability, AcknowledgedPublishesSurviveKill9AndClientsRecover) {
   std::string epoch;
   std::uint64_t seen = 0, acked = 0;
   {
-    ServeProcess serve(config);
+    ServeProcess serve(config, (dir / "serve.log").string(), {"--log-level", "warn"});
     {
       Client c(serve.port(), "?token=" + token_for("a"));
       ASSERT_TRUE(c.wait_open());
@@ -107,12 +67,12 @@ TEST(HubDurability, AcknowledgedPublishesSurviveKill9AndClientsRecover) {
       ASSERT_EQ(epoch_of(reply), epoch) << reply;
       acked = offset_of(reply);
     }
-    const int status = serve.kill(SIGKILL);
+    const int status = serve.stop(SIGKILL);
     EXPECT_TRUE(WIFSIGNALED(status));
   }
   EXPECT_EQ(seen, 10u);
   EXPECT_EQ(acked, 200u);
-  ServeProcess again(config);
+  ServeProcess again(config, (dir / "again.log").string(), {"--log-level", "warn"});
   const std::string next = api_post(again.port(), "/api/publish", R"({"channel":"chat:d","data":201})");
   EXPECT_EQ(epoch_of(next), epoch) << "the epoch must survive a restart: " << next;
   EXPECT_EQ(offset_of(next), 201u) << next;
@@ -136,11 +96,11 @@ TEST(HubDurability, AcknowledgedPublishesSurviveKill9AndClientsRecover) {
 TEST(HubDurability, SigtermClosesClientsWith1001AndExitsZero) {
   const auto dir = std::filesystem::temp_directory_path() / ("duplex-sigterm-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  ServeProcess serve(write_config(dir));
+  ServeProcess serve(write_config(dir), (dir / "serve.log").string(), {"--log-level", "warn"});
   Client c(serve.port(), "?token=" + token_for("a"));
   ASSERT_TRUE(c.wait_open());
   c.next("connected");
-  const int status = serve.kill(SIGTERM);
+  const int status = serve.stop(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(c.next("disconnect")->u64("code"), 1001u);
   EXPECT_TRUE(c.wait_closed());

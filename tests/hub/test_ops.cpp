@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "hub_fixture.hpp"
+#include "serve_process.hpp"
 
 using namespace hub_test;
 namespace fs = std::filesystem;
@@ -147,71 +148,6 @@ class TlsProbe {
   std::string fingerprint_;
 };
 
-// `duplex serve --config FILE` in a child process: the port from its stdout,
-// its log (stderr) in a file. Killed at the end (also when a test fails).
-class ServeProcess {
- public:
-  ServeProcess(const std::string& config_path, const std::string& log_path) : log_path_(log_path) {
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(log, 2);
-      ::close(out[0]);
-      ::execl(DUPLEX_BINARY, DUPLEX_BINARY, "serve", "--config", config_path.c_str(), "--listen", "127.0.0.1:0",
-              "--threads", "2", "--log-level", "info", static_cast<char*>(nullptr));
-      std::_Exit(127);
-    }
-    ::close(out[1]);
-    std::string text;
-    char c;
-    while (text.find('\n') == std::string::npos && ::read(out[0], &c, 1) == 1) text += c;
-    ::close(out[0]);
-    const auto at = text.find("http://127.0.0.1:");
-    if (at == std::string::npos) {
-      stop(SIGKILL);
-      throw std::runtime_error("duplex serve did not start: " + text + log());
-    }
-    port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 17)));
-  }
-  ~ServeProcess() { stop(SIGKILL); }
-  std::uint16_t port() const { return port_; }
-  void signal(int sig) { ::kill(pid_, sig); }
-  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
-  std::string log() const {
-    std::ifstream in(log_path_);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  // Waits until the log holds `text` `count` times.
-  bool wait_log(const std::string& text, std::size_t count = 1, std::chrono::milliseconds timeout = 5000ms) const {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      const std::string l = log();
-      std::size_t n = 0;
-      for (auto p = l.find(text); p != std::string::npos; p = l.find(text, p + 1)) ++n;
-      if (n >= count) return true;
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  int stop(int sig) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  std::uint16_t port_ = 0;
-};
 
 void write_file(const std::string& path, const std::string& text) {
   // Written aside and renamed: the server never reads half a file.
