@@ -234,3 +234,26 @@ test('presence() while connecting waits for the connection', async () => {
   ws.reply(p.id, { clients: [{ client: 'c1', user: 'u1' }] });
   assert.deepEqual(await presence, { clients: [{ client: 'c1', user: 'u1' }] });
 });
+
+test('server-side unsubscribe 2500: resubscribes at once from its position and recovers the gap', async () => {
+  const h = makeClient();
+  const ws = await h.connect();
+  const r = recorder();
+  const sub = h.client.subscribe('chat:a', r.handlers);
+  h.answerSubscribe(ws, 'chat:a', { epoch: 'e1', offset: 0 });
+  ws.receive(message('chat:a', 'e1', 1));
+  ws.receive(message('chat:a', 'e1', 2));
+  const before = ws.allOf('subscribe').length;
+  ws.receive({ type: 'unsubscribe', channel: 'chat:a', code: 2500, reason: 'the server lost track of this channel' });
+  assert.equal(sub.state, 'subscribing');
+  const cmds = ws.allOf('subscribe');
+  assert.equal(cmds.length, before + 1);
+  const again = cmds[cmds.length - 1];
+  assert.deepEqual([again.recover, again.epoch, again.offset], [true, 'e1', 2]);
+  ws.reply(again.id, { channel: 'chat:a', epoch: 'e1', offset: 4, recoverable: true, recovered: true,
+    publications: [{ offset: 3, data: 3 }, { offset: 4, data: 4 }] });
+  assert.equal(sub.state, 'subscribed');
+  assert.deepEqual(r.offsets(), [1, 2, 3, 4]);
+  assert.deepEqual(r.log.unsubscribed, [], 'not reported as unsubscribed');
+  assert.equal(r.log.gaps.length, 0);
+});
