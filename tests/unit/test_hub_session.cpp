@@ -492,6 +492,23 @@ TEST_F(HubSessionTest, ServerSideUnsubscribeEndsTheSubscription) {
   EXPECT_TRUE(sent().empty());  // not resubscribed
 }
 
+TEST_F(HubSessionTest, ServerSideUnsubscribe2500ResubscribesAtOnceAndRecovers) {
+  connect();
+  subscribe_at("chat:a", 41);
+  push_message("chat:a", 42, "42");
+  server(R"({"type":"unsubscribe","channel":"chat:a","code":2500,"reason":"the server lost track of this channel"})");
+  EXPECT_EQ(s().subscription_state("chat:a"), SubscriptionState::subscribing);
+  EXPECT_TRUE(unsubscribed_.empty());
+  auto sub = sent_one("subscribe");
+  EXPECT_TRUE(sub->flag("recover"));
+  EXPECT_EQ(sub->num("offset"), 42u);
+  reply(sub->id(), R"({"channel":"chat:a","epoch":"e1","offset":44,"recoverable":true,"recovered":true,
+      "publications":[{"offset":43,"data":43},{"offset":44,"data":44}]})");
+  EXPECT_EQ(s().subscription_state("chat:a"), SubscriptionState::subscribed);
+  EXPECT_EQ(offsets_["chat:a"], (Offsets{42, 43, 44}));
+  EXPECT_TRUE(gaps_.empty());
+}
+
 TEST_F(HubSessionTest, UnsubscribeIsSentAndNotResubscribed) {
   connect();
   subscribe_at("chat:a", 0);
