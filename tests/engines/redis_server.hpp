@@ -3,52 +3,23 @@
 // object goes (also when a test fails). It can be killed, paused (SIGSTOP)
 // and restarted on the same port and dir.
 #pragma once
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <hiredis/hiredis.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
-namespace duplex::test {
+#include "test_server_process.hpp"
 
-inline int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t length = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-    ::close(fd);
-    throw std::runtime_error("bind failed");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+namespace duplex::test {
 
 class RedisServer {
  public:
   // `extra`: more redis-server arguments, e.g. {"--requirepass", "secret"}
   // (then set password() for query()).
-  explicit RedisServer(std::vector<std::string> extra = {}) : port_(free_loopback_port()), extra_(std::move(extra)) {
-    std::string pattern = (std::filesystem::temp_directory_path() / "duplex-redis-XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    dir_ = pattern;
+  explicit RedisServer(std::vector<std::string> extra = {})
+      : port_(free_loopback_port()), extra_(std::move(extra)), dir_("duplex-redis-") {
     // Another process may take the free port before redis-server binds it.
     for (int attempt = 0;; ++attempt) {
       try {
@@ -60,54 +31,37 @@ class RedisServer {
       }
     }
   }
-  ~RedisServer() {
-    kill();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  ~RedisServer() { kill(); }
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  bool running() const { return pid_ > 0; }
+  bool running() const { return process_.running(); }
   void set_password(std::string password) { password_ = std::move(password); }
 
   void start() {
-    if (pid_ > 0) return;
+    if (process_.running()) return;
     const std::string port = std::to_string(port_);
+    const std::string& dir = dir_.path();
     std::vector<std::string> args{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "yes", "--appendfsync", "always", "--dir", dir_,
-                                  "--daemonize", "no", "--loglevel", "warning", "--logfile", dir_ + "/redis.log"};
+                                  "--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
+                                  "--daemonize", "no", "--loglevel", "warning", "--logfile", dir + "/redis.log"};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test process
-      if (::getppid() != parent) ::_exit(1);
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      ::execvp("redis-server", argv.data());
-      ::_exit(127);
-    }
-    wait_ready();
+    process_.spawn(std::move(args), false);
+    process_.wait_ready([this] { return answers_ping(); }, "redis-server", port_, "did not answer PING within 10s",
+                        true);
   }
 
   // SIGTERM and wait (Redis finishes its append-only file).
-  void stop() { signal_and_wait(SIGTERM); }
+  void stop() { process_.signal_and_wait(SIGTERM); }
   // SIGKILL and wait: a crash.
   void kill() {
-    if (pid_ > 0) ::kill(pid_, SIGCONT);
-    signal_and_wait(SIGKILL);
+    process_.signal(SIGCONT);
+    process_.signal_and_wait(SIGKILL);
   }
-  void pause() {
-    if (pid_ > 0) ::kill(pid_, SIGSTOP);
-  }
-  void resume() {
-    if (pid_ > 0) ::kill(pid_, SIGCONT);
-  }
+  void pause() { process_.signal(SIGSTOP); }
+  void resume() { process_.signal(SIGCONT); }
   void restart() {
     stop();
     start();
@@ -141,45 +95,26 @@ class RedisServer {
   }
 
  private:
-  void signal_and_wait(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
-  void wait_ready() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline) {
-      timeval timeout{0, 200'000};
-      redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeout);
-      if (c && !c->err) {
-        auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
-        // NOAUTH is an answer too: the server is up.
-        const bool pong = reply && (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_ERROR);
-        if (reply) freeReplyObject(reply);
-        redisFree(c);
-        if (pong) return;
-      } else if (c) {
-        redisFree(c);
-      }
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("redis-server exited at start (port " + std::to_string(port_) + ")");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool answers_ping() const {
+    timeval timeout{0, 200'000};
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeout);
+    if (!c) return false;
+    bool pong = false;
+    if (!c->err) {
+      auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
+      // NOAUTH is an answer too: the server is up.
+      pong = reply && (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_ERROR);
+      if (reply) freeReplyObject(reply);
     }
-    signal_and_wait(SIGKILL);
-    throw std::runtime_error("redis-server did not answer PING within 10s");
+    redisFree(c);
+    return pong;
   }
 
   int port_;
   std::vector<std::string> extra_;
   std::string password_;
-  std::string dir_;
-  pid_t pid_ = -1;
+  TempDir dir_;
+  ChildProcess process_;
 };
 
 }  // namespace duplex::test

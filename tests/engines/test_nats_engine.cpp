@@ -26,6 +26,7 @@
 #include "duplex/engines/nats_engine.hpp"
 #include "duplex/engines/redis_engine.hpp"
 #include "nats_broker.hpp"
+#include "engine_test_support.hpp"
 #include "nats_server.hpp"
 #include "redis_server.hpp"
 #include "redis_wire.hpp"
@@ -36,124 +37,24 @@ using namespace duplex::engines;
 using namespace std::chrono_literals;
 using duplex::hub::ClientInfo;
 using duplex::hub::Publication;
-using duplex::test::NatsServer;
-using duplex::test::RedisServer;
 
-class Events {
- public:
-  Engine::Deliver callback() {
-    return [this](const ChannelEvent& event) {
-      std::lock_guard lock(mutex_);
-      events_.push_back(event);
-      changed_.notify_all();
-    };
-  }
-  void clear() {
-    std::lock_guard lock(mutex_);
-    events_.clear();
-  }
-  std::vector<std::uint64_t> offsets(const std::string& channel) const {
-    std::lock_guard lock(mutex_);
-    std::vector<std::uint64_t> out;
-    for (const auto& event : events_)
-      if (event.kind == ChannelEvent::Kind::publication && event.channel == channel)
-        out.push_back(event.publication->offset);
-    return out;
-  }
-  std::size_t count(ChannelEvent::Kind kind, const std::string& channel) const {
-    std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count_if(events_.begin(), events_.end(), [&](const ChannelEvent& e) {
-      return e.kind == kind && e.channel == channel;
-    }));
-  }
-  std::vector<ChannelEvent> of_kind(ChannelEvent::Kind kind) const {
-    std::lock_guard lock(mutex_);
-    std::vector<ChannelEvent> out;
-    for (const auto& event : events_)
-      if (event.kind == kind) out.push_back(event);
-    return out;
-  }
-  bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (predicate()) return true;
-      std::unique_lock lock(mutex_);
-      changed_.wait_for(lock, 20ms);
-    }
-    return predicate();
-  }
+using namespace duplex::test;
 
- private:
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<ChannelEvent> events_;
-};
-
-bool wait_for(const std::function<bool()>& predicate, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (predicate()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return predicate();
-}
-
-HistoryOptions keep(std::size_t size) {
-  HistoryOptions options;
-  options.size = size;
-  return options;
-}
-
-PublishRequest message(const std::string& channel, const std::string& data, HistoryOptions history = keep(1000)) {
-  PublishRequest request;
-  request.channel = channel;
-  request.data = data;
-  request.history = history;
+// Publishes without a publisher; history of 1000 by default.
+PublishRequest anonymous(const std::string& channel, const std::string& data, HistoryOptions history = keep(1000)) {
+  PublishRequest request = message(channel, data, history);
+  request.publisher.clear();
   return request;
 }
 
-PublishResult publish_sync(Engine& engine, PublishRequest request) {
-  std::promise<PublishResult> promise;
-  auto future = promise.get_future();
-  engine.publish(std::move(request), [&promise](PublishResult result) { promise.set_value(std::move(result)); });
-  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("publish never completed");
-  return future.get();
-}
-
 HistoryResult top_sync(Engine& engine, const std::string& channel) {
-  std::promise<HistoryResult> promise;
-  auto future = promise.get_future();
   HistoryRequest request;
   request.channel = channel;
-  engine.history(std::move(request), [&promise](HistoryResult result) { promise.set_value(std::move(result)); });
-  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("history never completed");
-  return future.get();
-}
-
-EngineErrc subscribe_sync(Engine& engine, const std::string& channel) {
-  std::promise<EngineErrc> promise;
-  auto future = promise.get_future();
-  engine.node_subscribe(channel, [&promise](EngineErrc e) { promise.set_value(e); });
-  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("node_subscribe never ready");
-  return future.get();
-}
-
-std::vector<ClientInfo> presence_sync(Engine& engine, const std::string& channel) {
-  std::promise<std::vector<ClientInfo>> promise;
-  auto future = promise.get_future();
-  engine.presence(channel, [&promise](std::vector<ClientInfo> list) { promise.set_value(std::move(list)); });
-  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("presence never completed");
-  return future.get();
-}
-
-std::vector<std::uint64_t> one_to(std::uint64_t n) {
-  std::vector<std::uint64_t> out(n);
-  for (std::uint64_t i = 0; i < n; ++i) out[i] = i + 1;
-  return out;
+  return history_sync(engine, std::move(request));
 }
 
 struct Node {
-  Events events;
+  Recorder events;
   std::unique_ptr<NatsEngine> engine;
   std::mutex node_mutex;
   std::vector<std::string> node_messages;
@@ -233,11 +134,11 @@ TEST_F(NatsEngineTest, PublishAssignsOffsetsStoresHistoryAndDeliversLocally) {
   ASSERT_TRUE(wait_for([&] { return a.engine->healthy(); }));
   ASSERT_EQ(subscribe_sync(*a.engine, "solo"), EngineErrc::ok);
   for (int i = 1; i <= 3; ++i) {
-    auto r = publish_sync(*a.engine, message("solo", "\"m" + std::to_string(i) + "\""));
+    auto r = publish_sync(*a.engine, anonymous("solo", "\"m" + std::to_string(i) + "\""));
     ASSERT_EQ(r.error, EngineErrc::ok) << r.message;
     EXPECT_EQ(r.position.offset, static_cast<std::uint64_t>(i));
   }
-  PublishRequest keyed = message("solo", "\"again\"");
+  PublishRequest keyed = anonymous("solo", "\"again\"");
   keyed.idempotency_key = "k1";
   auto first = publish_sync(*a.engine, keyed);
   auto second = publish_sync(*a.engine, keyed);
@@ -246,7 +147,7 @@ TEST_F(NatsEngineTest, PublishAssignsOffsetsStoresHistoryAndDeliversLocally) {
   EXPECT_EQ(second.position, first.position);
   ASSERT_TRUE(a.events.wait_until([&] { return a.events.offsets("solo").size() >= 4; }));
   std::this_thread::sleep_for(200ms);  // the NATS echo arrives too: a duplicate, dropped
-  EXPECT_EQ(a.events.offsets("solo"), one_to(4));
+  EXPECT_EQ(a.events.offsets("solo"), range(1, 4));
   auto top = top_sync(*a.engine, "solo");
   EXPECT_EQ(top.top.offset, 4u);
   EXPECT_EQ(top.top.epoch, first.position.epoch);
@@ -274,7 +175,7 @@ TEST_F(NatsEngineTest, ThreeNodesConcurrentPublishersEveryPublicationOnceInOrder
     publishers.emplace_back([&, n] {
       for (int i = 0; i < kPerNode; ++i) {
         const std::string& channel = channels[static_cast<std::size_t>(i) % channels.size()];
-        all[n]->engine->publish(message(channel, "\"n" + std::to_string(n) + "-" + std::to_string(i) + "\""),
+        all[n]->engine->publish(anonymous(channel, "\"n" + std::to_string(n) + "-" + std::to_string(i) + "\""),
                                 [&](PublishResult r) {
                                   (r.error == EngineErrc::ok ? acked : failed).fetch_add(1);
                                 });
@@ -292,7 +193,7 @@ TEST_F(NatsEngineTest, ThreeNodesConcurrentPublishersEveryPublicationOnceInOrder
     for (Node* node : all) {
       ASSERT_TRUE(node->events.wait_until([&] { return node->events.offsets(channel).size() >= top; }, 15s))
           << channel << ": " << node->events.offsets(channel).size() << " of " << top;
-      EXPECT_EQ(node->events.offsets(channel), one_to(top)) << channel;
+      EXPECT_EQ(node->events.offsets(channel), range(1, top)) << channel;
     }
   }
   std::this_thread::sleep_for(300ms);  // nothing more arrives (no late duplicates)
@@ -323,10 +224,10 @@ TEST_F(NatsEngineTest, MissedAndReorderedOffsetsAreRepaired) {
 
   // Offset 1 only in Redis, offset 2 over NATS: node A holds 2, fills 1
   // from history after the reorder window, delivers 1, 2.
-  ASSERT_EQ(publish_sync(bypass, message("gap", "\"only in redis\"")).error, EngineErrc::ok);
-  ASSERT_EQ(publish_sync(*b.engine, message("gap", "\"over nats\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(bypass, anonymous("gap", "\"only in redis\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*b.engine, anonymous("gap", "\"over nats\"")).error, EngineErrc::ok);
   ASSERT_TRUE(a.events.wait_until([&] { return a.events.offsets("gap").size() >= 2; }));
-  EXPECT_EQ(a.events.offsets("gap"), one_to(2));
+  EXPECT_EQ(a.events.offsets("gap"), range(1, 2));
   // (the stats are published right after the deliveries)
   EXPECT_TRUE(wait_for([&] { return a.engine->ordering_stats().filled >= 1; }, 2s));
   EXPECT_GE(a.engine->ordering_stats().fills, 1u);
@@ -334,15 +235,15 @@ TEST_F(NatsEngineTest, MissedAndReorderedOffsetsAreRepaired) {
 
   // The missing offset is no longer in history (trimmed to 1 entry): the
   // gap cannot be filled, the channel's subscribers must resubscribe.
-  ASSERT_EQ(publish_sync(bypass, message("lost", "\"gone\"")).error, EngineErrc::ok);
-  ASSERT_EQ(publish_sync(*b.engine, message("lost", "\"trims\"", keep(1))).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(bypass, anonymous("lost", "\"gone\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*b.engine, anonymous("lost", "\"trims\"", keep(1))).error, EngineErrc::ok);
   ASSERT_TRUE(a.events.wait_until([&] { return a.events.count(ChannelEvent::Kind::resubscribe, "lost") > 0; }));
   EXPECT_TRUE(a.events.offsets("lost").empty());
   // As the hub does: unsubscribe, subscribe again, then read history;
   // publications after that arrive again.
   a.engine->node_unsubscribe("lost");
   ASSERT_EQ(subscribe_sync(*a.engine, "lost"), EngineErrc::ok);
-  ASSERT_EQ(publish_sync(*b.engine, message("lost", "\"after\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*b.engine, anonymous("lost", "\"after\"")).error, EngineErrc::ok);
   ASSERT_TRUE(a.events.wait_until([&] { return !a.events.offsets("lost").empty(); }));
   EXPECT_EQ(a.events.offsets("lost"), std::vector<std::uint64_t>{3});
 
@@ -382,7 +283,7 @@ TEST_F(NatsEngineTest, NatsServerRestartMidStreamResubscribesThenDeliveryResumes
   std::thread publisher([&] {
     int i = 0;
     while (run) {
-      auto r = publish_sync(*a.engine, message("live", "\"p" + std::to_string(i++) + "\""));
+      auto r = publish_sync(*a.engine, anonymous("live", "\"p" + std::to_string(i++) + "\""));
       if (r.error == EngineErrc::ok) {
         ok.fetch_add(1);
       } else {
@@ -509,7 +410,7 @@ TEST_F(NatsEngineTest, StartsWhileNatsIsDownAndConnectsLater) {
   nats.kill();
   Node& a = add_node("node-a");
   EXPECT_FALSE(a.engine->healthy());
-  auto refused = publish_sync(*a.engine, message("late", "\"x\""));
+  auto refused = publish_sync(*a.engine, anonymous("late", "\"x\""));
   EXPECT_EQ(refused.error, EngineErrc::unavailable);
   EXPECT_NE(refused.message.find(nats.url()), std::string::npos) << refused.message;
   EXPECT_EQ(subscribe_sync(*a.engine, "late"), EngineErrc::unavailable);
@@ -520,14 +421,14 @@ TEST_F(NatsEngineTest, StartsWhileNatsIsDownAndConnectsLater) {
   nats.start();
   ASSERT_TRUE(wait_for([&] { return a.engine->healthy(); }, 15s));
   ASSERT_EQ(subscribe_sync(*a.engine, "late"), EngineErrc::ok);
-  ASSERT_EQ(publish_sync(*a.engine, message("late", "\"y\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*a.engine, anonymous("late", "\"y\"")).error, EngineErrc::ok);
   ASSERT_TRUE(a.events.wait_until([&] { return a.events.offsets("late").size() == 1; }));
-  EXPECT_EQ(a.events.offsets("late"), one_to(1));
+  EXPECT_EQ(a.events.offsets("late"), range(1, 1));
 
   const auto started = std::chrono::steady_clock::now();
   a.engine->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
-  EXPECT_EQ(publish_sync(*a.engine, message("late", "\"z\"")).error, EngineErrc::unavailable);
+  EXPECT_EQ(publish_sync(*a.engine, anonymous("late", "\"z\"")).error, EngineErrc::unavailable);
 }
 
 TEST_F(NatsEngineTest, FactoryBuildsTheNatsEngine) {
