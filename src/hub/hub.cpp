@@ -181,8 +181,52 @@ struct Shard {
     hub.channel_removed(s->channel);
   }
 
-  void deliver(const std::string& channel, const PublicationPtr& pub, const std::shared_ptr<net::PreparedMessage>& frame,
-               std::chrono::steady_clock::time_point handed_over) {
+  // What the engine delivered, waiting for this loop's next turn. Events that
+  // pile up while the loop is busy go out together: each subscriber gets all
+  // of a channel's pending frames back to back, which the loop's cork turns
+  // into one write (a loop that falls behind catches up by batching instead
+  // of one send per message per subscriber).
+  struct PendingEvent {
+    std::string channel;
+    PublicationPtr publication;  // null: a control push (join/leave)
+    std::shared_ptr<net::PreparedMessage> frame;
+    std::chrono::steady_clock::time_point handed_over;
+  };
+  std::mutex pending_mutex;
+  std::vector<PendingEvent> pending;
+  bool drain_posted = false;
+
+  // Any thread (the engine's).
+  void enqueue(PendingEvent event) {
+    bool post;
+    {
+      std::lock_guard lock(pending_mutex);
+      pending.push_back(std::move(event));
+      post = !drain_posted;
+      drain_posted = true;
+    }
+    if (post) loop.post([this] { drain(); });
+  }
+
+  void drain() {
+    std::vector<PendingEvent> batch;
+    {
+      std::lock_guard lock(pending_mutex);
+      batch.swap(pending);
+      drain_posted = false;
+    }
+    // Grouped by channel, each channel's events in their order.
+    std::vector<std::pair<const std::string*, std::vector<const PendingEvent*>>> groups;
+    std::unordered_map<std::string_view, std::size_t> index;
+    for (const auto& e : batch) {
+      auto [it, fresh] = index.emplace(e.channel, groups.size());
+      if (fresh) groups.push_back({&e.channel, {}});
+      groups[it->second].second.push_back(&e);
+    }
+    for (const auto& [channel, events] : groups) deliver(*channel, events);
+  }
+
+  void deliver(const std::string& channel, const std::vector<const PendingEvent*>& events) {
     auto it = channels.find(channel);
     if (it == channels.end()) return;
     std::uint64_t sent = 0;
@@ -190,33 +234,33 @@ struct Shard {
     // Copy: a send may close a slow session, which unsubscribes it from this list.
     for (Subscription* s : std::vector<Subscription*>(it->second)) {
       if (!s->client->alive()) continue;
-      if (!s->live) {
-        if (s->held.size() >= max_held_publications) {
-          s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
-          continue;
+      // A send that closes the session frees `s`: stop at once then.
+      const std::shared_ptr<Client> client = s->client->shared_from_this();
+      for (const PendingEvent* e : events) {
+        if (!e->publication) {
+          if (s->live) s->client->sink_->send_shared(*e->frame);
+        } else if (!s->live) {
+          if (s->held.size() >= max_held_publications) {
+            s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
+          } else {
+            s->held.push_back(e->publication);
+          }
+        } else if (e->publication->offset > s->last_offset) {  // else already sent (recovered)
+          s->last_offset = e->publication->offset;
+          s->client->sink_->send_shared(*e->frame);
+          ++sent;
         }
-        s->held.push_back(pub);
-        continue;
+        if (!client->alive()) break;
       }
-      if (pub->offset <= s->last_offset) continue;  // already sent (recovered)
-      s->last_offset = pub->offset;
-      s->client->sink_->send_shared(*frame);
-      ++sent;
     }
     hub.counters_.pushes.fetch_add(sent, std::memory_order_relaxed);
-    if (sent > 0) hub.namespace_counters(ns).pushes.fetch_add(sent, std::memory_order_relaxed);
-    if (sent > 0) {
-      const auto took = std::chrono::steady_clock::now() - handed_over;
-      hub.counters_.fanout_latency.record(
-          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
-    }
-  }
-
-  void deliver_control(const std::string& channel, const std::shared_ptr<net::PreparedMessage>& frame) {
-    auto it = channels.find(channel);
-    if (it == channels.end()) return;
-    for (Subscription* s : std::vector<Subscription*>(it->second)) {
-      if (s->live && s->client->alive()) s->client->sink_->send_shared(*frame);
+    if (sent == 0) return;
+    hub.namespace_counters(ns).pushes.fetch_add(sent, std::memory_order_relaxed);
+    const auto now = std::chrono::steady_clock::now();
+    for (const PendingEvent* e : events) {
+      if (!e->publication) continue;
+      hub.counters_.fanout_latency.record(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now - e->handed_over).count()));
     }
   }
 
@@ -427,16 +471,9 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
     encoded = codec_.push_join_leave(event.kind == engines::ChannelEvent::Kind::join, event.channel, event.client);
   auto frame = std::make_shared<net::PreparedMessage>(protocol::Opcode::text, encoded);
   const auto handed_over = std::chrono::steady_clock::now();
-  for (auto& shard : shards_) {
-    Shard* s = shard.get();
-    if (event.kind == engines::ChannelEvent::Kind::publication) {
-      s->loop.post([s, channel = event.channel, pub = event.publication, frame, handed_over] {
-        s->deliver(channel, pub, frame, handed_over);
-      });
-    } else {
-      s->loop.post([s, channel = event.channel, frame] { s->deliver_control(channel, frame); });
-    }
-  }
+  const PublicationPtr publication =
+      event.kind == engines::ChannelEvent::Kind::publication ? event.publication : PublicationPtr{};
+  for (auto& shard : shards_) shard->enqueue(Shard::PendingEvent{event.channel, publication, frame, handed_over});
 }
 
 std::shared_ptr<Client> Hub::open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims) {
