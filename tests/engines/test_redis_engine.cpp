@@ -22,6 +22,7 @@
 #include "duplex/engines/factory.hpp"
 #include "duplex/engines/redis_engine.hpp"
 #include "jump_hash.hpp"
+#include "engine_contract_cases.hpp"
 #include "engine_test_support.hpp"
 #include "redis_server.hpp"
 #include "redis_wire.hpp"
@@ -131,108 +132,29 @@ TEST_F(RedisContract, DeliversEachPublicationInOrderToASubscribedNode) {
 }
 
 TEST_F(RedisContract, HistoryKeepsDataPublisherAndTime) {
-  Engine& engine = *engine_;
-  PublishRequest anonymous = message("news", R"({"text":"hi:there"})");
-  anonymous.publisher.clear();
-  ASSERT_EQ(publish_sync(engine, std::move(anonymous)).error, EngineErrc::ok);
-  clock_.advance(250ms);
-  ASSERT_EQ(publish_sync(engine, message("news", "[1,2]")).error, EngineErrc::ok);
-  const HistoryResult result = history_sync(engine, newest("news", 10));
-  ASSERT_EQ(result.publications.size(), 2u);
-  EXPECT_EQ(result.publications[0]->data, R"({"text":"hi:there"})");
-  EXPECT_EQ(result.publications[0]->publisher, "");
-  EXPECT_EQ(result.publications[0]->time_ms, clock_.now() - 250);
-  EXPECT_EQ(result.publications[1]->data, "[1,2]");
-  EXPECT_EQ(result.publications[1]->publisher, R"({"user":"u1","client":"c1"})");
-  EXPECT_EQ(result.publications[1]->time_ms, clock_.now());
+  contract::history_keeps_data_publisher_and_time(*engine_, clock_, R"({"text":"hi:there"})");
 }
 
 TEST_F(RedisContract, HistoryWithoutSinceGivesNewestInOrderOrReversed) {
-  Engine& engine = *engine_;
-  for (int i = 1; i <= 5; ++i) publish_sync(engine, message("c", std::to_string(i)));
-  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 3))), (std::vector<std::uint64_t>{3, 4, 5}));
-  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 3, keep(100), true))), (std::vector<std::uint64_t>{5, 4, 3}));
-  const HistoryResult all = history_sync(engine, newest("c", 100));
-  EXPECT_EQ(offsets_of(all), range(1, 5));
+  HistoryResult all;
+  ASSERT_NO_FATAL_FAILURE(all = contract::history_without_since_gives_newest_in_order_or_reversed(*engine_));
   EXPECT_TRUE(all.complete);
-  EXPECT_EQ(all.publications[4]->data, "5");
-  const HistoryResult only_top = history_sync(engine, newest("c", 0));
-  EXPECT_TRUE(only_top.publications.empty());
-  EXPECT_EQ(only_top.top.offset, 5u);
 }
 
 TEST_F(RedisContract, HistoryIsTrimmedToSize) {
-  Engine& engine = *engine_;
-  const std::string epoch = this->epoch("c");
-  for (int i = 1; i <= 6; ++i) publish_sync(engine, message("c", std::to_string(i), keep(3)));
-  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10, keep(3)))), (std::vector<std::uint64_t>{4, 5, 6}));
-  const HistoryResult covered = history_sync(engine, after("c", {epoch, 3}, 10, keep(3)));
-  EXPECT_EQ(offsets_of(covered), (std::vector<std::uint64_t>{4, 5, 6}));
-  EXPECT_TRUE(covered.complete);
-  const HistoryResult gap = history_sync(engine, after("c", {epoch, 2}, 10, keep(3)));
-  EXPECT_EQ(offsets_of(gap), (std::vector<std::uint64_t>{4, 5, 6}));
-  EXPECT_FALSE(gap.complete) << "offset 3 was trimmed";
-  EXPECT_FALSE(history_sync(engine, after("c", {epoch, 0}, 10, keep(3))).complete);
+  const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
+  ASSERT_NO_FATAL_FAILURE(contract::history_is_trimmed_to_size(*engine_, epoch_of));
   EXPECT_EQ(redis_.query({"LLEN", "t:hist:c"}), 3);
 }
 
 TEST_F(RedisContract, CompleteFlagWithSince) {
-  Engine& engine = *engine_;
-  const std::string epoch = this->epoch("c");
-  for (int i = 1; i <= 4; ++i) publish_sync(engine, message("c", std::to_string(i)));
-
-  const HistoryResult at_top = history_sync(engine, after("c", {epoch, 4}, 10));
-  EXPECT_TRUE(at_top.complete);
-  EXPECT_TRUE(at_top.publications.empty());
-  EXPECT_EQ(at_top.top, (StreamPosition{epoch, 4}));
-  const HistoryResult ahead = history_sync(engine, after("c", {epoch, 5}, 10));
-  EXPECT_FALSE(ahead.complete);
-  EXPECT_TRUE(ahead.publications.empty());
-  const HistoryResult other_epoch = history_sync(engine, after("c", {"0000000000000000", 1}, 10));
-  EXPECT_FALSE(other_epoch.complete);
-  EXPECT_TRUE(other_epoch.publications.empty());
-  EXPECT_EQ(other_epoch.top, (StreamPosition{epoch, 4}));
-  const HistoryResult limited = history_sync(engine, after("c", {epoch, 1}, 2));
-  EXPECT_EQ(offsets_of(limited), (std::vector<std::uint64_t>{2, 3}));
-  EXPECT_FALSE(limited.complete);
-  const HistoryResult exact = history_sync(engine, after("c", {epoch, 1}, 3));
-  EXPECT_EQ(offsets_of(exact), (std::vector<std::uint64_t>{2, 3, 4}));
-  EXPECT_TRUE(exact.complete);
-  const HistoryResult everything = history_sync(engine, after("c", {epoch, 0}, 100));
-  EXPECT_EQ(offsets_of(everything), range(1, 4));
-  EXPECT_TRUE(everything.complete);
-  const HistoryResult no_limit = history_sync(engine, after("c", {epoch, 2}, 0));
-  EXPECT_TRUE(no_limit.publications.empty());
-  EXPECT_FALSE(no_limit.complete);
-
-  const std::string fresh_epoch = this->epoch("never");
-  const HistoryResult fresh_channel = history_sync(engine, after("never", {fresh_epoch, 0}, 10));
-  EXPECT_TRUE(fresh_channel.complete);
-  EXPECT_EQ(fresh_channel.top, (StreamPosition{fresh_epoch, 0}));
+  const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
+  contract::complete_flag_with_since(*engine_, epoch_of);
 }
 
 TEST_F(RedisContract, HistoryTtlHidesExpiredPublications) {
-  Engine& engine = *engine_;
-  const std::string epoch = this->epoch("c");
-  const HistoryOptions short_lived = keep(10, 1s);
-  publish_sync(engine, message("c", "1", short_lived));
-  publish_sync(engine, message("c", "2", short_lived));
-  clock_.advance(1100ms);
-  publish_sync(engine, message("c", "3", short_lived));
-
-  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10, short_lived))), (std::vector<std::uint64_t>{3}));
-  const HistoryResult from_start = history_sync(engine, after("c", {epoch, 0}, 10, short_lived));
-  EXPECT_EQ(offsets_of(from_start), (std::vector<std::uint64_t>{3}));
-  EXPECT_FALSE(from_start.complete) << "1 and 2 expired";
-  const HistoryResult from_two = history_sync(engine, after("c", {epoch, 2}, 10, short_lived));
-  EXPECT_EQ(offsets_of(from_two), (std::vector<std::uint64_t>{3}));
-  EXPECT_TRUE(from_two.complete);
-
-  clock_.advance(1100ms);
-  const HistoryResult expired = history_sync(engine, newest("c", 10, short_lived));
-  EXPECT_TRUE(expired.publications.empty());
-  EXPECT_EQ(expired.top.offset, 3u) << "expiry never rewinds offsets";
-  EXPECT_EQ(publish_sync(engine, message("c", "4", short_lived)).position.offset, 4u);
+  const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
+  ASSERT_NO_FATAL_FAILURE(contract::history_ttl_hides_expired_publications(*engine_, clock_, epoch_of));
   EXPECT_GT(redis_.query({"PTTL", "t:hist:c"}), 0) << "the history key expires on its own";
 }
 
@@ -288,21 +210,7 @@ TEST_F(RedisContract, IdempotentRepeatReturnsFirstPositionWithoutDelivery) {
 }
 
 TEST_F(RedisContract, IdempotencyHoldsWithinOneBurst) {
-  Engine& engine = *engine_;
-  Completions completions;
-  constexpr std::size_t kRepeats = 50;
-  for (std::size_t i = 0; i < kRepeats; ++i) {
-    engine.publish(message("c", "same", keep(100), "burst-key"),
-                   [&](PublishResult result) { completions.add(std::move(result)); });
-  }
-  ASSERT_TRUE(completions.wait_for(kRepeats));
-  std::size_t applied = 0;
-  for (const auto& result : completions.results()) {
-    EXPECT_EQ(result.error, EngineErrc::ok);
-    EXPECT_EQ(result.position.offset, 1u);
-    if (!result.duplicate) ++applied;
-  }
-  EXPECT_EQ(applied, 1u);
+  contract::idempotency_holds_within_one_burst(*engine_);
 }
 
 TEST_F(RedisContract, PresenceListsEntriesAndAnnouncesRealChanges) {
