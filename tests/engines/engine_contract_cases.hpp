@@ -7,7 +7,13 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -144,6 +150,110 @@ inline void idempotency_holds_within_one_burst(engines::Engine& engine) {
     if (!result.duplicate) ++applied;
   }
   EXPECT_EQ(applied, 1u);
+}
+
+// `announced()` gives the join and leave events delivered for the changes
+// (a Redis node waits for them; memory and SQLite deliver before returning).
+inline void presence_lists_entries_and_announces_real_changes(
+    engines::Engine& engine, const std::function<std::vector<engines::ChannelEvent>()>& announced) {
+  using engines::ChannelEvent;
+  const hub::ClientInfo alice{"conn-a", "alice", R"({"name":"Alice"})"};
+  const hub::ClientInfo bob{"conn-b", "bob", ""};
+  const hub::ClientInfo carol{"conn-c", "", ""};
+  engine.presence_add("room", alice, true);
+  engine.presence_add("room", bob, true);
+  hub::ClientInfo alice_renamed = alice;
+  alice_renamed.info = R"({"name":"Al"})";
+  engine.presence_add("room", alice_renamed, true);  // already present: updated, not announced
+
+  auto entries = presence_sync(engine, "room");
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].client, "conn-a");
+  EXPECT_EQ(entries[0].user, "alice");
+  EXPECT_EQ(entries[0].info, R"({"name":"Al"})");
+  EXPECT_EQ(entries[1].client, "conn-b");
+  EXPECT_TRUE(presence_sync(engine, "elsewhere").empty());
+
+  engine.presence_remove("room", alice, true);
+  engine.presence_remove("room", alice, true);  // gone already: no second leave
+  engine.presence_add("room", carol, false);    // quiet
+  engine.presence_remove("room", carol, false);
+  engine.presence_remove("nowhere", bob, true);
+
+  entries = presence_sync(engine, "room");
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].client, "conn-b");
+
+  const auto events = announced();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].kind, ChannelEvent::Kind::join);
+  EXPECT_EQ(events[0].channel, "room");
+  EXPECT_EQ(events[0].client.client, "conn-a");
+  EXPECT_EQ(events[0].client.user, "alice");
+  EXPECT_EQ(events[0].client.info, R"({"name":"Alice"})");
+  EXPECT_EQ(events[1].kind, ChannelEvent::Kind::join);
+  EXPECT_EQ(events[1].client.client, "conn-b");
+  EXPECT_EQ(events[2].kind, ChannelEvent::Kind::leave);
+  EXPECT_EQ(events[2].client.client, "conn-a");
+}
+
+// Four threads publish 300 each over "hot" and "warm"; `delivered(channel,
+// count)` returns once `count` publications of the channel were delivered
+// to `recorder` (or gives up; the check below then fails).
+inline void concurrent_publishers_get_unique_offsets_delivered_in_order(
+    engines::Engine& engine, const Recorder& recorder,
+    const std::function<void(const std::string& channel, std::size_t count)>& delivered) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 300;
+  const std::vector<std::string> channels{"hot", "warm"};
+  Completions completions;
+  std::mutex per_thread_mutex;
+  std::map<std::pair<int, std::string>, std::vector<std::uint64_t>> per_thread;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string& channel = channels[static_cast<std::size_t>(i) % channels.size()];
+        engine.publish(message(channel, std::to_string(t)), [&, t, channel](engines::PublishResult result) {
+          {
+            std::lock_guard lock(per_thread_mutex);
+            per_thread[{t, channel}].push_back(result.position.offset);
+          }
+          completions.add(std::move(result));
+        });
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(completions.wait_for(kThreads * kPerThread));
+
+  const std::uint64_t per_channel = kThreads * kPerThread / channels.size();
+  for (const auto& channel : channels) {
+    std::vector<std::uint64_t> assigned;
+    for (const auto& [key, offsets] : per_thread) {
+      if (key.second != channel) continue;
+      EXPECT_TRUE(std::is_sorted(offsets.begin(), offsets.end())) << "one thread's publishes stay in order";
+      assigned.insert(assigned.end(), offsets.begin(), offsets.end());
+    }
+    std::sort(assigned.begin(), assigned.end());
+    EXPECT_EQ(assigned, range(1, per_channel)) << channel;
+    delivered(channel, per_channel);
+    EXPECT_EQ(recorder.offsets(channel), range(1, per_channel)) << channel;
+  }
+}
+
+inline void completions_may_call_back_into_the_engine(engines::Engine& engine) {
+  std::promise<std::uint64_t> second_offset;
+  engine.publish(message("c", "1"), [&](engines::PublishResult) {
+    engine.history(after("c", {"another-epoch", 0}, 10), [&](engines::HistoryResult history) {
+      EXPECT_FALSE(history.complete);
+      engine.publish(message("c", "2"),
+                     [&](engines::PublishResult result) { second_offset.set_value(result.position.offset); });
+    });
+  });
+  auto future = second_offset.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "a callback deadlocked the engine";
+  EXPECT_EQ(future.get(), 2u);
 }
 
 }  // namespace duplex::test::contract

@@ -214,110 +214,31 @@ TEST_F(RedisContract, IdempotencyHoldsWithinOneBurst) {
 }
 
 TEST_F(RedisContract, PresenceListsEntriesAndAnnouncesRealChanges) {
-  Engine& engine = *engine_;
-  ASSERT_EQ(subscribe_sync(engine, "room"), EngineErrc::ok);
-  const ClientInfo alice{"conn-a", "alice", R"({"name":"Alice"})"};
-  const ClientInfo bob{"conn-b", "bob", ""};
-  const ClientInfo carol{"conn-c", "", ""};
-  engine.presence_add("room", alice, true);
-  engine.presence_add("room", bob, true);
-  ClientInfo alice_renamed = alice;
-  alice_renamed.info = R"({"name":"Al"})";
-  engine.presence_add("room", alice_renamed, true);  // already present: updated, not announced
-
-  auto entries = presence_sync(engine, "room");
-  ASSERT_EQ(entries.size(), 2u);
-  EXPECT_EQ(entries[0].client, "conn-a");
-  EXPECT_EQ(entries[0].user, "alice");
-  EXPECT_EQ(entries[0].info, R"({"name":"Al"})");
-  EXPECT_EQ(entries[1].client, "conn-b");
-  EXPECT_TRUE(presence_sync(engine, "elsewhere").empty());
-
-  engine.presence_remove("room", alice, true);
-  engine.presence_remove("room", alice, true);  // gone already: no second leave
-  engine.presence_add("room", carol, false);    // quiet
-  engine.presence_remove("room", carol, false);
-  engine.presence_remove("nowhere", bob, true);
-  entries = presence_sync(engine, "room");
-  ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].client, "conn-b");
-
-  auto presence_events = [&] {
-    auto joins = recorder_.events();
+  ASSERT_EQ(subscribe_sync(*engine_, "room"), EngineErrc::ok);
+  auto joins_and_leaves = [&] {
     std::vector<ChannelEvent> found;
-    for (auto& e : joins) {
+    for (auto& e : recorder_.events()) {
       if (e.kind == ChannelEvent::Kind::join || e.kind == ChannelEvent::Kind::leave) found.push_back(e);
     }
     return found;
   };
-  ASSERT_TRUE(recorder_.wait_until([&] { return presence_events().size() >= 3; }));
-  std::this_thread::sleep_for(100ms);
-  const auto events = presence_events();
-  ASSERT_EQ(events.size(), 3u);
-  EXPECT_EQ(events[0].kind, ChannelEvent::Kind::join);
-  EXPECT_EQ(events[0].channel, "room");
-  EXPECT_EQ(events[0].client.client, "conn-a");
-  EXPECT_EQ(events[0].client.user, "alice");
-  EXPECT_EQ(events[0].client.info, R"({"name":"Alice"})");
-  EXPECT_EQ(events[1].kind, ChannelEvent::Kind::join);
-  EXPECT_EQ(events[1].client.client, "conn-b");
-  EXPECT_EQ(events[2].kind, ChannelEvent::Kind::leave);
-  EXPECT_EQ(events[2].client.client, "conn-a");
+  contract::presence_lists_entries_and_announces_real_changes(*engine_, [&] {
+    EXPECT_TRUE(recorder_.wait_until([&] { return joins_and_leaves().size() >= 3; }));
+    std::this_thread::sleep_for(100ms);
+    return joins_and_leaves();
+  });
 }
 
 TEST_F(RedisContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
-  Engine& engine = *engine_;
-  constexpr int kThreads = 4;
-  constexpr int kPerThread = 300;
-  const std::vector<std::string> channels{"hot", "warm"};
-  for (const auto& channel : channels) ASSERT_EQ(subscribe_sync(engine, channel), EngineErrc::ok);
-  Completions completions;
-  std::mutex per_thread_mutex;
-  std::map<std::pair<int, std::string>, std::vector<std::uint64_t>> per_thread;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        const std::string& channel = channels[static_cast<std::size_t>(i) % channels.size()];
-        engine.publish(message(channel, std::to_string(t)), [&, t, channel](PublishResult result) {
-          {
-            std::lock_guard lock(per_thread_mutex);
-            per_thread[{t, channel}].push_back(result.position.offset);
-          }
-          completions.add(std::move(result));
-        });
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  ASSERT_TRUE(completions.wait_for(kThreads * kPerThread));
-  const std::uint64_t per_channel = kThreads * kPerThread / channels.size();
-  for (const auto& channel : channels) {
-    std::vector<std::uint64_t> assigned;
-    for (const auto& [key, offsets] : per_thread) {
-      if (key.second != channel) continue;
-      EXPECT_TRUE(std::is_sorted(offsets.begin(), offsets.end())) << "one thread's publishes stay in order";
-      assigned.insert(assigned.end(), offsets.begin(), offsets.end());
-    }
-    std::sort(assigned.begin(), assigned.end());
-    EXPECT_EQ(assigned, range(1, per_channel)) << channel;
-    EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel).size() >= per_channel; }));
-    EXPECT_EQ(recorder_.offsets(channel), range(1, per_channel)) << channel;
-  }
+  for (const auto& channel : {"hot", "warm"}) ASSERT_EQ(subscribe_sync(*engine_, channel), EngineErrc::ok);
+  contract::concurrent_publishers_get_unique_offsets_delivered_in_order(
+      *engine_, recorder_, [&](const std::string& channel, std::size_t count) {
+        EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel).size() >= count; }));
+      });
 }
 
 TEST_F(RedisContract, CompletionsMayCallBackIntoTheEngine) {
-  Engine& engine = *engine_;
-  std::promise<std::uint64_t> second_offset;
-  engine.publish(message("c", "1"), [&](PublishResult) {
-    engine.history(after("c", {"another-epoch", 0}, 10), [&](HistoryResult history) {
-      EXPECT_FALSE(history.complete);
-      engine.publish(message("c", "2"), [&](PublishResult result) { second_offset.set_value(result.position.offset); });
-    });
-  });
-  auto future = second_offset.get_future();
-  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "a callback deadlocked the engine";
-  EXPECT_EQ(future.get(), 2u);
+  contract::completions_may_call_back_into_the_engine(*engine_);
 }
 
 TEST_F(RedisContract, SubscribeUnsubscribeRacesEndSubscribed) {
