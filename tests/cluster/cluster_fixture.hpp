@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "../engines/test_server_process.hpp"
+
 namespace cluster_test {
 
 namespace fs = std::filesystem;
@@ -34,17 +36,7 @@ inline const char* api_key = "cluster-test-api-key";
 inline fs::path repo_root() { return fs::path(DUPLEX_SOURCE_DIR); }
 
 // A port nobody listens on right now (the kernel's pick, released at once).
-inline std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+inline std::uint16_t free_port() { return static_cast<std::uint16_t>(duplex::test::free_loopback_port()); }
 
 inline bool port_open(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -127,7 +119,9 @@ inline void write_file(const fs::path& path, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
-// A child process with stdout and stderr in a log file; killed (SIGKILL) when destroyed.
+// A child process with stdout and stderr in a log file, that can be
+// restarted with the same command; killed when destroyed (and when the test
+// process dies).
 class Child {
  public:
   Child() = default;
@@ -140,47 +134,13 @@ class Child {
     stop(SIGKILL);
     argv_ = std::move(argv);
     log_ = log;
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> args;
-      for (auto& a : argv_) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      std::_Exit(127);
-    }
+    process_.spawn(argv_, log_.string());
   }
   void restart() { start(argv_, log_); }
   // Sends `sig` and waits for the exit; returns the wait status (-1 if not running).
-  int stop(int sig) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
+  int stop(int sig) { return process_.signal_and_wait(sig); }
   // Like stop(), but gives up waiting after `timeout` and kills.
-  int stop_within(int sig, std::chrono::milliseconds timeout) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, sig);
-    int status = 0;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-    return status;
-  }
-  bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
+  int stop_within(int sig, std::chrono::milliseconds timeout) { return process_.signal_and_wait_within(sig, timeout); }
   std::string log_text() const {
     std::ifstream in(log_);
     std::stringstream ss;
@@ -191,7 +151,7 @@ class Child {
  private:
   std::vector<std::string> argv_;
   fs::path log_;
-  pid_t pid_ = -1;
+  duplex::test::ChildProcess process_;
 };
 
 // Redis, 3 duplex nodes and haproxy in front of them, from examples/cluster.

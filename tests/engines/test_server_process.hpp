@@ -73,18 +73,21 @@ class ChildProcess {
   bool running() const { return pid_ > 0; }
 
   // `quiet`: stdout and stderr go to /dev/null.
-  void spawn(std::vector<std::string> args, bool quiet) {
+  void spawn(std::vector<std::string> args, bool quiet) { spawn(std::move(args), std::string(quiet ? "/dev/null" : "")); }
+
+  // stdout and stderr appended to `output` (a file; empty: inherited).
+  void spawn(std::vector<std::string> args, const std::string& output) {
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test process
       if (::getppid() != parent) ::_exit(1);
-      if (quiet) {
-        const int null = ::open("/dev/null", O_WRONLY);
-        if (null >= 0) {
-          ::dup2(null, STDOUT_FILENO);
-          ::dup2(null, STDERR_FILENO);
+      if (!output.empty()) {
+        const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+          ::dup2(fd, STDOUT_FILENO);
+          ::dup2(fd, STDERR_FILENO);
         }
       }
       std::vector<char*> argv;
@@ -100,13 +103,32 @@ class ChildProcess {
     if (pid_ > 0) ::kill(pid_, sig);
   }
 
-  // Sends `sig` and reaps the child.
-  void signal_and_wait(int sig) {
-    if (pid_ <= 0) return;
+  // Sends `sig` and reaps the child; returns its wait status (-1: not running).
+  int signal_and_wait(int sig) {
+    if (pid_ <= 0) return -1;
     ::kill(pid_, sig);
     int status = 0;
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
+    return status;
+  }
+
+  // Like signal_and_wait, but SIGKILLs the child if it has not exited within `timeout`.
+  int signal_and_wait_within(int sig, std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, sig);
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    pid_ = -1;
+    return status;
   }
 
   // Polls `ready` every 20 ms for up to 10 s. Throws "<name> exited at start
