@@ -962,7 +962,10 @@ export class Duplex {
     }
     const buffered = sub._buffer;
     sub._buffer = [];
-    for (const msg of buffered) this._deliver(sub, msg, false);
+    for (const msg of buffered) {
+      if (msg.type === 'join' || msg.type === 'leave') this._onPresenceChange(msg);
+      else this._deliver(sub, msg, false);
+    }
     sub._settle(null);
   }
 
@@ -1060,7 +1063,14 @@ export class Duplex {
 
   _onPresenceChange(msg) {
     const sub = this._subs.get(msg.channel);
-    if (!sub || sub.state !== 'subscribed') return;
+    if (!sub) return;
+    if (sub.state === 'subscribing') {
+      // On SSE and long-polling a push can overtake the subscribe reply (it
+      // travels in the POST response): kept, in order with the messages.
+      if (sub._buffer.length < this.options.maxBuffered) sub._buffer.push(msg);
+      return;
+    }
+    if (sub.state !== 'subscribed') return;
     const who = msg.client && typeof msg.client === 'object' ? msg.client : {};
     const event = { channel: msg.channel, client: who.client, user: who.user, info: who.info };
     this._call(msg.type === 'join' ? sub._handlers.onJoin : sub._handlers.onLeave, event);

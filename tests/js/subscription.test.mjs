@@ -257,3 +257,21 @@ test('server-side unsubscribe 2500: resubscribes at once from its position and r
   assert.deepEqual(r.log.unsubscribed, [], 'not reported as unsubscribed');
   assert.equal(r.log.gaps.length, 0);
 });
+
+test('join/leave that overtake the subscribe reply (fallback transports) are held and delivered after it, in order', async () => {
+  const h = makeClient();
+  const ws = await h.connect();
+  const r = recorder();
+  const sub = h.client.subscribe('chat:a', r.handlers);
+  const cmd = ws.lastOf('subscribe');
+  ws.receive({ type: 'join', channel: 'chat:a', client: { client: 'c1', user: 'ada' } });
+  ws.receive(message('chat:a', 'e1', 1));
+  ws.receive({ type: 'leave', channel: 'chat:a', client: { client: 'c1', user: 'ada' } });
+  assert.equal(sub.state, 'subscribing');
+  assert.deepEqual([r.log.joins.length, r.log.leaves.length, r.offsets().length], [0, 0, 0]);
+  ws.reply(cmd.id, { channel: 'chat:a', epoch: 'e1', offset: 0, recoverable: true });
+  assert.equal(sub.state, 'subscribed');
+  assert.deepEqual(r.log.joins, [{ channel: 'chat:a', client: 'c1', user: 'ada', info: undefined }]);
+  assert.deepEqual(r.log.leaves.map((l) => l.user), ['ada']);
+  assert.deepEqual(r.offsets(), [1]);
+});
