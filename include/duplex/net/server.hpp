@@ -19,7 +19,9 @@ class PerIpLimiter;
 
 class Server {
  public:
-  // Throws std::runtime_error on a bad TLS file.
+  // Throws std::runtime_error on a bad TLS file. With TLS configured it sets
+  // SIGPIPE to SIG_IGN for the whole process: OpenSSL writes with write(2),
+  // not send(MSG_NOSIGNAL), and a peer that resets must not kill the process.
   Server(ServerOptions options, Handlers handlers);
   ~Server();
   Server(const Server&) = delete;
