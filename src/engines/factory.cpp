@@ -27,6 +27,7 @@ std::unique_ptr<Engine> make_engine(const hub::EngineConfig& config) {
   if (config.type == "nats") {
     NatsEngineOptions options;
     options.nats = config.nats;
+    options.max_held = config.nats.max_held;
     options.redis = config.redis;
     return std::make_unique<NatsEngine>(std::move(options));
   }

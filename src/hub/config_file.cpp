@@ -548,6 +548,7 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
       nats->read("url", n.url);
       nats->read("subject_prefix", n.subject_prefix);
       nats->read_duration("reorder_window", n.reorder_window, Millis(1), Millis(60'000));
+      nats->read_integer("max_held", n.max_held, 1, 10'000'000);
       nats->finish();
     }
     engine->finish();

@@ -719,6 +719,7 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
               e.redis.password != c.engine.redis.password || e.redis.db != c.engine.redis.db ||
               e.redis.prefix != c.engine.redis.prefix || e.nats.url != c.engine.nats.url ||
               e.nats.subject_prefix != c.engine.nats.subject_prefix || e.nats.reorder_window != c.engine.nats.reorder_window ||
+              e.nats.max_held != c.engine.nats.max_held ||
               e.redis.subscriber_connections != c.engine.redis.subscriber_connections ||
               e.redis.connect_timeout != c.engine.redis.connect_timeout ||
               e.redis.command_timeout != c.engine.redis.command_timeout ||

@@ -147,6 +147,7 @@ void expect_same(const HubConfig& a, const HubConfig& b) {
   EXPECT_EQ(a.engine.nats.url, b.engine.nats.url);
   EXPECT_EQ(a.engine.nats.subject_prefix, b.engine.nats.subject_prefix);
   EXPECT_EQ(a.engine.nats.reorder_window, b.engine.nats.reorder_window);
+  EXPECT_EQ(a.engine.nats.max_held, b.engine.nats.max_held);
   const auto &fa = a.fallback, &fb = b.fallback;
   EXPECT_EQ(fa.max_sessions, fb.max_sessions);
   EXPECT_EQ(fa.max_buffer_events, fb.max_buffer_events);
@@ -235,7 +236,7 @@ TEST(ConfigFile, ReferenceFileListsEveryOption) {
       "engine.redis.subscriber_connections", "engine.redis.connect_timeout", "engine.redis.command_timeout",
       "engine.redis.reconnect_min", "engine.redis.reconnect_max", "engine.redis.presence_ttl",
       "engine.redis.history_meta_ttl", "engine.redis.node_ttl",
-      "engine.nats.url", "engine.nats.subject_prefix", "engine.nats.reorder_window",
+      "engine.nats.url", "engine.nats.subject_prefix", "engine.nats.reorder_window", "engine.nats.max_held",
       "limits.max_command_bytes", "limits.max_json_depth", "limits.max_data_bytes", "limits.max_subscriptions",
       "limits.max_channels", "limits.max_channel_length", "limits.max_history_size", "limits.publish_rate",
       "limits.publish_burst", "limits.rate_violations_before_disconnect", "limits.idempotency_window",

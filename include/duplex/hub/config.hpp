@@ -65,6 +65,7 @@ struct NatsConfig {
   std::string url = "nats://127.0.0.1:4222";  // comma-separated for a cluster
   std::string subject_prefix = "duplex";
   std::chrono::milliseconds reorder_window{500};  // wait this long for an offset that arrives out of order
+  std::size_t max_held = 10'000;  // publications held per channel meanwhile; more: its subscribers resubscribe
 };
 
 // [engine]
