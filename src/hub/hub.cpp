@@ -109,6 +109,12 @@ class Client : public std::enable_shared_from_this<Client> {
       if (s->channel == channel) return s.get();
     return nullptr;
   }
+  // False once `sub` was unsubscribed (or replaced by a resubscribe) meanwhile.
+  bool owns(const Subscription* sub) const {
+    for (auto& s : subscriptions)
+      if (s.get() == sub) return true;
+    return false;
+  }
   void disconnect(std::uint16_t code, std::string_view reason) {
     if (!sink_) return;
     sink_->send(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)));
@@ -168,8 +174,7 @@ struct Shard {
     auto& list = channels[s->channel];
     list.push_back(s);
     hub.namespace_counters(s->options).subscriptions.fetch_add(1, std::memory_order_relaxed);
-    if (list.size() == 1) hub.channel_added(s->channel);
-    else hub.channel_count_change(s->channel, +1);
+    hub.channel_added(s->channel);
   }
   void remove(Subscription* s) {
     auto it = channels.find(s->channel);
@@ -415,11 +420,6 @@ void Hub::channel_added(const std::string& channel) {
   ++channel_counts_[channel];
 }
 
-void Hub::channel_count_change(const std::string& channel, int delta) {
-  std::lock_guard lock(channels_mutex_);
-  channel_counts_[channel] += static_cast<std::size_t>(delta);
-}
-
 void Hub::channel_removed(const std::string& channel) {
   {
     std::lock_guard lock(channels_mutex_);
@@ -453,12 +453,9 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
         if (it == s->channels.end()) return;
         std::vector<std::shared_ptr<Client>> targets;
         for (Subscription* sub : it->second) targets.push_back(sub->client->shared_from_this());
-        for (auto& c : targets) {
-          if (c->alive() && unsubscribe(*c, channel))
-            c->send(codec_.push_unsubscribe(channel, unsubscribe_code::resubscribe,
-                                            "the server lost track of this channel: resubscribe to recover"));
-        }
-        counters_.resubscribes.fetch_add(targets.size(), std::memory_order_relaxed);
+        const std::size_t told = unsubscribe_and_tell(targets, channel, unsubscribe_code::resubscribe,
+                                                      "the server lost track of this channel: resubscribe to recover");
+        counters_.resubscribes.fetch_add(told, std::memory_order_relaxed);
       });
     }
     return;
@@ -706,9 +703,7 @@ void Hub::subscribe(Client& client, Command cmd) {
                                         since_offset = cmd.offset, req = std::move(req)](engines::EngineErrc e) mutable {
     if (e != engines::EngineErrc::ok) {
       ref.post([this, sub, id](Client& c) {
-        bool present = false;
-        for (auto& s : c.subscriptions) present = present || s.get() == sub;
-        if (!present) return;
+        if (!c.owns(sub)) return;
         unsubscribe(c, sub->channel);
         c.error(id, error_code::unavailable, "engine unavailable: cannot subscribe now, retry");
       });
@@ -717,10 +712,7 @@ void Hub::subscribe(Client& client, Command cmd) {
     engine_->history(std::move(req), [this, ref = std::move(ref), sub, id, recover, can_recover,
                                       since_offset](engines::HistoryResult r) {
       ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Client& c) {
-        // Unsubscribed (or resubscribed) while the read was in flight?
-        bool present = false;
-        for (auto& s : c.subscriptions) present = present || s.get() == sub;
-        if (!present) return;
+        if (!c.owns(sub)) return;  // unsubscribed (or resubscribed) while the read was in flight
         if (r.error != engines::EngineErrc::ok) {
           unsubscribe(c, sub->channel);
           return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable" : r.message);
@@ -875,12 +867,20 @@ void Hub::api_unsubscribe(std::string user, std::string channel) {
       std::vector<std::shared_ptr<Client>> targets;
       auto range = s->users.equal_range(user);
       for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
-      for (auto& c : targets) {
-        if (c->alive() && unsubscribe(*c, channel))
-          c->send(codec_.push_unsubscribe(channel, unsubscribe_code::server, "unsubscribed by the server"));
-      }
+      unsubscribe_and_tell(targets, channel, unsubscribe_code::server, "unsubscribed by the server");
     });
   }
+}
+
+std::size_t Hub::unsubscribe_and_tell(const std::vector<std::shared_ptr<Client>>& clients, const std::string& channel,
+                                      int code, std::string_view reason) {
+  std::size_t told = 0;
+  for (const auto& c : clients) {
+    if (!c->alive() || !unsubscribe(*c, channel)) continue;
+    c->send(codec_.push_unsubscribe(channel, code, reason));
+    ++told;
+  }
+  return told;
 }
 
 void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reason) {

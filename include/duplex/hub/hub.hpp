@@ -173,9 +173,12 @@ class Hub {
   void on_engine_event(const engines::ChannelEvent& event);
   void subscribe(Client& client, Command command);
   bool unsubscribe(Client& client, std::string_view channel);
+  // Server-side unsubscribe of `channel` for each live client subscribed to
+  // it, with the unsubscribe push; returns how many were told.
+  std::size_t unsubscribe_and_tell(const std::vector<std::shared_ptr<Client>>& clients, const std::string& channel,
+                                   int code, std::string_view reason);
   void publish(Client& client, Command command);
   void channel_added(const std::string& channel);
-  void channel_count_change(const std::string& channel, int delta);
   void channel_removed(const std::string& channel);
   engines::HistoryOptions history_options(const NamespaceOptions& ns) const;
   void publish_stats();
