@@ -22,6 +22,7 @@
 #include "duplex/protocol/frame.hpp"
 #include "duplex/protocol/permessage_deflate.hpp"
 #include "hub_fixture.hpp"
+#include "../net/support.hpp"
 
 using namespace hub_test;
 
@@ -97,15 +98,7 @@ class RawSocket {
   // `receive_buffer` > 0 shrinks the kernel receive buffer (set before
   // connect so the TCP window stays small): a client that never reads.
   explicit RawSocket(std::uint16_t port, int receive_buffer = 0) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fd_ = test_support::connect_loopback(port, connected_, receive_buffer);
   }
   ~RawSocket() {
     if (fd_ >= 0) ::close(fd_);

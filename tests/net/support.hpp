@@ -47,19 +47,26 @@ class TestServer {
   std::thread thread_;
 };
 
+// A blocking TCP socket connected to 127.0.0.1:`port` with TCP_NODELAY;
+// `connected` says whether connect() succeeded. `receive_buffer` > 0 shrinks
+// the kernel receive buffer before connecting (the TCP window stays small).
+inline int connect_loopback(std::uint16_t port, bool& connected, int receive_buffer = 0) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (receive_buffer > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  connected = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
 // A blocking raw TCP client for sending arbitrary bytes.
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
+  explicit RawClient(std::uint16_t port) { fd_ = connect_loopback(port, connected_); }
   ~RawClient() {
     if (fd_ >= 0) ::close(fd_);
   }
