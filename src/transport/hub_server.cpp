@@ -257,7 +257,7 @@ struct HubServer::Routes {
              fallback->forwarded_count());
     }
     const engines::EngineHealth health = hub.engine().health();
-    metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", hub.engine().healthy() ? 1 : 0);
+    metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", health.healthy ? 1 : 0);
     metric("duplex_engine_up", "gauge", "1 if the engine is healthy (as in EngineHealth).", health.healthy ? 1 : 0);
     metric("duplex_engine_backends_up", "gauge", "Storage/broker servers the engine is connected to.", health.backends_up);
     metric("duplex_engine_backends_total", "gauge", "Storage/broker servers the engine is configured with.",
