@@ -1,5 +1,7 @@
 #include "bench_common.hpp"
 
+#include "duplex/net/tls.hpp"
+
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -350,6 +352,19 @@ void CpuWindow::end() {
     server_rss_ = server_.rss_kib();
   }
   self_after_ = self_cpu_seconds();
+}
+
+bool check_client_tls(const char* mode, const std::string& ca_file, bool insecure) {
+  try {
+    net::TlsOptions tls;
+    tls.ca_file = ca_file;
+    tls.verify_peer = !insecure;
+    net::TlsContext::client(tls);
+    return true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "duplex bench %s: %s\n", mode, e.what());
+    return false;
+  }
 }
 
 }  // namespace duplex::cli::bench

@@ -177,4 +177,9 @@ void add_server_rows(Report& report, long pid, double cpu_seconds, long rss_kib,
 // Generator (this process) CPU seconds and use over `seconds`.
 void add_generator_rows(Report& report, double cpu_seconds, double seconds, unsigned threads);
 
+// wss:// modes: loads the client TLS settings once up front, so a bad
+// --ca-file fails now (message on stderr, prefixed by `mode`) rather than once
+// per connection.
+bool check_client_tls(const char* mode, const std::string& ca_file, bool insecure);
+
 }  // namespace duplex::cli::bench

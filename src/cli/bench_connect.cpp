@@ -238,18 +238,7 @@ int run_connect(const ConnectArgs& args) {
   const net::WsUrl* url = &bench_target->url;
   const std::string& engine = bench_target->engine;
   const RawTarget& target = bench_target->raw;
-  if (url->secure) {
-    // Fail on a bad --ca-file now rather than once per connection.
-    try {
-      net::TlsOptions tls;
-      tls.ca_file = args.ca_file;
-      tls.verify_peer = !args.insecure;
-      net::TlsContext::client(tls);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "duplex bench connect: %s\n", e.what());
-      return exit_usage;
-    }
-  }
+  if (url->secure && !check_client_tls("connect", args.ca_file, args.insecure)) return exit_usage;
   if (args.server_pid > 0 && read_process_cpu_seconds(args.server_pid) < 0) {
     std::fprintf(stderr, "duplex bench connect: cannot read /proc/%ld/stat (--server-pid)\n", args.server_pid);
     return exit_usage;

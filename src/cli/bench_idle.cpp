@@ -266,18 +266,7 @@ int run_idle(const IdleArgs& args) {
     std::fprintf(stderr, "duplex bench idle: --source-addresses needs an IPv4 server address\n");
     return exit_usage;
   }
-  if (bench_target->url.secure) {
-    // Fail on a bad --ca-file now rather than once per connection.
-    try {
-      net::TlsOptions tls;
-      tls.ca_file = args.ca_file;
-      tls.verify_peer = !args.insecure;
-      net::TlsContext::client(tls);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "duplex bench idle: %s\n", e.what());
-      return exit_usage;
-    }
-  }
+  if (bench_target->url.secure && !check_client_tls("idle", args.ca_file, args.insecure)) return exit_usage;
   ProcessWatch server(args.server_pid), self(0);
   const long rss_before = server.rss_kib();
   if (rss_before < 0) {
