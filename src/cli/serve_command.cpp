@@ -146,7 +146,8 @@ std::function<int()> add_serve_command(CLI::App& app) {
   cmd->add_option("-l,--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
   cmd->add_option("-t,--threads", flags->threads, "event loops (0 = one per core)")
       ->each([flags](const std::string&) { flags->threads_set = true; });
-  cmd->add_option("--engine", flags->engine, "storage engine: sqlite (durable, default) or memory")
+  cmd->add_option("--engine", flags->engine,
+                  "storage engine: sqlite (durable, default) or memory; redis and nats are set in the config file")
       ->check(CLI::IsMember({"sqlite", "memory"}));
   cmd->add_option("--data-dir", flags->data_dir, "sqlite engine: directory for duplex.db");
   cmd->add_option("--hmac-secret", flags->hmac_secret, "HS256 secret for tokens (or env DUPLEX_HMAC_SECRET)");
