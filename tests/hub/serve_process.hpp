@@ -1,5 +1,6 @@
-// `duplex serve` as a child process, for the hub tests that need the binary
-// (durability after kill -9, SIGTERM, SIGHUP reload).
+// `duplex serve` (or another `duplex` subcommand) as a child process, for the
+// hub tests that need the binary (durability after kill -9, SIGTERM, SIGHUP
+// reload, the memory of a server under attack).
 #pragma once
 #include <fcntl.h>
 #include <signal.h>
@@ -18,14 +19,13 @@ namespace hub_test {
 
 using namespace std::chrono_literals;
 
-// `duplex serve --config FILE --listen 127.0.0.1:0` in a child process: the
-// port from its stdout, its log (stderr) in `log_path`. Killed at the end
-// (also when a test fails). `args` go after the config (e.g. --log-level).
-class ServeProcess {
+// A `duplex` subcommand in a child process that prints its URL
+// ("...://127.0.0.1:PORT") on the first line of stdout: the port from that
+// line, its log (stderr) in `log_path`. Killed at the end (also when a test
+// fails).
+class DuplexProcess {
  public:
-  ServeProcess(const std::string& config_path, const std::string& log_path,
-               std::vector<std::string> args = {"--threads", "2", "--log-level", "info"})
-      : log_path_(log_path) {
+  DuplexProcess(std::vector<std::string> args, const std::string& log_path) : log_path_(log_path) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = ::fork();
@@ -34,7 +34,7 @@ class ServeProcess {
       const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       ::dup2(log, 2);
       ::close(out[0]);
-      std::vector<std::string> argv = {DUPLEX_BINARY, "serve", "--config", config_path, "--listen", "127.0.0.1:0"};
+      std::vector<std::string> argv = {DUPLEX_BINARY};
       argv.insert(argv.end(), args.begin(), args.end());
       std::vector<char*> c_argv;
       for (auto& a : argv) c_argv.push_back(a.data());
@@ -47,15 +47,19 @@ class ServeProcess {
     char c;
     while (text.find('\n') == std::string::npos && ::read(out[0], &c, 1) == 1) text += c;
     ::close(out[0]);
-    const auto at = text.find("http://127.0.0.1:");
+    const auto at = text.find("://127.0.0.1:");
     if (at == std::string::npos) {
       stop(SIGKILL);
-      throw std::runtime_error("duplex serve did not start: " + text + log());
+      throw std::runtime_error("duplex " + (args.empty() ? std::string() : args[0]) + " did not start: " + text + log());
     }
-    port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 17)));
+    port_ = static_cast<std::uint16_t>(std::stoi(text.substr(at + 13)));
   }
-  ~ServeProcess() { stop(SIGKILL); }
+  ~DuplexProcess() { stop(SIGKILL); }
+  DuplexProcess(const DuplexProcess&) = delete;
+  DuplexProcess& operator=(const DuplexProcess&) = delete;
+
   std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
   void signal(int sig) { ::kill(pid_, sig); }
   bool running() const { return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
   std::string log() const {
@@ -89,6 +93,22 @@ class ServeProcess {
   std::string log_path_;
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
+};
+
+// `duplex serve --config FILE --listen 127.0.0.1:0`; `args` go after the
+// config (e.g. --log-level).
+class ServeProcess : public DuplexProcess {
+ public:
+  ServeProcess(const std::string& config_path, const std::string& log_path,
+               std::vector<std::string> args = {"--threads", "2", "--log-level", "info"})
+      : DuplexProcess(serve_args(config_path, std::move(args)), log_path) {}
+
+ private:
+  static std::vector<std::string> serve_args(const std::string& config_path, std::vector<std::string> args) {
+    std::vector<std::string> all = {"serve", "--config", config_path, "--listen", "127.0.0.1:0"};
+    all.insert(all.end(), args.begin(), args.end());
+    return all;
+  }
 };
 
 }  // namespace hub_test
