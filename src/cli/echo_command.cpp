@@ -3,20 +3,76 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "commands.hpp"
 #include "duplex/duplex.hpp"
+#include "duplex/hub/config_file.hpp"
+#include "duplex/protocol/frame.hpp"
 
 namespace duplex::cli {
 
 namespace {
+
+// The bounds of --max-send-buffer (those of the hub's server.max_send_buffer)
+// and of --max-message-size (those of server.websocket.max_message_size).
+constexpr std::uint64_t min_send_buffer = 1u << 10, max_send_buffer_bound = 1u << 30;
+constexpr std::uint64_t min_message_size = protocol::max_control_payload, max_message_size_bound = 1u << 30;
+
+// A size flag: plain bytes ("1048576") or with a binary unit ("64KiB",
+// "1MiB", "1GiB"), within [min, max]. False with a message on error.
+bool parse_size_flag(const char* flag, const std::string& text, std::uint64_t min, std::uint64_t max,
+                     std::uint64_t& out, std::string& error) {
+  std::optional<std::uint64_t> bytes;
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos)
+    bytes = text.size() <= 18 ? std::optional<std::uint64_t>(std::stoull(text)) : std::nullopt;
+  else
+    bytes = hub::parse_size(text);
+  if (!bytes) {
+    error = std::string(flag) + " " + text + ": expected bytes, or a size such as 64KiB, 1MiB, 1GiB";
+    return false;
+  }
+  if (*bytes < min || *bytes > max) {
+    error = std::string(flag) + " " + text + ": must be between " + std::to_string(min) + " and " +
+            std::to_string(max) + " bytes";
+    return false;
+  }
+  out = *bytes;
+  return true;
+}
+
+// What one connection may owe is --max-send-buffer, and an echo (or a
+// broadcast copy) is queued whole: a message is echoed only if its frame
+// fits in the buffer, with room left for the control frames the peer may be
+// owed meanwhile (one pong, as owed pongs coalesce, and a close frame).
+// Compressed frames of incompressible data are a little larger than the
+// message (stored blocks), so the largest messages are sent uncompressed,
+// which RFC 7692 allows for any message: every accepted message fits.
+struct EchoBudget {
+  static constexpr std::size_t reserved = protocol::max_frame_header_size + 2 * (2 + protocol::max_control_payload);
+  std::size_t send_buffer = 1u << 20;
+  // Largest message whose uncompressed frame fits.
+  static std::size_t largest_message(std::size_t send_buffer) { return send_buffer - reserved; }
+  // Up to this size a compressed frame fits whatever the data (the
+  // expansion bound the protocol core allows compressed frames, n/64 + 1 KiB).
+  std::size_t largest_compressible() const {
+    const std::size_t room = largest_message(send_buffer);
+    return room <= 1024 ? 0 : (room - 1024) / 65 * 64;
+  }
+  protocol::Compress compress_for(std::size_t size) const {
+    return size <= largest_compressible() ? protocol::Compress::automatic : protocol::Compress::no;
+  }
+};
+
 struct EchoArgs {
   std::string listen = "127.0.0.1:8080";
   unsigned threads = 0;
   std::string tls_cert, tls_key;
   std::string deflate = "off";
-  std::size_t max_message_size = 16u << 20;
+  std::string max_send_buffer = std::to_string(net::ServerOptions{}.max_send_buffer);  // the library's 1 MiB
+  std::string max_message_size;  // empty: the largest the send buffer can echo
   std::vector<std::string> subprotocols;
   unsigned ping_interval_s = 30;
   bool broadcast = false;
@@ -31,7 +87,8 @@ struct EchoArgs {
 // message is encoded once and the same bytes are posted to the other loops.
 class Broadcaster {
  public:
-  void attach(net::Server& server, const protocol::DeflateTuning* tuning) {
+  void attach(net::Server& server, const protocol::DeflateTuning* tuning, EchoBudget budget) {
+    budget_ = budget;
     loops_ = server.loops();
     rooms_.resize(loops_.size());
     pending_.resize(loops_.size());
@@ -69,7 +126,8 @@ class Broadcaster {
     if (room.empty()) rooms.erase(it);
   }
   void publish(net::Connection& from, protocol::Opcode kind, std::string_view payload) {
-    auto message = std::make_shared<const net::PreparedMessage>(kind, payload, tuning_);
+    const bool compressible = budget_.compress_for(payload.size()) == protocol::Compress::automatic;
+    auto message = std::make_shared<const net::PreparedMessage>(kind, payload, compressible ? tuning_ : nullptr);
     const std::size_t here = index_of(from.loop());
     const std::string& path = static_cast<Member*>(from.user_data)->path;
     for (std::size_t i = 0; i < loops_.size(); ++i) {
@@ -108,7 +166,12 @@ class Broadcaster {
       // Copy: a send may close a slow consumer, which leaves the room.
       std::vector<net::Connection*> targets = it->second;
       for (net::Connection* c : targets)
-        for (const auto& message : batch) c->send_prepared(*message);
+        for (const auto& message : batch) {
+          if (budget_.compress_for(message->payload().size()) == protocol::Compress::automatic)
+            c->send_prepared(*message);
+          else
+            c->send(message->payload(), message->kind(), protocol::Compress::no);  // see EchoBudget
+        }
     }
   }
   std::vector<net::EventLoop*> loops_;
@@ -116,6 +179,7 @@ class Broadcaster {
   std::vector<std::unordered_map<std::string, Batch>> pending_;  // per loop, by path
   std::vector<char> drain_posted_;                               // per loop
   const protocol::DeflateTuning* tuning_ = nullptr;
+  EchoBudget budget_;
 };
 }  // namespace
 
@@ -133,8 +197,19 @@ std::function<int()> add_echo_command(CLI::App& app) {
       ->expected(0, 1)
       ->default_str("dedicated")
       ->check(CLI::IsMember({"off", "shared", "dedicated", ""}));
-  cmd->add_option("--max-message-size", args->max_message_size, "Largest message (and frame) accepted, in bytes")
+  cmd->add_option("--max-send-buffer", args->max_send_buffer,
+                  "Bytes one connection may owe (queued, not yet taken by the kernel), 1KiB..1GiB; over it the "
+                  "connection is closed with 1008 (a client that does not read its echoes). Bytes or KiB/MiB/GiB; "
+                  "the default is the library's (1 MiB)")
+      ->type_name("SIZE")
       ->capture_default_str();
+  cmd->add_option("--max-message-size", args->max_message_size,
+                  "Largest message (and frame) accepted, larger -> 1009. An echo is queued whole, so it must fit "
+                  "in the send buffer: at most --max-send-buffer minus 268 B (a frame header, a pong and a close "
+                  "frame), which is the default; raise --max-send-buffer to echo larger messages (17MiB for 16 MiB)")
+      ->type_name("SIZE")
+      ->default_str(std::to_string(EchoBudget::largest_message(net::ServerOptions{}.max_send_buffer)) +
+                    " (--max-send-buffer - 268)");
   cmd->add_option("--subprotocol", args->subprotocols, "A subprotocol to accept (repeatable)");
   cmd->add_option("--ping-interval", args->ping_interval_s, "Ping connections silent this many seconds (0 = never)")
       ->capture_default_str();
@@ -165,9 +240,34 @@ std::function<int()> add_echo_command(CLI::App& app) {
     options.threads = args->threads;
     options.tls.cert_file = args->tls_cert;
     options.tls.key_file = args->tls_key;
-    options.websocket.max_frame_size = args->max_message_size;
-    options.websocket.max_message_size = args->max_message_size;
-    options.max_send_buffer = std::max<std::size_t>(options.max_send_buffer, 2 * args->max_message_size + 1024);
+    std::uint64_t send_buffer = 0, max_message = 0;
+    if (!parse_size_flag("--max-send-buffer", args->max_send_buffer, min_send_buffer, max_send_buffer_bound,
+                         send_buffer, error)) {
+      std::fprintf(stderr, "duplex echo: %s\n", error.c_str());
+      return 2;
+    }
+    const std::uint64_t largest_echo = EchoBudget::largest_message(send_buffer);
+    if (args->max_message_size.empty()) {
+      max_message = largest_echo;
+    } else if (!parse_size_flag("--max-message-size", args->max_message_size, min_message_size,
+                                max_message_size_bound, max_message, error)) {
+      std::fprintf(stderr, "duplex echo: %s\n", error.c_str());
+      return 2;
+    }
+    if (max_message > largest_echo) {
+      // Refused rather than raised behind the user's back: the buffer is the
+      // memory bound per connection they asked for.
+      std::fprintf(stderr,
+                   "duplex echo: --max-message-size %llu cannot be echoed within --max-send-buffer %llu (an echo is "
+                   "queued whole): use --max-send-buffer %llu or more, or a smaller --max-message-size\n",
+                   static_cast<unsigned long long>(max_message), static_cast<unsigned long long>(send_buffer),
+                   static_cast<unsigned long long>(max_message + EchoBudget::reserved));
+      return 2;
+    }
+    options.max_send_buffer = static_cast<std::size_t>(send_buffer);
+    options.websocket.max_frame_size = static_cast<std::size_t>(max_message);
+    options.websocket.max_message_size = static_cast<std::size_t>(max_message);
+    const EchoBudget budget{options.max_send_buffer};
     options.subprotocols = args->subprotocols;
     options.timeouts.ping_interval = net::Millis{args->ping_interval_s * 1000};
     std::string mode = args->deflate.empty() ? "dedicated" : args->deflate;
@@ -192,12 +292,13 @@ std::function<int()> add_echo_command(CLI::App& app) {
         broadcaster->publish(c, kind, payload);
       };
     } else {
-      handlers.on_message = [](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
-        c.send(payload, kind);
+      handlers.on_message = [budget](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
+        c.send(payload, kind, budget.compress_for(payload.size()));
       };
     }
     net::Server server(options, handlers);
-    broadcaster->attach(server, options.deflate.mode == net::DeflateMode::shared ? &options.deflate.tuning : nullptr);
+    broadcaster->attach(server, options.deflate.mode == net::DeflateMode::shared ? &options.deflate.tuning : nullptr,
+                        budget);
     server.listen();
     std::printf("listening on %s://%s:%u\n", options.tls.enabled() ? "wss" : "ws",
                 options.host.find(':') != std::string::npos ? ("[" + options.host + "]").c_str() : options.host.c_str(),
