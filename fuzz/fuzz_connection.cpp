@@ -3,10 +3,10 @@
 // whose actions come from the fuzz input too. It checks the lifetime rule:
 // no callback after the connection's end callback (on_close, or
 // on_http_closed for plain HTTP), each at most once and never inside another
-// callback of the same connection, no frame delivered after the handler
-// terminated the connection (or a send closed it over its limit), and an
-// opened WebSocket connection gets on_close once the peer has gone. Memory
-// errors are ASan's.
+// callback of the same connection, no callback but the end after the handler
+// terminated the connection (or a send closed it over its limit, or a throw
+// dropped it before it opened), and an opened WebSocket connection gets
+// on_close once the peer has gone. Memory errors are ASan's.
 //
 // Input layout (all of it optional; a short input runs with defaults):
 //   byte 0..7  one action per callback: on_upgrade, on_open, on_message,
@@ -131,6 +131,7 @@ void act(net::Connection& c, Action a) {
       if (c.send_text("after terminate") != net::SendStatus::closed) violated("send after terminate() not closed", "");
       return;
     case throw_it:
+      if (!c.is_open()) state->stopped = true;  // dropped: only its end may follow
       throw std::runtime_error("fuzz handler threw");
     case ping_it:
       c.ping("fuzz");
@@ -158,6 +159,7 @@ void act_http(net::Connection& c, Action a) {
       c.terminate();
       return;
     case throw_it:
+      state->stopped = true;  // an HTTP connection is never open: it is dropped
       throw std::runtime_error("fuzz handler threw");
     case ping_it:
       c.http_begin_stream(200, "text/event-stream");
@@ -171,10 +173,12 @@ net::Handlers make_handlers() {
                     net::UpgradeDecision& decision) {
     Scope scope(upgrade);
     const Action a = next_action(upgrade);
-    if (a == close_it)
+    if (a == close_it) {
       decision.reject(403, "fuzz");
-    else
+      state->stopped = true;  // refused: on_open must not follow
+    } else {
       act(c, a);
+    }
   };
   h.on_open = [](net::Connection& c) {
     Scope scope(open);

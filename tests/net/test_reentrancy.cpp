@@ -10,9 +10,9 @@
 // - the end callback exactly once per connection that opened (a client that
 //   never opened: on_error exactly once), and never inside another callback of
 //   that connection (an end happens at a defined point of the loop's turn);
-// - after terminate() or a send that closed the connection over its limit,
-//   nothing but the end callback runs (frames later in the same read are not
-//   delivered);
+// - after terminate(), a send that closed the connection over its limit, or
+//   a throw while the connection was not open (it is dropped), nothing but
+//   the end callback runs (frames later in the same read are not delivered);
 // - send() after terminate() returns SendStatus::closed;
 // - a handler that throws on an open connection closes it with 1011, the
 //   process survives and the server goes on serving;
@@ -647,8 +647,11 @@ class Harness {
       }
       case Action::throw_exception: {
         {
+          // Open: it closes with 1011. Not open: it is dropped, so nothing
+          // but its end callback may follow.
           std::lock_guard lock(mutex_);
           r.threw_while_open = c.is_open();
+          if (!r.threw_while_open) r.stopped = true;
         }
         throw std::runtime_error("a handler threw (re-entrancy matrix)");
       }
