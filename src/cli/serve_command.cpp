@@ -9,6 +9,7 @@
 #include "commands.hpp"
 #include "duplex/hub/config_file.hpp"
 #include "duplex/hub/log.hpp"
+#include "duplex/net/error_log.hpp"
 #include "duplex/transport/hub_server.hpp"
 
 namespace duplex::cli {
@@ -94,6 +95,8 @@ void reload(const ServeFlags& f, transport::HubServer& server) {
 int serve(const ServeFlags& f) {
   hub::HubConfig config = load_config(f);
   hub::log::configure(config.log);
+  // What the network layer cannot return to a caller (a handler that threw) goes to the structured log.
+  net::set_error_log([](std::string_view message) { hub::log::error("network", {{"error", std::string(message)}}); });
 
   // Signals are taken by one thread with sigwait, so no loop thread is interrupted.
   sigset_t signals;

@@ -30,6 +30,7 @@ struct Server::Acceptor {
 };
 
 Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(options)) {
+  check_size_options(options_.max_send_buffer, options_.websocket, options_.http);
   config_ = std::make_shared<ConnectionConfig>();
   config_->handlers = std::move(handlers);
   config_->limits = options_.websocket;
@@ -169,7 +170,9 @@ void Server::watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> tim
   auto remaining = a->loop.connections();
   if (remaining.empty() || std::chrono::steady_clock::now() - started >= deadline) {
     for (auto& c : remaining) c->terminate();
-    a->loop.stop();
+    // Posted: the closing callbacks of the connections ended just now (and
+    // of any still being reaped) run first.
+    a->loop.post([a] { a->loop.stop(); });
     return;
   }
   timer->expires_after(Millis{20});
@@ -187,9 +190,10 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
       a->acceptor.close(ec);
       a->retry.cancel();
       for (auto& c : a->loop.connections()) {
-        if (c->phase() == Connection::Phase::open)
-          c->close(code, "server shutting down");
-        else if (c->phase() != Connection::Phase::closing)
+        const auto phase = c->phase();
+        if (phase == Connection::Phase::open || phase == Connection::Phase::http_handshake)
+          c->close(code, "server shutting down");  // what is owed (a disconnect push, an SSE chunk) goes first
+        else if (phase != Connection::Phase::closing)
           c->terminate();
       }
       // Stop this loop when its connections are gone or the deadline passes.
