@@ -20,6 +20,7 @@ struct EchoArgs {
   std::vector<std::string> subprotocols;
   unsigned ping_interval_s = 30;
   bool broadcast = false;
+  bool reuse_port = false;
   unsigned window_bits = 15;
   int mem_level = 8;
   int level = 6;
@@ -125,6 +126,9 @@ std::function<int()> add_echo_command(CLI::App& app) {
   cmd->add_option("--listen", args->listen, "Address and port to listen on (port 0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Event loops, one per thread (0 = one per core)")->capture_default_str();
+  cmd->add_flag("--reuse-port", args->reuse_port,
+                "Share the port with other processes that also pass --reuse-port (SO_REUSEPORT; the kernel "
+                "spreads connections). Without it, a port in use is an error");
   cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate chain: serve wss://");
   cmd->add_option("--tls-key", args->tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--deflate", args->deflate,
@@ -163,6 +167,7 @@ std::function<int()> add_echo_command(CLI::App& app) {
       return 2;
     }
     options.threads = args->threads;
+    options.reuse_port = args->reuse_port;
     options.tls.cert_file = args->tls_cert;
     options.tls.key_file = args->tls_key;
     options.websocket.max_frame_size = args->max_message_size;

@@ -364,6 +364,7 @@ void read_server(Section& s, net::ServerOptions& server) {
   s.read_integer("port", server.port, 0, 65535);
   s.read_integer("threads", server.threads, 0, 256);
   s.read_integer("backlog", server.backlog, 1, 65535);
+  s.read("reuse_port", server.reuse_port);
   s.read_integer("max_connections", server.max_connections, 1, 10'000'000);
   s.read_integer("max_connections_per_ip", server.max_connections_per_ip, 0, 10'000'000);
   s.read_size("max_send_buffer", server.max_send_buffer, 1 * kib, 1 * gib);
