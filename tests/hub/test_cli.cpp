@@ -193,3 +193,15 @@ TEST(CliPortInUse, AnAddressThisMachineDoesNotHaveIsNamed) {
   EXPECT_NE(outcome.output.find("Cannot assign requested address"), std::string::npos) << outcome.output;
 }
 
+// README: `make run PORT=9000`. `make -n` prints the commands without running
+// them (nor the build they depend on).
+TEST(CliMakeRun, PortAndHostChooseTheListenAddress) {
+  const Outcome plain = run_program({"make", "-n", "-C", DUPLEX_SOURCE_DIR, "run", "BUILD=/nonexistent-build"});
+  EXPECT_NE(plain.output.find("serve --config config/demo.toml --listen 127.0.0.1:8080\n"), std::string::npos)
+      << plain.output;
+  const Outcome other = run_program({"make", "-n", "-C", DUPLEX_SOURCE_DIR, "run", "PORT=9000", "HOST=0.0.0.0",
+                                     "BUILD=/nonexistent-build"});
+  EXPECT_EQ(other.exit_code, 0) << other.output;
+  EXPECT_NE(other.output.find("serve --config config/demo.toml --listen 0.0.0.0:9000\n"), std::string::npos)
+      << other.output;
+}
