@@ -253,8 +253,8 @@ std::function<int()> add_connect_command(CLI::App& app) {
       "with --publish CH each stdin line is published to CH (a line that is not JSON is sent as a\n"
       "JSON string); --presence and --history print their answer as JSON lines. Connection state\n"
       "goes to stderr. Reconnects with backoff and recovers missed messages by itself.\n"
-      "  duplex connect --hub ws://127.0.0.1:8000/connection/websocket --token $T --subscribe chat:general\n"
-      "  echo '{\"text\":\"hi\"}' | duplex connect --hub ws://127.0.0.1:8000/ --token $T --publish chat:general");
+      "  duplex connect --hub ws://127.0.0.1:8080/connection/websocket --token $T --subscribe chat:general\n"
+      "  echo '{\"text\":\"hi\"}' | duplex connect --hub ws://127.0.0.1:8080/connection/websocket --token $T --publish chat:general");
   cmd->add_option("url", args->url, "ws:// or wss:// URL (plain WebSocket mode)");
   auto* hub_option = cmd->add_option("--hub", args->hub_url, "ws:// or wss:// URL of a duplex hub: use the hub protocol");
   cmd->add_option("--token", args->token, "Hub: JWT to authenticate with (omit for anonymous)")->needs(hub_option);

@@ -205,3 +205,17 @@ TEST(CliMakeRun, PortAndHostChooseTheListenAddress) {
   EXPECT_NE(other.output.find("serve --config config/demo.toml --listen 0.0.0.0:9000\n"), std::string::npos)
       << other.output;
 }
+
+// The examples in `duplex connect --help` are copied as they are: the port
+// `make run` and `duplex serve` use, and the hub's WebSocket path.
+TEST(CliHelp, ConnectExamplesUseTheServePortAndPath) {
+  const Outcome help = run_duplex({"connect", "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  std::size_t examples = 0;
+  for (auto at = help.output.find("--hub ws://"); at != std::string::npos; at = help.output.find("--hub ws://", at + 1)) {
+    ++examples;
+    const std::string url = help.output.substr(at + 6, help.output.find(' ', at + 6) - at - 6);
+    EXPECT_EQ(url, "ws://127.0.0.1:8080/connection/websocket");
+  }
+  EXPECT_EQ(examples, 2u) << help.output;
+}
