@@ -1,5 +1,9 @@
 // duplex echo: a WebSocket echo server (also the Autobahn test target).
 #include <asio/signal_set.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -164,6 +168,11 @@ std::function<int()> add_echo_command(CLI::App& app) {
     }
     if (args->tls_cert.empty() != args->tls_key.empty()) {
       std::fprintf(stderr, "duplex echo: --tls-cert and --tls-key go together\n");
+      return 2;
+    }
+    for (const auto& [flag, file] : {std::pair{"--tls-cert", args->tls_cert}, std::pair{"--tls-key", args->tls_key}}) {
+      if (file.empty() || ::access(file.c_str(), R_OK) == 0) continue;
+      std::fprintf(stderr, "duplex echo: %s %s: cannot read it: %s\n", flag, file.c_str(), std::strerror(errno));
       return 2;
     }
     options.threads = args->threads;

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -218,4 +219,62 @@ TEST(CliHelp, ConnectExamplesUseTheServePortAndPath) {
     EXPECT_EQ(url, "ws://127.0.0.1:8080/connection/websocket");
   }
   EXPECT_EQ(examples, 2u) << help.output;
+}
+
+// The start-up line says how many loops run, not the "0 = one per core" it was given.
+TEST(CliServeStart, LogsTheNumberOfLoopsRunning) {
+  const auto dir = scratch_dir("loops");
+  const std::string config = memory_config(dir);
+  {
+    ServeProcess two(config, (dir / "two.log").string(), {"--threads", "2", "--log-level", "info"});
+    ASSERT_TRUE(two.wait_log("duplex serve listening")) << two.log();
+    EXPECT_NE(two.log().find(" threads=2"), std::string::npos) << two.log();
+  }
+  ServeProcess per_core(config, (dir / "per-core.log").string(), {"--threads", "0", "--log-level", "info"});
+  ASSERT_TRUE(per_core.wait_log("duplex serve listening")) << per_core.log();
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_NE(per_core.log().find(" threads=" + std::to_string(cores)), std::string::npos) << per_core.log();
+}
+
+TEST(CliServeStart, WarnsWhenNoClientCanAuthenticateAndWhenTheApiIsOff) {
+  const auto dir = scratch_dir("warnings");
+  const std::string locked = write_file(dir / "locked.toml", "[engine]\ntype = \"memory\"\n");
+  {
+    ServeProcess serve(locked, (dir / "locked.log").string());
+    ASSERT_TRUE(serve.wait_log("duplex serve listening")) << serve.log();
+    EXPECT_NE(serve.log().find("no client can connect"), std::string::npos) << serve.log();
+    EXPECT_NE(serve.log().find("the HTTP API is off"), std::string::npos) << serve.log();
+  }
+  const std::string open = write_file(dir / "open.toml",
+                                      "[engine]\ntype = \"memory\"\n[auth]\nhmac_secret = \"s\"\n[api]\nkey = \"k\"\n");
+  ServeProcess serve(open, (dir / "open.log").string());
+  ASSERT_TRUE(serve.wait_log("duplex serve listening")) << serve.log();
+  EXPECT_EQ(serve.log().find("no client can connect"), std::string::npos) << serve.log();
+  EXPECT_EQ(serve.log().find("the HTTP API is off"), std::string::npos) << serve.log();
+}
+
+TEST(CliServeStart, AMissingConfigFileExits2NamingIt) {
+  const std::string missing = (scratch_dir("no-config") / "nope.toml").string();
+  const Outcome outcome = run_duplex({"serve", "--config", missing, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+  EXPECT_NE(outcome.output.find(missing), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("No such file"), std::string::npos) << outcome.output;
+}
+
+// The operator needs the key to fix and the file it names, not OpenSSL's
+// "error:80000002:system library::No such file or directory" chain.
+TEST(CliServeStart, AMissingTlsFileNamesTheKeyAndTheFile) {
+  const auto dir = scratch_dir("no-tls");
+  const std::string cert = (dir / "missing.crt").string();
+  const std::string key = (dir / "missing.key").string();
+  const std::string config = write_file(dir / "tls.toml", "[engine]\ntype = \"memory\"\n[server.tls]\ncert_file = \"" +
+                                                              cert + "\"\nkey_file = \"" + key + "\"\n");
+  const Outcome outcome = run_duplex({"serve", "--config", config, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+  EXPECT_NE(outcome.output.find("server.tls.cert_file = \"" + cert + "\": cannot read it: No such file"),
+            std::string::npos)
+      << outcome.output;
+  EXPECT_NE(outcome.output.find("server.tls.key_file = \"" + key + "\""), std::string::npos) << outcome.output;
+  EXPECT_EQ(outcome.output.find("error:"), std::string::npos) << outcome.output;
+  EXPECT_EQ(outcome.output.find("system library"), std::string::npos) << outcome.output;
 }
