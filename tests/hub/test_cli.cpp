@@ -1,10 +1,13 @@
 // What a new user meets first on the command line: a port in use, a missing
 // file, a server that is not there. Each runs the `duplex` binary and checks
 // its exit code and what it says.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -277,4 +280,56 @@ TEST(CliServeStart, AMissingTlsFileNamesTheKeyAndTheFile) {
   EXPECT_NE(outcome.output.find("server.tls.key_file = \"" + key + "\""), std::string::npos) << outcome.output;
   EXPECT_EQ(outcome.output.find("error:"), std::string::npos) << outcome.output;
   EXPECT_EQ(outcome.output.find("system library"), std::string::npos) << outcome.output;
+}
+
+namespace {
+
+// A loopback port nobody listens on (bound, read, closed: free again).
+std::uint16_t unused_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::string open_hub_config(const std::filesystem::path& dir) {
+  return write_file(dir / "open.toml",
+                    "[engine]\ntype = \"memory\"\n[auth]\nallow_anonymous = true\n"
+                    "[namespace_defaults]\nallow_anonymous = true\nallow_publish = true\nhistory_size = 10\n");
+}
+
+}  // namespace
+
+// README: `duplex connect` exits 2 when it could not connect; --hub too,
+// instead of retrying for ever against a wrong address.
+TEST(CliConnectHub, ExitsTwoWhenTheFirstConnectionFails) {
+  const std::string url = "ws://127.0.0.1:" + std::to_string(unused_port()) + "/connection/websocket";
+  const Outcome outcome = run_duplex({"connect", "--hub", url, "--subscribe", "chat:x"}, 10'000ms);
+  EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+  EXPECT_NE(outcome.output.find("cannot connect to " + url), std::string::npos) << outcome.output;
+}
+
+// With --publish, the end of stdin ends the command once the publishes are
+// acknowledged, with or without --subscribe.
+TEST(CliConnectHub, EndOfStdinEndsPublishingWithOrWithoutSubscribe) {
+  const auto dir = scratch_dir("connect-eof");
+  ServeProcess serve(open_hub_config(dir), (dir / "serve.log").string());
+  const std::string url = "ws://127.0.0.1:" + std::to_string(serve.port()) + "/connection/websocket";
+  const Outcome alone = run_duplex({"connect", "--hub", url, "--publish", "chat:eof"}, 10'000ms, "one\n");
+  EXPECT_EQ(alone.exit_code, 0) << alone.output;
+  const Outcome with_subscribe =
+      run_duplex({"connect", "--hub", url, "--subscribe", "chat:eof", "--publish", "chat:eof"}, 10'000ms, "two\n");
+  EXPECT_EQ(with_subscribe.exit_code, 0) << with_subscribe.output;
+  // Both publishes went out: "one" as a JSON string, then "two".
+  const Outcome history = run_duplex({"connect", "--hub", url, "--history", "chat:eof"}, 10'000ms);
+  EXPECT_EQ(history.exit_code, 0) << history.output;
+  EXPECT_NE(history.output.find(R"({"channel":"chat:eof","offset":1,"data":"one"})"), std::string::npos)
+      << history.output;
+  EXPECT_NE(history.output.find(R"({"channel":"chat:eof","offset":2,"data":"two"})"), std::string::npos)
+      << history.output;
 }
