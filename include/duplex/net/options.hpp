@@ -64,6 +64,12 @@ struct ServerOptions {
   std::uint16_t port = 8080;              // 0 picks a free port (see Server::port())
   unsigned threads = 0;                   // event loops; 0 = one per core
   int backlog = 1024;
+  // false: an address another socket holds is an error (Server::listen throws,
+  // naming it), and this server's loops share one listening socket.
+  // true: each loop has its own SO_REUSEPORT socket and other processes of the
+  // same user may listen on the same address too; the kernel spreads new
+  // connections over all of them (several processes on one port, for load runs).
+  bool reuse_port = false;
   std::size_t max_connections = 100'000;  // across all loops; further accepts are closed at once
   std::size_t max_connections_per_ip = 0;  // per client address, across all loops (0 = no limit)
   std::size_t max_send_buffer = 1u << 20; // per connection, every byte owed and not taken by the kernel
