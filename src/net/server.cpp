@@ -92,7 +92,7 @@ std::string printable(const asio::ip::tcp::endpoint& endpoint) {
 [[noreturn]] void fail_listen(const asio::ip::tcp::endpoint& endpoint, const char* step, const asio::error_code& ec) {
   std::string text = "cannot listen on " + printable(endpoint) + ": " + step + ": " + ec.message();
   if (ec.value() == EADDRINUSE)
-    text += " (another socket is listening there; choose another port, or enable reuse_port to share it on purpose)";
+    text += " (another socket holds it; choose another port, or enable reuse_port to share it on purpose)";
   else if (ec.value() == EADDRNOTAVAIL)
     text += " (no network interface of this machine has that address)";
   throw std::runtime_error(text);

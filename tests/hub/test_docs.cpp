@@ -12,7 +12,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> relative_links(const std::string& markdown) {
+// The page without its fenced code blocks: a lambda's `[](auto& c)` is no link.
+std::string prose_of(const std::string& markdown) {
+  std::string prose;
+  bool in_code = false;
+  std::istringstream lines(markdown);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("```") != std::string::npos) {
+      in_code = !in_code;
+      continue;
+    }
+    if (!in_code) prose += line + '\n';
+  }
+  return prose;
+}
+
+std::vector<std::string> relative_links(const std::string& page) {
+  const std::string markdown = prose_of(page);
   std::vector<std::string> links;
   for (std::size_t at = markdown.find("]("); at != std::string::npos; at = markdown.find("](", at + 2)) {
     const std::size_t end = markdown.find(')', at + 2);
