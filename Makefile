@@ -7,6 +7,9 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 WERROR ?= ON
+# make run serves on HOST:PORT (make run PORT=9000).
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
 .PHONY: all deps build run test unit interop examples consumer asan fuzz bench clean help
 
@@ -14,6 +17,7 @@ all: build
 
 help:
 	@echo "make run    - install what is missing, build, serve the hub and demo page at http://127.0.0.1:8080/"
+	@echo "              (another port: make run PORT=9000; another address: HOST=0.0.0.0)"
 	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, fuzz)"
 	@echo "make bench  - micro-benchmarks"
 
@@ -27,7 +31,7 @@ build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
 
 run: build
-	$(BUILD)/duplex serve --config config/demo.toml
+	$(BUILD)/duplex serve --config config/demo.toml --listen $(HOST):$(PORT)
 
 test: build
 	scripts/test-all $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)

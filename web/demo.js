@@ -9,7 +9,8 @@ const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,32}$/;
 const HISTORY_LIMIT = 50;
 const MAX_RENDERED = 500;       // messages kept per room in the page
 const STATS_CHANNEL = 'stats:node';
-const STATS_POINTS = 120;
+const STATS_WINDOW_MS = 5 * 60 * 1000;  // the chart shows the last 5 minutes
+const STATS_POINTS = 600;               // kept at most (two per second for the window)
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,6 +20,7 @@ const page = {
   rooms: new Map(),   // room -> Room
   active: null,
   stats: [],
+  connected: false,
 };
 
 // --- small DOM helpers ------------------------------------------------------
@@ -46,8 +48,9 @@ let statusTicker = null;
 function renderStatus() {
   const client = page.client;
   const status = $('status');
-  let state = 'disconnected';
-  let text = 'disconnected';
+  // 'idle' until signed in: nothing has been tried, so nothing is wrong yet.
+  let state = client ? 'disconnected' : 'idle';
+  let text = client ? 'disconnected' : 'not connected';
   if (client) {
     if (client.state === 'connected') {
       state = 'connected';
@@ -68,6 +71,11 @@ function renderStatus() {
   }
   status.dataset.state = state;
   status.textContent = text;
+  // After an outage the next attempt may be up to backoffCap away: offer it now.
+  $('reconnect-now').hidden = state !== 'reconnecting';
+  const wasConnected = page.connected;
+  page.connected = state === 'connected';
+  if (wasConnected && !page.connected) forgetPresence();
   $('transport').textContent = (client && client.transport) || '—';
   const queued = client ? client.queued : 0;
   $('queued').textContent = queued ? `${queued} message${queued === 1 ? '' : 's'} waiting for the connection` : '';
@@ -95,13 +103,33 @@ class Room {
     this.sub = null;
   }
 
-  messageElement(data, info) {
-    const name = data && typeof data.name === 'string' ? data.name : (info && info.user) || '?';
-    const text = data && typeof data.text === 'string' ? data.text : JSON.stringify(data);
+  // `data` is whatever was published: the page's own {text, name, time}, a
+  // bare string (`duplex connect --publish` sends non-JSON lines as strings),
+  // or any JSON from a backend. `info` is the publisher's connection, absent
+  // for publishes made through the HTTP API. `receivedAt` stands in for a
+  // time the data does not carry (live messages only).
+  messageElement(data, info, receivedAt = null) {
+    const object = data !== null && typeof data === 'object' && !Array.isArray(data) ? data : null;
+    let name = object && typeof object.name === 'string' ? object.name : info && info.user ? info.user : null;
+    const fromServer = name === null;
+    if (fromServer) name = info ? 'anonymous' : 'server';
+    let text;
+    if (typeof data === 'string') text = data;
+    else if (object && typeof object.text === 'string') text = object.text;
+    else text = JSON.stringify(data);
     const li = el('li', { dataset: { testid: 'message' } },
       el('span', { className: 'name', dataset: { testid: 'message-name' }, text: name }),
       el('span', { className: 'text', dataset: { testid: 'message-text' }, text }));
-    if (name === page.name) li.classList.add('mine');
+    const time = object && Number.isFinite(object.time) ? object.time : receivedAt;
+    if (time != null) {
+      const when = new Date(time);
+      li.append(el('time', {
+        datetime: when.toISOString(), title: when.toLocaleString(), dataset: { testid: 'message-time' },
+        text: when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }),
+      }));
+    }
+    if (fromServer && !info) li.classList.add('from-server');
+    if (!fromServer && name === page.name) li.classList.add('mine');
     return li;
   }
 
@@ -119,9 +147,9 @@ class Room {
     this.trim();
   }
 
-  addMessage(offset, data, info) {
+  addMessage(offset, data, info, receivedAt = null) {
     if (offset == null || this.byOffset.has(offset)) return false;
-    this.place(this.messageElement(data, info), offset);
+    this.place(this.messageElement(data, info, receivedAt), offset);
     this.scroll();
     return true;
   }
@@ -190,6 +218,7 @@ class Room {
     try {
       const result = await this.sub.presence();
       this.presence.clear();
+      if (!page.connected) return;  // the answer came too late: the connection is gone again
       for (const c of result.clients || []) this.presence.set(c.client, c);
     } catch (err) {
       this.presence.clear();
@@ -205,14 +234,14 @@ class Room {
         if (!ctx.resubscribed) this.loadHistory();
         this.loadPresence();
       },
-      onMessage: (m) => this.addMessage(m.offset, m.data, m.info),
+      onMessage: (m) => this.addMessage(m.offset, m.data, m.info, m.recovered ? null : Date.now()),
       onGap: () => {
         this.clearMessages();
         this.addNotice('some messages could not be recovered; reloaded the recent history');
         this.loadHistory();
       },
       onJoin: (who) => {
-        this.presence.set(who.client, who);
+        if (page.connected) this.presence.set(who.client, who);
         if (who.client !== page.client.clientId) this.addNotice(`${displayName(who)} joined`);
         if (page.active === this) renderPresence();
       },
@@ -224,6 +253,13 @@ class Room {
       onError: (err) => this.addNotice(`cannot join ${this.channel}: ${err.message}`),
     });
   }
+}
+
+// Disconnected, we no longer know who is here: show nothing rather than a
+// list that goes stale. The resubscribe after the reconnect loads it again.
+function forgetPresence() {
+  for (const room of page.rooms.values()) room.presence.clear();
+  renderPresence();
 }
 
 function displayName(who) {
@@ -258,6 +294,8 @@ function switchRoom(name) {
   room.unread = 0;
   for (const r of page.rooms.values()) r.list.hidden = r !== room;
   $('room-title').textContent = `#${name}`;
+  // Short enough for a phone's message box; a long room name is in the title already.
+  $('message-input').placeholder = name.length <= 12 ? `Message #${name}` : 'Message';
   renderRooms();
   renderPresence();
   const box = $('message-lists');
@@ -303,7 +341,10 @@ function renderPresence() {
     if (u.devices > 1) li.append(el('span', { className: 'devices', text: `×${u.devices}` }));
     list.append(li);
   }
-  $('presence-count').textContent = String(sorted.length);
+  const count = page.connected ? String(sorted.length) : '—';
+  $('presence-count').textContent = count;
+  $('presence-count-short').textContent = count;
+  $('presence-note').hidden = page.connected || !page.client;
 }
 
 // --- sending ------------------------------------------------------------------
@@ -311,7 +352,7 @@ function renderPresence() {
 function send(text) {
   const room = page.active;
   if (!room) return;
-  const data = { text, name: page.name };
+  const data = { text, name: page.name, time: Date.now() };
   const pending = room.addPending(data);
   page.client.publish(room.channel, data).then((ack) => {
     pending.sent(ack.offset);
@@ -331,15 +372,20 @@ const SERIES = [
   { key: 'publications', color: '#c77700', stat: 'stat-publications' },
 ];
 
+// Points arrive live and, after subscribing, from history (older ones, maybe
+// after a few live ones): kept sorted by time, each time once.
 function addStat(data) {
   if (!data || typeof data !== 'object' || typeof data.time !== 'number') return;
-  const last = page.stats[page.stats.length - 1];
-  if (last && data.time <= last.time) return;
-  page.stats.push(data);
-  if (page.stats.length > STATS_POINTS) page.stats.shift();
+  const stats = page.stats;
+  let i = stats.length;
+  while (i > 0 && stats[i - 1].time > data.time) i--;
+  if (i > 0 && stats[i - 1].time === data.time) return;
+  stats.splice(i, 0, data);
+  while (stats.length > STATS_POINTS || (stats.length && stats[0].time < stats[stats.length - 1].time - STATS_WINDOW_MS)) stats.shift();
+  const latest = stats[stats.length - 1];
   const fmt = (v) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(1)) : '—');
-  $('stat-connections').textContent = fmt(data.connections);
-  for (const s of SERIES) $(s.stat).textContent = fmt(data[s.key]);
+  $('stat-connections').textContent = fmt(latest.connections);
+  for (const s of SERIES) $(s.stat).textContent = fmt(latest[s.key]);
   drawChart();
 }
 
@@ -348,6 +394,22 @@ function niceMax(value) {
   const magnitude = 10 ** Math.floor(Math.log10(value));
   for (const step of [1, 2, 5, 10]) if (value <= step * magnitude) return step * magnitude;
   return 10 * magnitude;
+}
+
+// Runs of points without an outage between them: a gap of more than 2.5
+// publish intervals (the median spacing) means the server or the connection
+// was away, and the chart shows it as a gap, not as a line across it.
+function segmentsOf(points) {
+  if (points.length === 0) return [];
+  const spacings = points.slice(1).map((p, i) => p.time - points[i].time).sort((a, b) => a - b);
+  const interval = spacings.length ? spacings[Math.floor(spacings.length / 2)] : 1000;
+  const gap = Math.max(2.5 * interval, 2500);
+  const segments = [[points[0]]];
+  for (let i = 1; i < points.length; i++) {
+    if (points[i].time - points[i - 1].time > gap) segments.push([]);
+    segments[segments.length - 1].push(points[i]);
+  }
+  return segments;
 }
 
 function drawChart() {
@@ -386,20 +448,28 @@ function drawChart() {
     ctx.fillText(String(+(connMax * (1 - i / 4)).toFixed(1)), pad.left + plotW + 4, y + 3);
   }
   ctx.textAlign = 'left';
-  ctx.fillText(`last ${STATS_POINTS} s`, pad.left, height - 5);
+  ctx.fillText(`last ${STATS_WINDOW_MS / 60000} minutes`, pad.left, height - 5);
+  const segments = segmentsOf(points);
+  canvas.dataset.segments = String(segments.length);
   if (points.length < 2) return;
 
-  const x = (i) => pad.left + (plotW * (STATS_POINTS - points.length + i)) / (STATS_POINTS - 1);
+  // x is time: the window ends at the newest point.
+  const end = points[points.length - 1].time;
+  const x = (p) => pad.left + plotW * (1 - (end - p.time) / STATS_WINDOW_MS);
   const line = (color, value, max) => {
     ctx.strokeStyle = color;
+    ctx.fillStyle = color;
     ctx.lineWidth = 2;
-    ctx.beginPath();
-    points.forEach((p, i) => {
-      const y = pad.top + plotH * (1 - Math.min(1, (Number(value(p)) || 0) / max));
-      if (i === 0) ctx.moveTo(x(i), y);
-      else ctx.lineTo(x(i), y);
-    });
-    ctx.stroke();
+    for (const segment of segments) {
+      const y = (p) => pad.top + plotH * (1 - Math.min(1, (Number(value(p)) || 0) / max));
+      if (segment.length === 1) {  // a lone point between two gaps: a dot
+        ctx.fillRect(x(segment[0]) - 1, y(segment[0]) - 1, 2, 2);
+        continue;
+      }
+      ctx.beginPath();
+      segment.forEach((p, i) => (i === 0 ? ctx.moveTo(x(p), y(p)) : ctx.lineTo(x(p), y(p))));
+      ctx.stroke();
+    }
   };
   for (const s of SERIES) line(s.color, (p) => p[s.key], rateMax);
   line('#8e44ad', (p) => p.connections, connMax);
@@ -410,8 +480,9 @@ function subscribeStats() {
     onSubscribed: (ctx) => {
       $('stats-note').textContent = '';
       if (ctx.resubscribed) return;
-      // Prefill the chart when the namespace keeps history.
-      sub.history({ limit: STATS_POINTS }).then((r) => {
+      // Start with the last minutes: the stats namespace keeps history
+      // (config/demo.toml), so the chart is not empty until traffic comes.
+      sub.history({ limit: STATS_WINDOW_MS / 1000 }).then((r) => {
         for (const pub of r.publications || []) addStat(pub.data);
       }, () => {});
     },
@@ -452,6 +523,7 @@ async function start(name) {
 
   $('login').hidden = true;
   $('app').hidden = false;
+  $('connection').hidden = false;
   const me = $('me');
   me.hidden = false;
   me.textContent = name;
@@ -508,6 +580,31 @@ function init() {
     if (!text || !page.client) return;
     input.value = '';
     send(text);
+  });
+
+  $('reconnect-now').addEventListener('click', () => {
+    if (page.client) page.client.reconnectNow();
+    renderStatus();
+  });
+
+  // Phone layout: rooms/presence and the stats open over the chat, one at a time.
+  const panels = [['toggle-sidebar', 'sidebar'], ['toggle-dashboard', 'dashboard']];
+  for (const [button, panel] of panels) {
+    $(button).addEventListener('click', () => {
+      const open = !$(panel).classList.contains('open');
+      for (const [b, p] of panels) {
+        $(p).classList.toggle('open', open && p === panel);
+        $(b).setAttribute('aria-expanded', String(open && p === panel));
+      }
+      if (open && panel === 'dashboard') drawChart();  // its canvas had no size while hidden
+    });
+  }
+  // Choosing a room closes the panel it was chosen in.
+  $('rooms').addEventListener('click', (event) => {
+    if (event.target.closest('button.room')) {
+      $('sidebar').classList.remove('open');
+      $('toggle-sidebar').setAttribute('aria-expanded', 'false');
+    }
   });
 
   window.addEventListener('resize', drawChart);

@@ -471,6 +471,16 @@ export class Duplex {
     this._rejectConnectWaiters(new DuplexError(ErrorCode.NOT_CONNECTED, 'client disconnected'));
   }
 
+  // While waiting out a reconnect delay, tries at once (a "reconnect now"
+  // button after the server is back). Returns false, and does nothing, when
+  // no reconnect is pending: connected, connecting, or disconnect()ed. A
+  // failed attempt goes on with the backoff where it was.
+  reconnectNow() {
+    if (!this._wanted || this._conn || this._reconnectTimer == null) return false;
+    this._openConnection();  // cancels the timer; a failure backs off as the timer's attempt would
+    return true;
+  }
+
   // A new connection token for the next (re)connect, e.g. after a 4501 refusal.
   setToken(token) {
     this._token = token;

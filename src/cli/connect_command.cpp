@@ -85,6 +85,7 @@ int run_hub(const ConnectArgs& args, const net::ClientOptions& net_options) {
   int outstanding = 0;     // presence/history answers and publish acknowledgements not yet in
   bool input_done = args.publish.empty();
   bool closed_for_good = false;
+  bool ever_connected = false;  // until then a lost connection means "cannot connect": exit 2
   int status = 0;
   auto finish_one = [&] {
     std::lock_guard lock(mutex);
@@ -95,11 +96,27 @@ int run_hub(const ConnectArgs& args, const net::ClientOptions& net_options) {
   client::HubClient hub(options);
   client::StateHandlers state;
   state.on_connecting = [] { std::fprintf(stderr, "connecting\n"); };
-  state.on_connected = [](const client::ConnectedEvent& e) {
+  state.on_connected = [&](const client::ConnectedEvent& e) {
     std::fprintf(stderr, "connected (client %s, user \"%s\", node %s)\n", e.client.c_str(), e.user.c_str(),
                  e.node.c_str());
+    std::lock_guard lock(mutex);
+    ever_connected = true;
   };
   state.on_disconnected = [&](const client::DisconnectedEvent& e) {
+    {
+      // The first attempt failed (no server, refused handshake or token):
+      // say so and exit 2 rather than retry for ever against a wrong URL.
+      // Once connected, a lost connection is retried with backoff.
+      std::lock_guard lock(mutex);
+      if (!ever_connected) {
+        std::fprintf(stderr, "duplex connect: cannot connect to %s: %u %s\n", args.hub_url.c_str(), e.code,
+                     e.reason.c_str());
+        closed_for_good = true;
+        status = 2;
+        wake.notify_all();
+        return;
+      }
+    }
     if (e.will_reconnect) {
       std::fprintf(stderr, "disconnected: %u %s; reconnecting in %lld ms\n", e.code, e.reason.c_str(),
                    static_cast<long long>(e.reconnect_delay.count()));
@@ -228,9 +245,10 @@ int run_hub(const ConnectArgs& args, const net::ClientOptions& net_options) {
     }).detach();
   }
 
-  // Subscriptions are followed until interrupted; so is a bare connection.
-  const bool follow = !args.subscribe.empty() ||
-                      (args.publish.empty() && args.presence.empty() && args.history.empty());
+  // With --publish, the end of stdin ends the command (once every publish is
+  // acknowledged), --subscribe or not, as in plain WebSocket mode. Without it,
+  // subscriptions (and a bare connection) are followed until interrupted.
+  const bool follow = args.publish.empty() && (!args.subscribe.empty() || (args.presence.empty() && args.history.empty()));
   std::unique_lock lock(mutex);
   while (!interrupted && !closed_for_good && (follow || !input_done || outstanding > 0))
     wake.wait_for(lock, std::chrono::milliseconds(100));
@@ -252,9 +270,13 @@ std::function<int()> add_connect_command(CLI::App& app) {
       "--subscribe'd channels is printed on stdout as one JSON line {\"channel\",\"offset\",\"data\"};\n"
       "with --publish CH each stdin line is published to CH (a line that is not JSON is sent as a\n"
       "JSON string); --presence and --history print their answer as JSON lines. Connection state\n"
-      "goes to stderr. Reconnects with backoff and recovers missed messages by itself.\n"
-      "  duplex connect --hub ws://127.0.0.1:8000/connection/websocket --token $T --subscribe chat:general\n"
-      "  echo '{\"text\":\"hi\"}' | duplex connect --hub ws://127.0.0.1:8000/ --token $T --publish chat:general");
+      "goes to stderr. Once connected, reconnects with backoff and recovers missed messages by itself.\n"
+      "Ends: with --publish, when stdin ends and every publish is acknowledged (also with --subscribe);\n"
+      "otherwise --subscribe follows until SIGINT/SIGTERM, and --presence/--history end after their answer.\n"
+      "Exit status: 0 (done or interrupted), 1 (closed by the server for good), 2 (the first connection\n"
+      "failed: no server, handshake or token refused; bad arguments).\n"
+      "  duplex connect --hub ws://127.0.0.1:8080/connection/websocket --token $T --subscribe chat:general\n"
+      "  echo '{\"text\":\"hi\"}' | duplex connect --hub ws://127.0.0.1:8080/connection/websocket --token $T --publish chat:general");
   cmd->add_option("url", args->url, "ws:// or wss:// URL (plain WebSocket mode)");
   auto* hub_option = cmd->add_option("--hub", args->hub_url, "ws:// or wss:// URL of a duplex hub: use the hub protocol");
   cmd->add_option("--token", args->token, "Hub: JWT to authenticate with (omit for anonymous)")->needs(hub_option);

@@ -1,5 +1,9 @@
 // duplex echo: a WebSocket echo server (also the Autobahn test target).
 #include <asio/signal_set.hpp>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -76,6 +80,7 @@ struct EchoArgs {
   std::vector<std::string> subprotocols;
   unsigned ping_interval_s = 30;
   bool broadcast = false;
+  bool reuse_port = false;
   unsigned window_bits = 15;
   int mem_level = 8;
   int level = 6;
@@ -189,6 +194,9 @@ std::function<int()> add_echo_command(CLI::App& app) {
   cmd->add_option("--listen", args->listen, "Address and port to listen on (port 0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Event loops, one per thread (0 = one per core)")->capture_default_str();
+  cmd->add_flag("--reuse-port", args->reuse_port,
+                "Share the port with other processes that also pass --reuse-port (SO_REUSEPORT; the kernel "
+                "spreads connections). Without it, a port in use is an error");
   cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate chain: serve wss://");
   cmd->add_option("--tls-key", args->tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--deflate", args->deflate,
@@ -237,7 +245,13 @@ std::function<int()> add_echo_command(CLI::App& app) {
       std::fprintf(stderr, "duplex echo: --tls-cert and --tls-key go together\n");
       return 2;
     }
+    for (const auto& [flag, file] : {std::pair{"--tls-cert", args->tls_cert}, std::pair{"--tls-key", args->tls_key}}) {
+      if (file.empty() || ::access(file.c_str(), R_OK) == 0) continue;
+      std::fprintf(stderr, "duplex echo: %s %s: cannot read it: %s\n", flag, file.c_str(), std::strerror(errno));
+      return 2;
+    }
     options.threads = args->threads;
+    options.reuse_port = args->reuse_port;
     options.tls.cert_file = args->tls_cert;
     options.tls.key_file = args->tls_key;
     std::uint64_t send_buffer = 0, max_message = 0;

@@ -9,6 +9,7 @@
 #include "commands.hpp"
 #include "duplex/hub/config_file.hpp"
 #include "duplex/hub/log.hpp"
+#include "duplex/net/error_log.hpp"
 #include "duplex/transport/hub_server.hpp"
 
 namespace duplex::cli {
@@ -91,9 +92,31 @@ void reload(const ServeFlags& f, transport::HubServer& server) {
   }
 }
 
+// What a new operator should hear about at start: a configuration that
+// loads but cannot be what they meant.
+void warn_about(const hub::HubConfig& config) {
+  const bool can_verify_tokens = !config.auth.hmac_secret.empty() || !config.auth.public_key_file.empty();
+  if (!can_verify_tokens && !config.auth.allow_anonymous)
+    hub::log::warn("no client can connect: there is no token key (auth.hmac_secret or DUPLEX_HMAC_SECRET, "
+                   "auth.public_key_file) and auth.allow_anonymous is false",
+                   {});
+  if (config.api.key.empty())
+    hub::log::warn("the HTTP API is off (/api/* answers 404): set api.key or DUPLEX_API_KEY to enable it", {});
+}
+
 int serve(const ServeFlags& f) {
-  hub::HubConfig config = load_config(f);
+  hub::HubConfig config;
+  // A configuration that cannot be used is a usage error (exit 2), like a bad flag.
+  try {
+    config = load_config(f);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "duplex serve: %s\n", e.what());
+    return 2;
+  }
   hub::log::configure(config.log);
+  // What the network layer cannot return to a caller (a handler that threw) goes to the structured log.
+  net::set_error_log([](std::string_view message) { hub::log::error("network", {{"error", std::string(message)}}); });
+  warn_about(config);
 
   // Signals are taken by one thread with sigwait, so no loop thread is interrupted.
   sigset_t signals;
@@ -110,7 +133,7 @@ int serve(const ServeFlags& f) {
   server.start();
   hub::log::info("duplex serve listening",
                  {{"host", config.server.host}, {"port", server.port()}, {"engine", server.hub().engine().name()},
-                  {"node", server.hub().node_name()}, {"threads", config.server.threads}});
+                  {"node", server.hub().node_name()}, {"threads", server.loop_count()}});
   std::printf("duplex serve: http://%s:%u/ (WebSocket ws://%s:%u/connection/websocket)\n", config.server.host.c_str(),
               server.port(), config.server.host.c_str(), server.port());
   std::fflush(stdout);
@@ -138,11 +161,14 @@ std::function<int()> add_serve_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", "Run the hub: channels, presence, history, recovery, auth, HTTP API, demo page");
   cmd->footer(
       "Options on the command line override the config file (docs/CONFIG.md).\n"
+      "Exit status: 0 after SIGTERM/SIGINT; 2 when the configuration cannot be used (missing or invalid file,\n"
+      "unreadable TLS or key file); 1 when the server cannot start otherwise (e.g. the address is in use).\n"
       "Clients connect to ws://HOST:PORT/connection/websocket (docs/PROTOCOL.md); the demo page is at /.\n"
       "SIGTERM/SIGINT: every client gets close 1001 with a disconnect push, pending publishes are made durable, exit 0.\n"
       "SIGHUP: re-reads the config file (flags still override) and applies TLS certificates, log settings, token keys,\n"
       "origins, the API key and the per-operation limits live; other changes are logged as needing a restart.");
-  cmd->add_option("-c,--config", flags->config_file, "TOML config file (see config/duplex.toml)")->check(CLI::ExistingFile);
+  // No CLI::ExistingFile check: its failure exits 105; load_config names the file and exits 2.
+  cmd->add_option("-c,--config", flags->config_file, "TOML config file (see config/duplex.toml)");
   cmd->add_option("-l,--listen", flags->listen, "HOST:PORT to listen on (default 127.0.0.1:8080)");
   cmd->add_option("-t,--threads", flags->threads, "event loops (0 = one per core)")
       ->each([flags](const std::string&) { flags->threads_set = true; });

@@ -364,6 +364,7 @@ void read_server(Section& s, net::ServerOptions& server) {
   s.read_integer("port", server.port, 0, 65535);
   s.read_integer("threads", server.threads, 0, 256);
   s.read_integer("backlog", server.backlog, 1, 65535);
+  s.read("reuse_port", server.reuse_port);
   s.read_integer("max_connections", server.max_connections, 1, 10'000'000);
   s.read_integer("max_connections_per_ip", server.max_connections_per_ip, 0, 10'000'000);
   s.read_size("max_send_buffer", server.max_send_buffer, 1 * kib, 1 * gib);
@@ -673,6 +674,23 @@ void validate_config(const HubConfig& config) {
   throw std::runtime_error(message);
 }
 
+std::vector<std::string> file_problems(const HubConfig& config) {
+  std::vector<std::string> problems;
+  auto check = [&](const char* key, const std::string& file) {
+    if (file.empty()) return;
+    errno = 0;
+    std::ifstream in(file, std::ios::binary);
+    if (in) return;
+    const int error = errno;
+    problems.push_back(std::string(key) + " = " + quoted(file) + ": cannot read it: " +
+                       (error ? std::strerror(error) : "cannot open"));
+  };
+  check("server.tls.cert_file", config.server.tls.cert_file);
+  check("server.tls.key_file", config.server.tls.key_file);
+  check("auth.public_key_file", config.auth.public_key_file);
+  return problems;
+}
+
 HubConfig load_config_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   if (!file) throw std::runtime_error("cannot read config file " + path + ": " + std::strerror(errno));
@@ -690,6 +708,12 @@ HubConfig load_config_file(const std::string& path) {
     validate_config(config);
   } catch (const std::runtime_error& error) {
     throw std::runtime_error(path + ": " + error.what());
+  }
+  const auto missing = file_problems(config);
+  if (!missing.empty()) {
+    std::string message = path + ": ";
+    for (std::size_t i = 0; i < missing.size(); ++i) message += (i ? "; " : "") + missing[i];
+    throw std::runtime_error(message);
   }
   return config;
 }

@@ -913,7 +913,11 @@ void Hub::publish_stats() {
   if (last.time_since_epoch().count() != 0 && now - last < config_.stats_interval - std::chrono::milliseconds(50)) return;
   const double seconds = last.time_since_epoch().count() == 0 ? 1.0 : std::chrono::duration<double>(now - last).count();
   last = now;
-  const std::uint64_t in = counters_.commands.load(), out = counters_.pushes.load(), pub = counters_.publications.load();
+  // The stats channel's own pushes are not traffic: without this a dashboard
+  // would watch itself (one message out per viewer per interval).
+  const std::uint64_t own_pushes = namespace_counters(&config_.options_for("stats")).pushes.load();
+  const std::uint64_t in = counters_.commands.load(), out = counters_.pushes.load() - own_pushes,
+                      pub = counters_.publications.load();
   char data[256];
   std::snprintf(data, sizeof data,
                 "{\"connections\":%llu,\"messages_in\":%.1f,\"messages_out\":%.1f,\"publications\":%.1f,\"time\":%lld}",

@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "connection_config.hpp"
+#include "duplex/net/error_log.hpp"
 #include "per_ip_limiter.hpp"
 #include "slab_allocator.hpp"
 #include "duplex/protocol/handshake.hpp"
@@ -60,6 +61,48 @@ std::uint64_t ticks(Millis d) {
 
 struct Connection::Private {};
 
+namespace {
+using ConnectionSlab = detail::Slab<sizeof(Connection)>;
+
+struct DestroyConnection {
+  void operator()(Connection* c) const {
+    c->~Connection();
+    ConnectionSlab::deallocate(c);
+  }
+};
+
+// The deleter of every shared_ptr<Connection>: whichever thread drops the
+// last reference, the object is destroyed on its own loop (posted there), or
+// in place once that loop is being destroyed.
+struct DestroyOnLoop {
+  std::shared_ptr<EventLoop::Anchor> anchor;
+  void operator()(Connection* c) const {
+    {
+      std::lock_guard lock(anchor->mutex);
+      if (EventLoop* loop = anchor->loop; loop && !loop->running_in_this_thread()) {
+        // If the loop never runs it again, destroying the handler destroys the connection.
+        asio::post(loop->io(), [doomed = std::unique_ptr<Connection, DestroyConnection>(c)] {});
+        return;
+      }
+    }
+    DestroyConnection{}(c);
+  }
+};
+
+template <typename... Args>
+std::shared_ptr<Connection> make_connection(EventLoop& loop, Args&&... args) {
+  void* memory = ConnectionSlab::allocate();
+  Connection* c = nullptr;
+  try {
+    c = new (memory) Connection(std::forward<Args>(args)...);
+  } catch (...) {
+    ConnectionSlab::deallocate(memory);
+    throw;
+  }
+  return std::shared_ptr<Connection>(c, DestroyOnLoop{loop.anchor()}, detail::SlabAllocator<Connection>());
+}
+}  // namespace
+
 Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config,
                        protocol::Role role)
     : loop_(&loop),
@@ -67,18 +110,15 @@ Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const C
       ws_(role, &config_->limits, role == protocol::Role::client ? random_seed() : 0),
       fd_(fd),
       phase_(Phase::connecting) {
+  ws_.set_auto_pong(false);  // answer_ping: one budget, and coalescing while the peer does not read
   ++loop_->connection_count_;
 }
 
+// Memory only: everything the loop shares (socket, timers, cork, counts) was
+// released on the loop by reap() or abandon() before the last reference went.
 Connection::~Connection() {
-  if (loop_->corked_ == this) {
-    loop_->corked_ = nullptr;
-    loop_->cork_.clear();
-  }
-  TimerWheel::cancel(this);
   if (ssl_) SSL_free(ssl_);
   if (fd_ >= 0) ::close(fd_);
-  --loop_->connection_count_;
 }
 
 std::size_t Connection::buffered_amount() const {
@@ -88,6 +128,7 @@ std::size_t Connection::buffered_amount() const {
 }
 
 std::string& Connection::output() {
+  if (finished_) return loop_->discard_buffer();  // an ended connection owes nothing more
   if (backlog_ && backlog_->size() > out_offset_) {
     if (loop_->corked_ == this) uncork();
     return *backlog_;
@@ -180,8 +221,7 @@ void Connection::set_close(std::uint16_t code, std::string_view reason) {
 // ---- creation -----------------------------------------------------------------
 
 std::shared_ptr<Connection> Connection::accept(EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config) {
-  auto c = std::allocate_shared<Connection>(detail::SlabAllocator<Connection>(), Private{}, loop, fd, std::move(config),
-                                            protocol::Role::server);
+  auto c = make_connection(loop, Private{}, loop, fd, std::move(config), protocol::Role::server);
   c->self_ = c;
   c->start_server();
   return c;
@@ -210,6 +250,7 @@ void Connection::start_server() {
 
 std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_view url, const ClientOptions& options,
                                                 Handlers handlers) {
+  check_size_options(options.max_send_buffer, options.websocket, options.http);
   auto config = std::make_shared<ConnectionConfig>();
   config->handlers = std::move(handlers);
   config->limits = options.websocket;
@@ -231,7 +272,7 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
       }
     }
   }
-  auto c = std::make_shared<Connection>(Private{}, loop, -1, config, protocol::Role::client);
+  auto c = make_connection(loop, Private{}, loop, -1, config, protocol::Role::client);
   c->self_ = c;
   c->extras().own_config = config;
   if (!parsed) {
@@ -455,6 +496,12 @@ void Connection::on_readable() {
   in_read_handler_ = true;
   bool more = false;
   for (int i = 0; i < read_budget; ++i) {
+    if (http_output_over_budget()) {
+      // Answers owed past the budget: leave further requests in the kernel
+      // (the client feels it as TCP backpressure) until they drain.
+      read_paused_ = true;
+      break;
+    }
     bool want_write = false;
     const long n = transport_read(buf, cap, want_write);
     if (n > 0) {
@@ -483,7 +530,7 @@ void Connection::on_readable() {
   }
   in_read_handler_ = false;
   flush();
-  if (more && phase_ != Phase::closed) {
+  if (more && phase_ != Phase::closed && !read_paused_) {
     // Edge-triggered: nothing will wake us for bytes we left unread.
     asio::post(loop_->io(), [self = shared_from_this()] { self->on_readable(); });
   }
@@ -497,37 +544,63 @@ void Connection::flush() {
     finish(protocol::close_code::abnormal, "connection reset");
     return;
   }
+  std::size_t written = 0;
   while (backlog_ && out_offset_ < backlog_->size() && writable_ && !write_wants_read_) {
     bool want_read = false;
     const long n = transport_write(backlog_->data() + out_offset_, backlog_->size() - out_offset_, want_read);
     if (n > 0) {
-      out_offset_ += static_cast<std::uint32_t>(n);
+      out_offset_ += static_cast<std::size_t>(n);
+      written += static_cast<std::size_t>(n);
       continue;
     }
     if (n == -1) {
-      // Keep only what the kernel refused; EPOLLOUT (or readable, for TLS) resumes.
-      if (out_offset_ > 0) {
-        backlog_->erase(0, out_offset_);
-        out_offset_ = 0;
-      }
       if (want_read)
         write_wants_read_ = true;
       else
         writable_ = false;
-      return;
+      break;
     }
     finish(protocol::close_code::abnormal, "connection reset");
     return;
   }
+  if (written > 0 && phase_ == Phase::http_handshake && handshake_ && ws_.role() == protocol::Role::server &&
+      handshake_->http_state == HandshakeState::HttpState::reading_head) {
+    // A keep-alive client that reads is given time for its answers; one
+    // that stops reading is dropped once the handshake timeout passes.
+    phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
+    reschedule_timer();
+  }
+  if (backlog_ && out_offset_ < backlog_->size()) {
+    // Keep only what the kernel refused; EPOLLOUT (or readable, for TLS) resumes.
+    if (out_offset_ > 0) {
+      backlog_->erase(0, out_offset_);
+      out_offset_ = 0;
+    }
+    return;
+  }
   if (backlog_) {
-    if (out_offset_ < backlog_->size()) return;
     backlog_.reset();  // everything sent: an idle connection keeps no send buffer
     out_offset_ = 0;
   }
+  if (owed_pong_) {
+    // The peer reads again: the one pong owed for its latest ping.
+    const std::unique_ptr<std::string> payload = std::move(owed_pong_);
+    if (is_open()) {
+      ws_.pong(loop_->cork_for(this), *payload);
+      uncork();
+      if (backlog_) return;
+    }
+  }
   if (over_limit_) {
     over_limit_ = false;
-    if (config_->handlers.on_drain && phase_ == Phase::open) config_->handlers.on_drain(*this);
+    if (config_->handlers.on_drain && phase_ == Phase::open)
+      guarded("on_drain", [&] { config_->handlers.on_drain(*this); });
+    if (finished_) return;
   }
+  if (phase_ == Phase::http_handshake && handshake_ && !close_after_flush_ &&
+      handshake_->http_state == HandshakeState::HttpState::reading_head &&
+      (read_paused_ || !handshake_->pending_input.empty()))
+    schedule_http_drain();
   if (close_after_flush_) {
     finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
     return;
@@ -558,9 +631,9 @@ void Connection::on_eof() {
 
 void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
   if (phase_ == Phase::http_handshake) {
-    if (close_after_flush_) return;  // ignore anything after a rejected request
-    if (handshake_->http_state != HandshakeState::HttpState::reading_head) {
-      http_input(data, size);
+    if (close_after_flush_) return;  // ignore anything after a rejected request or the last answer
+    if (ws_.role() == protocol::Role::server) {
+      http_feed(data, size);
       return;
     }
     std::size_t consumed = 0;
@@ -568,22 +641,26 @@ void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
         handshake_->parser.feed(std::string_view(reinterpret_cast<const char*>(data), size), consumed);
     if (status == protocol::HttpParseStatus::incomplete) return;
     if (status == protocol::HttpParseStatus::error) {
-      if (ws_.role() == protocol::Role::client)
-        fail_connect("invalid HTTP response: " + std::string(handshake_->parser.error()));
-      else
-        reject_and_close(handshake_->parser.error_status(), handshake_->parser.error());
+      fail_connect("invalid HTTP response: " + std::string(handshake_->parser.error()));
       return;
     }
-    if (ws_.role() == protocol::Role::server)
-      handle_server_head(data + consumed, size - consumed);
-    else
-      handle_client_head(data + consumed, size - consumed);
+    handle_client_head(data + consumed, size - consumed);
     return;
   }
-  if (phase_ == Phase::open || phase_ == Phase::closing) {
-    ws_.receive(data, size, *this, output());
-    after_protocol_input();
+  if (phase_ == Phase::open || phase_ == Phase::closing) receive_frames(data, size);
+}
+
+void Connection::receive_frames(std::uint8_t* data, std::size_t size) {
+  using State = protocol::WebSocket::State;
+  // One event at a time. Between events a handler may have ended this
+  // connection, started its close, or moved its output (cork or backlog):
+  // look again before the next one.
+  while (size > 0 && (phase_ == Phase::open || phase_ == Phase::closing) && ws_.state() != State::closed) {
+    const std::size_t used = ws_.receive_event(data, size, *this, output());
+    data += used;
+    size -= used;
   }
+  if (phase_ != Phase::closed) after_protocol_input();
 }
 
 void Connection::reject_and_close(int status, std::string_view message) {
@@ -598,10 +675,6 @@ void Connection::reject_and_close(int status, std::string_view message) {
 
 void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   const protocol::HttpHead& head = handshake_->parser.head();
-  if (config_->handlers.on_http && !protocol::list_contains_token(head.joined("Upgrade"), "websocket")) {
-    start_http_request(rest, rest_size);
-    return;
-  }
   protocol::UpgradeRequest request;
   protocol::HandshakeRejection rejection;
   if (!protocol::validate_upgrade_request(head, request, rejection)) {
@@ -611,7 +684,10 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   UpgradeDecision decision;
   decision.subprotocol = std::string(protocol::select_subprotocol(request.subprotocols, config_->subprotocols));
   handshake_->target = std::string(request.target);
-  if (config_->handlers.on_upgrade) config_->handlers.on_upgrade(*this, request, head, decision);
+  if (config_->handlers.on_upgrade) {
+    guarded("on_upgrade", [&] { config_->handlers.on_upgrade(*this, request, head, decision); });
+    if (finished_ || close_after_flush_) return;  // it threw (answered 500) or ended the connection
+  }
   if (!decision.accept) {
     reject_and_close(decision.status, decision.message);
     return;
@@ -638,43 +714,107 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   if (!decision.subprotocol.empty()) extras().subprotocol = decision.subprotocol;
   opened();
   handshake_.reset();  // frees the parser and the target: an open connection keeps no HTTP state
-  if (phase_ == Phase::open && rest_size > 0) {
-    ws_.receive(rest, rest_size, *this, output());
-    after_protocol_input();
-  }
+  if (rest_size > 0) receive_frames(rest, rest_size);
 }
 
 // ---- plain HTTP requests (server) ------------------------------------------------
 
-void Connection::start_http_request(std::uint8_t* rest, std::size_t rest_size) {
+bool Connection::http_output_over_budget() const {
+  return phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server &&
+         buffered_amount() > config_->max_send_buffer;
+}
+
+std::size_t Connection::http_pipelined_limit() const {
+  return config_->http.max_head_bytes + config_->http.max_body_bytes;
+}
+
+void Connection::http_feed(std::uint8_t* data, std::size_t size) {
+  std::string& pending = handshake_->pending_input;
+  if (!pending.empty()) {
+    // Older requests wait (for an answer, or for the budget): these go after them.
+    if (pending.size() + size > http_pipelined_limit()) {
+      finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
+      return;
+    }
+    pending.append(reinterpret_cast<const char*>(data), size);
+    if (handshake_->http_state == HandshakeState::HttpState::reading_head && !http_output_over_budget())
+      schedule_http_drain();
+    return;
+  }
+  const std::size_t used = http_parse(data, size);
+  if (used == size || finished_ || close_after_flush_ || phase_ != Phase::http_handshake || !handshake_) return;
+  if (size - used > http_pipelined_limit()) {
+    finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
+    return;
+  }
+  handshake_->pending_input.assign(reinterpret_cast<const char*>(data) + used, size - used);
+}
+
+std::size_t Connection::http_parse(std::uint8_t* data, std::size_t size) {
   using HttpState = HandshakeState::HttpState;
+  std::size_t pos = 0;
+  while (pos < size && phase_ == Phase::http_handshake && handshake_ && !close_after_flush_) {
+    HandshakeState& hs = *handshake_;
+    if (hs.http_state == HttpState::reading_head) {
+      if (http_output_over_budget()) break;  // read no further until the answers drain
+      std::size_t consumed = 0;
+      const auto status =
+          hs.parser.feed(std::string_view(reinterpret_cast<const char*>(data + pos), size - pos), consumed);
+      if (status == protocol::HttpParseStatus::incomplete) return size;  // the parser keeps the partial head
+      if (status == protocol::HttpParseStatus::error) {
+        reject_and_close(hs.parser.error_status(), hs.parser.error());
+        return size;
+      }
+      pos += consumed;
+      const protocol::HttpHead& head = hs.parser.head();
+      if (!config_->handlers.on_http || protocol::list_contains_token(head.joined("Upgrade"), "websocket")) {
+        handle_server_head(data + pos, size - pos);  // the rest is WebSocket bytes
+        return size;
+      }
+      if (!start_http_request()) return size;
+      if (hs.body_expected == 0) dispatch_http();
+      continue;
+    }
+    if (hs.http_state == HttpState::reading_body) {
+      const std::size_t take = std::min(size - pos, hs.body_expected - hs.body.size());
+      hs.body.append(reinterpret_cast<const char*>(data + pos), take);
+      pos += take;
+      if (hs.body.size() == hs.body_expected) dispatch_http();
+      continue;
+    }
+    break;  // awaiting_response or streaming: one request at a time, in order
+  }
+  return pos;
+}
+
+bool Connection::start_http_request() {
   const protocol::HttpHead& head = handshake_->parser.head();
   served_http_ = true;
   if (head.has("Transfer-Encoding")) {
     reject_and_close(411, "chunked request bodies are not supported: send Content-Length");
-    return;
+    return false;
   }
   std::size_t length = 0;
   if (head.has("Content-Length")) {
     if (head.count("Content-Length") != 1) {
       reject_and_close(400, "more than one Content-Length");
-      return;
+      return false;
     }
     const std::string_view text = head.get("Content-Length");
     if (text.empty() || text.size() > 12) {
       reject_and_close(text.empty() ? 400 : 413, "bad Content-Length");
-      return;
+      return false;
     }
     for (char ch : text) {
       if (ch < '0' || ch > '9') {
         reject_and_close(400, "bad Content-Length");
-        return;
+        return false;
       }
       length = length * 10 + static_cast<std::size_t>(ch - '0');
     }
     if (length > config_->http.max_body_bytes) {
       reject_and_close(413, "request body too large");
-      return;
+      return false;
     }
   }
   handshake_->target = head.target;
@@ -682,30 +822,9 @@ void Connection::start_http_request(std::uint8_t* rest, std::size_t rest_size) {
   handshake_->head_request = head.method == "HEAD";
   handshake_->body.clear();
   handshake_->body_expected = length;
-  handshake_->http_state = HttpState::reading_body;
+  handshake_->http_state = HandshakeState::HttpState::reading_body;
   if (length > 0) handshake_->body.reserve(length);
-  http_input(rest, rest_size);
-}
-
-void Connection::http_input(std::uint8_t* data, std::size_t size) {
-  using HttpState = HandshakeState::HttpState;
-  auto& hs = *handshake_;
-  if (hs.http_state == HttpState::reading_body) {
-    const std::size_t take = std::min(size, hs.body_expected - hs.body.size());
-    hs.body.append(reinterpret_cast<const char*>(data), take);
-    data += take;
-    size -= take;
-    if (hs.body.size() < hs.body_expected) return;
-    if (size > 0) hs.pending_input.append(reinterpret_cast<const char*>(data), size);
-    dispatch_http();
-    return;
-  }
-  // A response is pending or streaming: keep the next request's bytes for later.
-  if (hs.pending_input.size() + size > config_->http.max_head_bytes + config_->http.max_body_bytes) {
-    finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
-    return;
-  }
-  hs.pending_input.append(reinterpret_cast<const char*>(data), size);
+  return true;
 }
 
 void Connection::dispatch_http() {
@@ -717,8 +836,7 @@ void Connection::dispatch_http() {
   const std::string_view target = hs.target;
   HttpRequest request{head, head.method, target, protocol::target_path(target), protocol::target_query(target),
                       hs.body};
-  auto keep = shared_from_this();
-  config_->handlers.on_http(*this, request);
+  guarded("on_http", [&] { config_->handlers.on_http(*this, request); });
 }
 
 bool Connection::http_response_pending() const {
@@ -771,37 +889,53 @@ void Connection::http_end_stream() {
 
 void Connection::http_response_done() {
   auto& hs = *handshake_;
+  hs.http_state = HandshakeState::HttpState::reading_head;
   if (!hs.keep_alive) {
     close_after_flush_ = true;
-    hs.http_state = HandshakeState::HttpState::reading_head;
     if (!in_read_handler_) flush();
     return;
   }
   hs.parser.reset();
   hs.body.clear();
   hs.body.shrink_to_fit();
-  hs.http_state = HandshakeState::HttpState::reading_head;
-  // Keep-alive: the next request must start within the handshake timeout.
+  // Keep-alive: the next request must start within the handshake timeout
+  // (progress writing the answers extends it: see flush).
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
   reschedule_timer();
   note_queued();
-  if (!hs.pending_input.empty()) {
-    // Parsed on a later turn: we may be inside the application's handler.
-    loop_->post([w = weak_from_this()] {
-      if (auto c = w.lock()) c->drain_pending_http();
-    });
-  }
+  if (!hs.pending_input.empty()) schedule_http_drain();
+}
+
+void Connection::schedule_http_drain() {
+  if (http_drain_posted_ || finished_) return;
+  http_drain_posted_ = true;
+  // Parsed on a later turn: we may be inside the application's handler.
+  loop_->post([w = weak_from_this()] {
+    if (auto c = w.lock()) c->drain_pending_http();
+  });
 }
 
 void Connection::drain_pending_http() {
+  http_drain_posted_ = false;
   if (phase_ != Phase::http_handshake || !handshake_ ||
-      handshake_->http_state != HandshakeState::HttpState::reading_head || handshake_->pending_input.empty())
+      handshake_->http_state != HandshakeState::HttpState::reading_head || http_output_over_budget())
     return;
-  std::string input = std::move(handshake_->pending_input);
-  handshake_->pending_input.clear();
-  in_read_handler_ = true;
-  on_bytes(reinterpret_cast<std::uint8_t*>(input.data()), input.size());
-  in_read_handler_ = false;
+  if (!handshake_->pending_input.empty()) {
+    std::string input = std::move(handshake_->pending_input);
+    handshake_->pending_input.clear();
+    in_read_handler_ = true;
+    const std::size_t used = http_parse(reinterpret_cast<std::uint8_t*>(input.data()), input.size());
+    in_read_handler_ = false;
+    if (phase_ == Phase::http_handshake && handshake_ && used < input.size()) {
+      input.erase(0, used);
+      handshake_->pending_input.insert(0, input);
+    }
+  }
+  if (read_paused_ && !http_output_over_budget()) {
+    read_paused_ = false;
+    on_readable();  // bytes left in the kernel while paused (edge-triggered: no new edge)
+    return;
+  }
   if (phase_ != Phase::closed) flush();
 }
 
@@ -832,10 +966,7 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
   if (!response.subprotocol.empty()) extras().subprotocol = response.subprotocol;
   handshake_.reset();
   opened();
-  if (phase_ == Phase::open && rest_size > 0) {
-    ws_.receive(rest, rest_size, *this, output());
-    after_protocol_input();
-  }
+  if (rest_size > 0) receive_frames(rest, rest_size);
 }
 
 void Connection::opened() {
@@ -843,25 +974,76 @@ void Connection::opened() {
   opened_ = true;
   last_rx_tick_ = last_message_tick_ = now();
   reschedule_timer();
-  if (config_->handlers.on_open) config_->handlers.on_open(*this);
-  if (!in_read_handler_) flush();
+  if (config_->handlers.on_open) guarded("on_open", [&] { config_->handlers.on_open(*this); });
+  if (!in_read_handler_ && !finished_) flush();
 }
 
 void Connection::fail_connect(std::string_view error) { finish(protocol::close_code::abnormal, error); }
 
 // ---- protocol events ----------------------------------------------------------
 
+template <typename Fn>
+void Connection::guarded(const char* what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    handler_threw(what, e.what());
+  } catch (...) {
+    handler_threw(what, "a non-standard exception");
+  }
+}
+
+void Connection::handler_threw(const char* what, const char* error) {
+  if (!handler_failed_) {  // once per connection: a handler that throws on every message must not flood the log
+    handler_failed_ = true;
+    log_error(std::string(what) + " threw: " + error + " (" + (remote_address().empty() ? "connection" : remote_address()) +
+              "); the connection is closed");
+  }
+  if (finished_) return;
+  if (phase_ == Phase::open) {
+    close(protocol::close_code::internal_error, "internal error");
+    return;
+  }
+  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server && handshake_) {
+    if (handshake_->http_state == HandshakeState::HttpState::awaiting_response) {
+      handshake_->keep_alive = false;
+      http_respond(500, "text/plain", "internal server error\n");
+      return;
+    }
+    if (handshake_->http_state == HandshakeState::HttpState::reading_head) {  // on_upgrade
+      reject_and_close(500, "internal server error");
+      return;
+    }
+  }
+  finish(protocol::close_code::internal_error, "a handler threw");
+}
+
 void Connection::on_message(protocol::Opcode kind, std::string_view payload) {
   last_message_tick_ = now();
-  if (config_->handlers.on_message) config_->handlers.on_message(*this, kind, payload);
+  if (config_->handlers.on_message) guarded("on_message", [&] { config_->handlers.on_message(*this, kind, payload); });
 }
 
 void Connection::on_ping(std::string_view payload) {
-  if (config_->handlers.on_ping) config_->handlers.on_ping(*this, payload);
+  answer_ping(payload);
+  if (finished_ || !config_->handlers.on_ping) return;
+  guarded("on_ping", [&] { config_->handlers.on_ping(*this, payload); });
+}
+
+void Connection::answer_ping(std::string_view payload) {
+  if (!is_open()) return;  // closing: the close handshake is the answer
+  if (backlog_ && backlog_->size() > out_offset_) {
+    // The peer is not reading: owe one pong, for the latest ping (flush sends it).
+    if (!owed_pong_) owed_pong_ = std::make_unique<std::string>();
+    owed_pong_->assign(payload);
+    return;
+  }
+  ws_.pong(output(), payload);
+  note_queued();
+  check_backpressure();
 }
 
 void Connection::on_pong(std::string_view payload) {
-  if (config_->handlers.on_pong) config_->handlers.on_pong(*this, payload);
+  if (config_->handlers.on_pong) guarded("on_pong", [&] { config_->handlers.on_pong(*this, payload); });
 }
 
 void Connection::on_close(std::uint16_t code, std::string_view reason) {
@@ -891,7 +1073,7 @@ void Connection::after_protocol_input() {
 // ---- application API ----------------------------------------------------------
 
 void Connection::note_queued() {
-  if (in_read_handler_ || flush_scheduled_) return;
+  if (finished_ || in_read_handler_ || flush_scheduled_) return;
   flush_scheduled_ = true;
   loop_->schedule_flush(this);
 }
@@ -903,8 +1085,7 @@ SendStatus Connection::check_backpressure() {
   if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
   over_limit_ = true;
   if (config_->backpressure == BackpressurePolicy::close) {
-    set_close(protocol::close_code::policy_violation, "send buffer limit exceeded");
-    finish(close_code_, "send buffer limit exceeded");
+    finish(protocol::close_code::policy_violation, "send buffer limit exceeded");
     return SendStatus::closed;
   }
   return SendStatus::backpressure;
@@ -954,12 +1135,33 @@ bool Connection::ping(std::string_view payload) {
 }
 
 void Connection::close(std::uint16_t code, std::string_view reason) {
+  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server && handshake_) {
+    close_http();
+    return;
+  }
   if (phase_ != Phase::open) return;
   if (!ws_.close(output(), code, reason)) return;
   phase_ = Phase::closing;
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
   reschedule_timer();
   note_queued();
+}
+
+void Connection::close_http() {
+  using HttpState = HandshakeState::HttpState;
+  handshake_->keep_alive = false;  // the answer in progress is the last one
+  switch (handshake_->http_state) {
+    case HttpState::streaming:
+      http_end_stream();  // after every chunk already queued
+      return;
+    case HttpState::awaiting_response:
+      return;  // closes once the application answers (or the shutdown deadline passes)
+    case HttpState::reading_head:
+    case HttpState::reading_body:
+      close_after_flush_ = true;  // idle keep-alive: nothing more is read; closes once what is owed is written
+      if (!in_read_handler_) flush();
+      return;
+  }
 }
 
 void Connection::terminate() {
@@ -1047,19 +1249,27 @@ void Connection::on_timer() {
   reschedule_timer();
 }
 
+void Connection::release_loop_resources() {
+  TimerWheel::cancel(this);
+  if (loop_->corked_ == this) {
+    loop_->corked_ = nullptr;
+    loop_->cork_.clear();
+  }
+  if (counted_) {
+    counted_ = false;
+    --loop_->connection_count_;
+  }
+}
+
 void Connection::abandon() {
   finished_ = true;
   phase_ = Phase::closed;
-  TimerWheel::cancel(this);
   if (fd_ >= 0) {
     loop_->unwatch(fd_);
     ::close(fd_);
     fd_ = -1;
   }
-  if (loop_->corked_ == this) {
-    loop_->corked_ = nullptr;
-    loop_->cork_.clear();
-  }
+  release_loop_resources();
   handshake_.reset();
   self_.reset();  // the caller holds another reference
 }
@@ -1068,6 +1278,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   if (finished_) return;
   finished_ = true;
   phase_ = Phase::closed;
+  set_close(code, reason);
   TimerWheel::cancel(this);
   if (ssl_ && opened_) {
     ERR_clear_error();
@@ -1082,24 +1293,31 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   }
   if (ws_.role() == protocol::Role::server && config_->open_connections)
     config_->open_connections->fetch_sub(1, std::memory_order_relaxed);
-  handshake_.reset();
-  std::string reason_copy(reason);
-  if (loop_->corked_ == this) {
+  if (loop_->corked_ == this) {  // frames not written yet are dropped with the connection
     loop_->corked_ = nullptr;
     loop_->cork_.clear();
   }
-  backlog_.reset();
-  out_offset_ = 0;
+  // Nothing is freed here: callers up the stack (the protocol core, the
+  // application's handler) may still hold this connection and its buffers.
+  loop_->schedule_reap(self_ ? std::move(self_) : shared_from_this());
+}
+
+void Connection::reap() {
+  const std::string reason = extras_ ? extras_->close_reason : std::string();
+  const Handlers& h = config_->handlers;
   if (opened_) {
-    if (config_->handlers.on_close) config_->handlers.on_close(*this, code, reason_copy);
-  } else if (served_http_ && config_->handlers.on_http_closed) {
-    config_->handlers.on_http_closed(*this);
-  } else if (ws_.role() == protocol::Role::client && config_->handlers.on_error) {
+    if (h.on_close) guarded("on_close", [&] { h.on_close(*this, close_code_, reason); });
+  } else if (served_http_) {
+    if (h.on_http_closed) guarded("on_http_closed", [&] { h.on_http_closed(*this); });
+  } else if (ws_.role() == protocol::Role::client && h.on_error) {
     // A client that never opened learns why, whatever path failed it.
-    config_->handlers.on_error(reason_copy);
+    guarded("on_error", [&] { h.on_error(reason); });
   }
-  // Released on a later turn: callers up the stack may still use `this`.
-  asio::post(loop_->io(), [keep = std::move(self_)] {});
+  release_loop_resources();
+  handshake_.reset();  // a client's resolver and socket belong to this loop
+  backlog_.reset();
+  owed_pong_.reset();
+  out_offset_ = 0;
 }
 
 }  // namespace duplex::net

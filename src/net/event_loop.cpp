@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "duplex/net/connection.hpp"
+#include "duplex/net/error_log.hpp"
 
 namespace duplex::net {
 
@@ -20,11 +21,20 @@ EventLoop::EventLoop(std::size_t read_buffer_size)
       epoll_watch_(io_) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_watch_.assign(::dup(epoll_fd_));  // Asio owns (and closes) its duplicate
+  anchor_->loop = this;
 }
 
 EventLoop::~EventLoop() {
+  {
+    // From now on a reference dropped elsewhere destroys its connection in
+    // place: nothing of this loop is left for it to touch.
+    std::lock_guard lock(anchor_->mutex);
+    anchor_->loop = nullptr;
+  }
   // Connections still open keep themselves alive; release them (no callbacks).
   for (auto& c : connections()) c->abandon();
+  for (auto& c : reap_list_) c->abandon();
+  reap_list_.clear();
   asio::error_code ec;
   epoll_watch_.close(ec);
   ::close(epoll_fd_);
@@ -67,7 +77,16 @@ void EventLoop::poll_epoll() {
 void EventLoop::run() {
   auto guard = asio::make_work_guard(io_);
   start_ticking();
-  io_.run();
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (const std::exception& e) {
+      log_error(std::string("event loop: a handler threw: ") + e.what());
+    } catch (...) {
+      log_error("event loop: a handler threw a non-standard exception");
+    }
+  }
   tick_timer_.cancel();
   ticking_ = false;
   io_.restart();
@@ -112,9 +131,34 @@ std::vector<std::shared_ptr<Connection>> EventLoop::connections() {
 std::string& EventLoop::cork_for(Connection* c) {
   if (corked_ != c) {
     if (corked_) corked_->uncork();
+    // Whatever is here belongs to nobody now: never hand it to `c`.
+    cork_.clear();
     corked_ = c;
   }
   return cork_;
+}
+
+std::string& EventLoop::discard_buffer() {
+  discard_.clear();
+  if (discard_.capacity() > (64u << 10)) std::string().swap(discard_);
+  return discard_;
+}
+
+void EventLoop::schedule_reap(std::shared_ptr<Connection> c) {
+  reap_list_.push_back(std::move(c));
+  if (!reap_posted_) {
+    reap_posted_ = true;
+    asio::post(io_, [this] { run_reaps(); });
+  }
+}
+
+void EventLoop::run_reaps() {
+  reap_posted_ = false;
+  // A closing callback may end further connections: they join the list and
+  // are reaped by the next posted run, not during this loop.
+  std::vector<std::shared_ptr<Connection>> list;
+  list.swap(reap_list_);
+  for (auto& c : list) c->reap();
 }
 
 void EventLoop::schedule_flush(Connection* c) {

@@ -30,6 +30,7 @@ struct Server::Acceptor {
 };
 
 Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(options)) {
+  check_size_options(options_.max_send_buffer, options_.websocket, options_.http);
   config_ = std::make_shared<ConnectionConfig>();
   config_->handlers = std::move(handlers);
   config_->limits = options_.websocket;
@@ -79,22 +80,78 @@ void Server::reload_tls(const TlsOptions& tls) {
 
 std::size_t Server::connection_count() const { return config_->open_connections->load(std::memory_order_relaxed); }
 
+namespace {
+
+std::string printable(const asio::ip::tcp::endpoint& endpoint) {
+  const asio::ip::address a = endpoint.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(endpoint.port());
+}
+
+// The error a user can act on: which address, what went wrong, and for the
+// two common cases what it means.
+[[noreturn]] void fail_listen(const asio::ip::tcp::endpoint& endpoint, const char* step, const asio::error_code& ec) {
+  std::string text = "cannot listen on " + printable(endpoint) + ": " + step + ": " + ec.message();
+  if (ec.value() == EADDRINUSE)
+    text += " (another socket holds it; choose another port, or enable reuse_port to share it on purpose)";
+  else if (ec.value() == EADDRNOTAVAIL)
+    text += " (no network interface of this machine has that address)";
+  throw std::runtime_error(text);
+}
+
+}  // namespace
+
+// Two ways to give every loop an acceptor:
+// - reuse_port off (the default): ONE socket, bound without SO_REUSEPORT,
+//   and each loop watches a dup() of it. The kernel refuses every other
+//   socket on that address (EADDRINUSE) — a second process cannot join, and
+//   since the bind itself is the check there is no window between "is it
+//   free?" and "take it" (a probe before SO_REUSEPORT binds would have one).
+//   All loops wake for a connection; the first accept4 takes it, the others
+//   see EAGAIN.
+// - reuse_port on: a socket per loop, each with SO_REUSEPORT; the kernel
+//   spreads connections over them, and over other processes' sockets on the
+//   same address (several processes on one port, on purpose).
 void Server::listen() {
   if (!acceptors_.empty()) return;
-  asio::ip::address address = asio::ip::make_address(options_.host);
+  asio::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(options_.host, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + options_.host + ": not an IP address");
   std::uint16_t port = options_.port;
-  for (auto& loop : loops_) {
-    auto a = std::make_unique<Acceptor>(*loop);
-    asio::ip::tcp::endpoint endpoint(address, port);
-    a->acceptor.open(endpoint.protocol());
-    a->acceptor.set_option(asio::socket_base::reuse_address(true));
-    // One acceptor per loop on the same port: the kernel spreads connections.
-    a->acceptor.set_option(reuse_port(true));
-    a->acceptor.bind(endpoint);
-    a->acceptor.listen(options_.backlog);
-    a->acceptor.non_blocking(true);
-    if (port == 0) port = a->acceptor.local_endpoint().port();
-    acceptors_.push_back(std::move(a));
+  try {
+    int shared_fd = -1;
+    for (auto& loop : loops_) {
+      auto a = std::make_unique<Acceptor>(*loop);
+      const asio::ip::tcp::endpoint endpoint(address, port);
+      if (shared_fd >= 0) {
+        const int fd = ::dup(shared_fd);
+        if (fd < 0) fail_listen(endpoint, "dup", asio::error_code(errno, asio::system_category()));
+        a->acceptor.assign(endpoint.protocol(), fd, ec);
+        if (ec) {
+          ::close(fd);
+          fail_listen(endpoint, "assign", ec);
+        }
+        acceptors_.push_back(std::move(a));
+        continue;
+      }
+      a->acceptor.open(endpoint.protocol(), ec);
+      if (ec) fail_listen(endpoint, "socket", ec);
+      a->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+      if (ec) fail_listen(endpoint, "SO_REUSEADDR", ec);
+      if (options_.reuse_port) a->acceptor.set_option(reuse_port(true), ec);
+      if (ec) fail_listen(endpoint, "SO_REUSEPORT", ec);
+      a->acceptor.bind(endpoint, ec);
+      if (ec) fail_listen(endpoint, "bind", ec);
+      a->acceptor.listen(options_.backlog, ec);
+      if (ec) fail_listen(endpoint, "listen", ec);
+      a->acceptor.non_blocking(true, ec);
+      if (ec) fail_listen(endpoint, "non-blocking", ec);
+      if (port == 0) port = a->acceptor.local_endpoint().port();
+      if (!options_.reuse_port) shared_fd = a->acceptor.native_handle();
+      acceptors_.push_back(std::move(a));
+    }
+  } catch (...) {
+    acceptors_.clear();  // nothing half-listening: listen() may be called again
+    throw;
   }
   port_ = port;
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
@@ -169,7 +226,9 @@ void Server::watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> tim
   auto remaining = a->loop.connections();
   if (remaining.empty() || std::chrono::steady_clock::now() - started >= deadline) {
     for (auto& c : remaining) c->terminate();
-    a->loop.stop();
+    // Posted: the closing callbacks of the connections ended just now (and
+    // of any still being reaped) run first.
+    a->loop.post([a] { a->loop.stop(); });
     return;
   }
   timer->expires_after(Millis{20});
@@ -187,9 +246,10 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
       a->acceptor.close(ec);
       a->retry.cancel();
       for (auto& c : a->loop.connections()) {
-        if (c->phase() == Connection::Phase::open)
-          c->close(code, "server shutting down");
-        else if (c->phase() != Connection::Phase::closing)
+        const auto phase = c->phase();
+        if (phase == Connection::Phase::open || phase == Connection::Phase::http_handshake)
+          c->close(code, "server shutting down");  // what is owed (a disconnect push, an SSE chunk) goes first
+        else if (phase != Connection::Phase::closing)
           c->terminate();
       }
       // Stop this loop when its connections are gone or the deadline passes.

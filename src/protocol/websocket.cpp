@@ -69,7 +69,15 @@ std::size_t WebSocket::header_size_needed(const std::uint8_t* h, std::size_t ava
 
 void WebSocket::receive(std::uint8_t* data, std::size_t size, EventHandler& handler, std::string& out) {
   std::size_t pos = 0;
-  while (pos < size && state_ != State::closed) {
+  while (pos < size && state_ != State::closed) pos += receive_event(data + pos, size - pos, handler, out);
+}
+
+std::size_t WebSocket::receive_event(std::uint8_t* data, std::size_t size, EventHandler& handler, std::string& out) {
+  std::size_t pos = 0;
+  event_passed_ = false;
+  // Every event sets event_passed_ after its bytes went to `out`; the loop
+  // stops at the next check, before anything else could touch `out`.
+  while (pos < size && state_ != State::closed && !event_passed_) {
     if (stage_ == Stage::header) {
       const std::uint8_t* h;
       if (header_size_ == 0 && size - pos >= max_frame_header_size) {
@@ -81,11 +89,11 @@ void WebSocket::receive(std::uint8_t* data, std::size_t size, EventHandler& hand
         while (header_size_ < 2 && pos < size) header_[header_size_++] = data[pos++];
         const std::size_t need = header_size_needed(header_, header_size_);
         while (header_size_ < need && pos < size) header_[header_size_++] = data[pos++];
-        if (header_size_ < need) return;
+        if (header_size_ < need) return pos;
         h = header_;
         header_size_ = 0;
       }
-      if (!parse_header(h, handler, out)) return;
+      if (!parse_header(h, handler, out)) return pos;
       if (remaining_ == 0) finish_frame({}, handler, out);
       continue;
     }
@@ -112,9 +120,10 @@ void WebSocket::receive(std::uint8_t* data, std::size_t size, EventHandler& hand
       continue;
     }
     consume_data(p, n, whole_frame_here, handler, out);
-    if (state_ == State::closed) return;
+    if (state_ == State::closed) return pos;
     if (remaining_ == 0) finish_frame({}, handler, out);
   }
+  return pos;
 }
 
 bool WebSocket::parse_header(const std::uint8_t* h, EventHandler& handler, std::string& out) {
@@ -306,6 +315,7 @@ void WebSocket::deliver(Opcode kind, std::string_view payload, EventHandler& han
   // Data that arrives after our close frame was sent before the peer saw it:
   // still delivered. Nothing is delivered once the connection is closed.
   if (state_ == State::closed) return;
+  event_passed_ = true;
   handler.on_message(kind, payload);
 }
 
@@ -313,9 +323,11 @@ void WebSocket::handle_control(std::string_view payload, EventHandler& handler, 
   switch (frame_opcode_) {
     case Opcode::ping:
       if (auto_pong_ && state_ == State::open) append_frame_for_role(out, Opcode::pong, payload, {});
+      event_passed_ = true;
       handler.on_ping(payload);
       return;
     case Opcode::pong:
+      event_passed_ = true;
       handler.on_pong(payload);
       return;
     case Opcode::close: {
@@ -351,6 +363,7 @@ void WebSocket::handle_control(std::string_view payload, EventHandler& handler, 
         close_sent_ = true;
       }
       state_ = State::closed;
+      event_passed_ = true;
       handler.on_close(code, reason);
       return;
     }
@@ -375,6 +388,7 @@ void WebSocket::fail(std::uint16_t code, std::string_view what, EventHandler& ha
   failed_ = true;
   message_.reset();
   control_.reset();
+  event_passed_ = true;
   handler.on_protocol_error(code, what);
 }
 

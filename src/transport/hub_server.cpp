@@ -696,7 +696,7 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
   restart(s.threads != c.server.threads, "server.threads");
   restart(s.max_connections != c.server.max_connections || s.max_connections_per_ip != c.server.max_connections_per_ip ||
               s.max_send_buffer != c.server.max_send_buffer || s.backpressure != c.server.backpressure ||
-              s.backlog != c.server.backlog || s.read_buffer_size != c.server.read_buffer_size,
+              s.backlog != c.server.backlog || s.reuse_port != c.server.reuse_port || s.read_buffer_size != c.server.read_buffer_size,
           "server (connection limits and buffers)");
   restart(s.http.max_line_bytes != c.server.http.max_line_bytes || s.http.max_header_count != c.server.http.max_header_count ||
               s.http.max_head_bytes != c.server.http.max_head_bytes || s.http.max_body_bytes != c.server.http.max_body_bytes,

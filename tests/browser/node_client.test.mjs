@@ -69,3 +69,15 @@ test('Node client (ws) against duplex serve', { timeout: 30_000 }, async (t) => 
     assert.equal(new Set(offsets).size, offsets.length, 'no duplicates');
   });
 });
+
+// docs/CLIENT-JS.md: onJoin fires for your own connection too (join_leave on).
+test('onJoin fires for the joining connection itself', { timeout: 15_000 }, async (t) => {
+  const client = new Duplex(websocketUrl(), { getToken: () => demoToken('self'), WebSocket, backoffCap: 1000 });
+  t.after(() => client.disconnect());
+  const joins = [];
+  const sub = client.subscribe(`${channel}-self`, { onJoin: (who) => joins.push(who) });
+  client.connect();
+  await sub.ready();
+  await waitFor(() => joins.some((who) => who.client === client.clientId), 5000, 'our own join');
+  assert.equal(joins.find((who) => who.client === client.clientId).user, 'self');
+});

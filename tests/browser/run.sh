@@ -49,6 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+api_key="browser-test-key-$(date +%s%N)"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 cat >"$work/duplex.toml" <<EOF
 node_name = "browser-test"
@@ -83,6 +84,11 @@ allow_subscribe = true
 [namespaces.stats]
 allow_subscribe = true
 allow_publish = false
+history_size = 300
+history_ttl = "10m"
+
+[api]
+key = "$api_key"
 EOF
 
 "$DUPLEX" serve --config "$work/duplex.toml" >"$work/server.log" 2>&1 &
@@ -99,17 +105,17 @@ for _ in $(seq 100); do
 done
 [ -n "$ready" ] || fail "duplex serve did not answer on $url within 10 s"
 
-export DUPLEX_URL="$url" DUPLEX_SERVER_PID="$server_pid"
+export DUPLEX_URL="$url" DUPLEX_SERVER_PID="$server_pid" DUPLEX_API_KEY="$api_key"
 cd "$HERE"
 # Own process group (setsid) so cleanup can end the runner and its browsers
 # together; files run one at a time because one of them freezes the server.
 setsid --wait node --test --test-concurrency=1 --test-timeout=100000 \
-  demo_chat.test.mjs heartbeat.test.mjs node_client.test.mjs fallback.test.mjs &
+  demo_chat.test.mjs demo_layout.test.mjs heartbeat.test.mjs node_client.test.mjs fallback.test.mjs &
 tests_pid=$!
-deadline=$((SECONDS + 115))
+deadline=$((SECONDS + 175))
 while kill -0 "$tests_pid" 2>/dev/null; do
   if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "tests/browser: over the 115 s budget, stopping" >&2
+    echo "tests/browser: over the 175 s budget, stopping" >&2
     exit 1
   fi
   sleep 0.2

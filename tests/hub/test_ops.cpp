@@ -510,3 +510,32 @@ TEST(OpsTls, ClientsClosingTlsConnectionsAbruptlyDoNotKillTheServer) {
   EXPECT_TRUE(serve.running());
   EXPECT_EQ(TlsProbe(serve.port()).get("/healthz"), 200);
 }
+
+// The dashboard channel reports the hub's traffic, not its own: with nobody
+// but two dashboards connected, messages out stays 0 however many stats pushes
+// they receive.
+TEST(OpsStats, TheStatsChannelDoesNotCountItsOwnPushesAsTraffic) {
+  auto config = test_config();
+  config.stats_interval = std::chrono::seconds(1);
+  hub::NamespaceOptions stats;
+  stats.allow_subscribe = true;
+  stats.allow_publish = false;
+  config.namespaces["stats"] = stats;
+  Server server(config);
+  auto a = connect_as(server, "dash-a");
+  auto b = connect_as(server, "dash-b");
+  ASSERT_FALSE(a->call(1, R"({"type":"subscribe","id":1,"channel":"stats:node"})")->has("/error"));
+  ASSERT_FALSE(b->call(1, R"({"type":"subscribe","id":1,"channel":"stats:node"})")->has("/error"));
+  // The first figure may include the connects and subscribes; the next ones are quiet.
+  a->next("message", 3000ms);
+  for (int i = 0; i < 2; ++i) {
+    auto m = a->next("message", 3000ms);
+    ASSERT_TRUE(m);
+    double out = -1;
+    ASSERT_EQ(m->root.at_pointer("/data/messages_out").get(out), simdjson::SUCCESS) << m->text;
+    EXPECT_EQ(out, 0.0) << m->text;
+    std::uint64_t connections = 0;
+    ASSERT_EQ(m->root.at_pointer("/data/connections").get(connections), simdjson::SUCCESS) << m->text;
+    EXPECT_EQ(connections, 2u) << m->text;
+  }
+}

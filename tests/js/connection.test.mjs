@@ -302,3 +302,34 @@ test('a subscribe without reply within commandTimeout restarts the connection', 
   await h.accept();
   assert.equal(ws2.lastOf('subscribe').channel, 'chat:a');
 });
+
+test('reconnectNow tries at once instead of waiting out the delay, and only when a reconnect is pending', async () => {
+  const h = makeClient({ backoffBase: 60_000, backoffCap: 60_000 });
+  assert.equal(h.client.reconnectNow(), false, 'not connected yet: nothing pending');
+  const ws = await h.connect();
+  assert.equal(h.client.reconnectNow(), false, 'connected: nothing pending');
+  h.setRandom(0.9);
+  ws.serverClose(1006, 'server gone');
+  const [pending] = h.eventsOf('reconnecting');
+  assert.ok(pending.delay > 50_000);
+  const before = h.sockets();
+  assert.equal(h.client.reconnectNow(), true);
+  await flush();
+  assert.equal(h.sockets(), before + 1, 'one attempt, now');
+  assert.equal(h.client.reconnectAt, null, 'the delayed attempt is cancelled');
+  assert.equal(h.client.reconnectNow(), false, 'connecting: nothing pending');
+  await h.accept();
+  assert.equal(h.client.state, 'connected');
+  assert.ok(!h.clock.pendingDelays().includes(pending.delay), 'the delayed attempt\'s timer is gone');
+});
+
+test('reconnectNow after disconnect() does nothing', async () => {
+  const h = makeClient();
+  const ws = await h.connect();
+  ws.serverClose(1006);
+  h.client.disconnect();
+  const before = h.sockets();
+  assert.equal(h.client.reconnectNow(), false);
+  await flush();
+  assert.equal(h.sockets(), before);
+});

@@ -218,7 +218,7 @@ TEST(ConfigFile, ReferenceFileEqualsTheBuiltInDefaults) {
 TEST(ConfigFile, ReferenceFileListsEveryOption) {
   const std::set<std::string> expected{
       "node_name", "stats_interval", "namespaces_strict",
-      "server.host", "server.port", "server.threads", "server.backlog", "server.max_connections", "server.max_connections_per_ip",
+      "server.host", "server.port", "server.reuse_port", "server.threads", "server.backlog", "server.max_connections", "server.max_connections_per_ip",
       "server.max_send_buffer", "server.backpressure", "server.read_buffer_size",
       "server.http.max_line_bytes", "server.http.max_header_count", "server.http.max_head_bytes",
       "server.websocket.max_frame_size", "server.websocket.max_message_size",
@@ -286,7 +286,7 @@ TEST(ConfigFile, DemoFileLoadsWithItsNamespaces) {
   const auto& stats = c.options_for("stats");
   EXPECT_TRUE(stats.allow_subscribe);
   EXPECT_FALSE(stats.allow_publish);
-  EXPECT_EQ(stats.history_size, 0u);
+  EXPECT_EQ(stats.history_size, 300u);  // the dashboard starts from the last five minutes
 }
 
 // ---- values ------------------------------------------------------------------

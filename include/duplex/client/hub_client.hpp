@@ -3,7 +3,7 @@
 // jitter), an application-level heartbeat and thread-safe methods.
 //
 //   client::HubClientOptions options;
-//   options.url = "ws://127.0.0.1:8000/connection/websocket";
+//   options.url = "ws://127.0.0.1:8080/connection/websocket";
 //   options.token = jwt;
 //   client::HubClient hub(options);               // runs its own loop thread
 //   hub.subscribe("chat:general", {.on_message = [](const client::Message& m) { ... }});
@@ -31,7 +31,7 @@
 namespace duplex::client {
 
 struct HubClientOptions {
-  std::string url;            // ws:// or wss://, e.g. ws://host:8000/connection/websocket
+  std::string url;            // ws:// or wss://, e.g. ws://host:8080/connection/websocket
   std::string token;          // JWT sent in `authenticate`; empty = anonymous
   // Used instead of `token` when set: called on the loop thread at every
   // connect and on the server's `refresh` push.

@@ -35,6 +35,12 @@ std::vector<std::string> config_problems(const HubConfig& config);
 // Throws std::runtime_error listing config_problems() if there are any. Call
 // it again after command-line flags have changed the config.
 void validate_config(const HubConfig& config);
+// The files the config names (server.tls.cert_file and key_file,
+// auth.public_key_file) that cannot be opened for reading, one sentence each
+// naming the key, the file and why ("server.tls.cert_file = "x.pem": cannot
+// read it: No such file or directory"). Checked at start and on reload, before
+// OpenSSL sees them, so the message is about the config, not the library.
+std::vector<std::string> file_problems(const HubConfig& config);
 
 // "250ms", "10s", "5m", "1h", "7d", or a sum such as "1h30m". Nullopt if
 // malformed or out of range. Shared with command-line flags.

@@ -1,4 +1,25 @@
 // One WebSocket connection (either role) on an event loop.
+//
+// The lifetime rule (the library's contract):
+// - A connection belongs to one loop from accept (or connect) to free, and
+//   its end happens only there, once, at a defined point of the loop's turn:
+//   `Handlers::on_close` (or `on_http_closed`, or a client's `on_error`) runs
+//   from the loop itself, never from inside a call the application made,
+//   then the connection releases its socket and buffers. After that callback
+//   no callback runs for it.
+// - send, close, terminate, http_respond and http_stream_write never free
+//   anything: they record the request and return a status. A handler may
+//   call any of them on its own connection (or any other connection of the
+//   same loop) and go on using the Connection& it was given.
+// - The protocol core is driven one event at a time; between events the
+//   connection looks at its own state, so nothing is delivered after a
+//   terminate() or after the connection ended itself (e.g. over the limit).
+// - Every byte the connection owes (frames, pongs, close frames, HTTP
+//   answers, SSE chunks) passes one queue counted against max_send_buffer.
+// - A handler that throws ends its own connection (1011 when open) and the
+//   error is logged once; the loop and every other connection go on.
+// - The last shared_ptr may be dropped on any thread: the object is then
+//   destroyed on its loop.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -25,7 +46,8 @@ enum class SendStatus : std::uint8_t {
   ok,            // queued or written
   backpressure,  // queued, but the send buffer is over the limit (policy drop: see dropped)
   dropped,       // not sent: over the limit with BackpressurePolicy::drop
-  closed,        // the connection is closing or closed
+  closed,        // not sent: the connection is closing or closed (or this send put it
+                 // over the limit with BackpressurePolicy::close: it is now ending, 1008)
 };
 
 class Connection : public std::enable_shared_from_this<Connection>,
@@ -39,6 +61,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   Connection& operator=(const Connection&) = delete;
 
   // ---- sending (loop thread only; see post_send for other threads) ----
+  // None of these frees or ends anything synchronously (see the lifetime rule
+  // above); any of them may be called from any handler of this loop.
   SendStatus send(std::string_view payload, protocol::Opcode kind = protocol::Opcode::text,
                   protocol::Compress compress = protocol::Compress::automatic);
   SendStatus send_text(std::string_view payload) { return send(payload, protocol::Opcode::text); }
@@ -49,9 +73,13 @@ class Connection : public std::enable_shared_from_this<Connection>,
   SendStatus send_fragment(std::string_view payload, protocol::Opcode opcode, bool fin);
   bool ping(std::string_view payload = {});
   // Starts the close handshake; the connection closes once it completes or
-  // the close timeout passes.
+  // the close timeout passes. On a plain HTTP connection (server): the
+  // answer in progress is the last one (a stream ends after the chunks
+  // already queued); the connection closes once what it owes is written.
   void close(std::uint16_t code = protocol::close_code::normal, std::string_view reason = {});
-  // Drops the TCP connection now, without a close handshake.
+  // Ends the connection without a close handshake: nothing more is read,
+  // sent or delivered; the socket is closed now and on_close follows on this
+  // loop's turn (after the handler that called terminate has returned).
   void terminate();
 
   // ---- plain HTTP (server, inside or after Handlers::on_http) ----
@@ -80,6 +108,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   protocol::Role role() const { return ws_.role(); }
   // Bytes queued that the kernel has not accepted yet.
   std::size_t buffered_amount() const;
+  // The connection has ended (or is ending): on_close has run or is about to.
+  bool ended() const { return finished_; }
   // The negotiated subprotocol, or empty.
   std::string_view subprotocol() const;
   // The request target (path and query). Server: available in on_upgrade and
@@ -109,6 +139,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // The loop is being destroyed: close the socket and drop the self
   // reference, without callbacks (the application may be tearing down too).
   void abandon();
+  // The end of a finished connection, run by the loop at top level: the
+  // closing callback, then the loop's resources. Loop thread only.
+  void reap();
   // Moves this connection's frames out of the loop's cork buffer: written
   // directly if the socket takes them, the rest kept in the backlog.
   void uncork();
@@ -137,14 +170,32 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void handle_server_head(std::uint8_t* rest, std::size_t rest_size);
   void handle_client_head(std::uint8_t* rest, std::size_t rest_size);
   void reject_and_close(int status, std::string_view message);
-  void start_http_request(std::uint8_t* rest, std::size_t rest_size);
-  void http_input(std::uint8_t* data, std::size_t size);
+  bool start_http_request();  // false: rejected
   void dispatch_http();
   void http_response_done();
   void drain_pending_http();
   void opened();
   void after_protocol_input();
+  // Ends the connection: marks it closed, closes the socket, and asks the
+  // loop to reap it (callback and memory) later. Frees nothing.
   void finish(std::uint16_t code, std::string_view reason);
+  void release_loop_resources();
+  void close_http();
+  // Feeds WebSocket bytes to the protocol core one event at a time.
+  void receive_frames(std::uint8_t* data, std::size_t size);
+  void answer_ping(std::string_view payload);
+  // HTTP keep-alive: parse the requests in `data`, in order, as far as the
+  // one-at-a-time rule and the output budget allow; keeps the rest.
+  void http_feed(std::uint8_t* data, std::size_t size);
+  // Parses and dispatches requests from `data`; returns the bytes it used.
+  std::size_t http_parse(std::uint8_t* data, std::size_t size);
+  bool http_output_over_budget() const;
+  std::size_t http_pipelined_limit() const;
+  void schedule_http_drain();
+  // Runs an application callback; an exception ends this connection (1011).
+  template <typename Fn>
+  void guarded(const char* what, Fn&& fn);
+  void handler_threw(const char* what, const char* error);
   void fail_connect(std::string_view error);
   void set_close(std::uint16_t code, std::string_view reason);
   void reschedule_timer();
@@ -175,7 +226,11 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::unique_ptr<Extras> extras_;
   protocol::WebSocket ws_;
   std::unique_ptr<std::string> backlog_;  // bytes the kernel refused; null when all sent
-  std::uint32_t out_offset_ = 0;          // sent prefix of *backlog_
+  std::size_t out_offset_ = 0;            // sent prefix of *backlog_ (64-bit: a backlog may pass 4 GiB)
+  // The latest ping's payload while a pong is owed and the peer is not
+  // reading (a backlog exists): sent once the backlog drains. One pong
+  // answers a flood of pings (RFC 6455 §5.5.3).
+  std::unique_ptr<std::string> owed_pong_;
   int fd_ = -1;
   // Coarse times in loop ticks.
   std::uint32_t last_rx_tick_ = 0;
@@ -197,6 +252,10 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool peer_shutdown_ : 1 = false;      // EPOLLRDHUP seen: read until EOF
   bool write_failed_ : 1 = false;       // a direct write from the cork failed
   bool served_http_ : 1 = false;        // carried plain HTTP requests (on_http_closed at finish)
+  bool counted_ : 1 = true;             // in the loop's connection count until released
+  bool handler_failed_ : 1 = false;     // a handler threw (logged once)
+  bool http_drain_posted_ : 1 = false;  // a drain of pipelined requests is posted
+  bool read_paused_ : 1 = false;        // HTTP answers over the budget: the socket is not read
 };
 
 }  // namespace duplex::net

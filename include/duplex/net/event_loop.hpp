@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,9 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   asio::io_context& io() { return io_; }
-  // Runs until stop() (or until there is no work and no connection).
+  // Runs until stop() (or until there is no work and no connection). An
+  // exception out of a posted handler is logged (net::log_error) and the
+  // loop goes on: it never leaves the loop thread.
   void run();
   // Thread-safe.
   void stop();
@@ -69,10 +72,26 @@ class EventLoop {
   bool watch(int fd, Connection* c);
   void unwatch(int fd);
 
+  // A finished connection is reaped (its closing callback, then its loop
+  // resources) by a handler of its own posted for this turn: never inside the
+  // call that ended it, and after every event already being dispatched.
+  void schedule_reap(std::shared_ptr<Connection> c);
+  // Where an ended connection's late output goes: nowhere (loop thread only).
+  std::string& discard_buffer();
+
+  // What a reference dropped on another thread uses to reach this loop: the
+  // loop's address while it exists (null once it is being destroyed).
+  struct Anchor {
+    std::mutex mutex;
+    EventLoop* loop = nullptr;
+  };
+  const std::shared_ptr<Anchor>& anchor() const { return anchor_; }
+
  private:
   friend class Connection;
   void start_ticking();
   void run_flushes();
+  void run_reaps();
   void arm_epoll();
   void poll_epoll();
 
@@ -88,9 +107,13 @@ class EventLoop {
   asio::posix::stream_descriptor epoll_watch_;
   bool epoll_armed_ = false;
   std::vector<std::weak_ptr<Connection>> flush_list_;
+  std::vector<std::shared_ptr<Connection>> reap_list_;  // after io_: destroyed before it
   std::string cork_;
+  std::string discard_;
   Connection* corked_ = nullptr;
+  std::shared_ptr<Anchor> anchor_ = std::make_shared<Anchor>();
   bool flush_posted_ = false;
+  bool reap_posted_ = false;
   bool ticking_ = false;
 };
 

@@ -14,6 +14,13 @@ namespace duplex::net {
 
 using Millis = std::chrono::milliseconds;
 
+// Upper bound of every byte-size option (max_send_buffer, websocket
+// max_frame_size / max_message_size, http max_body_bytes): Server and
+// connect() refuse larger values with std::invalid_argument naming the
+// option, so no count can approach an overflow and no peer can be given
+// more than this much of our memory per connection.
+inline constexpr std::size_t max_size_option = std::size_t{1} << 30;  // 1 GiB
+
 struct TlsOptions {
   std::string cert_file;          // server: PEM chain; client: optional client cert
   std::string key_file;
@@ -57,9 +64,16 @@ struct ServerOptions {
   std::uint16_t port = 8080;              // 0 picks a free port (see Server::port())
   unsigned threads = 0;                   // event loops; 0 = one per core
   int backlog = 1024;
+  // false: an address another socket holds is an error (Server::listen throws,
+  // naming it), and this server's loops share one listening socket.
+  // true: each loop has its own SO_REUSEPORT socket and other processes of the
+  // same user may listen on the same address too; the kernel spreads new
+  // connections over all of them (several processes on one port, for load runs).
+  bool reuse_port = false;
   std::size_t max_connections = 100'000;  // across all loops; further accepts are closed at once
   std::size_t max_connections_per_ip = 0;  // per client address, across all loops (0 = no limit)
-  std::size_t max_send_buffer = 1u << 20; // per connection, bytes the kernel has not taken yet
+  std::size_t max_send_buffer = 1u << 20; // per connection, every byte owed and not taken by the kernel
+                                          // yet (frames, pongs, HTTP answers); at most max_size_option
   BackpressurePolicy backpressure = BackpressurePolicy::close;
   std::size_t read_buffer_size = 512u << 10;  // one per loop, shared by all its connections
   std::vector<std::string> subprotocols;  // supported, in no particular order
@@ -74,7 +88,7 @@ struct ClientOptions {
   std::vector<protocol::HttpHeader> headers;  // extra request headers (e.g. Authorization)
   std::vector<std::string> subprotocols;
   std::string origin;
-  std::size_t max_send_buffer = 16u << 20;
+  std::size_t max_send_buffer = 16u << 20;  // at most max_size_option
   BackpressurePolicy backpressure = BackpressurePolicy::close;
   protocol::HttpLimits http;
   protocol::Limits websocket;
@@ -84,5 +98,9 @@ struct ClientOptions {
   protocol::DeflateClientOffer deflate_offer;
   protocol::DeflateTuning deflate_tuning;
 };
+
+// Throws std::invalid_argument naming the first size option over its bound.
+void check_size_options(std::size_t max_send_buffer, const protocol::Limits& websocket,
+                        const protocol::HttpLimits& http);
 
 }  // namespace duplex::net

@@ -26,7 +26,9 @@ struct Limits {
 };
 
 // Receives protocol events. Views passed to callbacks are valid only during
-// the call. Callbacks may call the protocol's send functions.
+// the call. Callbacks may call the protocol's send functions (with any output
+// buffer: the protocol writes nothing more to `out` after an event until the
+// next receive call).
 class EventHandler {
  public:
   virtual ~EventHandler() = default;
@@ -59,9 +61,19 @@ class WebSocket {
   WebSocket(const WebSocket&) = delete;
   WebSocket& operator=(const WebSocket&) = delete;
 
-  // Consumes every byte of `data`, which is modified in place (unmasked).
-  // Events go to `handler`; bytes owed to the peer (pong, close reply, close
-  // on error) are appended to `out`.
+  // The caller drives the core, one event at a time (the re-entrancy rule):
+  // receive_event consumes bytes of `data` (modified in place: unmasked) up
+  // to and including the first event, passes that event to `handler`, and
+  // returns how many bytes it consumed. Bytes owed to the peer (pong, close
+  // reply, close on error) are appended to `out` before the event is passed
+  // on, never after: during and after the handler call the protocol holds no
+  // reference to `out`, so the caller may pick a different output buffer for
+  // the next call, or stop calling because the handler ended the connection.
+  // Call again with the rest (data + consumed) while it is non-empty and
+  // state() is not closed.
+  std::size_t receive_event(std::uint8_t* data, std::size_t size, EventHandler& handler, std::string& out);
+  // Consumes every byte of `data` (receive_event in a loop): for callers
+  // whose `out` outlives the call and whose handlers never end the owner.
   void receive(std::uint8_t* data, std::size_t size, EventHandler& handler, std::string& out);
 
   // ---- sending (append frames to `out`; false if not allowed now) ----
@@ -97,7 +109,8 @@ class WebSocket {
   // permessage-deflate (RFC 7692); owned by the caller, may be null.
   void set_deflate(PerMessageDeflate* deflate) { deflate_ = deflate; }
   PerMessageDeflate* deflate() const { return deflate_; }
-  // Reply to pings automatically (default on).
+  // Reply to pings automatically (default on). Off: the caller answers with
+  // pong(); RFC 6455 §5.5.3 lets it answer only the latest of several pings.
   void set_auto_pong(bool on) { auto_pong_ = on; }
 
  private:
@@ -145,6 +158,7 @@ class WebSocket {
   bool close_received_ = false;
   bool failed_ = false;
   bool auto_pong_ = true;
+  bool event_passed_ = false;  // receive_event: an event went to the handler, stop there
 };
 
 }  // namespace duplex::protocol

@@ -55,6 +55,8 @@ class HubServer {
   std::shared_ptr<const hub::HubConfig> live_config() const { return live_.load(std::memory_order_acquire); }
 
   std::uint16_t port() const { return server_->port(); }
+  // Event loops actually running (server.threads, or one per core when 0).
+  std::size_t loop_count() const { return server_->loops().size(); }
   hub::Hub& hub() { return *hub_; }
 
  private:

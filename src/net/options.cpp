@@ -1,0 +1,25 @@
+#include "duplex/net/options.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace duplex::net {
+
+namespace {
+void check_bound(const char* name, std::size_t value) {
+  if (value > max_size_option)
+    throw std::invalid_argument(std::string(name) + " = " + std::to_string(value) + " is over its upper bound of " +
+                                std::to_string(max_size_option) + " bytes (1 GiB)");
+}
+}  // namespace
+
+void check_size_options(std::size_t max_send_buffer, const protocol::Limits& websocket,
+                        const protocol::HttpLimits& http) {
+  check_bound("max_send_buffer", max_send_buffer);
+  check_bound("websocket.max_frame_size", websocket.max_frame_size);
+  check_bound("websocket.max_message_size", websocket.max_message_size);
+  check_bound("http.max_body_bytes", http.max_body_bytes);
+  check_bound("http.max_head_bytes", http.max_head_bytes);
+}
+
+}  // namespace duplex::net
