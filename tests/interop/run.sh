@@ -221,7 +221,7 @@ echo "interop: build dir $BUILD"
 # ---- 1. our server (duplex echo) x {py_client, node_client} -----------------
 for tls in 0 1; do
   for deflate in 0 1; do
-    scheme=ws; srv_args=(echo --listen 127.0.0.1:0); cli_args=()
+    scheme=ws; srv_args=(echo --listen 127.0.0.1:0 --max-send-buffer 17MiB); cli_args=()
     if [ $tls = 1 ]; then
       scheme=wss
       srv_args+=(--tls-cert "$CERT" --tls-key "$KEY")
