@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <utility>
 
 #include "connection_config.hpp"
 #include "duplex/net/error_log.hpp"
@@ -61,45 +62,54 @@ std::uint64_t ticks(Millis d) {
 
 struct Connection::Private {};
 
-namespace {
-using ConnectionSlab = detail::Slab<sizeof(Connection)>;
+namespace detail {
 
-struct DestroyConnection {
-  void operator()(Connection* c) const {
-    c->~Connection();
-    ConnectionSlab::deallocate(c);
-  }
-};
-
-// The deleter of every shared_ptr<Connection>: whichever thread drops the
-// last reference, the object is destroyed on its own loop (posted there), or
-// in place once that loop is being destroyed.
-struct DestroyOnLoop {
-  std::shared_ptr<EventLoop::Anchor> anchor;
-  void operator()(Connection* c) const {
+// Whichever thread drops the last reference, a connection is destroyed on
+// its own loop (posted there), or in place on that loop's thread or once the
+// loop is being destroyed. Done by the allocator of allocate_shared, which
+// destroys the object through allocator_traits::destroy: the connection and
+// its control block stay one 16-byte-overhead slab block, as an idle
+// connection should. The storage is freed when the last weak reference goes,
+// and the object's own (enable_shared_from_this) is one of them, released by
+// its destructor: so the memory stays until the deferred destructor has run.
+template <typename T>
+struct ConnectionAllocator : detail::SlabAllocator<T> {
+  ConnectionAllocator() = default;
+  template <typename U>
+  ConnectionAllocator(const ConnectionAllocator<U>&) {}
+  template <typename U>
+  struct rebind {
+    using other = ConnectionAllocator<U>;
+  };
+  void destroy(Connection* c) {
+    struct Doomed {
+      Connection* c;
+      explicit Doomed(Connection* p) : c(p) {}
+      Doomed(Doomed&& o) noexcept : c(std::exchange(o.c, nullptr)) {}
+      Doomed(const Doomed&) = delete;
+      ~Doomed() {
+        if (c) c->~Connection();  // also when a loop that never runs again drops the handler
+      }
+      void operator()() {}
+    };
     {
-      std::lock_guard lock(anchor->mutex);
-      if (EventLoop* loop = anchor->loop; loop && !loop->running_in_this_thread()) {
-        // If the loop never runs it again, destroying the handler destroys the connection.
-        asio::post(loop->io(), [doomed = std::unique_ptr<Connection, DestroyConnection>(c)] {});
+      std::lock_guard lock(EventLoop::live_mutex());
+      if (EventLoop* loop = EventLoop::live(c->loop_id_); loop && !loop->running_in_this_thread()) {
+        asio::post(loop->io(), Doomed(c));
         return;
       }
     }
-    DestroyConnection{}(c);
+    c->~Connection();
   }
 };
 
+}  // namespace detail
+
+namespace {
+
 template <typename... Args>
-std::shared_ptr<Connection> make_connection(EventLoop& loop, Args&&... args) {
-  void* memory = ConnectionSlab::allocate();
-  Connection* c = nullptr;
-  try {
-    c = new (memory) Connection(std::forward<Args>(args)...);
-  } catch (...) {
-    ConnectionSlab::deallocate(memory);
-    throw;
-  }
-  return std::shared_ptr<Connection>(c, DestroyOnLoop{loop.anchor()}, detail::SlabAllocator<Connection>());
+std::shared_ptr<Connection> make_connection(Args&&... args) {
+  return std::allocate_shared<Connection>(detail::ConnectionAllocator<Connection>(), std::forward<Args>(args)...);
 }
 }  // namespace
 
@@ -109,6 +119,7 @@ Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const C
       config_(config.get()),
       ws_(role, &config_->limits, role == protocol::Role::client ? random_seed() : 0),
       fd_(fd),
+      loop_id_(loop.id()),
       phase_(Phase::connecting) {
   ws_.set_auto_pong(false);  // answer_ping: one budget, and coalescing while the peer does not read
   ++loop_->connection_count_;
@@ -122,16 +133,16 @@ Connection::~Connection() {
 }
 
 std::size_t Connection::buffered_amount() const {
-  std::size_t n = backlog_ ? backlog_->size() - out_offset_ : 0;
+  std::size_t n = backlog_ ? backlog_->bytes.size() - backlog_->sent : 0;
   if (loop_->corked_ == this) n += loop_->cork_.size();
   return n;
 }
 
 std::string& Connection::output() {
   if (finished_) return loop_->discard_buffer();  // an ended connection owes nothing more
-  if (backlog_ && backlog_->size() > out_offset_) {
+  if (backlogged()) {
     if (loop_->corked_ == this) uncork();
-    return *backlog_;
+    return backlog_->bytes;
   }
   return loop_->cork_for(this);
 }
@@ -141,7 +152,7 @@ void Connection::uncork() {
   loop_->corked_ = nullptr;
   std::size_t off = 0;
   const bool can_write = phase_ != Phase::closed && phase_ != Phase::connecting && phase_ != Phase::tls_handshake;
-  if (can_write && writable_ && !write_wants_read_ && !write_failed_ && !(backlog_ && backlog_->size() > out_offset_)) {
+  if (can_write && writable_ && !write_wants_read_ && !write_failed_ && !backlogged()) {
     while (off < cork.size()) {
       bool want_read = false;
       const long n = transport_write(cork.data() + off, cork.size() - off, want_read);
@@ -161,8 +172,8 @@ void Connection::uncork() {
     }
   }
   if (off < cork.size() && phase_ != Phase::closed) {
-    if (!backlog_) backlog_ = std::make_unique<std::string>();
-    backlog_->append(cork, off, std::string::npos);
+    if (!backlog_) backlog_ = std::make_unique<Backlog>();
+    backlog_->bytes.append(cork, off, std::string::npos);
   }
   cork.clear();
   if (cork.capacity() > keep_cork_capacity) std::string().swap(cork);
@@ -187,7 +198,8 @@ std::string_view Connection::target() const {
 }
 
 std::size_t Connection::memory_footprint() const {
-  return sizeof(Connection) + (backlog_ ? sizeof(std::string) + backlog_->capacity() : 0) +
+  return sizeof(Connection) +
+         (backlog_ ? sizeof(Backlog) + backlog_->bytes.capacity() + (backlog_->owed_pong ? backlog_->owed_pong->capacity() : 0) : 0) +
          (handshake_ ? sizeof(HandshakeState) : 0) +
          (extras_ ? sizeof(Extras) : 0) + ws_.buffered_message_bytes();
 }
@@ -221,7 +233,7 @@ void Connection::set_close(std::uint16_t code, std::string_view reason) {
 // ---- creation -----------------------------------------------------------------
 
 std::shared_ptr<Connection> Connection::accept(EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config) {
-  auto c = make_connection(loop, Private{}, loop, fd, std::move(config), protocol::Role::server);
+  auto c = make_connection(Private{}, loop, fd, std::move(config), protocol::Role::server);
   c->self_ = c;
   c->start_server();
   return c;
@@ -272,7 +284,7 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
       }
     }
   }
-  auto c = make_connection(loop, Private{}, loop, -1, config, protocol::Role::client);
+  auto c = make_connection(Private{}, loop, -1, config, protocol::Role::client);
   c->self_ = c;
   c->extras().own_config = config;
   if (!parsed) {
@@ -545,11 +557,11 @@ void Connection::flush() {
     return;
   }
   std::size_t written = 0;
-  while (backlog_ && out_offset_ < backlog_->size() && writable_ && !write_wants_read_) {
+  while (backlogged() && writable_ && !write_wants_read_) {
     bool want_read = false;
-    const long n = transport_write(backlog_->data() + out_offset_, backlog_->size() - out_offset_, want_read);
+    const long n = transport_write(backlog_->bytes.data() + backlog_->sent, backlog_->bytes.size() - backlog_->sent, want_read);
     if (n > 0) {
-      out_offset_ += static_cast<std::size_t>(n);
+      backlog_->sent += static_cast<std::size_t>(n);
       written += static_cast<std::size_t>(n);
       continue;
     }
@@ -570,21 +582,21 @@ void Connection::flush() {
     phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
     reschedule_timer();
   }
-  if (backlog_ && out_offset_ < backlog_->size()) {
+  if (backlogged()) {
     // Keep only what the kernel refused; EPOLLOUT (or readable, for TLS) resumes.
-    if (out_offset_ > 0) {
-      backlog_->erase(0, out_offset_);
-      out_offset_ = 0;
+    if (backlog_->sent > 0) {
+      backlog_->bytes.erase(0, backlog_->sent);
+      backlog_->sent = 0;
     }
     return;
   }
+  std::optional<std::string> payload;
   if (backlog_) {
+    payload = std::move(backlog_->owed_pong);
     backlog_.reset();  // everything sent: an idle connection keeps no send buffer
-    out_offset_ = 0;
   }
-  if (owed_pong_) {
+  if (payload) {
     // The peer reads again: the one pong owed for its latest ping.
-    const std::unique_ptr<std::string> payload = std::move(owed_pong_);
     if (is_open()) {
       ws_.pong(loop_->cork_for(this), *payload);
       uncork();
@@ -1031,10 +1043,11 @@ void Connection::on_ping(std::string_view payload) {
 
 void Connection::answer_ping(std::string_view payload) {
   if (!is_open()) return;  // closing: the close handshake is the answer
-  if (backlog_ && backlog_->size() > out_offset_) {
+  if (backlogged()) {
     // The peer is not reading: owe one pong, for the latest ping (flush sends it).
-    if (!owed_pong_) owed_pong_ = std::make_unique<std::string>();
-    owed_pong_->assign(payload);
+    auto& owed = backlog_->owed_pong;
+    if (!owed) owed.emplace();
+    owed->assign(payload);
     return;
   }
   ws_.pong(output(), payload);
@@ -1316,8 +1329,6 @@ void Connection::reap() {
   release_loop_resources();
   handshake_.reset();  // a client's resolver and socket belong to this loop
   backlog_.reset();
-  owed_pong_.reset();
-  out_offset_ = 0;
 }
 
 }  // namespace duplex::net

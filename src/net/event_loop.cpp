@@ -5,6 +5,8 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <system_error>
 
@@ -13,23 +15,46 @@
 
 namespace duplex::net {
 
+namespace {
+// Few loops live at a time: a vector searched under the mutex.
+std::vector<EventLoop*>& live_loops() {
+  static std::vector<EventLoop*> loops;
+  return loops;
+}
+std::atomic<std::uint32_t> next_loop_id{1};
+}  // namespace
+
+std::mutex& EventLoop::live_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+EventLoop* EventLoop::live(std::uint32_t id) {
+  for (EventLoop* loop : live_loops())
+    if (loop->id_ == id) return loop;
+  return nullptr;
+}
+
 EventLoop::EventLoop(std::size_t read_buffer_size)
     : read_buffer_(new std::uint8_t[read_buffer_size]),
       read_buffer_size_(read_buffer_size),
       tick_timer_(io_),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
-      epoll_watch_(io_) {
+      epoll_watch_(io_),
+      id_(next_loop_id.fetch_add(1, std::memory_order_relaxed)) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_watch_.assign(::dup(epoll_fd_));  // Asio owns (and closes) its duplicate
-  anchor_->loop = this;
+  std::lock_guard lock(live_mutex());
+  live_loops().push_back(this);
 }
 
 EventLoop::~EventLoop() {
   {
     // From now on a reference dropped elsewhere destroys its connection in
     // place: nothing of this loop is left for it to touch.
-    std::lock_guard lock(anchor_->mutex);
-    anchor_->loop = nullptr;
+    std::lock_guard lock(live_mutex());
+    auto& loops = live_loops();
+    loops.erase(std::remove(loops.begin(), loops.end(), this), loops.end());
   }
   // Connections still open keep themselves alive; release them (no callbacks).
   for (auto& c : connections()) c->abandon();

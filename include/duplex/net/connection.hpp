@@ -23,6 +23,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,10 @@ namespace duplex::net {
 class TlsContext;
 struct ConnectionConfig;
 struct HandshakeState;
+namespace detail {
+template <typename T>
+struct ConnectionAllocator;
+}
 
 enum class SendStatus : std::uint8_t {
   ok,            // queued or written
@@ -151,6 +156,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
 
  private:
   friend class EventLoop;
+  template <typename T>
+  friend struct detail::ConnectionAllocator;
   // protocol::EventHandler
   void on_message(protocol::Opcode kind, std::string_view payload) override;
   void on_ping(std::string_view payload) override;
@@ -225,13 +232,20 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::unique_ptr<protocol::PerMessageDeflate> deflate_;
   std::unique_ptr<Extras> extras_;
   protocol::WebSocket ws_;
-  std::unique_ptr<std::string> backlog_;  // bytes the kernel refused; null when all sent
-  std::size_t out_offset_ = 0;            // sent prefix of *backlog_ (64-bit: a backlog may pass 4 GiB)
-  // The latest ping's payload while a pong is owed and the peer is not
-  // reading (a backlog exists): sent once the backlog drains. One pong
-  // answers a flood of pings (RFC 6455 §5.5.3).
-  std::unique_ptr<std::string> owed_pong_;
+  // Bytes the kernel refused and what waits behind them; allocated only
+  // while some wait, so an idle connection pays one pointer for it.
+  struct Backlog {
+    std::string bytes;
+    std::size_t sent = 0;  // prefix of `bytes` already written (64-bit: a backlog may pass 4 GiB)
+    // The latest ping's payload while a pong is owed and the peer is not
+    // reading: sent once the backlog drains. One pong answers a flood of
+    // pings (RFC 6455 §5.5.3).
+    std::optional<std::string> owed_pong;
+  };
+  bool backlogged() const { return backlog_ && backlog_->bytes.size() > backlog_->sent; }
+  std::unique_ptr<Backlog> backlog_;
   int fd_ = -1;
+  const std::uint32_t loop_id_;  // EventLoop::id() of loop_: found by a reference dropped on another thread
   // Coarse times in loop ticks.
   std::uint32_t last_rx_tick_ = 0;
   std::uint32_t last_message_tick_ = 0;

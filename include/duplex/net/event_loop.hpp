@@ -79,13 +79,15 @@ class EventLoop {
   // Where an ended connection's late output goes: nowhere (loop thread only).
   std::string& discard_buffer();
 
-  // What a reference dropped on another thread uses to reach this loop: the
-  // loop's address while it exists (null once it is being destroyed).
-  struct Anchor {
-    std::mutex mutex;
-    EventLoop* loop = nullptr;
-  };
-  const std::shared_ptr<Anchor>& anchor() const { return anchor_; }
+  // Unique for the life of the process (never reused), so a connection
+  // outliving its loop cannot reach another loop at the same address.
+  std::uint32_t id() const { return id_; }
+  // The loops alive now: what a reference dropped on another thread uses to
+  // reach its connection's loop. `live(id)` is the loop with that id, or null
+  // once it is being destroyed; call it with `live_mutex()` held, which also
+  // keeps the loop from being destroyed until it is released.
+  static std::mutex& live_mutex();
+  static EventLoop* live(std::uint32_t id);
 
  private:
   friend class Connection;
@@ -111,7 +113,7 @@ class EventLoop {
   std::string cork_;
   std::string discard_;
   Connection* corked_ = nullptr;
-  std::shared_ptr<Anchor> anchor_ = std::make_shared<Anchor>();
+  std::uint32_t id_;
   bool flush_posted_ = false;
   bool reap_posted_ = false;
   bool ticking_ = false;
