@@ -72,7 +72,7 @@ constexpr std::size_t max_held_publications = 100'000;
 
 struct Subscription {
   std::string channel;
-  Client* client = nullptr;
+  Session* client = nullptr;
   const NamespaceOptions* options = nullptr;
   bool live = false;              // false while the position/recovery read is in flight
   bool in_presence = false;
@@ -80,13 +80,13 @@ struct Subscription {
   std::vector<PublicationPtr> held;
 };
 
-class Client : public std::enable_shared_from_this<Client> {
+class Session : public std::enable_shared_from_this<Session> {
  public:
-  Client(Hub& hub, Shard& shard, SessionSink& sink) : hub_(hub), shard_(shard), sink_(&sink) {}
+  Session(Hub& hub, Shard& shard, Transport& transport) : hub_(hub), shard_(shard), transport_(&transport) {}
 
   Hub& hub_;
   Shard& shard_;
-  SessionSink* sink_;  // null once closed
+  Transport* transport_;  // null once closed
   ClientInfo info;
   bool authenticated = false;
   bool refresh_asked = false;
@@ -100,9 +100,9 @@ class Client : public std::enable_shared_from_this<Client> {
   std::chrono::steady_clock::time_point refilled{};
   std::size_t violations = 0;
 
-  bool alive() const { return sink_ != nullptr; }
+  bool alive() const { return transport_ != nullptr; }
   void send(std::string_view encoded) {
-    if (sink_) sink_->send(encoded);
+    if (transport_) transport_->send(encoded);
   }
   Subscription* find(std::string_view channel) {
     for (auto& s : subscriptions)
@@ -116,9 +116,9 @@ class Client : public std::enable_shared_from_this<Client> {
     return false;
   }
   void disconnect(std::uint16_t code, std::string_view reason) {
-    if (!sink_) return;
-    sink_->send(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)));
-    sink_->close(code, reason);
+    if (!transport_) return;
+    transport_->send(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)));
+    transport_->close(code, reason);
   }
   void error(std::uint64_t id, int code, std::string_view message) {
     hub_.counters_.errors.fetch_add(1, std::memory_order_relaxed);
@@ -166,8 +166,8 @@ struct Shard {
   net::EventLoop& loop;
   asio::steady_timer timer;
   std::unordered_map<std::string, std::vector<Subscription*>> channels;
-  std::unordered_map<Client*, std::shared_ptr<Client>> clients;
-  std::unordered_multimap<std::string, Client*> users;
+  std::unordered_map<Session*, std::shared_ptr<Session>> clients;
+  std::unordered_multimap<std::string, Session*> users;
   bool stopping = false;
 
   void add(Subscription* s) {
@@ -240,10 +240,10 @@ struct Shard {
     for (Subscription* s : std::vector<Subscription*>(it->second)) {
       if (!s->client->alive()) continue;
       // A send that closes the session frees `s`: stop at once then.
-      const std::shared_ptr<Client> client = s->client->shared_from_this();
+      const std::shared_ptr<Session> client = s->client->shared_from_this();
       for (const PendingEvent* e : events) {
         if (!e->publication) {
-          if (s->live) s->client->sink_->send_shared(*e->frame);
+          if (s->live) s->client->transport_->send_shared(*e->frame);
         } else if (!s->live) {
           if (s->held.size() >= max_held_publications) {
             s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
@@ -252,7 +252,7 @@ struct Shard {
           }
         } else if (e->publication->offset > s->last_offset) {  // else already sent (recovered)
           s->last_offset = e->publication->offset;
-          s->client->sink_->send_shared(*e->frame);
+          s->client->transport_->send_shared(*e->frame);
           ++sent;
         }
         if (!client->alive()) break;
@@ -272,7 +272,7 @@ struct Shard {
   void tick() {
     const std::int64_t now = unix_now();
     const auto refresh_before = hub.config_.auth.refresh_before.count();
-    std::vector<std::shared_ptr<Client>> expired, unauthenticated;
+    std::vector<std::shared_ptr<Session>> expired, unauthenticated;
     for (auto& [ptr, client] : clients) {
       if (!client->authenticated) {
         if (client->auth_deadline && now >= client->auth_deadline) unauthenticated.push_back(client);
@@ -451,7 +451,7 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
       s->loop.post([this, s, channel = event.channel] {
         auto it = s->channels.find(channel);
         if (it == s->channels.end()) return;
-        std::vector<std::shared_ptr<Client>> targets;
+        std::vector<std::shared_ptr<Session>> targets;
         for (Subscription* sub : it->second) targets.push_back(sub->client->shared_from_this());
         const std::size_t told = unsubscribe_and_tell(targets, channel, unsubscribe_code::resubscribe,
                                                       "the server lost track of this channel: resubscribe to recover");
@@ -473,9 +473,9 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
   for (auto& shard : shards_) shard->enqueue(Shard::PendingEvent{event.channel, publication, frame, handed_over});
 }
 
-std::shared_ptr<Client> Hub::open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims) {
+std::shared_ptr<Session> Hub::open(net::EventLoop& loop, Transport& transport, const TokenClaims* claims) {
   Shard& shard = shard_of(loop);
-  auto client = std::make_shared<Client>(*this, shard, sink);
+  auto client = std::make_shared<Session>(*this, shard, transport);
   client->info.client = client_prefix_ + random_hex(4) + std::to_string(next_client_.fetch_add(1));
   shard.clients.emplace(client.get(), client);
   counters_.connections.fetch_add(1, std::memory_order_relaxed);
@@ -483,16 +483,16 @@ std::shared_ptr<Client> Hub::open(net::EventLoop& loop, SessionSink& sink, const
   if (claims) {
     client->accept_claims(*claims);
     shard.users.emplace(client->info.user, client.get());
-    sink.send(codec_.push_connected(client->connected_info()));
+    transport.send(codec_.push_connected(client->connected_info()));
   } else {
     client->auth_deadline = unix_now() + std::max<std::int64_t>(1, config_.auth.auth_timeout.count());
   }
   return client;
 }
 
-void Hub::closed(Client& client) {
-  if (!client.sink_) return;
-  client.sink_ = nullptr;
+void Hub::closed(Session& client) {
+  if (!client.transport_) return;
+  client.transport_ = nullptr;
   Shard& shard = client.shard_;
   for (auto& sub : client.subscriptions) {
     shard.remove(sub.get());
@@ -520,8 +520,8 @@ namespace {
 
 // A way back to a session from an engine callback on any thread: the
 // session may be gone by then.
-struct ClientRef {
-  std::weak_ptr<Client> weak;
+struct SessionRef {
+  std::weak_ptr<Session> weak;
   net::EventLoop* loop;
   template <typename Fn>
   void post(Fn fn) const {
@@ -531,11 +531,11 @@ struct ClientRef {
   }
 };
 
-ClientRef ref_of(Client& c) { return ClientRef{c.weak_from_this(), &c.shard_.loop}; }
+SessionRef ref_of(Session& c) { return SessionRef{c.weak_from_this(), &c.shard_.loop}; }
 
 }  // namespace
 
-void Hub::command(Client& client, std::string_view frame) {
+void Hub::command(Session& client, std::string_view frame) {
   counters_.commands.fetch_add(1, std::memory_order_relaxed);
   if (frame.size() > config_.limits.max_command_bytes) {
     client.disconnect(disconnect_code::too_large, "command too large");
@@ -612,7 +612,7 @@ void Hub::command(Client& client, std::string_view frame) {
       if (!sub) return client.error(id, error_code::not_subscribed, "subscribe to the channel first");
       if (!sub->options->presence) return client.error(id, error_code::not_available, "presence is off in this namespace");
       engine_->presence(cmd.channel, [this, ref = ref_of(client), id](std::vector<ClientInfo> clients) {
-        ref.post([this, id, clients = std::move(clients)](Client& c) { c.send(codec_.reply_presence(id, clients)); });
+        ref.post([this, id, clients = std::move(clients)](Session& c) { c.send(codec_.reply_presence(id, clients)); });
       });
       return;
     }
@@ -630,7 +630,7 @@ void Hub::command(Client& client, std::string_view frame) {
       const bool has_since = cmd.has_since;
       const std::string since_epoch = cmd.since_epoch;
       engine_->history(std::move(req), [this, ref = ref_of(client), id, has_since, since_epoch](engines::HistoryResult r) {
-        ref.post([this, id, has_since, since_epoch, r = std::move(r)](Client& c) {
+        ref.post([this, id, has_since, since_epoch, r = std::move(r)](Session& c) {
           if (r.error != engines::EngineErrc::ok) return c.error(id, error_code::unavailable, r.message);
           if (has_since && since_epoch != r.top.epoch)
             return c.error(id, error_code::epoch_mismatch, "history epoch changed");
@@ -644,7 +644,7 @@ void Hub::command(Client& client, std::string_view frame) {
   }
 }
 
-void Hub::subscribe(Client& client, Command cmd) {
+void Hub::subscribe(Session& client, Command cmd) {
   const std::uint64_t id = cmd.id;
   const NamespaceOptions* ns = nullptr;
   if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
@@ -702,7 +702,7 @@ void Hub::subscribe(Client& client, Command cmd) {
   engine_->node_subscribe(cmd.channel, [this, ref = ref_of(client), sub, id, recover, can_recover,
                                         since_offset = cmd.offset, req = std::move(req)](engines::EngineErrc e) mutable {
     if (e != engines::EngineErrc::ok) {
-      ref.post([this, sub, id](Client& c) {
+      ref.post([this, sub, id](Session& c) {
         if (!c.owns(sub)) return;
         unsubscribe(c, sub->channel);
         c.error(id, error_code::unavailable, "engine unavailable: cannot subscribe now, retry");
@@ -711,7 +711,7 @@ void Hub::subscribe(Client& client, Command cmd) {
     }
     engine_->history(std::move(req), [this, ref = std::move(ref), sub, id, recover, can_recover,
                                       since_offset](engines::HistoryResult r) {
-      ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Client& c) {
+      ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Session& c) {
         if (!c.owns(sub)) return;  // unsubscribed (or resubscribed) while the read was in flight
         if (r.error != engines::EngineErrc::ok) {
           unsubscribe(c, sub->channel);
@@ -752,7 +752,7 @@ void Hub::subscribe(Client& client, Command cmd) {
   });
 }
 
-void Hub::publish(Client& client, Command cmd) {
+void Hub::publish(Session& client, Command cmd) {
   const std::uint64_t id = cmd.id;
   const NamespaceOptions* ns = nullptr;
   if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
@@ -789,7 +789,7 @@ void Hub::publish(Client& client, Command cmd) {
       counters_.publications.fetch_add(1, std::memory_order_relaxed);
       namespace_counters(ns).publications.fetch_add(1, std::memory_order_relaxed);
     }
-    ref.post([this, id, r = std::move(r)](Client& c) {
+    ref.post([this, id, r = std::move(r)](Session& c) {
       if (r.error != engines::EngineErrc::ok)
         return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable: not published" : r.message);
       c.send(codec_.reply_publish(id, r.position, r.duplicate));
@@ -850,7 +850,7 @@ void Hub::api_presence(std::string channel, std::function<void(ApiError, std::ve
   engine_->presence(channel, [done = std::move(done)](std::vector<ClientInfo> clients) { done(ApiError{}, std::move(clients)); });
 }
 
-bool Hub::unsubscribe(Client& client, std::string_view channel) {
+bool Hub::unsubscribe(Session& client, std::string_view channel) {
   Subscription* sub = client.find(channel);
   if (!sub) return false;
   client.shard_.remove(sub);
@@ -864,7 +864,7 @@ void Hub::api_unsubscribe(std::string user, std::string channel) {
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->loop.post([this, s, user, channel] {
-      std::vector<std::shared_ptr<Client>> targets;
+      std::vector<std::shared_ptr<Session>> targets;
       auto range = s->users.equal_range(user);
       for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
       unsubscribe_and_tell(targets, channel, unsubscribe_code::server, "unsubscribed by the server");
@@ -872,7 +872,7 @@ void Hub::api_unsubscribe(std::string user, std::string channel) {
   }
 }
 
-std::size_t Hub::unsubscribe_and_tell(const std::vector<std::shared_ptr<Client>>& clients, const std::string& channel,
+std::size_t Hub::unsubscribe_and_tell(const std::vector<std::shared_ptr<Session>>& clients, const std::string& channel,
                                       int code, std::string_view reason) {
   std::size_t told = 0;
   for (const auto& c : clients) {
@@ -887,7 +887,7 @@ void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reaso
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->loop.post([s, user, code, reason] {
-      std::vector<std::shared_ptr<Client>> targets;
+      std::vector<std::shared_ptr<Session>> targets;
       auto range = s->users.equal_range(user);
       for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
       for (auto& c : targets) c->disconnect(code, reason);

@@ -86,7 +86,7 @@ struct StreamEnd {
 
 // One SSE or long-poll session. All members below `loop` are touched on
 // `loop` only (the manager posts there).
-class FallbackSession final : public hub::SessionSink, public std::enable_shared_from_this<FallbackSession> {
+class FallbackSession final : public hub::Transport, public std::enable_shared_from_this<FallbackSession> {
  public:
   enum class Kind : std::uint8_t { sse, poll };
   // A command POST waiting for its replies.
@@ -102,7 +102,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
         heartbeat(std::make_unique<asio::steady_timer>(l.io())), expiry(std::make_unique<asio::steady_timer>(l.io())),
         poll_timer(std::make_unique<asio::steady_timer>(l.io())) {}
 
-  // ---- hub::SessionSink ----
+  // ---- hub::Transport ----
   void send(std::string_view encoded) override { push(encoded); }
   void send_shared(const net::PreparedMessage& frame) override { push(frame.payload()); }
   void close(std::uint16_t, std::string_view) override {
@@ -345,7 +345,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   const std::string id;
   const Kind kind;
   net::EventLoop& loop;
-  std::shared_ptr<hub::Client> client;
+  std::shared_ptr<hub::Session> client;
   std::deque<Event> ring;
   std::size_t ring_bytes = 0;
   std::uint64_t next_seq = 1;

@@ -29,7 +29,7 @@ std::int64_t unix_now() {
 }
 
 // A WebSocket connection as a hub session.
-class WsSession final : public hub::SessionSink {
+class WsSession final : public hub::Transport {
  public:
   WsSession(net::Connection& c, hub::HubCounters& k) : connection(&c), counters(&k) {}
   void send(std::string_view encoded) override {
@@ -48,7 +48,7 @@ class WsSession final : public hub::SessionSink {
 
   net::Connection* connection;
   hub::HubCounters* counters;
-  std::shared_ptr<hub::Client> client;
+  std::shared_ptr<hub::Session> client;
   std::unique_ptr<hub::TokenClaims> claims;  // from the handshake, until open
 };
 

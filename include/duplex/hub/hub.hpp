@@ -1,6 +1,6 @@
 // The hub: sessions, channels, subscriptions with recovery, publishing,
 // presence, token expiry, and the backend API's operations. It knows messages
-// and channels, never sockets: a session is a SessionSink implemented by a
+// and channels, never sockets: a session is a Transport implemented by a
 // transport (WebSocket, SSE, long-polling).
 //
 // Threading: one shard per event loop. A session lives on one loop and all
@@ -31,9 +31,9 @@
 namespace duplex::hub {
 
 // What the hub needs from a transport session. Called on the session's loop only.
-class SessionSink {
+class Transport {
  public:
-  virtual ~SessionSink() = default;
+  virtual ~Transport() = default;
   // A reply or a push for this session only.
   virtual void send(std::string_view encoded) = 0;
   // A push encoded once for every subscriber (the same bytes for all).
@@ -42,7 +42,7 @@ class SessionSink {
   virtual void close(std::uint16_t code, std::string_view reason) = 0;
 };
 
-class Client;
+class Session;
 struct Shard;
 
 // Time from the engine handing a publication to the hub until it was written
@@ -116,10 +116,10 @@ class Hub {
   // ---- transport side (on `loop`'s thread) ----
   // A new session. `claims` from a token that came with the handshake (already
   // verified), or null: the first command must then be `authenticate`.
-  std::shared_ptr<Client> open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims);
-  void command(Client& client, std::string_view frame);
-  // The session is gone: no more calls into its sink.
-  void closed(Client& client);
+  std::shared_ptr<Session> open(net::EventLoop& loop, Transport& transport, const TokenClaims* claims);
+  void command(Session& client, std::string_view frame);
+  // The session is gone: no more calls into its transport.
+  void closed(Session& client);
   // Verifies a handshake token now (any thread).
   TokenError verify_token(std::string_view token, TokenClaims& claims) const;
 
@@ -167,17 +167,17 @@ class Hub {
   std::string check_channel(std::string_view channel, const NamespaceOptions** options) const;
 
  private:
-  friend class Client;
+  friend class Session;
   friend struct Shard;
   Shard& shard_of(net::EventLoop& loop);
   void on_engine_event(const engines::ChannelEvent& event);
-  void subscribe(Client& client, Command command);
-  bool unsubscribe(Client& client, std::string_view channel);
+  void subscribe(Session& client, Command command);
+  bool unsubscribe(Session& client, std::string_view channel);
   // Server-side unsubscribe of `channel` for each live client subscribed to
   // it, with the unsubscribe push; returns how many were told.
-  std::size_t unsubscribe_and_tell(const std::vector<std::shared_ptr<Client>>& clients, const std::string& channel,
+  std::size_t unsubscribe_and_tell(const std::vector<std::shared_ptr<Session>>& clients, const std::string& channel,
                                    int code, std::string_view reason);
-  void publish(Client& client, Command command);
+  void publish(Session& client, Command command);
   void channel_added(const std::string& channel);
   void channel_removed(const std::string& channel);
   engines::HistoryOptions history_options(const NamespaceOptions& ns) const;

@@ -1,6 +1,6 @@
 // Hub sessions for clients whose proxies block the WebSocket Upgrade:
 // Server-Sent Events (stream down, POST up) and long-polling. Each session is
-// a hub::SessionSink on the loop of the request that opened it; later
+// a hub::Transport on the loop of the request that opened it; later
 // requests may arrive on any loop, so every state change is posted to the
 // session's loop and sessions are found through a mutex-protected map.
 // Events are numbered and kept in a byte-bounded ring so a dropped SSE stream
