@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <asio/steady_timer.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <unordered_set>
 
@@ -87,6 +88,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Hub& hub_;
   Shard& shard_;
   Transport* transport_;  // null once closed
+  bool closing = false;   // the disconnect push went out: nothing more is sent
   ClientInfo info;
   bool authenticated = false;
   bool refresh_asked = false;
@@ -100,9 +102,19 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point refilled{};
   std::size_t violations = 0;
 
-  bool alive() const { return transport_ != nullptr; }
+  // False once closing: async completions (history, publish results) and
+  // fan-out skip it.
+  bool alive() const { return transport_ != nullptr && !closing; }
+  // A push for this session only.
   void send(std::string_view encoded) {
-    if (transport_) transport_->send(encoded);
+    if (alive()) transport_->write(encoded, 0);
+  }
+  // The answer to command `id`.
+  void reply(std::uint64_t id, std::string_view encoded) {
+    if (alive()) transport_->write(encoded, id);
+  }
+  void send_shared(const net::PreparedMessage& frame) {
+    if (alive()) transport_->write_shared(frame);
   }
   Subscription* find(std::string_view channel) {
     for (auto& s : subscriptions)
@@ -115,14 +127,17 @@ class Session : public std::enable_shared_from_this<Session> {
       if (s.get() == sub) return true;
     return false;
   }
+  // The disconnect push, then the transport's close; the session stays in the
+  // shard until the transport reports Hub::closed (the Transport rule).
   void disconnect(std::uint16_t code, std::string_view reason) {
-    if (!transport_) return;
-    transport_->send(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)));
-    transport_->close(code, reason);
+    if (!alive()) return;
+    closing = true;
+    transport_->write(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)), 0);
+    transport_->request_close(code, reason);
   }
   void error(std::uint64_t id, int code, std::string_view message) {
     hub_.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-    send(hub_.codec_.reply_error(id, code, message));
+    reply(id, hub_.codec_.reply_error(id, code, message));
   }
   void accept_claims(const TokenClaims& claims) {
     authenticated = true;
@@ -243,7 +258,7 @@ struct Shard {
       const std::shared_ptr<Session> client = s->client->shared_from_this();
       for (const PendingEvent* e : events) {
         if (!e->publication) {
-          if (s->live) s->client->transport_->send_shared(*e->frame);
+          if (s->live) s->client->send_shared(*e->frame);
         } else if (!s->live) {
           if (s->held.size() >= max_held_publications) {
             s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
@@ -252,7 +267,7 @@ struct Shard {
           }
         } else if (e->publication->offset > s->last_offset) {  // else already sent (recovered)
           s->last_offset = e->publication->offset;
-          s->client->transport_->send_shared(*e->frame);
+          s->client->send_shared(*e->frame);
           ++sent;
         }
         if (!client->alive()) break;
@@ -315,6 +330,7 @@ Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifie
       engine_(std::move(engine)),
       verifier_(std::make_shared<const TokenVerifier>(std::move(verifier))),
       live_limits_(std::make_shared<const HubLimits>(config_.limits)),
+      allowed_origins_(std::make_shared<const std::vector<std::string>>(config_.auth.allowed_origins)),
       codec_(json_codec(config_.limits.max_json_depth)) {
   started_ms_ = unix_now_ms();
   // Per-namespace counters: "" (defaults) and each configured namespace.
@@ -362,7 +378,8 @@ TokenError Hub::verify_token(std::string_view token, TokenClaims& claims) const 
   return verifier_.load(std::memory_order_acquire)->verify(token, unix_now(), claims);
 }
 
-void Hub::reload(TokenVerifier verifier, const HubLimits& limits) {
+void Hub::reload(TokenVerifier verifier, const HubLimits& limits, std::vector<std::string> allowed_origins) {
+  allowed_origins_.store(std::make_shared<const std::vector<std::string>>(std::move(allowed_origins)), std::memory_order_release);
   verifier_.store(std::make_shared<const TokenVerifier>(std::move(verifier)), std::memory_order_release);
   auto next = std::make_shared<HubLimits>(*live_limits_.load(std::memory_order_acquire));
   next->publish_rate = limits.publish_rate;
@@ -473,7 +490,34 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
   for (auto& shard : shards_) shard->enqueue(Shard::PendingEvent{event.channel, publication, frame, handed_over});
 }
 
-std::shared_ptr<Session> Hub::open(net::EventLoop& loop, Transport& transport, const TokenClaims* claims) {
+bool Hub::allows_origin(std::string_view origin, std::string_view host) const {
+  return origin_allowed(*allowed_origins_.load(std::memory_order_acquire), origin, host);
+}
+
+Admission Hub::admit(const SessionRequest& request) const {
+  Admission a;
+  if (draining_.load(std::memory_order_relaxed)) {
+    a.status = 503;
+    a.reason = "server shutting down";
+    return a;
+  }
+  if (!allows_origin(request.origin, request.host)) {
+    a.status = 403;
+    a.reason = "origin not allowed";
+    return a;
+  }
+  if (request.token.empty()) return a;  // authenticates with its first command
+  a.claims = std::make_unique<TokenClaims>();
+  if (const TokenError err = verify_token(request.token, *a.claims); err != TokenError::none) {
+    a.claims.reset();
+    a.status = 401;
+    a.reason = "invalid token: " + std::string(to_string(err));
+  }
+  return a;
+}
+
+std::shared_ptr<Session> Hub::open(net::EventLoop& loop, Transport& transport, const Admission& admission) {
+  const TokenClaims* claims = admission.claims.get();
   Shard& shard = shard_of(loop);
   auto client = std::make_shared<Session>(*this, shard, transport);
   client->info.client = client_prefix_ + random_hex(4) + std::to_string(next_client_.fetch_add(1));
@@ -483,7 +527,7 @@ std::shared_ptr<Session> Hub::open(net::EventLoop& loop, Transport& transport, c
   if (claims) {
     client->accept_claims(*claims);
     shard.users.emplace(client->info.user, client.get());
-    transport.send(codec_.push_connected(client->connected_info()));
+    client->send(codec_.push_connected(client->connected_info()));
   } else {
     client->auth_deadline = unix_now() + std::max<std::int64_t>(1, config_.auth.auth_timeout.count());
   }
@@ -536,6 +580,10 @@ SessionRef ref_of(Session& c) { return SessionRef{c.weak_from_this(), &c.shard_.
 }  // namespace
 
 void Hub::command(Session& client, std::string_view frame) {
+  // Nothing in a command ends the session (the Transport rule), and this
+  // keeps it allocated even if something did.
+  const std::shared_ptr<Session> keep = client.shared_from_this();
+  if (!client.alive()) return;  // closing: the disconnect push was the last word
   counters_.commands.fetch_add(1, std::memory_order_relaxed);
   if (frame.size() > config_.limits.max_command_bytes) {
     client.disconnect(disconnect_code::too_large, "command too large");
@@ -576,10 +624,10 @@ void Hub::command(Session& client, std::string_view frame) {
     }
     client.auth_deadline = 0;
     client.shard_.users.emplace(client.info.user, &client);
-    client.send(codec_.reply_connected(id, client.connected_info()));
+    client.reply(id, codec_.reply_connected(id, client.connected_info()));
     return;
   }
-  if (cmd.type == CommandType::ping) return client.send(codec_.reply_empty(id));
+  if (cmd.type == CommandType::ping) return client.reply(id, codec_.reply_empty(id));
   if (!client.authenticated) return client.error(id, error_code::unauthorized, "authenticate first");
 
   switch (cmd.type) {
@@ -595,14 +643,14 @@ void Hub::command(Session& client, std::string_view frame) {
       client.refresh_asked = false;
       client.subscribe_patterns = claims.channels;
       client.publish_patterns = claims.publish;
-      client.send(codec_.reply_refresh(id, client.expires));
+      client.reply(id, codec_.reply_refresh(id, client.expires));
       return;
     }
     case CommandType::subscribe:
       return subscribe(client, std::move(cmd));
     case CommandType::unsubscribe: {
       if (!unsubscribe(client, cmd.channel)) return client.error(id, error_code::not_subscribed, "not subscribed");
-      client.send(codec_.reply_empty(id));
+      client.reply(id, codec_.reply_empty(id));
       return;
     }
     case CommandType::publish:
@@ -612,7 +660,7 @@ void Hub::command(Session& client, std::string_view frame) {
       if (!sub) return client.error(id, error_code::not_subscribed, "subscribe to the channel first");
       if (!sub->options->presence) return client.error(id, error_code::not_available, "presence is off in this namespace");
       engine_->presence(cmd.channel, [this, ref = ref_of(client), id](std::vector<ClientInfo> clients) {
-        ref.post([this, id, clients = std::move(clients)](Session& c) { c.send(codec_.reply_presence(id, clients)); });
+        ref.post([this, id, clients = std::move(clients)](Session& c) { c.reply(id, codec_.reply_presence(id, clients)); });
       });
       return;
     }
@@ -634,7 +682,7 @@ void Hub::command(Session& client, std::string_view frame) {
           if (r.error != engines::EngineErrc::ok) return c.error(id, error_code::unavailable, r.message);
           if (has_since && since_epoch != r.top.epoch)
             return c.error(id, error_code::epoch_mismatch, "history epoch changed");
-          c.send(codec_.reply_history(id, r.top, r.publications));
+          c.reply(id, codec_.reply_history(id, r.top, r.publications));
         });
       });
       return;
@@ -732,7 +780,7 @@ void Hub::subscribe(Session& client, Command cmd) {
         }
         sub->last_offset = start;
         sub->live = true;
-        c.send(codec_.reply_subscribe(id, result));
+        c.reply(id, codec_.reply_subscribe(id, result));
         // Live messages held during the read, merged by offset: nothing twice, no gap.
         std::vector<PublicationPtr> held = std::move(sub->held);
         sub->held.clear();
@@ -792,7 +840,7 @@ void Hub::publish(Session& client, Command cmd) {
     ref.post([this, id, r = std::move(r)](Session& c) {
       if (r.error != engines::EngineErrc::ok)
         return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable: not published" : r.message);
-      c.send(codec_.reply_publish(id, r.position, r.duplicate));
+      c.reply(id, codec_.reply_publish(id, r.position, r.duplicate));
     });
   });
 }
@@ -895,14 +943,31 @@ void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reaso
   }
 }
 
-void Hub::notify_shutdown(std::uint16_t code, std::string reason) {
+void Hub::drain(std::uint16_t code, std::string reason, std::chrono::milliseconds wait) {
+  struct Countdown {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t left;
+  };
+  draining_.store(true, std::memory_order_relaxed);
+  auto countdown = std::make_shared<Countdown>();
+  countdown->left = shards_.size();
   for (auto& shard : shards_) {
     Shard* s = shard.get();
-    s->loop.post([this, s, code, reason] {
-      const std::string push = codec_.push_disconnect(code, reason, should_reconnect(code));
-      for (auto& [ptr, client] : s->clients) client->send(push);
+    s->loop.post([s, code, reason, countdown] {
+      // Copies: a session's transport may report closed while this runs.
+      std::vector<std::shared_ptr<Session>> sessions;
+      sessions.reserve(s->clients.size());
+      for (auto& [ptr, session] : s->clients) sessions.push_back(session);
+      for (auto& session : sessions) session->disconnect(code, reason);
+      std::lock_guard lock(countdown->mutex);
+      if (--countdown->left == 0) countdown->done.notify_all();
     });
   }
+  for (auto& shard : shards_)
+    if (shard->loop.running_in_this_thread()) return;  // waiting here would block what it waits for
+  std::unique_lock lock(countdown->mutex);
+  countdown->done.wait_for(lock, wait, [&] { return countdown->left == 0; });
 }
 
 void Hub::publish_stats() {
