@@ -4,6 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 WERROR ?= ON
@@ -18,7 +19,7 @@ all: build
 help:
 	@echo "make run    - install what is missing, build, serve the hub and demo page at http://127.0.0.1:8080/"
 	@echo "              (another port: make run PORT=9000; another address: HOST=0.0.0.0)"
-	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, fuzz)"
+	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, TSan, fuzz)"
 	@echo "make bench  - micro-benchmarks"
 
 deps:
@@ -34,11 +35,11 @@ run: build
 	$(BUILD)/duplex serve --config config/demo.toml --listen $(HOST):$(PORT)
 
 test: build
-	scripts/test-all $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	scripts/test-all $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(FUZZ_SECONDS) $(TSAN_BUILD)
 
 bench: build
 	cmake --build $(BUILD) -j$(JOBS) --target micro_benchmarks beast_echo
 	scripts/bench $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)

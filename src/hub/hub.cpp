@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <asio/steady_timer.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <unordered_set>
 
@@ -72,7 +73,7 @@ constexpr std::size_t max_held_publications = 100'000;
 
 struct Subscription {
   std::string channel;
-  Client* client = nullptr;
+  Session* client = nullptr;
   const NamespaceOptions* options = nullptr;
   bool live = false;              // false while the position/recovery read is in flight
   bool in_presence = false;
@@ -80,13 +81,14 @@ struct Subscription {
   std::vector<PublicationPtr> held;
 };
 
-class Client : public std::enable_shared_from_this<Client> {
+class Session : public std::enable_shared_from_this<Session> {
  public:
-  Client(Hub& hub, Shard& shard, SessionSink& sink) : hub_(hub), shard_(shard), sink_(&sink) {}
+  Session(Hub& hub, Shard& shard, Transport& transport) : hub_(hub), shard_(shard), transport_(&transport) {}
 
   Hub& hub_;
   Shard& shard_;
-  SessionSink* sink_;  // null once closed
+  Transport* transport_;  // null once closed
+  bool closing = false;   // the disconnect push went out: nothing more is sent
   ClientInfo info;
   bool authenticated = false;
   bool refresh_asked = false;
@@ -100,9 +102,19 @@ class Client : public std::enable_shared_from_this<Client> {
   std::chrono::steady_clock::time_point refilled{};
   std::size_t violations = 0;
 
-  bool alive() const { return sink_ != nullptr; }
+  // False once closing: async completions (history, publish results) and
+  // fan-out skip it.
+  bool alive() const { return transport_ != nullptr && !closing; }
+  // A push for this session only.
   void send(std::string_view encoded) {
-    if (sink_) sink_->send(encoded);
+    if (alive()) transport_->write(encoded, 0);
+  }
+  // The answer to command `id`.
+  void reply(std::uint64_t id, std::string_view encoded) {
+    if (alive()) transport_->write(encoded, id);
+  }
+  void send_shared(const net::PreparedMessage& frame) {
+    if (alive()) transport_->write_shared(frame);
   }
   Subscription* find(std::string_view channel) {
     for (auto& s : subscriptions)
@@ -115,14 +127,17 @@ class Client : public std::enable_shared_from_this<Client> {
       if (s.get() == sub) return true;
     return false;
   }
+  // The disconnect push, then the transport's close; the session stays in the
+  // shard until the transport reports Hub::closed (the Transport rule).
   void disconnect(std::uint16_t code, std::string_view reason) {
-    if (!sink_) return;
-    sink_->send(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)));
-    sink_->close(code, reason);
+    if (!alive()) return;
+    closing = true;
+    transport_->write(hub_.codec_.push_disconnect(code, reason, should_reconnect(code)), 0);
+    transport_->request_close(code, reason);
   }
   void error(std::uint64_t id, int code, std::string_view message) {
     hub_.counters_.errors.fetch_add(1, std::memory_order_relaxed);
-    send(hub_.codec_.reply_error(id, code, message));
+    reply(id, hub_.codec_.reply_error(id, code, message));
   }
   void accept_claims(const TokenClaims& claims) {
     authenticated = true;
@@ -166,8 +181,8 @@ struct Shard {
   net::EventLoop& loop;
   asio::steady_timer timer;
   std::unordered_map<std::string, std::vector<Subscription*>> channels;
-  std::unordered_map<Client*, std::shared_ptr<Client>> clients;
-  std::unordered_multimap<std::string, Client*> users;
+  std::unordered_map<Session*, std::shared_ptr<Session>> clients;
+  std::unordered_multimap<std::string, Session*> users;
   bool stopping = false;
 
   void add(Subscription* s) {
@@ -240,10 +255,10 @@ struct Shard {
     for (Subscription* s : std::vector<Subscription*>(it->second)) {
       if (!s->client->alive()) continue;
       // A send that closes the session frees `s`: stop at once then.
-      const std::shared_ptr<Client> client = s->client->shared_from_this();
+      const std::shared_ptr<Session> client = s->client->shared_from_this();
       for (const PendingEvent* e : events) {
         if (!e->publication) {
-          if (s->live) s->client->sink_->send_shared(*e->frame);
+          if (s->live) s->client->send_shared(*e->frame);
         } else if (!s->live) {
           if (s->held.size() >= max_held_publications) {
             s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
@@ -252,7 +267,7 @@ struct Shard {
           }
         } else if (e->publication->offset > s->last_offset) {  // else already sent (recovered)
           s->last_offset = e->publication->offset;
-          s->client->sink_->send_shared(*e->frame);
+          s->client->send_shared(*e->frame);
           ++sent;
         }
         if (!client->alive()) break;
@@ -272,7 +287,7 @@ struct Shard {
   void tick() {
     const std::int64_t now = unix_now();
     const auto refresh_before = hub.config_.auth.refresh_before.count();
-    std::vector<std::shared_ptr<Client>> expired, unauthenticated;
+    std::vector<std::shared_ptr<Session>> expired, unauthenticated;
     for (auto& [ptr, client] : clients) {
       if (!client->authenticated) {
         if (client->auth_deadline && now >= client->auth_deadline) unauthenticated.push_back(client);
@@ -315,6 +330,7 @@ Hub::Hub(HubConfig config, std::unique_ptr<engines::Engine> engine, TokenVerifie
       engine_(std::move(engine)),
       verifier_(std::make_shared<const TokenVerifier>(std::move(verifier))),
       live_limits_(std::make_shared<const HubLimits>(config_.limits)),
+      allowed_origins_(std::make_shared<const std::vector<std::string>>(config_.auth.allowed_origins)),
       codec_(json_codec(config_.limits.max_json_depth)) {
   started_ms_ = unix_now_ms();
   // Per-namespace counters: "" (defaults) and each configured namespace.
@@ -362,7 +378,8 @@ TokenError Hub::verify_token(std::string_view token, TokenClaims& claims) const 
   return verifier_.load(std::memory_order_acquire)->verify(token, unix_now(), claims);
 }
 
-void Hub::reload(TokenVerifier verifier, const HubLimits& limits) {
+void Hub::reload(TokenVerifier verifier, const HubLimits& limits, std::vector<std::string> allowed_origins) {
+  allowed_origins_.store(std::make_shared<const std::vector<std::string>>(std::move(allowed_origins)), std::memory_order_release);
   verifier_.store(std::make_shared<const TokenVerifier>(std::move(verifier)), std::memory_order_release);
   auto next = std::make_shared<HubLimits>(*live_limits_.load(std::memory_order_acquire));
   next->publish_rate = limits.publish_rate;
@@ -451,7 +468,7 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
       s->loop.post([this, s, channel = event.channel] {
         auto it = s->channels.find(channel);
         if (it == s->channels.end()) return;
-        std::vector<std::shared_ptr<Client>> targets;
+        std::vector<std::shared_ptr<Session>> targets;
         for (Subscription* sub : it->second) targets.push_back(sub->client->shared_from_this());
         const std::size_t told = unsubscribe_and_tell(targets, channel, unsubscribe_code::resubscribe,
                                                       "the server lost track of this channel: resubscribe to recover");
@@ -473,9 +490,36 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
   for (auto& shard : shards_) shard->enqueue(Shard::PendingEvent{event.channel, publication, frame, handed_over});
 }
 
-std::shared_ptr<Client> Hub::open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims) {
+bool Hub::allows_origin(std::string_view origin, std::string_view host) const {
+  return origin_allowed(*allowed_origins_.load(std::memory_order_acquire), origin, host);
+}
+
+Admission Hub::admit(const SessionRequest& request) const {
+  Admission a;
+  if (draining_.load(std::memory_order_relaxed)) {
+    a.status = 503;
+    a.reason = "server shutting down";
+    return a;
+  }
+  if (!allows_origin(request.origin, request.host)) {
+    a.status = 403;
+    a.reason = "origin not allowed";
+    return a;
+  }
+  if (request.token.empty()) return a;  // authenticates with its first command
+  a.claims = std::make_unique<TokenClaims>();
+  if (const TokenError err = verify_token(request.token, *a.claims); err != TokenError::none) {
+    a.claims.reset();
+    a.status = 401;
+    a.reason = "invalid token: " + std::string(to_string(err));
+  }
+  return a;
+}
+
+std::shared_ptr<Session> Hub::open(net::EventLoop& loop, Transport& transport, const Admission& admission) {
+  const TokenClaims* claims = admission.claims.get();
   Shard& shard = shard_of(loop);
-  auto client = std::make_shared<Client>(*this, shard, sink);
+  auto client = std::make_shared<Session>(*this, shard, transport);
   client->info.client = client_prefix_ + random_hex(4) + std::to_string(next_client_.fetch_add(1));
   shard.clients.emplace(client.get(), client);
   counters_.connections.fetch_add(1, std::memory_order_relaxed);
@@ -483,16 +527,16 @@ std::shared_ptr<Client> Hub::open(net::EventLoop& loop, SessionSink& sink, const
   if (claims) {
     client->accept_claims(*claims);
     shard.users.emplace(client->info.user, client.get());
-    sink.send(codec_.push_connected(client->connected_info()));
+    client->send(codec_.push_connected(client->connected_info()));
   } else {
     client->auth_deadline = unix_now() + std::max<std::int64_t>(1, config_.auth.auth_timeout.count());
   }
   return client;
 }
 
-void Hub::closed(Client& client) {
-  if (!client.sink_) return;
-  client.sink_ = nullptr;
+void Hub::closed(Session& client) {
+  if (!client.transport_) return;
+  client.transport_ = nullptr;
   Shard& shard = client.shard_;
   for (auto& sub : client.subscriptions) {
     shard.remove(sub.get());
@@ -520,8 +564,8 @@ namespace {
 
 // A way back to a session from an engine callback on any thread: the
 // session may be gone by then.
-struct ClientRef {
-  std::weak_ptr<Client> weak;
+struct SessionRef {
+  std::weak_ptr<Session> weak;
   net::EventLoop* loop;
   template <typename Fn>
   void post(Fn fn) const {
@@ -531,11 +575,15 @@ struct ClientRef {
   }
 };
 
-ClientRef ref_of(Client& c) { return ClientRef{c.weak_from_this(), &c.shard_.loop}; }
+SessionRef ref_of(Session& c) { return SessionRef{c.weak_from_this(), &c.shard_.loop}; }
 
 }  // namespace
 
-void Hub::command(Client& client, std::string_view frame) {
+void Hub::command(Session& client, std::string_view frame) {
+  // Nothing in a command ends the session (the Transport rule), and this
+  // keeps it allocated even if something did.
+  const std::shared_ptr<Session> keep = client.shared_from_this();
+  if (!client.alive()) return;  // closing: the disconnect push was the last word
   counters_.commands.fetch_add(1, std::memory_order_relaxed);
   if (frame.size() > config_.limits.max_command_bytes) {
     client.disconnect(disconnect_code::too_large, "command too large");
@@ -576,10 +624,10 @@ void Hub::command(Client& client, std::string_view frame) {
     }
     client.auth_deadline = 0;
     client.shard_.users.emplace(client.info.user, &client);
-    client.send(codec_.reply_connected(id, client.connected_info()));
+    client.reply(id, codec_.reply_connected(id, client.connected_info()));
     return;
   }
-  if (cmd.type == CommandType::ping) return client.send(codec_.reply_empty(id));
+  if (cmd.type == CommandType::ping) return client.reply(id, codec_.reply_empty(id));
   if (!client.authenticated) return client.error(id, error_code::unauthorized, "authenticate first");
 
   switch (cmd.type) {
@@ -595,14 +643,14 @@ void Hub::command(Client& client, std::string_view frame) {
       client.refresh_asked = false;
       client.subscribe_patterns = claims.channels;
       client.publish_patterns = claims.publish;
-      client.send(codec_.reply_refresh(id, client.expires));
+      client.reply(id, codec_.reply_refresh(id, client.expires));
       return;
     }
     case CommandType::subscribe:
       return subscribe(client, std::move(cmd));
     case CommandType::unsubscribe: {
       if (!unsubscribe(client, cmd.channel)) return client.error(id, error_code::not_subscribed, "not subscribed");
-      client.send(codec_.reply_empty(id));
+      client.reply(id, codec_.reply_empty(id));
       return;
     }
     case CommandType::publish:
@@ -612,7 +660,7 @@ void Hub::command(Client& client, std::string_view frame) {
       if (!sub) return client.error(id, error_code::not_subscribed, "subscribe to the channel first");
       if (!sub->options->presence) return client.error(id, error_code::not_available, "presence is off in this namespace");
       engine_->presence(cmd.channel, [this, ref = ref_of(client), id](std::vector<ClientInfo> clients) {
-        ref.post([this, id, clients = std::move(clients)](Client& c) { c.send(codec_.reply_presence(id, clients)); });
+        ref.post([this, id, clients = std::move(clients)](Session& c) { c.reply(id, codec_.reply_presence(id, clients)); });
       });
       return;
     }
@@ -630,11 +678,11 @@ void Hub::command(Client& client, std::string_view frame) {
       const bool has_since = cmd.has_since;
       const std::string since_epoch = cmd.since_epoch;
       engine_->history(std::move(req), [this, ref = ref_of(client), id, has_since, since_epoch](engines::HistoryResult r) {
-        ref.post([this, id, has_since, since_epoch, r = std::move(r)](Client& c) {
+        ref.post([this, id, has_since, since_epoch, r = std::move(r)](Session& c) {
           if (r.error != engines::EngineErrc::ok) return c.error(id, error_code::unavailable, r.message);
           if (has_since && since_epoch != r.top.epoch)
             return c.error(id, error_code::epoch_mismatch, "history epoch changed");
-          c.send(codec_.reply_history(id, r.top, r.publications));
+          c.reply(id, codec_.reply_history(id, r.top, r.publications));
         });
       });
       return;
@@ -644,7 +692,7 @@ void Hub::command(Client& client, std::string_view frame) {
   }
 }
 
-void Hub::subscribe(Client& client, Command cmd) {
+void Hub::subscribe(Session& client, Command cmd) {
   const std::uint64_t id = cmd.id;
   const NamespaceOptions* ns = nullptr;
   if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
@@ -702,7 +750,7 @@ void Hub::subscribe(Client& client, Command cmd) {
   engine_->node_subscribe(cmd.channel, [this, ref = ref_of(client), sub, id, recover, can_recover,
                                         since_offset = cmd.offset, req = std::move(req)](engines::EngineErrc e) mutable {
     if (e != engines::EngineErrc::ok) {
-      ref.post([this, sub, id](Client& c) {
+      ref.post([this, sub, id](Session& c) {
         if (!c.owns(sub)) return;
         unsubscribe(c, sub->channel);
         c.error(id, error_code::unavailable, "engine unavailable: cannot subscribe now, retry");
@@ -711,7 +759,7 @@ void Hub::subscribe(Client& client, Command cmd) {
     }
     engine_->history(std::move(req), [this, ref = std::move(ref), sub, id, recover, can_recover,
                                       since_offset](engines::HistoryResult r) {
-      ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Client& c) {
+      ref.post([this, sub, id, recover, can_recover, since_offset, r = std::move(r)](Session& c) {
         if (!c.owns(sub)) return;  // unsubscribed (or resubscribed) while the read was in flight
         if (r.error != engines::EngineErrc::ok) {
           unsubscribe(c, sub->channel);
@@ -732,7 +780,7 @@ void Hub::subscribe(Client& client, Command cmd) {
         }
         sub->last_offset = start;
         sub->live = true;
-        c.send(codec_.reply_subscribe(id, result));
+        c.reply(id, codec_.reply_subscribe(id, result));
         // Live messages held during the read, merged by offset: nothing twice, no gap.
         std::vector<PublicationPtr> held = std::move(sub->held);
         sub->held.clear();
@@ -752,7 +800,7 @@ void Hub::subscribe(Client& client, Command cmd) {
   });
 }
 
-void Hub::publish(Client& client, Command cmd) {
+void Hub::publish(Session& client, Command cmd) {
   const std::uint64_t id = cmd.id;
   const NamespaceOptions* ns = nullptr;
   if (std::string why = check_channel(cmd.channel, &ns); !why.empty())
@@ -789,10 +837,10 @@ void Hub::publish(Client& client, Command cmd) {
       counters_.publications.fetch_add(1, std::memory_order_relaxed);
       namespace_counters(ns).publications.fetch_add(1, std::memory_order_relaxed);
     }
-    ref.post([this, id, r = std::move(r)](Client& c) {
+    ref.post([this, id, r = std::move(r)](Session& c) {
       if (r.error != engines::EngineErrc::ok)
         return c.error(id, error_code::unavailable, r.message.empty() ? "engine unavailable: not published" : r.message);
-      c.send(codec_.reply_publish(id, r.position, r.duplicate));
+      c.reply(id, codec_.reply_publish(id, r.position, r.duplicate));
     });
   });
 }
@@ -850,7 +898,7 @@ void Hub::api_presence(std::string channel, std::function<void(ApiError, std::ve
   engine_->presence(channel, [done = std::move(done)](std::vector<ClientInfo> clients) { done(ApiError{}, std::move(clients)); });
 }
 
-bool Hub::unsubscribe(Client& client, std::string_view channel) {
+bool Hub::unsubscribe(Session& client, std::string_view channel) {
   Subscription* sub = client.find(channel);
   if (!sub) return false;
   client.shard_.remove(sub);
@@ -864,7 +912,7 @@ void Hub::api_unsubscribe(std::string user, std::string channel) {
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->loop.post([this, s, user, channel] {
-      std::vector<std::shared_ptr<Client>> targets;
+      std::vector<std::shared_ptr<Session>> targets;
       auto range = s->users.equal_range(user);
       for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
       unsubscribe_and_tell(targets, channel, unsubscribe_code::server, "unsubscribed by the server");
@@ -872,7 +920,7 @@ void Hub::api_unsubscribe(std::string user, std::string channel) {
   }
 }
 
-std::size_t Hub::unsubscribe_and_tell(const std::vector<std::shared_ptr<Client>>& clients, const std::string& channel,
+std::size_t Hub::unsubscribe_and_tell(const std::vector<std::shared_ptr<Session>>& clients, const std::string& channel,
                                       int code, std::string_view reason) {
   std::size_t told = 0;
   for (const auto& c : clients) {
@@ -887,7 +935,7 @@ void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reaso
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->loop.post([s, user, code, reason] {
-      std::vector<std::shared_ptr<Client>> targets;
+      std::vector<std::shared_ptr<Session>> targets;
       auto range = s->users.equal_range(user);
       for (auto it = range.first; it != range.second; ++it) targets.push_back(it->second->shared_from_this());
       for (auto& c : targets) c->disconnect(code, reason);
@@ -895,14 +943,31 @@ void Hub::api_disconnect(std::string user, std::uint16_t code, std::string reaso
   }
 }
 
-void Hub::notify_shutdown(std::uint16_t code, std::string reason) {
+void Hub::drain(std::uint16_t code, std::string reason, std::chrono::milliseconds wait) {
+  struct Countdown {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t left;
+  };
+  draining_.store(true, std::memory_order_relaxed);
+  auto countdown = std::make_shared<Countdown>();
+  countdown->left = shards_.size();
   for (auto& shard : shards_) {
     Shard* s = shard.get();
-    s->loop.post([this, s, code, reason] {
-      const std::string push = codec_.push_disconnect(code, reason, should_reconnect(code));
-      for (auto& [ptr, client] : s->clients) client->send(push);
+    s->loop.post([s, code, reason, countdown] {
+      // Copies: a session's transport may report closed while this runs.
+      std::vector<std::shared_ptr<Session>> sessions;
+      sessions.reserve(s->clients.size());
+      for (auto& [ptr, session] : s->clients) sessions.push_back(session);
+      for (auto& session : sessions) session->disconnect(code, reason);
+      std::lock_guard lock(countdown->mutex);
+      if (--countdown->left == 0) countdown->done.notify_all();
     });
   }
+  for (auto& shard : shards_)
+    if (shard->loop.running_in_this_thread()) return;  // waiting here would block what it waits for
+  std::unique_lock lock(countdown->mutex);
+  countdown->done.wait_for(lock, wait, [&] { return countdown->left == 0; });
 }
 
 void Hub::publish_stats() {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <thread>
 
 #include <simdjson.h>
 
@@ -86,7 +87,7 @@ struct StreamEnd {
 
 // One SSE or long-poll session. All members below `loop` are touched on
 // `loop` only (the manager posts there).
-class FallbackSession final : public hub::SessionSink, public std::enable_shared_from_this<FallbackSession> {
+class FallbackSession final : public hub::Transport, public std::enable_shared_from_this<FallbackSession> {
  public:
   enum class Kind : std::uint8_t { sse, poll };
   // A command POST waiting for its replies.
@@ -102,10 +103,13 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
         heartbeat(std::make_unique<asio::steady_timer>(l.io())), expiry(std::make_unique<asio::steady_timer>(l.io())),
         poll_timer(std::make_unique<asio::steady_timer>(l.io())) {}
 
-  // ---- hub::SessionSink ----
-  void send(std::string_view encoded) override { push(encoded); }
-  void send_shared(const net::PreparedMessage& frame) override { push(frame.payload()); }
-  void close(std::uint16_t, std::string_view) override {
+  // ---- hub::Transport ----
+  // None of these ends the session synchronously: the hub hears of it from a
+  // posted finish_in_hub (the Transport rule).
+  void write(std::string_view encoded, std::uint64_t reply_to) override { push(encoded, reply_to); }
+  void write_shared(const net::PreparedMessage& frame) override { push(frame.payload(), 0); }
+  std::string_view name() const override { return kind == Kind::sse ? "sse" : "long-poll"; }
+  void request_close(std::uint16_t, std::string_view) override {
     // The disconnect push is already queued: let the client fetch it, then go.
     if (ended) return;
     ended = true;
@@ -119,14 +123,25 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
       }
       end_session();
     } else {
+      if (!goodbye_owed && answered_through + 1 < next_seq) {
+        // No poll was waiting for the disconnect push: the client collects it
+        // with its next poll (a graceful shutdown waits for that).
+        goodbye_owed = true;
+        manager.goodbyes_owed_.fetch_add(1, std::memory_order_relaxed);
+      }
       arm_expiry(std::chrono::milliseconds(5000));  // time to collect the disconnect push
     }
   }
+  void goodbye_delivered() {
+    if (!goodbye_owed) return;
+    goodbye_owed = false;
+    manager.goodbyes_owed_.fetch_sub(1, std::memory_order_relaxed);
+  }
 
   // ---- events ----
-  void push(std::string_view data) {
+  void push(std::string_view data, std::uint64_t reply_to) {
     if (terminated || overflowed) return;
-    if (!posts.empty() && take_reply(data)) return;
+    if (reply_to && !posts.empty() && take_reply(data, reply_to)) return;
     if (kind == Kind::poll && !ring.empty() &&
         (ring_bytes + data.size() > manager.limits_.max_buffer_bytes || ring.size() >= manager.limits_.max_buffer_events))
       return slow_consumer();
@@ -163,13 +178,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
 
   // ---- replies to POSTed commands ----
   // A reply for a command of a POST still open goes into that POST's response.
-  bool take_reply(std::string_view data) {
-    constexpr std::string_view head = "{\"type\":\"reply\",\"id\":";
-    if (!data.starts_with(head)) return false;
-    std::size_t end = head.size();
-    while (end < data.size() && data[end] >= '0' && data[end] <= '9') ++end;
-    std::uint64_t reply_id = 0;
-    if (!parse_u64(data.substr(head.size(), end - head.size()), reply_id)) return false;
+  bool take_reply(std::string_view data, std::uint64_t reply_id) {
     for (const auto& post : posts) {
       auto it = std::find(post->awaiting.begin(), post->awaiting.end(), reply_id);
       if (it == post->awaiting.end()) continue;
@@ -295,7 +304,9 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
     body += ']';
     auto c = std::move(waiting);
     waiting = nullptr;
+    answered_through = next_seq - 1;  // every event kept went out in this answer
     c(200, std::move(body));
+    goodbye_delivered();
     if (ended && ring.empty()) return end_session();
     arm_expiry(ended ? std::min(idle_timeout, std::chrono::milliseconds(5000)) : idle_timeout);
   }
@@ -320,6 +331,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   }
   void end_session() {
     terminated = true;
+    goodbye_delivered();  // or never will be
     finish_posts();
     heartbeat->cancel();
     expiry->cancel();
@@ -345,7 +357,7 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   const std::string id;
   const Kind kind;
   net::EventLoop& loop;
-  std::shared_ptr<hub::Client> client;
+  std::shared_ptr<hub::Session> client;
   std::deque<Event> ring;
   std::size_t ring_bytes = 0;
   std::uint64_t next_seq = 1;
@@ -356,6 +368,8 @@ class FallbackSession final : public hub::SessionSink, public std::enable_shared
   std::unique_ptr<asio::steady_timer> expiry;
   std::unique_ptr<asio::steady_timer> poll_timer;
   std::vector<std::shared_ptr<PendingPost>> posts;  // in arrival order
+  std::uint64_t answered_through = 0;  // long-poll: the last event seq a poll answer carried
+  bool goodbye_owed = false;           // long-poll: closed, its disconnect push not yet collected
   bool overflowed = false;  // cut off as a slow consumer: no more events
   bool ended = false;       // the hub closed it (or it expired)
   bool terminated = false;  // out of the map
@@ -448,6 +462,11 @@ FallbackSessions::~FallbackSessions() {
     s->waiting = nullptr;
   }
   sessions_.clear();
+}
+
+void FallbackSessions::wait_for_goodbyes(std::chrono::steady_clock::time_point deadline) const {
+  while (goodbyes_owed_.load(std::memory_order_relaxed) > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
 std::size_t FallbackSessions::session_count() const {
@@ -641,6 +660,10 @@ bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, con
   constexpr std::string_view sse_prefix = "/connection/sse", poll_prefix = "/connection/poll";
   const bool is_sse = r.path.starts_with(sse_prefix), is_poll = r.path.starts_with(poll_prefix);
   if (!is_sse && !is_poll) return false;
+  // Every request of a session, not only the one that opens it (the same
+  // policy as the WebSocket upgrade).
+  if (!hub_.allows_origin(r.head.get("Origin"), r.head.get("Host")))
+    return c.http_respond(403, "application/json", error_json("origin not allowed"), cors), true;
   const std::string_view rest = r.path.substr(is_sse ? sse_prefix.size() : poll_prefix.size());
   if (is_sse && rest.empty()) {
     if (r.method != "GET") return c.http_respond(405, "application/json", error_json("use GET"), cors), true;
@@ -724,15 +747,8 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
     s->loop.post([s, stream = std::make_shared<LocalStream>(c.shared_from_this(), limits_.max_buffer_bytes), last, has_last] { s->attach_stream(stream, last, has_last); });
     return;
   }
-  const std::string token = request_token(r.head, r.query);
-  auto claims = std::make_unique<hub::TokenClaims>();
-  if (!token.empty()) {
-    const hub::TokenError err = hub_.verify_token(token, *claims);
-    if (err != hub::TokenError::none)
-      return c.http_respond(401, "application/json", error_json("invalid token: " + std::string(hub::to_string(err))), cors);
-  } else {
-    claims.reset();
-  }
+  const hub::Admission admission = hub_.admit(session_request(r.head, r.query));
+  if (!admission.admitted()) return c.http_respond(admission.status, "application/json", error_json(admission.reason), cors);
   if (session_count() >= limits_.max_sessions) return c.http_respond(503, "application/json", error_json("too many sessions"), cors);
   auto s = std::make_shared<FallbackSession>(*this, new_id(), FallbackSession::Kind::sse, c.loop());
   {
@@ -741,19 +757,12 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
   }
   c.http_begin_stream(200, "text/event-stream", headers);
   s->attach_stream(std::make_shared<LocalStream>(c.shared_from_this(), limits_.max_buffer_bytes), 0, false);
-  s->client = hub_.open(c.loop(), *s, claims.get());
+  s->client = hub_.open(c.loop(), *s, admission);
 }
 
 void FallbackSessions::open_poll(net::Connection& c, const net::HttpRequest& r, const std::vector<HttpHeader>& cors) {
-  const std::string token = request_token(r.head, r.query);
-  auto claims = std::make_unique<hub::TokenClaims>();
-  if (!token.empty()) {
-    const hub::TokenError err = hub_.verify_token(token, *claims);
-    if (err != hub::TokenError::none)
-      return c.http_respond(401, "application/json", error_json("invalid token: " + std::string(hub::to_string(err))), cors);
-  } else {
-    claims.reset();
-  }
+  const hub::Admission admission = hub_.admit(session_request(r.head, r.query));
+  if (!admission.admitted()) return c.http_respond(admission.status, "application/json", error_json(admission.reason), cors);
   std::chrono::milliseconds idle = limits_.poll_idle;
   std::string idle_text;
   std::uint64_t idle_ms = 0;
@@ -770,7 +779,7 @@ void FallbackSessions::open_poll(net::Connection& c, const net::HttpRequest& r, 
     std::lock_guard lock(mutex_);
     sessions_[s->id] = s;
   }
-  s->client = hub_.open(c.loop(), *s, claims.get());
+  s->client = hub_.open(c.loop(), *s, admission);
   s->arm_expiry(idle);
   c.http_respond(200, "application/json", "{\"session\":\"" + s->id + "\"}", cors);
 }

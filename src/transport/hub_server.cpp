@@ -28,15 +28,17 @@ std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// A WebSocket connection as a hub session.
-class WsSession final : public hub::SessionSink {
+// duplex.v1 over WebSocket: one text message per command, reply or push.
+class WebSocketTransport final : public hub::Transport {
  public:
-  WsSession(net::Connection& c, hub::HubCounters& k) : connection(&c), counters(&k) {}
-  void send(std::string_view encoded) override {
+  WebSocketTransport(net::Connection& c, hub::HubCounters& k) : connection(&c), counters(&k) {}
+  // net::Connection never ends synchronously (its teardown is deferred to
+  // the loop), which is what the Transport rule asks.
+  void write(std::string_view encoded, std::uint64_t) override {
     count_out(encoded.size());
     connection->send(encoded, protocol::Opcode::text);
   }
-  void send_shared(const net::PreparedMessage& frame) override {
+  void write_shared(const net::PreparedMessage& frame) override {
     count_out(frame.payload().size());
     connection->send_prepared(frame);
   }
@@ -44,27 +46,15 @@ class WsSession final : public hub::SessionSink {
     counters->messages_out.fetch_add(1, std::memory_order_relaxed);
     counters->bytes_out.fetch_add(bytes, std::memory_order_relaxed);
   }
-  void close(std::uint16_t code, std::string_view reason) override { connection->close(code, reason); }
+  // The close frame follows the disconnect push through the same output queue.
+  void request_close(std::uint16_t code, std::string_view reason) override { connection->close(code, reason); }
+  std::string_view name() const override { return "websocket"; }
 
   net::Connection* connection;
   hub::HubCounters* counters;
-  std::shared_ptr<hub::Client> client;
-  std::unique_ptr<hub::TokenClaims> claims;  // from the handshake, until open
+  std::shared_ptr<hub::Session> session;
+  hub::Admission admission;  // from the handshake, until open
 };
-
-
-// Origin check against cross-site WebSocket hijacking: an allow-list, or by
-// default the page's own host. Requests without Origin are not from browsers.
-bool origin_allowed(const hub::AuthConfig& auth, const protocol::HttpHead& head) {
-  const std::string_view origin = head.get("Origin");
-  if (origin.empty()) return true;
-  for (const auto& allowed : auth.allowed_origins)
-    if (allowed == "*" || allowed == origin) return true;
-  if (!auth.allowed_origins.empty()) return false;
-  const auto scheme_end = origin.find("://");
-  if (scheme_end == std::string_view::npos) return false;
-  return protocol::iequals(origin.substr(scheme_end + 3), head.get("Host"));
-}
 
 std::string_view content_type_for(std::string_view path) {
   auto ends = [&](std::string_view ext) { return path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext; };
@@ -507,14 +497,14 @@ struct HubServer::Routes {
 // destroyed are dropped without callbacks, so their sessions are freed here.
 struct HubServer::SessionRegistry {
   std::mutex mutex;
-  std::unordered_set<WsSession*> live;
-  WsSession* create(net::Connection& c, hub::HubCounters& counters) {
-    auto* s = new WsSession(c, counters);
+  std::unordered_set<WebSocketTransport*> live;
+  WebSocketTransport* create(net::Connection& c, hub::HubCounters& counters) {
+    auto* s = new WebSocketTransport(c, counters);
     std::lock_guard lock(mutex);
     live.insert(s);
     return s;
   }
-  void destroy(WsSession* s) {
+  void destroy(WebSocketTransport* s) {
     {
       std::lock_guard lock(mutex);
       live.erase(s);
@@ -540,30 +530,24 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   net::Handlers h;
   h.on_upgrade = [this](net::Connection& c, const protocol::UpgradeRequest&, const protocol::HttpHead& head,
                         net::UpgradeDecision& decision) {
-    if (!origin_allowed(live_config()->auth, head)) return decision.reject(403, "origin not allowed");
-    const std::string token = request_token(head, protocol::target_query(c.target()));
-    std::unique_ptr<hub::TokenClaims> claims;
-    if (!token.empty()) {
-      claims = std::make_unique<hub::TokenClaims>();
-      const hub::TokenError err = hub_->verify_token(token, *claims);
-      if (err != hub::TokenError::none) return decision.reject(401, "invalid token: " + std::string(hub::to_string(err)));
-    }
-    auto session = sessions_->create(c, hub_->counters());
-    session->claims = std::move(claims);
-    c.user_data = session;
+    hub::Admission admission = hub_->admit(session_request(head, protocol::target_query(c.target())));
+    if (!admission.admitted()) return decision.reject(admission.status, admission.reason);
+    auto transport = sessions_->create(c, hub_->counters());
+    transport->admission = std::move(admission);
+    c.user_data = transport;
   };
   h.on_open = [this](net::Connection& c) {
-    auto* session = static_cast<WsSession*>(c.user_data);
-    if (!session) {
-      session = sessions_->create(c, hub_->counters());
-      c.user_data = session;
+    auto* transport = static_cast<WebSocketTransport*>(c.user_data);
+    if (!transport) {
+      transport = sessions_->create(c, hub_->counters());
+      c.user_data = transport;
     }
-    session->client = hub_->open(c.loop(), *session, session->claims.get());
-    session->claims.reset();
+    transport->session = hub_->open(c.loop(), *transport, transport->admission);
+    transport->admission = {};
   };
   h.on_message = [this](net::Connection& c, protocol::Opcode kind, std::string_view payload) {
-    auto* session = static_cast<WsSession*>(c.user_data);
-    if (!session || !session->client) return;
+    auto* transport = static_cast<WebSocketTransport*>(c.user_data);
+    if (!transport || !transport->session) return;
     auto& k = hub_->counters();
     k.messages_in.fetch_add(1, std::memory_order_relaxed);
     k.bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
@@ -572,15 +556,15 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
       c.close(hub::disconnect_code::bad_request, "duplex.v1 uses text frames");
       return;
     }
-    hub_->command(*session->client, payload);
+    hub_->command(*transport->session, payload);
   };
   h.on_close = [this](net::Connection& c, std::uint16_t code, std::string_view) {
     hub_->count_close(code);
-    auto* session = static_cast<WsSession*>(c.user_data);
+    auto* transport = static_cast<WebSocketTransport*>(c.user_data);
     c.user_data = nullptr;
-    if (!session) return;
-    if (session->client) hub_->closed(*session->client);
-    sessions_->destroy(session);
+    if (!transport) return;
+    if (transport->session) hub_->closed(*transport->session);
+    sessions_->destroy(transport);
   };
   h.on_http = [this](net::Connection& c, const net::HttpRequest& r) { routes_->handle(c, r); };
 
@@ -623,8 +607,16 @@ void HubServer::wait() {
 }
 
 void HubServer::shutdown(net::Millis deadline) {
-  hub_->notify_shutdown(hub::disconnect_code::shutdown, "server shutting down");
-  server_->shutdown(hub::disconnect_code::shutdown, deadline);
+  // Every transport the same way: the disconnect push and the transport's
+  // close first (WebSocket close after the push, SSE stream ended after it,
+  // a waiting poll answered with it), then the server closes what is left.
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  hub_->drain(hub::disconnect_code::shutdown, "server shutting down", deadline);
+  // A long-poll client between two polls collects its push with the next
+  // one: serve it first (Hub::admit refuses new sessions meanwhile).
+  if (routes_->fallback) routes_->fallback->wait_for_goodbyes(until);
+  const auto left = std::chrono::duration_cast<net::Millis>(until - std::chrono::steady_clock::now());
+  server_->shutdown(hub::disconnect_code::shutdown, std::max(left, net::Millis{100}));
 }
 
 HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
@@ -670,7 +662,7 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
   applied(next.limits.rate_violations_before_disconnect != current->limits.rate_violations_before_disconnect,
           "limits.rate_violations_before_disconnect");
   applied(next.limits.max_subscriptions != current->limits.max_subscriptions, "limits.max_subscriptions");
-  hub_->reload(std::move(verifier), next.limits);
+  hub_->reload(std::move(verifier), next.limits, next.auth.allowed_origins);
   live->log = next.log;
   live->auth.hmac_secret = next.auth.hmac_secret;
   live->auth.public_key_file = next.auth.public_key_file;

@@ -1,9 +1,11 @@
-// Internal: the token a request carries, for WebSocket upgrades and the
-// fallback endpoints alike.
+// Internal: what an HTTP request asking for a hub session carries (its
+// token, Origin and Host), read the same way for WebSocket upgrades and the
+// fallback endpoints.
 #pragma once
 #include <string>
 #include <string_view>
 
+#include "duplex/hub/admission.hpp"
 #include "duplex/protocol/http_head.hpp"
 #include "duplex/protocol/http_response.hpp"
 
@@ -16,6 +18,11 @@ inline std::string request_token(const protocol::HttpHead& head, std::string_vie
   std::string token;
   if (protocol::query_param(query, "token", token)) return token;
   return {};
+}
+
+// For hub::Hub::admit; the views point into `head`.
+inline hub::SessionRequest session_request(const protocol::HttpHead& head, std::string_view query) {
+  return hub::SessionRequest{head.get("Origin"), head.get("Host"), request_token(head, query)};
 }
 
 }  // namespace duplex::transport

@@ -272,6 +272,7 @@ TEST(HubFallback, LongPollSessionCommandsPollsAndExpiryLeavesPresence) {
 TEST(HubFallback, CorsForConfiguredOriginsOnApiAndFallbackEndpoints) {
   hub::HubConfig config = test_config();
   config.web.cors_origins = {"https://app.example"};
+  config.auth.allowed_origins = {"https://app.example"};  // CORS lets the page read; this lets it in
   Server server(config);
   const std::string allowed = "Origin: https://app.example\r\n", other = "Origin: https://evil.example\r\n";
   const std::string acao = "Access-Control-Allow-Origin: https://app.example";
@@ -311,6 +312,7 @@ TEST(HubFallback, CorsForConfiguredOriginsOnApiAndFallbackEndpoints) {
   EXPECT_EQ(polled.status, 200);
   EXPECT_NE(polled.head.find(acao), std::string::npos) << polled.head;
   auto polled_other = http(server.port(), "GET", "/connection/poll/" + session + "?last=0", {}, other, 300ms);
+  EXPECT_EQ(polled_other.status, 403) << "the session's requests pass the Origin check too";
   EXPECT_EQ(polled_other.head.find("Access-Control-"), std::string::npos) << polled_other.head;
   auto unknown = http(server.port(), "POST", "/connection/sse/nosuchsession", R"({"type":"ping","id":1})", allowed);
   EXPECT_EQ(unknown.status, 404);
@@ -319,6 +321,7 @@ TEST(HubFallback, CorsForConfiguredOriginsOnApiAndFallbackEndpoints) {
   SseStream sse(server.port(), "/connection/sse?token=" + token_for("bob"), allowed);
   EXPECT_NE(sse.head.find(acao), std::string::npos) << sse.head;
   SseStream sse_other(server.port(), "/connection/sse?token=" + token_for("bob"), other);
+  EXPECT_NE(sse_other.head.find(" 403 "), std::string::npos) << sse_other.head;
   EXPECT_EQ(sse_other.head.find("Access-Control-"), std::string::npos) << sse_other.head;
 
   // Without cors_origins no response carries CORS headers.
@@ -376,4 +379,26 @@ TEST(HubFallback, Http11KeepAliveChunkedStreamNoCompression) {
     EXPECT_EQ(Frame(posted.body).u64_at("/replies/0/id"), static_cast<std::uint64_t>(10 + i));
   }
   EXPECT_EQ(lp.connects(), 1);
+}
+
+// The Origin policy of the WebSocket upgrade (auth.allowed_origins, by
+// default the page's own host) guards every fallback request: a foreign page
+// can neither open a session nor use one it learned the id of.
+TEST(HubFallback, ForeignOriginCanNeitherOpenNorUseASession) {
+  Server server;  // no allow-list: same host only (Host: x)
+  const std::string foreign = "Origin: https://evil.example\r\n", same = "Origin: http://x\r\n";
+  EXPECT_EQ(http(server.port(), "POST", "/connection/poll/open?token=" + token_for("alice"), {}, foreign).status, 403);
+  EXPECT_EQ(http(server.port(), "GET", "/connection/sse?token=" + token_for("alice"), {}, foreign, 300ms).status, 403);
+  auto opened = http(server.port(), "POST", "/connection/poll/open?token=" + token_for("alice"), {}, same);
+  ASSERT_EQ(opened.status, 200) << opened.head;
+  const std::string session = Frame(opened.body).str("session");
+  auto hijack = http(server.port(), "POST", "/connection/poll/" + session, subscribe_cmd(1, "chat:private"), foreign);
+  EXPECT_EQ(hijack.status, 403);
+  EXPECT_EQ(http(server.port(), "GET", "/connection/poll/" + session + "?last=0", {}, foreign, 300ms).status, 403);
+  // The session is untouched: its own page still uses it, and the refused
+  // subscribe never ran.
+  auto own = http(server.port(), "POST", "/connection/poll/" + session, subscribe_cmd(2, "chat:private"), same);
+  ASSERT_EQ(own.status, 200) << own.body;
+  EXPECT_NE(own.body.find("\"id\":2"), std::string::npos) << own.body;
+  EXPECT_EQ(own.body.find("already subscribed"), std::string::npos) << own.body;
 }

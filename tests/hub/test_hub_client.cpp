@@ -82,10 +82,12 @@ class Recorder {
   template <class Fn>
   void record(Fn fn) {
     {
+      // Notified under the lock: the waiting test may destroy this object as
+      // soon as it sees the change.
       std::lock_guard lock(m_);
       fn();
+      cv_.notify_all();
     }
-    cv_.notify_all();
   }
 
  private:
@@ -112,8 +114,8 @@ class Acks {
         } else {
           failures_.push_back(std::to_string(o.error->code) + " " + o.error->message);
         }
+        cv_.notify_all();  // under the lock: the test may destroy this once it sees the count
       }
-      cv_.notify_all();
     };
   }
   bool wait_for(std::size_t count, std::chrono::milliseconds timeout = 10s) {

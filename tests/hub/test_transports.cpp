@@ -205,6 +205,48 @@ TEST_P(Transports, ServerSideUnsubscribeAndDisconnectPushes) {
   EXPECT_TRUE(c->wait_closed()) << "the session ends after the disconnect push";
 }
 
+// One admission for every transport (hub::Hub::admit): the Origin
+// allow-list applies to SSE and long-polling as it does to the WebSocket
+// upgrade, and for the fallbacks to every later request of the session too.
+TEST_P(Transports, OriginAllowListAppliesToEveryTransport) {
+  hub::HubConfig config = test_config();
+  config.auth.allowed_origins = {"https://app.example"};
+  Server server(config);
+  auto foreign = make_transport_client(GetParam(), server.port());
+  foreign->origin = "https://evil.example";
+  EXPECT_EQ(foreign->open(token_for("mallory"), TokenIn::query), 403);
+  auto foreign_anonymous = make_transport_client(GetParam(), server.port());
+  foreign_anonymous->origin = "https://evil.example";
+  EXPECT_EQ(foreign_anonymous->open(token_for("mallory"), TokenIn::command), 403) << "refused before any command";
+
+  auto allowed = make_transport_client(GetParam(), server.port());
+  allowed->origin = "https://app.example";
+  const int status = allowed->open(token_for("alice"), TokenIn::query);
+  ASSERT_TRUE(status == 101 || status == 200) << status;
+  EXPECT_EQ(allowed->next("connected")->str("user"), "alice");
+  EXPECT_FALSE(allowed->call(7, R"({"type":"ping","id":7})")->has("/error"));
+
+  // Not a browser (no Origin): nothing to hijack, admitted.
+  auto native = make_transport_client(GetParam(), server.port());
+  const int native_status = native->open(token_for("bob"), TokenIn::query);
+  EXPECT_TRUE(native_status == 101 || native_status == 200) << native_status;
+}
+
+// Graceful shutdown drains every transport the same way (Hub::drain): the
+// disconnect push (1001, reconnect) is on the wire before the session ends.
+TEST_P(Transports, ShutdownGivesEveryClientItsDisconnectPushBeforeTheEnd) {
+  for (int round = 0; round < 3; ++round) {
+    auto server = std::make_unique<Server>();
+    auto c = connect_over(GetParam(), *server, "leaver");
+    ASSERT_FALSE(c->call(1, subscribe_cmd(1, "chat:drain"))->has("/error"));
+    server->get().shutdown(std::chrono::milliseconds(2000));
+    auto d = c->next("disconnect");
+    EXPECT_EQ(d->u64("code"), 1001u) << d->text;
+    EXPECT_TRUE(d->bool_at("/reconnect")) << d->text;
+    EXPECT_TRUE(c->wait_closed()) << "the session ends after its disconnect push";
+  }
+}
+
 // A fallback client that never reads (SSE) or never polls (long-poll) is cut
 // off like a slow WebSocket: its session leaves the hub (1008), its memory is
 // bounded by server.max_send_buffer, and everyone else keeps receiving.

@@ -205,6 +205,10 @@ class TransportClient {
   virtual void drop() = 0;
   virtual Transport transport() const = 0;
 
+  // Sent as the Origin header of every request of the session (set before
+  // open; empty: none, as from a non-browser client).
+  std::string origin;
+
   // The first frame whose "type" is `type` (others stay queued). Throws on timeout.
   std::unique_ptr<Frame> next(const std::string& type, std::chrono::milliseconds timeout = 5000ms) {
     return next_where([&](const Frame& f) { return f.str("type") == type; }, "a \"" + type + "\" frame", timeout);
@@ -294,6 +298,7 @@ class WsTransportClient final : public TransportClient {
   int open(const std::string& token, TokenIn where) override {
     net::ClientOptions options;
     options.subprotocols = {"duplex.v1"};
+    options.origin = origin;
     std::string query;
     if (where == TokenIn::query) query = "?token=" + token;
     if (where == TokenIn::header) options.headers.push_back({"Authorization", "Bearer " + token});
@@ -310,8 +315,9 @@ class WsTransportClient final : public TransportClient {
     std::unique_lock lock(m_);
     cv_.wait_for(lock, 5000ms, [&] { return open_ || closed_; });
     if (!open_) {
-      const auto p = error_.find("401");
-      return p != std::string::npos ? 401 : 0;
+      for (int status : {401, 403})
+        if (error_.find(std::to_string(status)) != std::string::npos) return status;
+      return 0;
     }
     lock.unlock();
     if (where == TokenIn::command) send(R"({"type":"authenticate","id":999999,"token":")" + token + "\"}");
@@ -387,7 +393,7 @@ class FallbackTransportClient : public TransportClient {
             outbox_.pop_front();
           }
         }
-        auto r = posts_.request("POST", commands_path(), body);
+        auto r = posts_.request("POST", commands_path(), body, origin_header());
         if (stop_) return;
         if (r.status != 200) {
           post_failure_ = r.status ? r.status : -1;
@@ -414,9 +420,10 @@ class FallbackTransportClient : public TransportClient {
   static std::string token_query(const std::string& token, TokenIn where, char sep) {
     return where == TokenIn::query ? std::string(1, sep) + "token=" + token : std::string();
   }
-  static std::string token_header(const std::string& token, TokenIn where) {
-    return where == TokenIn::header ? "Authorization: Bearer " + token + "\r\n" : std::string();
+  std::string token_header(const std::string& token, TokenIn where) const {
+    return (where == TokenIn::header ? "Authorization: Bearer " + token + "\r\n" : std::string()) + origin_header();
   }
+  std::string origin_header() const { return origin.empty() ? std::string() : "Origin: " + origin + "\r\n"; }
 
   std::uint16_t port_;
   std::atomic<bool> stop_{false};
@@ -550,7 +557,7 @@ class PollTransportClient final : public FallbackTransportClient {
   void poll_loop() {
     std::uint64_t last = 0;
     while (!stop_) {
-      auto r = polls_.request("GET", "/connection/poll/" + session_ + "?last=" + std::to_string(last), {}, {}, 60s);
+      auto r = polls_.request("GET", "/connection/poll/" + session_ + "?last=" + std::to_string(last), {}, origin_header(), 60s);
       if (stop_) return;
       if (r.status != 200) {
         set_closed();

@@ -1,7 +1,7 @@
 // The hub: sessions, channels, subscriptions with recovery, publishing,
 // presence, token expiry, and the backend API's operations. It knows messages
-// and channels, never sockets: a session is a SessionSink implemented by a
-// transport (WebSocket, SSE, long-polling).
+// and channels, never sockets: a session speaks through a hub::Transport
+// (WebSocket, SSE, long-polling are adapters over the same Session).
 //
 // Threading: one shard per event loop. A session lives on one loop and all
 // its state is touched only there; the engine's deliveries are posted to
@@ -22,27 +22,17 @@
 #include <vector>
 
 #include "duplex/engines/engine.hpp"
+#include "duplex/hub/admission.hpp"
 #include "duplex/hub/codec.hpp"
 #include "duplex/hub/config.hpp"
 #include "duplex/hub/token.hpp"
+#include "duplex/hub/transport.hpp"
 #include "duplex/net/event_loop.hpp"
 #include "duplex/net/prepared_message.hpp"
 
 namespace duplex::hub {
 
-// What the hub needs from a transport session. Called on the session's loop only.
-class SessionSink {
- public:
-  virtual ~SessionSink() = default;
-  // A reply or a push for this session only.
-  virtual void send(std::string_view encoded) = 0;
-  // A push encoded once for every subscriber (the same bytes for all).
-  virtual void send_shared(const net::PreparedMessage& frame) = 0;
-  // Close after the disconnect push was sent; the transport then calls Hub::closed.
-  virtual void close(std::uint16_t code, std::string_view reason) = 0;
-};
-
-class Client;
+class Session;
 struct Shard;
 
 // Time from the engine handing a publication to the hub until it was written
@@ -113,14 +103,26 @@ class Hub {
   // the loops exist; safe before they run.
   void start();
 
-  // ---- transport side (on `loop`'s thread) ----
-  // A new session. `claims` from a token that came with the handshake (already
-  // verified), or null: the first command must then be `authenticate`.
-  std::shared_ptr<Client> open(net::EventLoop& loop, SessionSink& sink, const TokenClaims* claims);
-  void command(Client& client, std::string_view frame);
-  // The session is gone: no more calls into its sink.
-  void closed(Client& client);
-  // Verifies a handshake token now (any thread).
+  // ---- transport side ----
+  // Whether a client may open a session: Origin, then the request's token
+  // (any thread; every transport asks this, and only this).
+  Admission admit(const SessionRequest& request) const;
+  // The Origin check alone, for the later requests of a session (a command
+  // POST, a poll, an SSE resume): admit() applies it when a session opens.
+  bool allows_origin(std::string_view origin, std::string_view host) const;
+  // A new session for an admitted request (on `loop`'s thread). With claims
+  // it is authenticated at once (the `connected` push goes out); without,
+  // its first command must be `authenticate`. `transport` must outlive the
+  // session's Hub::closed.
+  std::shared_ptr<Session> open(net::EventLoop& loop, Transport& transport, const Admission& admission);
+  // One command from the session's client (on its loop). The session stays
+  // valid for the caller after this returns, whatever the command did.
+  void command(Session& session, std::string_view frame);
+  // The transport is gone (on the session's loop): no more calls into it.
+  // The only way a session ends; a transport calls it once, from its own
+  // loop turn, never from inside one of its Transport methods.
+  void closed(Session& session);
+  // Verifies a token now (any thread).
   TokenError verify_token(std::string_view token, TokenClaims& claims) const;
 
   // ---- backend API (any thread; `done` runs on an arbitrary thread) ----
@@ -139,9 +141,12 @@ class Hub {
   // How many channels have subscribers on this node (no copy of the list).
   std::size_t channel_count() const;
 
-  // Sends the disconnect push (`code`, reconnect) to every session; the
-  // transport closes the connections afterwards (graceful shutdown).
-  void notify_shutdown(std::uint16_t code, std::string reason);
+  // Graceful shutdown, the same for every transport: each session gets the
+  // disconnect push (`code`, reconnect) and its transport's request_close,
+  // which puts the push on the wire before the connection ends. Returns once
+  // every loop has done so, or after `wait` (a loop that is not running).
+  // From then on admit() refuses new sessions (503).
+  void drain(std::uint16_t code, std::string reason, std::chrono::milliseconds wait);
   // Stops timers and the engine (pending publishes are finished first).
   void stop();
 
@@ -153,7 +158,8 @@ class Hub {
   // (publish_rate, publish_burst, rate_violations_before_disconnect,
   // max_subscriptions) take effect for the next command. Everything else in
   // config() stays as it was at start.
-  void reload(TokenVerifier verifier, const HubLimits& limits);
+  // auth.allowed_origins applies to the next session opened.
+  void reload(TokenVerifier verifier, const HubLimits& limits, std::vector<std::string> allowed_origins);
   // The limits now in force (reloadable ones may differ from config().limits).
   std::shared_ptr<const HubLimits> limits() const { return live_limits_.load(std::memory_order_acquire); }
   // This node as the registry shows it (counters now).
@@ -167,17 +173,17 @@ class Hub {
   std::string check_channel(std::string_view channel, const NamespaceOptions** options) const;
 
  private:
-  friend class Client;
+  friend class Session;
   friend struct Shard;
   Shard& shard_of(net::EventLoop& loop);
   void on_engine_event(const engines::ChannelEvent& event);
-  void subscribe(Client& client, Command command);
-  bool unsubscribe(Client& client, std::string_view channel);
+  void subscribe(Session& client, Command command);
+  bool unsubscribe(Session& client, std::string_view channel);
   // Server-side unsubscribe of `channel` for each live client subscribed to
   // it, with the unsubscribe push; returns how many were told.
-  std::size_t unsubscribe_and_tell(const std::vector<std::shared_ptr<Client>>& clients, const std::string& channel,
+  std::size_t unsubscribe_and_tell(const std::vector<std::shared_ptr<Session>>& clients, const std::string& channel,
                                    int code, std::string_view reason);
-  void publish(Client& client, Command command);
+  void publish(Session& client, Command command);
   void channel_added(const std::string& channel);
   void channel_removed(const std::string& channel);
   engines::HistoryOptions history_options(const NamespaceOptions& ns) const;
@@ -189,6 +195,7 @@ class Hub {
   std::unique_ptr<engines::Engine> engine_;
   std::atomic<std::shared_ptr<const TokenVerifier>> verifier_;
   std::atomic<std::shared_ptr<const HubLimits>> live_limits_;
+  std::atomic<std::shared_ptr<const std::vector<std::string>>> allowed_origins_;
   const Codec& codec_;
   std::vector<std::unique_ptr<Shard>> shards_;
   HubCounters counters_;
@@ -197,6 +204,7 @@ class Hub {
   std::atomic<std::uint64_t> next_client_{1};
   std::string client_prefix_;
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> draining_{false};
   std::unordered_map<const NamespaceOptions*, NamespaceCounters*> namespace_counters_;  // fixed after construction
   std::int64_t started_ms_ = 0;
   std::chrono::steady_clock::time_point last_heartbeat_{};  // the first shard's loop only

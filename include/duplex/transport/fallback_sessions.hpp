@@ -1,6 +1,6 @@
 // Hub sessions for clients whose proxies block the WebSocket Upgrade:
 // Server-Sent Events (stream down, POST up) and long-polling. Each session is
-// a hub::SessionSink on the loop of the request that opened it; later
+// a hub::Transport on the loop of the request that opened it; later
 // requests may arrive on any loop, so every state change is posted to the
 // session's loop and sessions are found through a mutex-protected map.
 // Events are numbered and kept in a byte-bounded ring so a dropped SSE stream
@@ -14,6 +14,7 @@
 // answered from there; an SSE stream resumed on another node is relayed
 // (the owning node sends its chunks as node messages).
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <cstddef>
@@ -57,6 +58,10 @@ class FallbackSessions {
   bool handle(net::Connection& c, const net::HttpRequest& r, const std::vector<protocol::HttpHeader>& cors);
 
   std::size_t session_count() const;
+  // Graceful shutdown, after Hub::drain: until every long-poll session whose
+  // client was not waiting has collected its disconnect push with its next
+  // poll, or `deadline` passes (any thread but a loop's).
+  void wait_for_goodbyes(std::chrono::steady_clock::time_point deadline) const;
   // Requests for sessions of other nodes that this node forwarded (no sticky sessions).
   std::uint64_t forwarded_count() const {
     std::lock_guard lock(forward_mutex_);
@@ -93,6 +98,7 @@ class FallbackSessions {
   std::uint64_t next_forward_ = 1;  // also: 1 + requests forwarded so far
   std::unordered_map<std::uint64_t, std::shared_ptr<Forwarded>> forwarded_;
   std::shared_ptr<NodeLink> link_;  // the engine's handler reaches this object through it
+  std::atomic<std::size_t> goodbyes_owed_{0};  // see wait_for_goodbyes
 };
 
 }  // namespace duplex::transport
