@@ -211,6 +211,17 @@ TEST(CliMakeRun, PortAndHostChooseTheListenAddress) {
       << other.output;
 }
 
+// `make deb` is listed by `make help` and packs the BUILD it is given
+// (scripts/deb; tests/package/deb.sh builds and installs the package).
+TEST(CliMakeDeb, HelpListsItAndItPacksTheGivenBuild) {
+  const Outcome help = run_program({"make", "-s", "-C", DUPLEX_SOURCE_DIR, "help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_NE(help.output.find("make deb "), std::string::npos) << help.output;
+  const Outcome deb = run_program({"make", "-n", "-C", DUPLEX_SOURCE_DIR, "deb", "BUILD=/nonexistent-build"});
+  EXPECT_EQ(deb.exit_code, 0) << deb.output;
+  EXPECT_NE(deb.output.find("scripts/deb /nonexistent-build\n"), std::string::npos) << deb.output;
+}
+
 // `duplex --version` and `duplex <command> --version` (the Debian package's
 // test runs `duplex serve --version`) print the same line and exit 0.
 TEST(CliVersion, EveryCommandPrintsTheVersion) {
