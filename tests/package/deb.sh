@@ -51,7 +51,8 @@ fail() { echo "deb: $*"; exit 1; }
 dpkg-deb -c "$DEB" | awk '{print $NF}' > "$RUN/contents"
 for f in ./usr/bin/duplex ./usr/share/duplex/web/index.html ./usr/share/duplex/web/duplex.js \
   ./usr/share/duplex/duplex.toml ./etc/duplex/duplex.toml ./lib/systemd/system/duplex.service \
-  ./usr/share/doc/duplex/README.md ./usr/share/doc/duplex/docs/OPERATIONS.md; do
+  ./usr/share/doc/duplex/README.md ./usr/share/doc/duplex/docs/OPERATIONS.md \
+  ./usr/share/doc/duplex/docs/grafana/duplex-dashboard.json; do
   grep -qxF "$f" "$RUN/contents" || fail "$f is not in the package"
 done
 if grep -E '^\./usr/(include|lib/.*\.a$|lib/.*/cmake|lib/.*/pkgconfig)' "$RUN/contents"; then
