@@ -12,7 +12,7 @@ WERROR ?= ON
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: all deps build run test unit interop examples consumer asan fuzz bench clean help
+.PHONY: all deps build run test unit interop examples consumer asan fuzz bench deb clean help
 
 all: build
 
@@ -21,6 +21,8 @@ help:
 	@echo "              (another port: make run PORT=9000; another address: HOST=0.0.0.0)"
 	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, TSan, fuzz)"
 	@echo "make bench  - micro-benchmarks"
+	@echo "make deb    - the Debian package: $(BUILD)/packages/duplex_<version>-1_<arch>.deb (duplex, web files,"
+	@echo "              /etc/duplex/duplex.toml, the systemd unit; docs/OPERATIONS.md)"
 
 deps:
 	@scripts/deps
@@ -40,6 +42,10 @@ test: build
 bench: build
 	cmake --build $(BUILD) -j$(JOBS) --target micro_benchmarks beast_echo
 	scripts/bench $(BUILD)
+
+# Only the duplex binary is built (in $(BUILD)), then CPack packs it.
+deb: deps $(BUILD)/build.ninja
+	JOBS=$(JOBS) scripts/deb $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)

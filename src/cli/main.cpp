@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   auto run_bench = duplex::cli::add_bench_command(app);
   auto run_token = duplex::cli::add_token_command(app);
   auto run_serve = duplex::cli::add_serve_command(app);
+  // `duplex serve --version` as well as `duplex --version`.
+  for (auto* sub : app.get_subcommands({})) sub->set_version_flag("--version", std::string("duplex ") + DUPLEX_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

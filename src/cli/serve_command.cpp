@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "commands.hpp"
@@ -134,6 +135,13 @@ int serve(const ServeFlags& f) {
   hub::log::info("duplex serve listening",
                  {{"host", config.server.host}, {"port", server.port()}, {"engine", server.hub().engine().name()},
                   {"node", server.hub().node_name()}, {"threads", server.loop_count()}});
+  const auto& web = server.web_root();
+  std::error_code web_error;
+  if (std::filesystem::is_directory(web.dir, web_error))
+    hub::log::info("serving web files", {{"dir", web.dir}, {"from", web.source}});
+  else
+    hub::log::warn("the web directory does not exist: / and /duplex.js answer 404 (set web.root or --web-root)",
+                   {{"dir", web.dir}, {"from", web.source}});
   std::printf("duplex serve: http://%s:%u/ (WebSocket ws://%s:%u/connection/websocket)\n", config.server.host.c_str(),
               server.port(), config.server.host.c_str(), server.port());
   std::fflush(stdout);
@@ -179,7 +187,8 @@ std::function<int()> add_serve_command(CLI::App& app) {
   cmd->add_option("--hmac-secret", flags->hmac_secret, "HS256 secret for tokens (or env DUPLEX_HMAC_SECRET)");
   cmd->add_option("--api-key", flags->api_key, "enables the HTTP API with this key (or env DUPLEX_API_KEY)");
   cmd->add_flag("--allow-anonymous", flags->allow_anonymous, "accept connections without a token");
-  cmd->add_option("--web-root", flags->web_root, "directory served at / (default: the built-in web/)");
+  cmd->add_option("--web-root", flags->web_root, "directory served at / (default: <dir of this binary>/../share/duplex/web when it exists, "
+                  "else the source tree's web/)");
   cmd->add_flag("--demo-tokens", flags->demo_tokens, "GET /demo/token?user=NAME mints tokens (development only)");
   cmd->add_option("--node", flags->node, "node name (default hostname-pid)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error");

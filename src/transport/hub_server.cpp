@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_set>
@@ -96,6 +97,18 @@ int http_status_for(int hub_code) {
 }
 
 }  // namespace
+
+WebRoot resolve_web_root(const std::string& configured) {
+  if (!configured.empty()) return {configured, "web.root"};
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = (exe.parent_path() / DUPLEX_INSTALLED_WEB_DIR).lexically_normal();
+    if (fs::is_directory(installed, ec)) return {installed.string(), "install prefix"};
+  }
+  return {DUPLEX_WEB_ROOT, "source tree"};
+}
 
 // ---- HTTP routes -------------------------------------------------------------------
 
@@ -525,7 +538,8 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
       std::min(config_.server.websocket.max_message_size, config_.limits.max_command_bytes);
   auto verifier = hub::TokenVerifier::from_config(config_.auth);
   auto engine = engines::make_engine(config_.engine);
-  routes_ = std::make_unique<Routes>(Routes{*this, config_.web.root.empty() ? std::string(DUPLEX_WEB_ROOT) : config_.web.root});
+  web_root_ = resolve_web_root(config_.web.root);
+  routes_ = std::make_unique<Routes>(Routes{*this, web_root_.dir});
 
   net::Handlers h;
   h.on_upgrade = [this](net::Connection& c, const protocol::UpgradeRequest&, const protocol::HttpHead& head,

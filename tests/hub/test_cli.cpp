@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -208,6 +209,31 @@ TEST(CliMakeRun, PortAndHostChooseTheListenAddress) {
   EXPECT_EQ(other.exit_code, 0) << other.output;
   EXPECT_NE(other.output.find("serve --config config/demo.toml --listen 0.0.0.0:9000\n"), std::string::npos)
       << other.output;
+}
+
+// `make deb` is listed by `make help` and packs the BUILD it is given
+// (scripts/deb; tests/package/deb.sh builds and installs the package).
+TEST(CliMakeDeb, HelpListsItAndItPacksTheGivenBuild) {
+  const Outcome help = run_program({"make", "-s", "-C", DUPLEX_SOURCE_DIR, "help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_NE(help.output.find("make deb "), std::string::npos) << help.output;
+  const Outcome deb = run_program({"make", "-n", "-C", DUPLEX_SOURCE_DIR, "deb", "BUILD=/nonexistent-build"});
+  EXPECT_EQ(deb.exit_code, 0) << deb.output;
+  EXPECT_NE(deb.output.find("scripts/deb /nonexistent-build\n"), std::string::npos) << deb.output;
+}
+
+// `duplex --version` and `duplex <command> --version` (the Debian package's
+// test runs `duplex serve --version`) print the same line and exit 0.
+TEST(CliVersion, EveryCommandPrintsTheVersion) {
+  const Outcome top = run_duplex({"--version"});
+  EXPECT_EQ(top.exit_code, 0) << top.output;
+  ASSERT_EQ(top.output.rfind("duplex ", 0), 0u) << top.output;
+  ASSERT_TRUE(std::isdigit(static_cast<unsigned char>(top.output[7]))) << top.output;
+  for (const char* command : {"serve", "echo", "connect", "bench", "token"}) {
+    const Outcome sub = run_duplex({command, "--version"});
+    EXPECT_EQ(sub.exit_code, 0) << command << ": " << sub.output;
+    EXPECT_EQ(sub.output, top.output) << command;
+  }
 }
 
 // The examples in `duplex connect --help` are copied as they are: the port

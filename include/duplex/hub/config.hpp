@@ -102,7 +102,7 @@ struct LogConfig {
 
 // [web]
 struct WebConfig {
-  std::string root;                // directory served at / (demo page, duplex.js); empty = built-in path
+  std::string root;                // directory served at / (demo page, duplex.js); empty = resolve_web_root's default
   bool demo_tokens = false;        // GET /demo/token?user=NAME mints HS256 tokens (development only)
   Seconds demo_token_ttl{3600};
   std::vector<std::string> cors_origins;  // allowed origins for the API and fallbacks

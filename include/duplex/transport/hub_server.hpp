@@ -16,6 +16,17 @@
 
 namespace duplex::transport {
 
+// The directory served at / (the demo pages, duplex.js) and why that one.
+struct WebRoot {
+  std::string dir;
+  std::string source;  // "web.root" (the config key or --web-root), "install prefix" or "source tree"
+};
+// `configured` (web.root) when set; else <directory of the executable>/
+// ../share/duplex/web when it exists (the installed layout: cmake --install,
+// the Debian package); else the web/ directory of the source tree the binary
+// was built from (a developer build).
+WebRoot resolve_web_root(const std::string& configured);
+
 class HubServer {
  public:
   // Opens the engine and loads keys; throws std::runtime_error with a clear
@@ -58,11 +69,14 @@ class HubServer {
   // Event loops actually running (server.threads, or one per core when 0).
   std::size_t loop_count() const { return server_->loops().size(); }
   hub::Hub& hub() { return *hub_; }
+  // Where / and /duplex.js are served from (resolve_web_root at construction).
+  const WebRoot& web_root() const { return web_root_; }
 
  private:
   struct Routes;
   struct SessionRegistry;
   hub::HubConfig config_;  // as at start
+  WebRoot web_root_;
   std::atomic<std::shared_ptr<const hub::HubConfig>> live_;
   std::mutex reload_mutex_;
   std::shared_ptr<SessionRegistry> sessions_;
