@@ -88,6 +88,19 @@ allow_publish = false
 history_size = 300
 history_ttl = "10m"
 
+[namespaces.board]
+history_size = 10000
+history_ttl = "7d"
+recovery = true
+allow_publish = true
+allow_subscribe = true
+
+[namespaces.cursors]
+presence = true
+join_leave = true
+allow_publish = true
+allow_subscribe = true
+
 [api]
 key = "$api_key"
 EOF
@@ -111,7 +124,7 @@ cd "$HERE"
 # Own process group (setsid) so cleanup can end the runner and its browsers
 # together; files run one at a time because one of them freezes the server.
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(demo_chat.test.mjs demo_layout.test.mjs heartbeat.test.mjs
+[ ${#files[@]} -gt 0 ] || files=(demo_chat.test.mjs demo_layout.test.mjs whiteboard.test.mjs heartbeat.test.mjs
                                  node_client.test.mjs fallback.test.mjs)
 setsid --wait node --test --test-concurrency=1 --test-timeout=100000 "${files[@]}" &
 tests_pid=$!
