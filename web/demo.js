@@ -527,6 +527,7 @@ async function start(name) {
   const me = $('me');
   me.hidden = false;
   me.textContent = name;
+  $('to-whiteboard').href = `whiteboard.html?name=${encodeURIComponent(name)}`;
 
   joinRoom(DEFAULT_ROOM);
   const room = params.get('room');

@@ -4,6 +4,7 @@
 # against it, and always stops the server. Exit status: the tests' result.
 #
 #   tests/browser/run.sh                 # uses build/duplex
+#   tests/browser/run.sh demo_chat.test.mjs   # only these test files
 #   DUPLEX=/path/to/duplex tests/browser/run.sh
 #   CHROMIUM=/usr/bin/chromium (default)
 set -euo pipefail
@@ -87,6 +88,19 @@ allow_publish = false
 history_size = 300
 history_ttl = "10m"
 
+[namespaces.board]
+history_size = 10000
+history_ttl = "7d"
+recovery = true
+allow_publish = true
+allow_subscribe = true
+
+[namespaces.cursors]
+presence = true
+join_leave = true
+allow_publish = true
+allow_subscribe = true
+
 [api]
 key = "$api_key"
 EOF
@@ -109,8 +123,10 @@ export DUPLEX_URL="$url" DUPLEX_SERVER_PID="$server_pid" DUPLEX_API_KEY="$api_ke
 cd "$HERE"
 # Own process group (setsid) so cleanup can end the runner and its browsers
 # together; files run one at a time because one of them freezes the server.
-setsid --wait node --test --test-concurrency=1 --test-timeout=100000 \
-  demo_chat.test.mjs demo_layout.test.mjs heartbeat.test.mjs node_client.test.mjs fallback.test.mjs &
+files=("$@")
+[ ${#files[@]} -gt 0 ] || files=(demo_chat.test.mjs demo_layout.test.mjs whiteboard.test.mjs heartbeat.test.mjs
+                                 node_client.test.mjs fallback.test.mjs)
+setsid --wait node --test --test-concurrency=1 --test-timeout=100000 "${files[@]}" &
 tests_pid=$!
 deadline=$((SECONDS + 175))
 while kill -0 "$tests_pid" 2>/dev/null; do

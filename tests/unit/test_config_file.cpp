@@ -272,7 +272,7 @@ TEST(ConfigFile, DemoFileLoadsWithItsNamespaces) {
   EXPECT_EQ(c.api.key, "dev-api-key");
   EXPECT_EQ(c.stats_interval, 1s);
 
-  ASSERT_EQ(c.namespaces.size(), 3u);
+  ASSERT_EQ(c.namespaces.size(), 5u);
   const auto& chat = c.options_for("chat");
   EXPECT_EQ(chat.history_size, 200u);
   EXPECT_EQ(chat.history_ttl, 24h);
@@ -287,6 +287,17 @@ TEST(ConfigFile, DemoFileLoadsWithItsNamespaces) {
   EXPECT_TRUE(stats.allow_subscribe);
   EXPECT_FALSE(stats.allow_publish);
   EXPECT_EQ(stats.history_size, 300u);  // the dashboard starts from the last five minutes
+  // The whiteboard: the board's log is replayed by late joiners; cursors keep
+  // no history and leave with their connection.
+  const auto& board = c.options_for("board");
+  EXPECT_EQ(board.history_size, 10000u);
+  EXPECT_LE(board.history_size, c.limits.max_history_size);
+  EXPECT_TRUE(board.recovery && board.allow_publish && board.allow_subscribe);
+  const auto& cursors = c.options_for("cursors");
+  EXPECT_EQ(cursors.history_size, 0u);
+  EXPECT_TRUE(cursors.presence && cursors.join_leave && cursors.allow_publish && cursors.allow_subscribe);
+  // The pages publish at most ~30 times a second: under the per-connection rate.
+  EXPECT_GE(c.limits.publish_rate, 30.0);
 }
 
 // ---- values ------------------------------------------------------------------
