@@ -67,6 +67,10 @@ bool any_pattern_matches(const std::vector<std::string>& patterns, std::string_v
 // Live messages held for a subscription while its recovery read is in flight.
 constexpr std::size_t max_held_publications = 100'000;
 
+// Bytes a publication adds to a subscribe reply beyond its data and
+// publisher (offset, time, keys, separators), rounded up.
+constexpr std::size_t publication_overhead = 64;
+
 }  // namespace
 
 // ---- per-session state (its loop's thread only) -----------------------------
@@ -692,6 +696,21 @@ void Hub::command(Session& client, std::string_view frame) {
   }
 }
 
+// A recovery goes out in the subscribe reply, one message: if it would take
+// more than half of server.max_send_buffer the session would be closed as a
+// slow consumer (1008) and its reconnect would ask for the same again, for
+// ever. Such a recovery is refused instead (`recovered: false`): the client
+// reloads from history, which it reads in pages.
+bool Hub::fits_in_one_reply(const std::vector<PublicationPtr>& publications) const {
+  const std::size_t budget = config_.server.max_send_buffer / 2;
+  std::size_t bytes = 0;
+  for (const auto& p : publications) {
+    bytes += p->data.size() + p->publisher.size() + publication_overhead;
+    if (bytes > budget) return false;
+  }
+  return true;
+}
+
 void Hub::subscribe(Session& client, Command cmd) {
   const std::uint64_t id = cmd.id;
   const NamespaceOptions* ns = nullptr;
@@ -771,7 +790,7 @@ void Hub::subscribe(Session& client, Command cmd) {
         result.recoverable = sub->options->recovery && sub->options->history_size > 0;
         result.recover_requested = recover;
         std::uint64_t start = r.top.offset;
-        if (can_recover && r.complete) {
+        if (can_recover && r.complete && fits_in_one_reply(r.publications)) {
           result.recovered = true;
           result.publications = r.publications;
           if (!r.publications.empty()) start = std::max(start, r.publications.back()->offset);

@@ -153,6 +153,40 @@ TEST(HubRecovery, ReconnectRecoversExactlyTheMissedMessagesThenLive) {
   EXPECT_FALSE(rb->bool_at("/result/recovered")) << rb->text;
 }
 
+// A gap too large for one reply (over half of server.max_send_buffer) is
+// not recovered: the reply says recovered:false and the connection stays
+// open (it used to be closed 1008 as a slow consumer, and every reconnect
+// asked for the same reply again). The missed messages are still readable
+// through history, page by page.
+TEST(HubRecovery, GapLargerThanHalfTheSendBufferIsNotRecoveredAndTheConnectionStays) {
+  hub::HubConfig config = test_config();
+  config.server.max_send_buffer = 64u << 10;
+  Server server(config);
+  auto pub = connect_as(server, "pub");
+  auto a = connect_as(server, "a");
+  const std::string epoch = a->call(1, subscribe_cmd(1, "chat:big"))->str_at("/result/epoch");
+  a->drop();
+  const std::string blob(1000, 'x');
+  for (int i = 1; i <= 60; ++i) pub->call(i, publish_cmd(i, "chat:big", "\"" + blob + "\""));  // ~60 KB of data
+
+  auto b = connect_as(server, "a");
+  auto r = b->call(1, R"({"type":"subscribe","id":1,"channel":"chat:big","recover":true,"epoch":")" + epoch + R"(","offset":0})");
+  EXPECT_FALSE(r->bool_at("/result/recovered")) << r->text.substr(0, 300);
+  EXPECT_EQ(r->array("/result/publications").size(), 0u);
+  EXPECT_EQ(r->u64_at("/result/offset"), 60u);
+  auto h = b->call(2, R"({"type":"history","id":2,"channel":"chat:big","limit":20})");
+  EXPECT_FALSE(h->has("/error")) << h->text.substr(0, 300);
+  EXPECT_EQ(h->array("/result/publications").size(), 20u) << "the connection is still open and pages through history";
+  pub->call(61, publish_cmd(61, "chat:big", "61"));
+  EXPECT_EQ(b->next("message")->u64("offset"), 61u);
+
+  // A gap that fits is recovered as before.
+  auto c = connect_as(server, "c");
+  auto rc = c->call(1, R"({"type":"subscribe","id":1,"channel":"chat:big","recover":true,"epoch":")" + epoch + R"(","offset":55})");
+  EXPECT_TRUE(rc->bool_at("/result/recovered")) << rc->text.substr(0, 300);
+  EXPECT_EQ(rc->array("/result/publications").size(), 6u);
+}
+
 TEST(HubRecovery, RecoveryRacingLivePublishesHasNoGapAndNoDuplicate) {
   Server server;
   std::atomic<bool> stop{false};

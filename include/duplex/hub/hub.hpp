@@ -178,6 +178,7 @@ class Hub {
   Shard& shard_of(net::EventLoop& loop);
   void on_engine_event(const engines::ChannelEvent& event);
   void subscribe(Session& client, Command command);
+  bool fits_in_one_reply(const std::vector<PublicationPtr>& publications) const;
   bool unsubscribe(Session& client, std::string_view channel);
   // Server-side unsubscribe of `channel` for each live client subscribed to
   // it, with the unsubscribe push; returns how many were told.
