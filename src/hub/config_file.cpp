@@ -9,7 +9,10 @@
 #include <sstream>
 #include <stdexcept>
 #include <toml++/toml.h>
+#include <type_traits>
+#include <variant>
 
+#include "config_fields.hpp"
 #include "duplex/hub/log.hpp"
 
 namespace duplex::hub {
@@ -113,7 +116,7 @@ class Section {
   }
 
   // A string that must be one of `choices`; returns its index.
-  std::optional<std::size_t> read_choice(std::string_view key, std::initializer_list<std::string_view> choices) {
+  std::optional<std::size_t> read_choice(std::string_view key, const std::vector<std::string_view>& choices) {
     const toml::node* node = get(key);
     if (!node) return std::nullopt;
     const auto* value = node->as_string();
@@ -128,8 +131,8 @@ class Section {
     fail(node->source(), full_key(key) + ": expected " + listed + ", got " + quoted(value->get()));
   }
 
-  void read_choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> choices) {
-    if (auto index = read_choice(key, choices)) out = std::string(choices.begin()[*index]);
+  void read_choice(std::string_view key, std::string& out, const std::vector<std::string_view>& choices) {
+    if (auto index = read_choice(key, choices)) out = std::string(choices[*index]);
   }
 
   void read_strings(std::string_view key, std::vector<std::string>& out) {
@@ -330,106 +333,74 @@ void read_origins(Section& section, std::string_view key, std::vector<std::strin
   }
 }
 
-void read_namespace(Section& s, NamespaceOptions& ns) {
-  s.read_integer("history_size", ns.history_size, 0, 1'000'000);
-  s.read_duration("history_ttl", ns.history_ttl, std::chrono::seconds(0), std::chrono::seconds(365 * one_day_seconds));
-  s.read("recovery", ns.recovery);
-  s.read("presence", ns.presence);
-  s.read("join_leave", ns.join_leave);
-  s.read("allow_publish", ns.allow_publish);
-  s.read("allow_subscribe", ns.allow_subscribe);
-  s.read("allow_anonymous", ns.allow_anonymous);
-  s.finish();
+// One row of config_fields: the reader its kind and member type call for.
+template <class Root>
+void read_field(Section& s, const config_fields::Field<Root>& field, Root& root) {
+  using config_fields::Kind;
+  const std::string_view key = field.leaf();
+  const auto min = static_cast<std::int64_t>(field.min), max = static_cast<std::int64_t>(field.max);
+  std::visit(
+      [&](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          s.read(key, *p);
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (field.kind == Kind::choice)
+            s.read_choice(key, *p, field.choices);
+          else
+            s.read(key, *p);
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          if (field.kind == Kind::origins)
+            read_origins(s, key, *p);
+          else
+            s.read_strings(key, *p);
+        } else if constexpr (std::is_enum_v<T>) {
+          if (auto index = s.read_choice(key, field.choices)) *p = static_cast<T>(*index);
+        } else if constexpr (std::is_same_v<T, double>) {
+          s.read_number(key, *p, field.min, field.max);
+        } else if constexpr (std::is_same_v<T, std::chrono::seconds>) {
+          s.read_duration(key, *p, std::chrono::seconds(min), std::chrono::seconds(max));
+        } else if constexpr (std::is_same_v<T, Millis>) {
+          s.read_duration(key, *p, Millis(min), Millis(max));
+        } else {
+          static_assert(std::is_integral_v<T>);
+          if constexpr (std::is_same_v<T, std::size_t>) {
+            if (field.kind == Kind::size) {
+              s.read_size(key, *p, static_cast<std::uint64_t>(min), static_cast<std::uint64_t>(max));
+              return;
+            }
+          }
+          s.read_integer(key, *p, min, max);
+        }
+      },
+      field.get(root));
 }
 
-void read_redis(Section& s, RedisConfig& r) {
-  using std::chrono::seconds;
-  s.read_strings("addresses", r.addresses);
-  s.read("password", r.password);
-  s.read_integer("db", r.db, 0, 1'000);
-  s.read("prefix", r.prefix);
-  s.read_integer("subscriber_connections", r.subscriber_connections, 1, 64);
-  s.read_duration("connect_timeout", r.connect_timeout, Millis(10), Millis(600'000));
-  s.read_duration("command_timeout", r.command_timeout, Millis(10), Millis(600'000));
-  s.read_duration("reconnect_min", r.reconnect_min, Millis(1), Millis(600'000));
-  s.read_duration("reconnect_max", r.reconnect_max, Millis(1), Millis(600'000));
-  s.read_duration("presence_ttl", r.presence_ttl, seconds(3), seconds(one_day_seconds));
-  s.read_duration("history_meta_ttl", r.history_meta_ttl, seconds(0), seconds(3650 * one_day_seconds));
-  s.read_duration("node_ttl", r.node_ttl, seconds(2), seconds(3600));
-  s.finish();
-}
-
-void read_server(Section& s, net::ServerOptions& server) {
-  s.read("host", server.host);
-  s.read_integer("port", server.port, 0, 65535);
-  s.read_integer("threads", server.threads, 0, 256);
-  s.read_integer("backlog", server.backlog, 1, 65535);
-  s.read("reuse_port", server.reuse_port);
-  s.read_integer("max_connections", server.max_connections, 1, 10'000'000);
-  s.read_integer("max_connections_per_ip", server.max_connections_per_ip, 0, 10'000'000);
-  s.read_size("max_send_buffer", server.max_send_buffer, 1 * kib, 1 * gib);
-  if (auto policy = s.read_choice("backpressure", {"close", "drop"}))
-    server.backpressure = *policy == 0 ? net::BackpressurePolicy::close : net::BackpressurePolicy::drop;
-  s.read_size("read_buffer_size", server.read_buffer_size, 4 * kib, 64 * mib);
-
-  if (auto http = s.section("http")) {
-    http->read_size("max_line_bytes", server.http.max_line_bytes, 256, 1 * mib);
-    http->read_integer("max_header_count", server.http.max_header_count, 8, 1024);
-    http->read_size("max_head_bytes", server.http.max_head_bytes, 1 * kib, 4 * mib);
-    http->finish();
+// Reads every row of `table` in the section at `path` (and its subsections,
+// in table order), then rejects the keys of `s` no row names.
+template <class Root>
+void read_fields(Section& s, const std::string& path, const std::vector<config_fields::Field<Root>>& table,
+                 Root& root, bool finish = true) {
+  std::vector<std::string_view> children;
+  for (const auto& field : table) {
+    const std::string_view section = field.section();
+    if (section == path) {
+      read_field(s, field, root);
+      continue;
+    }
+    std::string_view rest = section;
+    if (!path.empty()) {
+      if (!(section.size() > path.size() && section.starts_with(path) && section[path.size()] == '.')) continue;
+      rest = section.substr(path.size() + 1);
+    }
+    const std::string_view child = rest.substr(0, rest.find('.'));
+    if (std::find(children.begin(), children.end(), child) == children.end()) children.push_back(child);
   }
-  if (auto websocket = s.section("websocket")) {
-    websocket->read_size("max_frame_size", server.websocket.max_frame_size, 125, 1 * gib);
-    websocket->read_size("max_message_size", server.websocket.max_message_size, 125, 1 * gib);
-    websocket->finish();
+  for (std::string_view child : children) {
+    if (auto sub = s.section(child))
+      read_fields(*sub, path.empty() ? std::string(child) : path + '.' + std::string(child), table, root);
   }
-  if (auto timeouts = s.section("timeouts")) {
-    auto& t = server.timeouts;
-    const Millis day(one_day_seconds * 1000);
-    timeouts->read_duration("handshake", t.handshake, Millis(1), Millis(3'600'000));
-    timeouts->read_duration("ping_interval", t.ping_interval, Millis(0), day);
-    timeouts->read_duration("pong_timeout", t.pong_timeout, Millis(1), day);
-    timeouts->read_duration("idle", t.idle, Millis(0), 7 * day);
-    timeouts->read_duration("close", t.close, Millis(1), Millis(3'600'000));
-    timeouts->finish();
-  }
-  if (auto tls = s.section("tls")) {
-    tls->read("cert_file", server.tls.cert_file);
-    tls->read("key_file", server.tls.key_file);
-    tls->read_choice("min_version", server.tls.min_version, {"1.2", "1.3"});
-    tls->read("ciphers", server.tls.ciphers);
-    tls->finish();
-  }
-  if (auto deflate = s.section("deflate")) {
-    auto& d = server.deflate;
-    if (auto mode = deflate->read_choice("mode", {"off", "shared", "dedicated"}))
-      d.mode = *mode == 0 ? net::DeflateMode::off : *mode == 1 ? net::DeflateMode::shared : net::DeflateMode::dedicated;
-    deflate->read_integer("server_max_window_bits", d.server_max_window_bits, 8, 15);
-    deflate->read_integer("client_max_window_bits", d.client_max_window_bits, 8, 15);
-    deflate->read("client_no_context_takeover", d.client_no_context_takeover);
-    deflate->read_integer("level", d.tuning.level, 0, 9);
-    deflate->read_integer("mem_level", d.tuning.mem_level, 1, 9);
-    deflate->read_size("min_size", d.tuning.min_size, 0, 1 * gib);
-    deflate->finish();
-  }
-  s.finish();
-}
-
-void read_limits(Section& s, HubLimits& l) {
-  using std::chrono::seconds;
-  s.read_size("max_command_bytes", l.max_command_bytes, 1 * kib, 64 * mib);
-  s.read_integer("max_json_depth", l.max_json_depth, 1, 256);
-  s.read_size("max_data_bytes", l.max_data_bytes, 1, 64 * mib);
-  s.read_integer("max_subscriptions", l.max_subscriptions, 1, 1'000'000);
-  s.read_integer("max_channels", l.max_channels, 1, 100'000'000);
-  s.read_integer("max_channel_length", l.max_channel_length, 1, 255);
-  s.read_integer("max_history_size", l.max_history_size, 0, 1'000'000);
-  s.read_number("publish_rate", l.publish_rate, 0.001, 1e6);
-  s.read_number("publish_burst", l.publish_burst, 1, 1e6);
-  s.read_integer("rate_violations_before_disconnect", l.rate_violations_before_disconnect, 1, 1'000'000);
-  s.read_duration("idempotency_window", l.idempotency_window, seconds(0), seconds(7 * one_day_seconds));
-  s.read_integer("max_idempotency_key", l.max_idempotency_key, 1, 1024);
-  s.finish();
+  if (finish) s.finish();
 }
 
 std::string namespace_label(std::string_view name) {
@@ -515,72 +486,10 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
 
   HubConfig config;
   Section top(root, "", source_name);
-  top.read("node_name", config.node_name);
+  read_fields(top, "", config_fields::fields(), config, /*finish=*/false);
   if (config.node_name.size() > 64 || !printable_without_spaces(config.node_name))
     top.fail(root.get("node_name")->source(),
              "node_name: " + quoted(config.node_name) + " must be at most 64 printable characters without spaces");
-  top.read_duration("stats_interval", config.stats_interval, std::chrono::seconds(0),
-                    std::chrono::seconds(one_day_seconds));
-  top.read("namespaces_strict", config.namespaces_strict);
-
-  if (auto server = top.section("server")) read_server(*server, config.server);
-  if (auto auth = top.section("auth")) {
-    using std::chrono::seconds;
-    auth->read("hmac_secret", config.auth.hmac_secret);
-    auth->read("public_key_file", config.auth.public_key_file);
-    auth->read("allow_anonymous", config.auth.allow_anonymous);
-    auth->read_duration("auth_timeout", config.auth.auth_timeout, seconds(1), seconds(3600));
-    auth->read_duration("refresh_before", config.auth.refresh_before, seconds(0), seconds(one_day_seconds));
-    read_origins(*auth, "allowed_origins", config.auth.allowed_origins);
-    auth->finish();
-  }
-  if (auto api = top.section("api")) {
-    api->read("key", config.api.key);
-    api->finish();
-  }
-  if (auto engine = top.section("engine")) {
-    engine->read_choice("type", config.engine.type, {"sqlite", "memory", "redis", "nats"});
-    engine->read("data_dir", config.engine.data_dir);
-    engine->read("fsync", config.engine.fsync);
-    engine->read_integer("max_batch", config.engine.max_batch, 1, 100'000);
-    if (auto redis = engine->section("redis")) read_redis(*redis, config.engine.redis);
-    if (auto nats = engine->section("nats")) {
-      auto& n = config.engine.nats;
-      nats->read("url", n.url);
-      nats->read("subject_prefix", n.subject_prefix);
-      nats->read_duration("reorder_window", n.reorder_window, Millis(1), Millis(60'000));
-      nats->read_integer("max_held", n.max_held, 1, 10'000'000);
-      nats->finish();
-    }
-    engine->finish();
-  }
-  if (auto limits = top.section("limits")) read_limits(*limits, config.limits);
-  if (auto log_section = top.section("log")) {
-    log_section->read_choice("level", config.log.level, {"trace", "debug", "info", "warn", "error"});
-    log_section->read_choice("format", config.log.format, {"text", "json"});
-    log_section->finish();
-  }
-  if (auto web = top.section("web")) {
-    web->read("root", config.web.root);
-    web->read("demo_tokens", config.web.demo_tokens);
-    web->read_duration("demo_token_ttl", config.web.demo_token_ttl, std::chrono::seconds(1),
-                       std::chrono::seconds(30 * one_day_seconds));
-    read_origins(*web, "cors_origins", config.web.cors_origins);
-    web->finish();
-  }
-  if (auto fallback = top.section("fallback")) {
-    auto& f = config.fallback;
-    fallback->read_integer("max_sessions", f.max_sessions, 0, 1'000'000);
-    fallback->read_integer("max_buffer_events", f.max_buffer_events, 1, 1'000'000);
-    fallback->read_integer("max_commands_per_request", f.max_commands_per_request, 1, 10'000);
-    fallback->read_duration("sse_heartbeat", f.sse_heartbeat, Millis(100), Millis(3'600'000));
-    fallback->read_duration("sse_grace", f.sse_grace, Millis(0), Millis(3'600'000));
-    fallback->read_duration("poll_wait", f.poll_wait, Millis(0), Millis(600'000));
-    fallback->read_duration("poll_idle", f.poll_idle, Millis(1000), Millis(3'600'000));
-    fallback->read_duration("post_reply_timeout", f.post_reply_timeout, Millis(10), Millis(600'000));
-    fallback->finish();
-  }
-  if (auto defaults = top.section("namespace_defaults")) read_namespace(*defaults, config.namespace_defaults);
   if (auto namespaces = top.section("namespaces")) {
     for (auto&& [key, node] : namespaces->table()) {
       const std::string name(key.str());
@@ -595,7 +504,7 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
       // [namespace_defaults]: each [namespaces.X] reads complete on its own.
       NamespaceOptions options;
       Section section(*table, "namespaces." + name, source_name);
-      read_namespace(section, options);
+      read_fields(section, "", config_fields::namespace_fields(), options);
       config.namespaces[name] = options;
     }
   }

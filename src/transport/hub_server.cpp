@@ -15,6 +15,7 @@
 #include "duplex/hub/json.hpp"
 #include "duplex/hub/log.hpp"
 #include "duplex/hub/token.hpp"
+#include "../hub/config_fields.hpp"
 #include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "duplex/transport/fallback_sessions.hpp"
@@ -657,114 +658,42 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
   }
 
   // Nothing below throws.
+  // `next` as the constructor would have adjusted it, so that only what the
+  // file (or a flag) changed compares unequal.
+  hub::HubConfig effective = next;
+  effective.server.websocket.max_message_size =
+      std::min(next.server.websocket.max_message_size, next.limits.max_command_bytes);
+  // Every changed field of hub/config_fields: applied live or reported as
+  // needing a restart, by its reload class; [server.tls] was handled above.
+  namespace fields = hub::config_fields;
   auto live = std::make_shared<hub::HubConfig>(*current);
-  auto applied = [&](bool changed, const char* name) {
-    if (changed) result.applied.push_back(name);
-  };
-  applied(next.log.level != current->log.level, "log.level");
-  applied(next.log.format != current->log.format, "log.format");
+  for (const fields::ConfigField& field : fields::fields()) {
+    if (field.reload == fields::Reload::tls || fields::equal(field, effective, *current)) continue;
+    if (field.reload == fields::Reload::live) {
+      result.applied.push_back(field.key);
+      fields::assign(field.get(*live), field.get(effective));
+    } else {
+      result.needs_restart.push_back(field.key);
+    }
+  }
+  // The live fields' consumers: the logger, the hub (token verifier, limits,
+  // origins); the rest (api.key, web.*) are read from live_config() per request.
   hub::log::configure(next.log);
-  applied(next.auth.hmac_secret != current->auth.hmac_secret, "auth.hmac_secret");
-  applied(next.auth.public_key_file != current->auth.public_key_file, "auth.public_key_file");
-  applied(next.auth.allowed_origins != current->auth.allowed_origins, "auth.allowed_origins");
-  applied(next.api.key != current->api.key, "api.key");
-  applied(next.web.cors_origins != current->web.cors_origins, "web.cors_origins");
-  applied(next.web.demo_tokens != current->web.demo_tokens, "web.demo_tokens");
-  applied(next.web.demo_token_ttl != current->web.demo_token_ttl, "web.demo_token_ttl");
-  applied(next.limits.publish_rate != current->limits.publish_rate, "limits.publish_rate");
-  applied(next.limits.publish_burst != current->limits.publish_burst, "limits.publish_burst");
-  applied(next.limits.rate_violations_before_disconnect != current->limits.rate_violations_before_disconnect,
-          "limits.rate_violations_before_disconnect");
-  applied(next.limits.max_subscriptions != current->limits.max_subscriptions, "limits.max_subscriptions");
   hub_->reload(std::move(verifier), next.limits, next.auth.allowed_origins);
-  live->log = next.log;
-  live->auth.hmac_secret = next.auth.hmac_secret;
-  live->auth.public_key_file = next.auth.public_key_file;
-  live->auth.allowed_origins = next.auth.allowed_origins;
-  live->api = next.api;
-  live->web.cors_origins = next.web.cors_origins;
-  live->web.demo_tokens = next.web.demo_tokens;
-  live->web.demo_token_ttl = next.web.demo_token_ttl;
-  live->limits.publish_rate = next.limits.publish_rate;
-  live->limits.publish_burst = next.limits.publish_burst;
-  live->limits.rate_violations_before_disconnect = next.limits.rate_violations_before_disconnect;
-  live->limits.max_subscriptions = next.limits.max_subscriptions;
   if (tls_reloadable) live->server.tls = new_tls;
   live_.store(std::move(live), std::memory_order_release);
 
-  // Changed settings that only a restart applies.
-  const hub::HubConfig& c = *current;
-  auto restart = [&](bool changed, const char* name) {
-    if (changed) result.needs_restart.push_back(name);
-  };
-  const auto& s = next.server;
-  restart(s.host != c.server.host || s.port != c.server.port, "server.host/server.port (listen address)");
-  restart(s.threads != c.server.threads, "server.threads");
-  restart(s.max_connections != c.server.max_connections || s.max_connections_per_ip != c.server.max_connections_per_ip ||
-              s.max_send_buffer != c.server.max_send_buffer || s.backpressure != c.server.backpressure ||
-              s.backlog != c.server.backlog || s.reuse_port != c.server.reuse_port || s.read_buffer_size != c.server.read_buffer_size,
-          "server (connection limits and buffers)");
-  restart(s.http.max_line_bytes != c.server.http.max_line_bytes || s.http.max_header_count != c.server.http.max_header_count ||
-              s.http.max_head_bytes != c.server.http.max_head_bytes || s.http.max_body_bytes != c.server.http.max_body_bytes,
-          "server.http");
-  restart(s.websocket.max_frame_size != c.server.websocket.max_frame_size ||
-              std::min(s.websocket.max_message_size, next.limits.max_command_bytes) != c.server.websocket.max_message_size,
-          "server.websocket");
-  restart(s.timeouts.handshake != c.server.timeouts.handshake || s.timeouts.ping_interval != c.server.timeouts.ping_interval ||
-              s.timeouts.pong_timeout != c.server.timeouts.pong_timeout || s.timeouts.idle != c.server.timeouts.idle ||
-              s.timeouts.close != c.server.timeouts.close,
-          "server.timeouts");
-  restart(s.deflate.mode != c.server.deflate.mode || s.deflate.server_max_window_bits != c.server.deflate.server_max_window_bits ||
-              s.deflate.client_max_window_bits != c.server.deflate.client_max_window_bits ||
-              s.deflate.client_no_context_takeover != c.server.deflate.client_no_context_takeover,
-          "server.deflate");
-  restart(next.node_name != c.node_name, "node_name");
-  const auto& e = next.engine;
-  restart(e.type != c.engine.type || e.data_dir != c.engine.data_dir || e.fsync != c.engine.fsync ||
-              e.max_batch != c.engine.max_batch || e.redis.addresses != c.engine.redis.addresses ||
-              e.redis.password != c.engine.redis.password || e.redis.db != c.engine.redis.db ||
-              e.redis.prefix != c.engine.redis.prefix || e.nats.url != c.engine.nats.url ||
-              e.nats.subject_prefix != c.engine.nats.subject_prefix || e.nats.reorder_window != c.engine.nats.reorder_window ||
-              e.nats.max_held != c.engine.nats.max_held ||
-              e.redis.subscriber_connections != c.engine.redis.subscriber_connections ||
-              e.redis.connect_timeout != c.engine.redis.connect_timeout ||
-              e.redis.command_timeout != c.engine.redis.command_timeout ||
-              e.redis.reconnect_min != c.engine.redis.reconnect_min || e.redis.reconnect_max != c.engine.redis.reconnect_max ||
-              e.redis.presence_ttl != c.engine.redis.presence_ttl ||
-              e.redis.history_meta_ttl != c.engine.redis.history_meta_ttl || e.redis.node_ttl != c.engine.redis.node_ttl,
-          "engine");
-  const auto& l = next.limits;
-  restart(l.max_command_bytes != c.limits.max_command_bytes || l.max_json_depth != c.limits.max_json_depth ||
-              l.max_data_bytes != c.limits.max_data_bytes || l.max_channels != c.limits.max_channels ||
-              l.max_channel_length != c.limits.max_channel_length || l.max_history_size != c.limits.max_history_size ||
-              l.idempotency_window != c.limits.idempotency_window || l.max_idempotency_key != c.limits.max_idempotency_key,
-          "limits (other than publish_rate, publish_burst, rate_violations_before_disconnect, max_subscriptions)");
-  restart(next.auth.allow_anonymous != c.auth.allow_anonymous || next.auth.auth_timeout != c.auth.auth_timeout ||
-              next.auth.refresh_before != c.auth.refresh_before,
-          "auth.allow_anonymous/auth_timeout/refresh_before");
-  restart(next.web.root != c.web.root, "web.root");
-  {
-    const auto &f = next.fallback, &o = c.fallback;
-    restart(f.max_sessions != o.max_sessions || f.max_buffer_events != o.max_buffer_events ||
-                f.max_commands_per_request != o.max_commands_per_request || f.sse_heartbeat != o.sse_heartbeat ||
-                f.sse_grace != o.sse_grace || f.poll_wait != o.poll_wait || f.poll_idle != o.poll_idle ||
-                f.post_reply_timeout != o.post_reply_timeout,
-            "[fallback]");
-  }
-  restart(next.stats_interval != c.stats_interval, "stats_interval");
+  // [namespaces.<name>] tables are not rows of the table: compared whole.
   auto ns_equal = [](const hub::NamespaceOptions& a, const hub::NamespaceOptions& b) {
-    return a.history_size == b.history_size && a.history_ttl == b.history_ttl && a.recovery == b.recovery &&
-           a.presence == b.presence && a.join_leave == b.join_leave && a.allow_publish == b.allow_publish &&
-           a.allow_subscribe == b.allow_subscribe && a.allow_anonymous == b.allow_anonymous;
+    return std::all_of(fields::namespace_fields().begin(), fields::namespace_fields().end(),
+                       [&](const fields::NamespaceField& field) { return fields::equal(field, a, b); });
   };
-  bool namespaces_changed = next.namespaces_strict != c.namespaces_strict ||
-                            !ns_equal(next.namespace_defaults, c.namespace_defaults) ||
-                            next.namespaces.size() != c.namespaces.size();
+  bool namespaces_changed = next.namespaces.size() != current->namespaces.size();
   for (const auto& [name, options] : next.namespaces) {
-    auto it = c.namespaces.find(name);
-    if (it == c.namespaces.end() || !ns_equal(options, it->second)) namespaces_changed = true;
+    auto it = current->namespaces.find(name);
+    if (it == current->namespaces.end() || !ns_equal(options, it->second)) namespaces_changed = true;
   }
-  restart(namespaces_changed, "namespaces");
+  if (namespaces_changed) result.needs_restart.push_back("namespaces");
   return result;
 }
 

@@ -19,6 +19,8 @@
 #include <set>
 #include <sstream>
 
+#include "../../src/hub/config_fields.hpp"
+#include "duplex/hub/config_file.hpp"
 #include "hub_fixture.hpp"
 #include "serve_process.hpp"
 
@@ -278,7 +280,7 @@ TEST(OpsReload, SighupWithAnInvalidFileKeepsTheOldConfig) {
   serve.signal(SIGHUP);
   ASSERT_TRUE(serve.wait_log("configuration reloaded")) << serve.log();
   EXPECT_NE(serve.log().find("needs a restart"), std::string::npos) << serve.log();
-  EXPECT_NE(serve.log().find("connection limits"), std::string::npos) << serve.log();
+  EXPECT_NE(serve.log().find("server.max_connections"), std::string::npos) << serve.log();
   EXPECT_EQ(status_of(http_post(serve.port(), "/api/info", "{}", "k2")), 200);
 }
 
@@ -297,6 +299,128 @@ TEST(OpsReload, ReloadAppliesLimitsAndTokenKeysInProcess) {
   // Tokens signed with the old secret no longer verify; the connected session stays.
   Client bob(server.port(), "?token=" + token_for("bob"));
   EXPECT_FALSE(bob.wait_open());
+}
+
+// The config field table's deflate rows were parsed but neither applied nor
+// reported by reload before it drove the diff.
+TEST(OpsReload, DeflateTuningIsReportedAsNeedingARestart) {
+  auto config = test_config();
+  Server server(config);
+  config.server.deflate.tuning.level = 1;
+  config.server.deflate.tuning.mem_level = 9;
+  config.server.deflate.tuning.min_size = 4096;
+  const auto result = server.get().reload(config);
+  EXPECT_TRUE(result.applied.empty());
+  EXPECT_EQ(result.needs_restart,
+            (std::vector<std::string>{"server.deflate.level", "server.deflate.mem_level", "server.deflate.min_size"}));
+  EXPECT_EQ(server.get().live_config()->server.deflate.tuning.level, 6);  // kept until a restart
+}
+
+namespace {
+
+namespace fields = hub::config_fields;
+
+// Changes the value `ref` points to (attempt 0: one way, 1: another, e.g.
+// the other bound); false if the kind has no other way.
+bool change_field(const fields::ConfigField& field, fields::Ref ref, int attempt) {
+  // Attempt 0: the lower bound (or the upper one if that is the value),
+  // 1: the upper bound, 2: just above the lower bound.
+  auto bound = [&](auto& value, auto make) {
+    if (attempt == 2) {
+      value = make(field.min + 1);
+      return;
+    }
+    const auto first = make(attempt == 0 ? field.min : field.max);
+    const auto second = make(attempt == 0 ? field.max : field.min);
+    value = value != first ? first : second;
+  };
+  return std::visit(
+      [&](auto* p) -> bool {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          if (attempt) return false;
+          *p = !*p;
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (field.kind == fields::Kind::choice) {
+            if (static_cast<std::size_t>(attempt) + 1 >= field.choices.size()) return false;
+            std::vector<std::string_view> others;
+            for (auto c : field.choices)
+              if (c != *p) others.push_back(c);
+            *p = std::string(others.at(static_cast<std::size_t>(attempt)));
+          } else {
+            if (attempt) return false;
+            *p += "-changed";
+          }
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          if (attempt) return false;
+          p->push_back(field.kind == fields::Kind::origins ? "https://example.com" : "127.0.0.1:6380");
+        } else if constexpr (std::is_enum_v<T>) {
+          if (static_cast<std::size_t>(attempt) + 1 >= field.choices.size()) return false;
+          *p = static_cast<T>((static_cast<std::size_t>(*p) + 1 + static_cast<std::size_t>(attempt)) % field.choices.size());
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (attempt > 2) return false;
+          bound(*p, [](double v) { return v; });
+        } else if constexpr (std::is_same_v<T, std::chrono::seconds> || std::is_same_v<T, std::chrono::milliseconds>) {
+          if (attempt > 2) return false;
+          bound(*p, [](double v) { return T(static_cast<typename T::rep>(v)); });
+        } else {
+          if (attempt > 2) return false;
+          bound(*p, [](double v) { return static_cast<T>(v); });
+        }
+        return true;
+      },
+      ref);
+}
+
+}  // namespace
+
+// Every row of the field table, changed alone: reload applies it or reports
+// it as needing a restart, by its reload class.
+TEST(OpsReload, EveryFieldIsAppliedOrReportedByItsReloadClass) {
+  // Namespace defaults with history and presence, so that history_ttl,
+  // recovery and join_leave can change alone and stay valid.
+  auto original = test_config();
+  original.namespace_defaults.history_size = 10;
+  original.namespace_defaults.presence = true;
+  Server server(original);
+  std::vector<std::string> untested;
+  for (const auto& field : fields::fields()) {
+    if (field.reload == fields::Reload::tls) continue;  // OpsTls covers [server.tls]
+    SCOPED_TRACE(field.key);
+    auto next = original;
+    bool valid = false;
+    for (int attempt = 0; !valid && change_field(field, field.get(next), attempt); ++attempt) {
+      valid = hub::config_problems(next).empty();
+      if (!valid) next = original;
+    }
+    ASSERT_TRUE(valid) << "no valid other value";
+    ASSERT_FALSE(fields::equal(field, next, original));
+    const hub::HubConfig before = *server.get().live_config();
+    std::vector<std::string> applied, needs_restart;
+    try {
+      auto result = server.get().reload(next);
+      applied = std::move(result.applied);
+      needs_restart = std::move(result.needs_restart);
+    } catch (const std::exception& e) {
+      untested.push_back(field.key + ": " + e.what());
+      continue;
+    }
+    const auto& listed = field.reload == fields::Reload::live ? applied : needs_restart;
+    const auto& other = field.reload == fields::Reload::live ? needs_restart : applied;
+    EXPECT_NE(std::find(listed.begin(), listed.end(), field.key), listed.end());
+    EXPECT_EQ(std::find(other.begin(), other.end(), field.key), other.end());
+    const auto live = server.get().live_config();
+    if (field.reload == fields::Reload::live) {
+      EXPECT_TRUE(fields::equal(field, *live, next)) << "applied but not in the live config";
+    } else {
+      EXPECT_TRUE(fields::equal(field, *live, before)) << "needs a restart but changed the live config";
+    }
+    const auto back = server.get().reload(original);  // the live config was left as it was
+    EXPECT_TRUE(back.needs_restart.empty()) << ::testing::PrintToString(back.needs_restart);
+  }
+  // A public key file that does not exist fails the reload (naming it) before anything changes.
+  ASSERT_EQ(untested.size(), 1u) << ::testing::PrintToString(untested);
+  EXPECT_NE(untested[0].find("auth.public_key_file"), std::string::npos) << untested[0];
 }
 
 // ---- TLS settings ------------------------------------------------------------------

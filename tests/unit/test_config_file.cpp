@@ -1,11 +1,16 @@
 #include "duplex/hub/config_file.hpp"
 
+#include "../../src/hub/config_fields.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -67,124 +72,124 @@ class ScopedEnvClear {
   }
 };
 
-void expect_same_namespace(const hub::NamespaceOptions& a, const hub::NamespaceOptions& b, const std::string& name) {
-  SCOPED_TRACE(name);
-  EXPECT_EQ(a.history_size, b.history_size);
-  EXPECT_EQ(a.history_ttl, b.history_ttl);
-  EXPECT_EQ(a.recovery, b.recovery);
-  EXPECT_EQ(a.presence, b.presence);
-  EXPECT_EQ(a.join_leave, b.join_leave);
-  EXPECT_EQ(a.allow_publish, b.allow_publish);
-  EXPECT_EQ(a.allow_subscribe, b.allow_subscribe);
-  EXPECT_EQ(a.allow_anonymous, b.allow_anonymous);
-}
+namespace fields = hub::config_fields;
 
-// Every field of HubConfig, so the reference file cannot drift from the structs.
+// Every row of the config field table, so the reference file cannot drift
+// from the structs.
 void expect_same(const HubConfig& a, const HubConfig& b) {
-  EXPECT_EQ(a.node_name, b.node_name);
-  EXPECT_EQ(a.stats_interval, b.stats_interval);
-  EXPECT_EQ(a.namespaces_strict, b.namespaces_strict);
-
-  const auto &s = a.server, &t = b.server;
-  EXPECT_EQ(s.host, t.host);
-  EXPECT_EQ(s.port, t.port);
-  EXPECT_EQ(s.threads, t.threads);
-  EXPECT_EQ(s.backlog, t.backlog);
-  EXPECT_EQ(s.max_connections, t.max_connections);
-  EXPECT_EQ(s.max_connections_per_ip, t.max_connections_per_ip);
-  EXPECT_EQ(s.max_send_buffer, t.max_send_buffer);
-  EXPECT_EQ(s.backpressure, t.backpressure);
-  EXPECT_EQ(s.read_buffer_size, t.read_buffer_size);
-  EXPECT_EQ(s.subprotocols, t.subprotocols);
-  EXPECT_EQ(s.http.max_line_bytes, t.http.max_line_bytes);
-  EXPECT_EQ(s.http.max_header_count, t.http.max_header_count);
-  EXPECT_EQ(s.http.max_head_bytes, t.http.max_head_bytes);
-  EXPECT_EQ(s.websocket.max_frame_size, t.websocket.max_frame_size);
-  EXPECT_EQ(s.websocket.max_message_size, t.websocket.max_message_size);
-  EXPECT_EQ(s.timeouts.handshake, t.timeouts.handshake);
-  EXPECT_EQ(s.timeouts.ping_interval, t.timeouts.ping_interval);
-  EXPECT_EQ(s.timeouts.pong_timeout, t.timeouts.pong_timeout);
-  EXPECT_EQ(s.timeouts.idle, t.timeouts.idle);
-  EXPECT_EQ(s.timeouts.close, t.timeouts.close);
-  EXPECT_EQ(s.tls.cert_file, t.tls.cert_file);
-  EXPECT_EQ(s.tls.key_file, t.tls.key_file);
-  EXPECT_EQ(s.tls.ca_file, t.tls.ca_file);
-  EXPECT_EQ(s.tls.verify_peer, t.tls.verify_peer);
-  EXPECT_EQ(s.tls.min_version, t.tls.min_version);
-  EXPECT_EQ(s.tls.ciphers, t.tls.ciphers);
-  EXPECT_EQ(s.deflate.mode, t.deflate.mode);
-  EXPECT_EQ(s.deflate.server_max_window_bits, t.deflate.server_max_window_bits);
-  EXPECT_EQ(s.deflate.client_max_window_bits, t.deflate.client_max_window_bits);
-  EXPECT_EQ(s.deflate.client_no_context_takeover, t.deflate.client_no_context_takeover);
-  EXPECT_EQ(s.deflate.tuning.level, t.deflate.tuning.level);
-  EXPECT_EQ(s.deflate.tuning.mem_level, t.deflate.tuning.mem_level);
-  EXPECT_EQ(s.deflate.tuning.min_size, t.deflate.tuning.min_size);
-
-  EXPECT_EQ(a.auth.hmac_secret, b.auth.hmac_secret);
-  EXPECT_EQ(a.auth.public_key_file, b.auth.public_key_file);
-  EXPECT_EQ(a.auth.allow_anonymous, b.auth.allow_anonymous);
-  EXPECT_EQ(a.auth.auth_timeout, b.auth.auth_timeout);
-  EXPECT_EQ(a.auth.refresh_before, b.auth.refresh_before);
-  EXPECT_EQ(a.auth.allowed_origins, b.auth.allowed_origins);
-  EXPECT_EQ(a.api.key, b.api.key);
-  EXPECT_EQ(a.engine.type, b.engine.type);
-  EXPECT_EQ(a.engine.data_dir, b.engine.data_dir);
-  EXPECT_EQ(a.engine.fsync, b.engine.fsync);
-  EXPECT_EQ(a.engine.max_batch, b.engine.max_batch);
-  const auto &ra = a.engine.redis, &rb = b.engine.redis;
-  EXPECT_EQ(ra.addresses, rb.addresses);
-  EXPECT_EQ(ra.password, rb.password);
-  EXPECT_EQ(ra.db, rb.db);
-  EXPECT_EQ(ra.prefix, rb.prefix);
-  EXPECT_EQ(ra.subscriber_connections, rb.subscriber_connections);
-  EXPECT_EQ(ra.connect_timeout, rb.connect_timeout);
-  EXPECT_EQ(ra.command_timeout, rb.command_timeout);
-  EXPECT_EQ(ra.reconnect_min, rb.reconnect_min);
-  EXPECT_EQ(ra.reconnect_max, rb.reconnect_max);
-  EXPECT_EQ(ra.presence_ttl, rb.presence_ttl);
-  EXPECT_EQ(ra.history_meta_ttl, rb.history_meta_ttl);
-  EXPECT_EQ(ra.node_ttl, rb.node_ttl);
-  EXPECT_EQ(a.engine.nats.url, b.engine.nats.url);
-  EXPECT_EQ(a.engine.nats.subject_prefix, b.engine.nats.subject_prefix);
-  EXPECT_EQ(a.engine.nats.reorder_window, b.engine.nats.reorder_window);
-  EXPECT_EQ(a.engine.nats.max_held, b.engine.nats.max_held);
-  const auto &fa = a.fallback, &fb = b.fallback;
-  EXPECT_EQ(fa.max_sessions, fb.max_sessions);
-  EXPECT_EQ(fa.max_buffer_events, fb.max_buffer_events);
-  EXPECT_EQ(fa.max_commands_per_request, fb.max_commands_per_request);
-  EXPECT_EQ(fa.sse_heartbeat, fb.sse_heartbeat);
-  EXPECT_EQ(fa.sse_grace, fb.sse_grace);
-  EXPECT_EQ(fa.poll_wait, fb.poll_wait);
-  EXPECT_EQ(fa.poll_idle, fb.poll_idle);
-  EXPECT_EQ(fa.post_reply_timeout, fb.post_reply_timeout);
-
-  const auto &l = a.limits, &m = b.limits;
-  EXPECT_EQ(l.max_command_bytes, m.max_command_bytes);
-  EXPECT_EQ(l.max_json_depth, m.max_json_depth);
-  EXPECT_EQ(l.max_data_bytes, m.max_data_bytes);
-  EXPECT_EQ(l.max_subscriptions, m.max_subscriptions);
-  EXPECT_EQ(l.max_channels, m.max_channels);
-  EXPECT_EQ(l.max_channel_length, m.max_channel_length);
-  EXPECT_EQ(l.max_history_size, m.max_history_size);
-  EXPECT_EQ(l.publish_rate, m.publish_rate);
-  EXPECT_EQ(l.publish_burst, m.publish_burst);
-  EXPECT_EQ(l.rate_violations_before_disconnect, m.rate_violations_before_disconnect);
-  EXPECT_EQ(l.idempotency_window, m.idempotency_window);
-  EXPECT_EQ(l.max_idempotency_key, m.max_idempotency_key);
-
-  EXPECT_EQ(a.log.level, b.log.level);
-  EXPECT_EQ(a.log.format, b.log.format);
-  EXPECT_EQ(a.web.root, b.web.root);
-  EXPECT_EQ(a.web.demo_tokens, b.web.demo_tokens);
-  EXPECT_EQ(a.web.demo_token_ttl, b.web.demo_token_ttl);
-  EXPECT_EQ(a.web.cors_origins, b.web.cors_origins);
-
-  expect_same_namespace(a.namespace_defaults, b.namespace_defaults, "namespace_defaults");
+  for (const auto& field : fields::fields())
+    EXPECT_TRUE(fields::equal(field, a, b))
+        << field.key << ": " << fields::toml_value(field, a) << " vs " << fields::toml_value(field, b);
   ASSERT_EQ(a.namespaces.size(), b.namespaces.size());
   for (const auto& [name, options] : a.namespaces) {
     ASSERT_TRUE(b.namespaces.count(name)) << name;
-    expect_same_namespace(options, b.namespaces.at(name), name);
+    for (const auto& field : fields::namespace_fields())
+      EXPECT_TRUE(fields::equal(field, options, b.namespaces.at(name))) << "namespaces." << name << "." << field.key;
   }
+}
+
+// "missing: a, b; extra: c" between what a file lists and the table.
+std::string key_difference(const std::set<std::string>& listed, const std::set<std::string>& table) {
+  std::string missing, extra;
+  for (const auto& key : table)
+    if (!listed.count(key)) missing += (missing.empty() ? "" : ", ") + key;
+  for (const auto& key : listed)
+    if (!table.count(key)) extra += (extra.empty() ? "" : ", ") + key;
+  return "missing: " + (missing.empty() ? "none" : missing) + "; not in the table: " + (extra.empty() ? "none" : extra);
+}
+
+std::set<std::string> table_keys() {
+  std::set<std::string> keys;
+  for (const auto& field : fields::fields()) keys.insert(field.key);
+  return keys;
+}
+
+// The TOML file setting `key` (a table path) to `value`.
+std::string toml_setting(std::string_view key, const std::string& value) {
+  const auto dot = key.rfind('.');
+  if (dot == std::string_view::npos) return std::string(key) + " = " + value + "\n";
+  return "[" + std::string(key.substr(0, dot)) + "]\n" + std::string(key.substr(dot + 1)) + " = " + value + "\n";
+}
+
+// A value for the field other than its default, as TOML (a bound, another
+// choice, a flipped boolean, ...).
+std::string other_value(const fields::ConfigField& field) {
+  const HubConfig defaults;
+  const std::string shown = fields::toml_value(field, defaults);
+  auto integer = [](double v) { return std::to_string(static_cast<std::int64_t>(v)); };
+  switch (field.kind) {
+    case fields::Kind::boolean: return shown == "true" ? "false" : "true";
+    case fields::Kind::string: return "\"other-value\"";
+    case fields::Kind::strings: return "[\"127.0.0.1:1\", \"127.0.0.1:2\"]";
+    case fields::Kind::origins: return "[\"https://example.com\"]";
+    case fields::Kind::choice:
+      for (std::string_view choice : field.choices)
+        if ("\"" + std::string(choice) + "\"" != shown) return "\"" + std::string(choice) + "\"";
+      break;
+    case fields::Kind::number: {
+      std::ostringstream out;
+      out << field.max;
+      return out.str();
+    }
+    case fields::Kind::integer:
+    case fields::Kind::size:
+    case fields::Kind::seconds:
+    case fields::Kind::millis: {
+      // An integer is bytes, seconds or milliseconds by kind: the same unit as the bounds.
+      const HubConfig with_max = parse_config(toml_setting(field.key, integer(field.max)), "t.toml");
+      return fields::equal(field, with_max, defaults) ? integer(field.min) : integer(field.max);
+    }
+  }
+  ADD_FAILURE() << field.key << ": no other value";
+  return shown;
+}
+
+// The documented default of every key of the docs/CONFIG.md tables under
+// "## `[section]`" (and "## Top level", "## Namespaces" = namespace_defaults).
+std::map<std::string, std::string> documented_defaults(const std::string& markdown) {
+  std::map<std::string, std::string> out;
+  std::istringstream lines(markdown);
+  std::string line;
+  std::optional<std::string> section;
+  const std::regex heading(R"(^#+ (.*))");
+  const std::regex config_heading(R"(^#+ `\[([a-z_.]+)\]`)");
+  const std::regex row(R"(^\| `([a-z_]+)` \| [^|]* \| (`[^`]*`) \|)");
+  std::smatch match;
+  while (std::getline(lines, line)) {
+    if (std::regex_search(line, match, config_heading))
+      section = match[1];
+    else if (line == "## Top level")
+      section = "";
+    else if (line == "## Namespaces")
+      section = "namespace_defaults";
+    else if (std::regex_search(line, match, heading))
+      section.reset();
+    else if (section && std::regex_search(line, match, row)) {
+      const std::string cell = match[2];
+      out[section->empty() ? std::string(match[1]) : *section + "." + std::string(match[1])] =
+          cell.substr(1, cell.size() - 2);
+    }
+  }
+  return out;
+}
+
+// Aggregate member count (the members a braced initializer can take), so a
+// struct member added without a table row fails ConfigFields.EveryMemberHasARow.
+struct AnyMember {
+  template <class T>
+  operator T() const;  // never defined: only used unevaluated
+};
+template <class T, class... Members>
+constexpr std::size_t member_count() {
+  if constexpr (requires { T{Members{}..., AnyMember{}}; })
+    return member_count<T, Members..., AnyMember>();
+  else
+    return sizeof...(Members);
+}
+
+std::size_t rows_in(std::string_view section) {
+  return static_cast<std::size_t>(std::count_if(fields::fields().begin(), fields::fields().end(),
+                                                [&](const auto& field) { return field.section() == section; }));
 }
 
 // "section.key" for every uncommented `key = value` line of a TOML file.
@@ -216,46 +221,113 @@ TEST(ConfigFile, ReferenceFileEqualsTheBuiltInDefaults) {
 }
 
 TEST(ConfigFile, ReferenceFileListsEveryOption) {
-  const std::set<std::string> expected{
-      "node_name", "stats_interval", "namespaces_strict",
-      "server.host", "server.port", "server.reuse_port", "server.threads", "server.backlog", "server.max_connections", "server.max_connections_per_ip",
-      "server.max_send_buffer", "server.backpressure", "server.read_buffer_size",
-      "server.http.max_line_bytes", "server.http.max_header_count", "server.http.max_head_bytes",
-      "server.websocket.max_frame_size", "server.websocket.max_message_size",
-      "server.timeouts.handshake", "server.timeouts.ping_interval", "server.timeouts.pong_timeout",
-      "server.timeouts.idle", "server.timeouts.close",
-      "server.tls.cert_file", "server.tls.key_file", "server.tls.min_version", "server.tls.ciphers",
-      "server.deflate.mode", "server.deflate.server_max_window_bits", "server.deflate.client_max_window_bits",
-      "server.deflate.client_no_context_takeover", "server.deflate.level", "server.deflate.mem_level",
-      "server.deflate.min_size",
-      "auth.hmac_secret", "auth.public_key_file", "auth.allow_anonymous", "auth.auth_timeout",
-      "auth.refresh_before", "auth.allowed_origins",
-      "api.key",
-      "engine.type", "engine.data_dir", "engine.fsync", "engine.max_batch",
-      "engine.redis.addresses", "engine.redis.password", "engine.redis.db", "engine.redis.prefix",
-      "engine.redis.subscriber_connections", "engine.redis.connect_timeout", "engine.redis.command_timeout",
-      "engine.redis.reconnect_min", "engine.redis.reconnect_max", "engine.redis.presence_ttl",
-      "engine.redis.history_meta_ttl", "engine.redis.node_ttl",
-      "engine.nats.url", "engine.nats.subject_prefix", "engine.nats.reorder_window", "engine.nats.max_held",
-      "limits.max_command_bytes", "limits.max_json_depth", "limits.max_data_bytes", "limits.max_subscriptions",
-      "limits.max_channels", "limits.max_channel_length", "limits.max_history_size", "limits.publish_rate",
-      "limits.publish_burst", "limits.rate_violations_before_disconnect", "limits.idempotency_window",
-      "limits.max_idempotency_key",
-      "fallback.max_sessions", "fallback.max_buffer_events", "fallback.max_commands_per_request",
-      "fallback.sse_heartbeat", "fallback.sse_grace", "fallback.poll_wait", "fallback.poll_idle",
-      "fallback.post_reply_timeout",
-      "log.level", "log.format",
-      "web.root", "web.demo_tokens", "web.demo_token_ttl", "web.cors_origins",
-      "namespace_defaults.history_size", "namespace_defaults.history_ttl", "namespace_defaults.recovery",
-      "namespace_defaults.presence", "namespace_defaults.join_leave", "namespace_defaults.allow_publish",
-      "namespace_defaults.allow_subscribe", "namespace_defaults.allow_anonymous"};
-  EXPECT_EQ(keys_in(read_text(repo_root() / "config" / "duplex.toml")), expected);
-  // The documentation names every one of them too.
-  const std::string docs = read_text(repo_root() / "docs" / "CONFIG.md");
-  for (const std::string& key : expected) {
-    const std::string leaf = key.substr(key.rfind('.') == std::string::npos ? 0 : key.rfind('.') + 1);
-    EXPECT_NE(docs.find("`" + leaf + "`"), std::string::npos) << key << " is not documented in docs/CONFIG.md";
+  // Every row of the table, and nothing else, is set in the reference file...
+  const auto in_file = keys_in(read_text(repo_root() / "config" / "duplex.toml"));
+  EXPECT_EQ(in_file, table_keys()) << "config/duplex.toml: " << key_difference(in_file, table_keys());
+  // ... and has a row in a table of docs/CONFIG.md whose default is the built-in one.
+  const auto documented = documented_defaults(read_text(repo_root() / "docs" / "CONFIG.md"));
+  std::set<std::string> documented_keys;
+  for (const auto& [key, value] : documented) documented_keys.insert(key);
+  EXPECT_EQ(documented_keys, table_keys()) << "docs/CONFIG.md tables: " << key_difference(documented_keys, table_keys());
+  const HubConfig defaults;
+  for (const auto& field : fields::fields()) {
+    auto it = documented.find(field.key);
+    if (it == documented.end()) continue;
+    SCOPED_TRACE(field.key + " = " + it->second + " in docs/CONFIG.md");
+    HubConfig parsed;
+    try {
+      parsed = parse_config(toml_setting(field.key, it->second), "CONFIG.md");
+    } catch (const std::runtime_error& e) {
+      ADD_FAILURE() << e.what();
+      continue;
+    }
+    EXPECT_TRUE(fields::equal(field, parsed, defaults)) << "the built-in default is " << fields::toml_value(field, defaults);
   }
+}
+
+// ---- the field table -----------------------------------------------------------
+
+TEST(ConfigFields, RowsAreWellFormed) {
+  std::set<std::string> keys;
+  const HubConfig defaults;
+  for (const auto& field : fields::fields()) {
+    SCOPED_TRACE(field.key);
+    EXPECT_TRUE(keys.insert(field.key).second) << "two rows";
+    EXPECT_TRUE(fields::kind_fits(field.kind, field.get(defaults)));
+    EXPECT_FALSE(field.doc.empty());
+    EXPECT_EQ(field.kind == fields::Kind::choice, !field.choices.empty());
+    const bool bounded = field.kind == fields::Kind::integer || field.kind == fields::Kind::number ||
+                         field.kind == fields::Kind::size || field.kind == fields::Kind::seconds ||
+                         field.kind == fields::Kind::millis;
+    if (bounded) {
+      EXPECT_LT(field.min, field.max);
+    }
+    // The default reads back as itself (so it is within the bounds and a valid choice).
+    const std::string shown = fields::toml_value(field, defaults);
+    EXPECT_TRUE(fields::equal(field, parse_config(toml_setting(field.key, shown), "t.toml"), defaults)) << shown;
+  }
+  EXPECT_EQ(rows_in("namespace_defaults"), fields::namespace_fields().size());
+}
+
+// Each key is read into its own member and only that one.
+TEST(ConfigFields, EachKeySetsItsMemberOnly) {
+  const HubConfig defaults;
+  for (const auto& field : fields::fields()) {
+    const std::string value = other_value(field);
+    SCOPED_TRACE(field.key + " = " + value);
+    const HubConfig parsed = parse_config(toml_setting(field.key, value), "t.toml");
+    EXPECT_FALSE(fields::equal(field, parsed, defaults));
+    for (const auto& other : fields::fields()) {
+      if (&other != &field) {
+        EXPECT_TRUE(fields::equal(other, parsed, defaults)) << other.key << " changed too";
+      }
+    }
+  }
+  // [namespaces.<name>] reads the same rows.
+  for (const auto& field : fields::namespace_fields()) {
+    const auto row = std::find_if(fields::fields().begin(), fields::fields().end(),
+                                  [&](const auto& f) { return f.key == "namespace_defaults." + field.key; });
+    ASSERT_NE(row, fields::fields().end()) << field.key;
+    const HubConfig parsed = parse_config("[namespaces.x]\n" + field.key + " = " + other_value(*row) + "\n", "t.toml");
+    ASSERT_TRUE(parsed.namespaces.count("x"));
+    EXPECT_FALSE(fields::equal(field, parsed.namespaces.at("x"), hub::NamespaceOptions{})) << field.key;
+  }
+}
+
+// An enum member takes the index of its choice: the rows list them in the enum's order.
+TEST(ConfigFields, ChoicesMapOntoEnumsInOrder) {
+  const auto deflate = [](std::string_view mode) {
+    return parse_config("[server.deflate]\nmode = \"" + std::string(mode) + "\"\n", "t.toml").server.deflate.mode;
+  };
+  EXPECT_EQ(deflate("off"), net::DeflateMode::off);
+  EXPECT_EQ(deflate("shared"), net::DeflateMode::shared);
+  EXPECT_EQ(deflate("dedicated"), net::DeflateMode::dedicated);
+  const auto policy = [](std::string_view p) {
+    return parse_config("[server]\nbackpressure = \"" + std::string(p) + "\"\n", "t.toml").server.backpressure;
+  };
+  EXPECT_EQ(policy("close"), net::BackpressurePolicy::close);
+  EXPECT_EQ(policy("drop"), net::BackpressurePolicy::drop);
+}
+
+TEST(ConfigFields, EveryMemberHasARow) {
+  // Members that are a section, or not settable from the file, are counted by hand.
+  EXPECT_EQ(member_count<HubConfig>(), rows_in("") + 10);  // + the 8 sections, namespace_defaults, namespaces
+  EXPECT_EQ(member_count<net::ServerOptions>(), rows_in("server") + 5 + 1);  // + 5 sections, subprotocols (set by duplex serve)
+  EXPECT_EQ(member_count<protocol::HttpLimits>(), rows_in("server.http") + 1);  // + max_body_bytes (built in)
+  EXPECT_EQ(member_count<protocol::Limits>(), rows_in("server.websocket"));
+  EXPECT_EQ(member_count<net::Timeouts>(), rows_in("server.timeouts"));
+  EXPECT_EQ(member_count<net::TlsOptions>(), rows_in("server.tls") + 2);  // + ca_file, verify_peer (client side)
+  EXPECT_EQ(member_count<net::DeflateOptions>() - 1 + member_count<protocol::DeflateTuning>(), rows_in("server.deflate"));
+  EXPECT_EQ(member_count<hub::AuthConfig>(), rows_in("auth"));
+  EXPECT_EQ(member_count<hub::ApiConfig>(), rows_in("api"));
+  EXPECT_EQ(member_count<hub::EngineConfig>(), rows_in("engine") + 2);  // + redis, nats
+  EXPECT_EQ(member_count<hub::RedisConfig>(), rows_in("engine.redis"));
+  EXPECT_EQ(member_count<hub::NatsConfig>(), rows_in("engine.nats"));
+  EXPECT_EQ(member_count<hub::HubLimits>(), rows_in("limits"));
+  EXPECT_EQ(member_count<hub::LogConfig>(), rows_in("log"));
+  EXPECT_EQ(member_count<hub::WebConfig>(), rows_in("web"));
+  EXPECT_EQ(member_count<hub::FallbackConfig>(), rows_in("fallback"));
+  EXPECT_EQ(member_count<hub::NamespaceOptions>(), fields::namespace_fields().size());
 }
 
 TEST(ConfigFile, DemoFileLoadsWithItsNamespaces) {
