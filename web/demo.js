@@ -1,6 +1,7 @@
-// The demo page: a chat (rooms, presence, history, offline queue) and a live
-// dashboard of the server's figures, on web/duplex.js. User data only ever
-// reaches the page through textContent.
+// The demo page: a chat (rooms, presence, history, offline queue, typing
+// indicators, a "new since you were last here" divider) and a live dashboard
+// of the server's figures, on web/duplex.js. User data only ever reaches the
+// page through textContent.
 import { Duplex } from './duplex.js';
 
 const DEFAULT_ROOM = 'lobby';
@@ -11,6 +12,15 @@ const MAX_RENDERED = 500;       // messages kept per room in the page
 const STATS_CHANNEL = 'stats:node';
 const STATS_WINDOW_MS = 5 * 60 * 1000;  // the chart shows the last 5 minutes
 const STATS_POINTS = 600;               // kept at most (two per second for the window)
+// Typing indicators travel on typing:ROOM, a namespace without history
+// (config/demo.toml), so they never enter the room's history. A typist
+// announces itself at most once per TYPING_SEND_MS; the others drop the
+// indicator TYPING_TTL_MS after the last announcement, at once when the
+// typist's message arrives, or when the typist leaves the room.
+const TYPING_SEND_MS = 2000;
+const TYPING_TTL_MS = 4500;
+// The last offset this browser showed, per user and room (localStorage).
+const SEEN_KEY = (channel) => `duplex-demo:seen:${page.name}:${channel}`;
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,6 +31,7 @@ const page = {
   active: null,
   stats: [],
   connected: false,
+  typingPublished: [],   // the last typing announcements sent (tests check the throttle)
 };
 
 // --- small DOM helpers ------------------------------------------------------
@@ -75,7 +86,10 @@ function renderStatus() {
   $('reconnect-now').hidden = state !== 'reconnecting';
   const wasConnected = page.connected;
   page.connected = state === 'connected';
-  if (wasConnected && !page.connected) forgetPresence();
+  if (wasConnected && !page.connected) {
+    forgetPresence();
+    forgetTyping();
+  }
   $('transport').textContent = (client && client.transport) || '—';
   const queued = client ? client.queued : 0;
   $('queued').textContent = queued ? `${queued} message${queued === 1 ? '' : 's'} waiting for the connection` : '';
@@ -96,6 +110,12 @@ class Room {
     this.channel = `chat:${name}`;
     this.byOffset = new Map();     // offset -> <li>, every message rendered once
     this.presence = new Map();     // client id -> {user, name}
+    this.typing = new Map();       // client id -> {name, timer}: who is typing here
+    this.typingSub = null;
+    this.typingSentAt = 0;         // when this page last announced typing here (0: not typing)
+    this.seen = loadSeen(this.channel);  // {epoch, offset} shown on the last visit, or null
+    this.stored = this.seen;             // what this visit has shown so far (saved as it grows)
+    this.epoch = null;
     this.unread = 0;
     this.list = el('ol', { className: 'messages', dataset: { testid: 'messages', room: name } });
     this.list.hidden = true;
@@ -150,8 +170,36 @@ class Room {
   addMessage(offset, data, info, receivedAt = null) {
     if (offset == null || this.byOffset.has(offset)) return false;
     this.place(this.messageElement(data, info, receivedAt), offset);
+    if (info) this.stopTyping(info.client);  // the typist's message is here: no longer typing
     this.scroll();
+    this.markSeen();
     return true;
+  }
+
+  // Remembers the newest offset shown while this room is on screen, for the
+  // divider on the next visit.
+  markSeen() {
+    if (page.active !== this || document.visibilityState === 'hidden' || this.epoch == null) return;
+    const offsets = [...this.byOffset.keys()];
+    if (offsets.length === 0) return;
+    const offset = Math.max(...offsets);
+    if (this.stored && this.stored.epoch === this.epoch && this.stored.offset >= offset) return;
+    this.stored = { epoch: this.epoch, offset };
+    saveSeen(this.channel, this.stored);
+  }
+
+  // "new since you were last here" above the first message newer than the
+  // last one this browser showed (the visit before this page was opened).
+  showDivider() {
+    const seen = this.seen;
+    if (!seen || seen.epoch !== this.epoch) return null;  // first visit, or the room's history was reset
+    const first = [...this.list.children].find((li) => li.dataset.testid === 'message' &&
+      li.dataset.state === 'sent' && Number(li.dataset.offset) > seen.offset);
+    if (!first) return null;
+    const divider = el('li', { className: 'divider', dataset: { testid: 'new-divider', after: String(seen.offset) } },
+      el('span', { text: 'new since you were last here' }));
+    this.list.insertBefore(divider, first);
+    return divider;
   }
 
   addNotice(text) {
@@ -173,6 +221,7 @@ class Room {
         badge.remove();
         if (this.byOffset.has(offset)) li.remove();   // its push arrived first
         else this.place(li, offset);
+        this.markSeen();
       },
       failed: (error) => {
         li.dataset.state = 'failed';
@@ -182,6 +231,7 @@ class Room {
   }
 
   clearMessages() {
+    for (const li of this.list.querySelectorAll('[data-testid="new-divider"]')) li.remove();
     for (const li of this.byOffset.values()) li.remove();
     this.byOffset.clear();
   }
@@ -208,7 +258,11 @@ class Room {
   async loadHistory() {
     try {
       const result = await this.sub.history({ limit: HISTORY_LIMIT });
+      this.epoch = result.epoch;
       for (const pub of result.publications || []) this.addMessage(pub.offset, pub.data, pub.info);
+      const divider = this.showDivider();
+      if (divider && page.active === this) divider.scrollIntoView({ block: 'start' });
+      this.markSeen();
     } catch (err) {
       this.addNotice(`history unavailable: ${err.message}`);
     }
@@ -229,6 +283,7 @@ class Room {
   subscribe() {
     this.sub = page.client.subscribe(this.channel, {
       onSubscribed: (ctx) => {
+        this.epoch = ctx.epoch;
         // First time: the recent past from history. After a reconnect the client
         // recovers what was missed by itself (onMessage with recovered: true).
         if (!ctx.resubscribed) this.loadHistory();
@@ -247,11 +302,110 @@ class Room {
       },
       onLeave: (who) => {
         this.presence.delete(who.client);
+        this.stopTyping(who.client);
         this.addNotice(`${displayName(who)} left`);
         if (page.active === this) renderPresence();
       },
       onError: (err) => this.addNotice(`cannot join ${this.channel}: ${err.message}`),
     });
+    this.typingSub = page.client.subscribe(`typing:${this.name}`, {
+      onMessage: (m) => this.onTyping(m),
+      onError: (err) => console.warn(`no typing indicators in #${this.name}: ${err.message}`),
+    });
+  }
+
+  // {typing: true, name} while someone types, {typing: false} when they stop
+  // without sending. Never shows this user's own typing (any of their tabs).
+  onTyping(m) {
+    const who = m.info;
+    if (!who || who.client === page.client.clientId || who.user === page.name) return;
+    const data = m.data && typeof m.data === 'object' ? m.data : {};
+    if (data.typing !== true) {
+      this.stopTyping(who.client);
+      return;
+    }
+    const previous = this.typing.get(who.client);
+    if (previous) clearTimeout(previous.timer);
+    const name = typeof data.name === 'string' ? data.name : who.user || 'someone';
+    const timer = setTimeout(() => this.stopTyping(who.client), TYPING_TTL_MS);
+    this.typing.set(who.client, { name, timer });
+    if (page.active === this) renderTyping();
+  }
+
+  stopTyping(client) {
+    const entry = this.typing.get(client);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.typing.delete(client);
+    if (page.active === this) renderTyping();
+  }
+
+  // Called on every edit of the message box while this room is shown.
+  announceTyping(text) {
+    const now = Date.now();
+    if (!page.client || page.client.state !== 'connected') return;  // never queued: stale by the time it goes
+    if (text.trim() === '') {
+      if (this.typingSent(now)) this.publishTyping({ typing: false });
+      this.typingSentAt = 0;
+      return;
+    }
+    if (now - this.typingSentAt < TYPING_SEND_MS) return;
+    this.typingSentAt = now;
+    this.publishTyping({ typing: true, name: page.name });
+  }
+
+  typingSent(now) {
+    return this.typingSentAt !== 0 && now - this.typingSentAt < TYPING_TTL_MS;
+  }
+
+  publishTyping(data) {
+    page.typingPublished.push({ channel: this.typingSub.channel, data, at: Date.now() });
+    if (page.typingPublished.length > 50) page.typingPublished.shift();
+    page.client.publish(this.typingSub.channel, data).catch(() => {});
+  }
+}
+
+// "alice is typing…", "alice and bob are typing…", "3 people are typing…".
+function typingText(names) {
+  if (names.length === 0) return '';
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return `${names.length} people are typing…`;
+}
+
+function renderTyping() {
+  const room = page.active;
+  const names = room ? [...new Set([...room.typing.values()].map((t) => t.name))].sort() : [];
+  const box = $('typing');
+  box.textContent = typingText(names);
+  box.dataset.count = String(names.length);
+}
+
+// Disconnected, announcements stop arriving: drop them rather than show them
+// for the rest of their time.
+function forgetTyping() {
+  for (const room of page.rooms.values()) {
+    for (const entry of room.typing.values()) clearTimeout(entry.timer);
+    room.typing.clear();
+  }
+  renderTyping();
+}
+
+function loadSeen(channel) {
+  try {
+    const value = JSON.parse(localStorage.getItem(SEEN_KEY(channel)) || 'null');
+    if (value && typeof value.epoch === 'string' && Number.isFinite(value.offset)) return value;
+  } catch (err) {
+    // no storage (private mode) or a value from something else: no divider
+  }
+  return null;
+}
+
+function saveSeen(channel, value) {
+  try {
+    localStorage.setItem(SEEN_KEY(channel), JSON.stringify(value));
+  } catch (err) {
+    // storage full or disabled: the divider is a nicety
   }
 }
 
@@ -281,6 +435,8 @@ function leaveRoom(name) {
   const room = page.rooms.get(name);
   if (!room || name === DEFAULT_ROOM) return;
   room.sub.unsubscribe().catch(() => {});
+  room.typingSub.unsubscribe().catch(() => {});
+  for (const entry of room.typing.values()) clearTimeout(entry.timer);
   room.list.remove();
   page.rooms.delete(name);
   if (page.active === room) switchRoom(DEFAULT_ROOM);
@@ -298,8 +454,10 @@ function switchRoom(name) {
   $('message-input').placeholder = name.length <= 12 ? `Message #${name}` : 'Message';
   renderRooms();
   renderPresence();
+  renderTyping();
   const box = $('message-lists');
   box.scrollTop = box.scrollHeight;
+  room.markSeen();
 }
 
 function renderRooms() {
@@ -353,6 +511,7 @@ function send(text) {
   const room = page.active;
   if (!room) return;
   const data = { text, name: page.name, time: Date.now() };
+  room.typingSentAt = 0;  // the message ends the typing; the next keystroke announces again
   const pending = room.addPending(data);
   page.client.publish(room.channel, data).then((ack) => {
     pending.sent(ack.offset);
@@ -582,6 +741,10 @@ function init() {
     input.value = '';
     send(text);
   });
+  $('message-input').addEventListener('input', (event) => {
+    if (page.active) page.active.announceTyping(event.target.value);
+  });
+  document.addEventListener('visibilitychange', () => { if (page.active) page.active.markSeen(); });
 
   $('reconnect-now').addEventListener('click', () => {
     if (page.client) page.client.reconnectNow();

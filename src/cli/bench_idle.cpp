@@ -9,9 +9,11 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "bench_common.hpp"
@@ -249,10 +251,6 @@ class NetIdle final : public IdleDriver {
 };
 
 int run_idle(const IdleArgs& args) {
-  if (args.server_pid <= 0) {
-    std::fprintf(stderr, "duplex bench idle: --server-pid is required (the figure is the server's memory)\n");
-    return exit_usage;
-  }
   const auto bench_target = open_bench_target("idle", args.url, args.engine);
   if (!bench_target) return exit_usage;
   const std::string& engine = bench_target->engine;
@@ -413,7 +411,17 @@ std::function<int()> add_idle_mode(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 254u));
   cmd->add_option("--concurrency", args->concurrency, "Handshakes in flight while opening")->capture_default_str()->check(CLI::Range(1u, 100'000u));
-  cmd->add_option("--server-pid", args->server_pid, "Server process whose RSS is measured (required)");
+  // Required by CLI11 itself, so the usage line, the help and the behaviour agree.
+  cmd->add_option("--server-pid", args->server_pid, "Server process whose RSS is measured: the figure is the server's memory")
+      ->required()
+      ->type_name("PID")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            char* end = nullptr;
+            const long pid = std::strtol(value.c_str(), &end, 10);
+            return end != value.c_str() && *end == '\0' && pid > 0 ? std::string() : "not a process id: " + value;
+          },
+          ""));
   cmd->add_option("--hold", args->hold, "Seconds to hold the connections open before the RSS may count as settled")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 86400.0));

@@ -199,11 +199,15 @@ std::function<int()> add_echo_command(CLI::App& app) {
                 "spreads connections). Without it, a port in use is an error");
   cmd->add_option("--tls-cert", args->tls_cert, "PEM certificate chain: serve wss://");
   cmd->add_option("--tls-key", args->tls_key, "PEM private key for --tls-cert");
+  // default_str is the value of a bare --deflate (expected 0..1), not the
+  // default: option_text keeps CLI11 from showing it as "=dedicated".
   cmd->add_option("--deflate", args->deflate,
-                  "permessage-deflate: off, shared (compress once, no context takeover) or dedicated "
-                  "(a compressor per connection); --deflate alone means dedicated; omitted means off")
+                  "permessage-deflate MODE: off (the default: --deflate omitted), shared (compress once, no "
+                  "context takeover) or dedicated (a compressor per connection); --deflate without MODE means "
+                  "dedicated")
       ->expected(0, 1)
       ->default_str("dedicated")
+      ->option_text("[MODE:{off,shared,dedicated}]=off")
       ->check(CLI::IsMember({"off", "shared", "dedicated", ""}));
   cmd->add_option("--max-send-buffer", args->max_send_buffer,
                   "Bytes one connection may owe (queued, not yet taken by the kernel), 1KiB..1GiB; over it the "

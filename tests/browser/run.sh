@@ -82,6 +82,10 @@ join_leave = true
 allow_publish = true
 allow_subscribe = true
 
+[namespaces.typing]
+allow_publish = true
+allow_subscribe = true
+
 [namespaces.stats]
 allow_subscribe = true
 allow_publish = false
@@ -124,7 +128,7 @@ cd "$HERE"
 # Own process group (setsid) so cleanup can end the runner and its browsers
 # together; files run one at a time because one of them freezes the server.
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(demo_chat.test.mjs demo_layout.test.mjs whiteboard.test.mjs heartbeat.test.mjs
+[ ${#files[@]} -gt 0 ] || files=(demo_chat.test.mjs demo_layout.test.mjs demo_typing.test.mjs whiteboard.test.mjs heartbeat.test.mjs
                                  node_client.test.mjs fallback.test.mjs)
 setsid --wait node --test --test-concurrency=1 --test-timeout=100000 "${files[@]}" &
 tests_pid=$!

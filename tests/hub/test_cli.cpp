@@ -250,6 +250,66 @@ TEST(CliHelp, ConnectExamplesUseTheServePortAndPath) {
   EXPECT_EQ(examples, 2u) << help.output;
 }
 
+namespace {
+
+// The line of `text` that starts with `prefix` after leading blanks ("" if none).
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    const auto first = line.find_first_not_of(' ');
+    if (first != std::string::npos && line.compare(first, prefix.size(), prefix) == 0) return line;
+    start = end + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
+// `bench idle` cannot run without --server-pid: the usage line and the
+// option's help say so, and leaving it out is refused before connecting.
+TEST(CliHelp, BenchIdleShowsAndEnforcesTheRequiredServerPid) {
+  const Outcome help = run_duplex({"bench", "idle", "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  const std::string usage = line_starting(help.output, "Usage:");
+  EXPECT_NE(usage.find("--server-pid PID"), std::string::npos) << usage;
+  const std::string option = line_starting(help.output, "--server-pid");
+  EXPECT_NE(option.find("REQUIRED"), std::string::npos) << help.output;
+
+  // A usage error exits 2, as before CLI11 enforced it.
+  const Outcome missing = run_duplex({"bench", "idle", "ws://127.0.0.1:1/"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("--server-pid is required"), std::string::npos) << missing.output;
+  const Outcome zero = run_duplex({"bench", "idle", "ws://127.0.0.1:1/", "--server-pid", "0"});
+  EXPECT_EQ(zero.exit_code, 2) << zero.output;
+  EXPECT_NE(zero.output.find("--server-pid: not a process id: 0"), std::string::npos) << zero.output;
+}
+
+// `echo --deflate` takes an optional MODE; left out, deflate is off, and the
+// help shows that as the default (not the value of a bare --deflate).
+// Every usage error CLI11 finds exits 2 (the systemd unit does not restart
+// after 2), --help and --version exit 0.
+TEST(CliHelp, UsageErrorsExit2) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"serve", "--no-such-option"}, {"token"}, {"echo", "--deflate", "sometimes"}, {}}) {
+    const Outcome outcome = run_duplex(args);
+    EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+  }
+  EXPECT_EQ(run_duplex({"token", "--help"}).exit_code, 0);
+}
+
+TEST(CliHelp, EchoDeflateShowsOffAsTheDefault) {
+  const Outcome help = run_duplex({"echo", "--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  const std::string option = line_starting(help.output, "--deflate ");
+  ASSERT_FALSE(option.empty()) << help.output;
+  EXPECT_EQ(option.find("=dedicated"), std::string::npos) << option;
+  EXPECT_NE(option.find("=off"), std::string::npos) << option;
+  EXPECT_NE(help.output.find("off (the default: --deflate omitted)"), std::string::npos) << help.output;
+}
+
 // The start-up line says how many loops run, not the "0 = one per core" it was given.
 TEST(CliServeStart, LogsTheNumberOfLoopsRunning) {
   const auto dir = scratch_dir("loops");
