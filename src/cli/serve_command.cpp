@@ -11,7 +11,7 @@
 #include "duplex/hub/config_file.hpp"
 #include "duplex/hub/log.hpp"
 #include "duplex/net/error_log.hpp"
-#include "duplex/transport/hub_server.hpp"
+#include "duplex/server/hub_server.hpp"
 
 namespace duplex::cli {
 

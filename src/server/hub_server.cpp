@@ -1,4 +1,4 @@
-#include "duplex/transport/hub_server.hpp"
+#include "duplex/server/hub_server.hpp"
 
 #include <simdjson.h>
 
@@ -17,7 +17,7 @@
 #include "duplex/hub/token.hpp"
 #include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"
-#include "duplex/transport/fallback_sessions.hpp"
+#include "duplex/server/fallback_sessions.hpp"
 
 namespace duplex::transport {
 

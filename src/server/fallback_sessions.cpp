@@ -1,4 +1,4 @@
-#include "duplex/transport/fallback_sessions.hpp"
+#include "duplex/server/fallback_sessions.hpp"
 
 #include <asio/steady_timer.hpp>
 #include <openssl/rand.h>
