@@ -9,7 +9,7 @@
 
 #include <simdjson.h>
 
-#include "duplex/hub/command.hpp"
+#include "duplex/wire/command.hpp"
 #include "duplex/hub/json.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "request_token.hpp"

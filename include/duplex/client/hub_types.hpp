@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "duplex/hub/command.hpp"
-#include "duplex/hub/types.hpp"
+#include "duplex/wire/command.hpp"
+#include "duplex/wire/types.hpp"
 
 namespace duplex::client {
 
