@@ -9,7 +9,7 @@
 
 #include "commands.hpp"
 #include "duplex/hub/config_file.hpp"
-#include "duplex/hub/log.hpp"
+#include "support/log.hpp"
 #include "duplex/net/error_log.hpp"
 #include "duplex/server/hub_server.hpp"
 

@@ -10,7 +10,7 @@
 #include <simdjson.h>
 
 #include "duplex/wire/command.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "request_token.hpp"
 

@@ -12,8 +12,8 @@
 
 #include "duplex/engines/factory.hpp"
 #include "duplex/hub/config_file.hpp"
-#include "duplex/hub/json.hpp"
-#include "duplex/hub/log.hpp"
+#include "support/json.hpp"
+#include "support/log.hpp"
 #include "duplex/hub/token.hpp"
 #include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"

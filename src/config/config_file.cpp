@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <toml++/toml.h>
 
-#include "duplex/hub/log.hpp"
+#include "support/log.hpp"
 
 namespace duplex::hub {
 
