@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "duplex/hub/codec.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 using namespace duplex::hub;
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "bench_modes.hpp"
+#include "loadgen/bench_modes.hpp"
 #include "commands.hpp"
 
 namespace duplex::cli {

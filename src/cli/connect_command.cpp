@@ -18,7 +18,7 @@
 #include "commands.hpp"
 #include "duplex/client/hub_client.hpp"
 #include "duplex/duplex.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 namespace duplex::cli {
 

@@ -9,9 +9,9 @@
 
 #include "commands.hpp"
 #include "duplex/hub/config_file.hpp"
-#include "duplex/hub/log.hpp"
+#include "support/log.hpp"
 #include "duplex/net/error_log.hpp"
-#include "duplex/transport/hub_server.hpp"
+#include "duplex/server/hub_server.hpp"
 
 namespace duplex::cli {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "commands.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 #include "duplex/hub/token.hpp"
 
 namespace duplex::cli {

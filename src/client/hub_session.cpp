@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <random>
 
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 #include "server_frame.hpp"
 
 namespace duplex::client {

@@ -11,7 +11,7 @@
 
 #include <simdjson.h>
 
-#include "duplex/hub/types.hpp"
+#include "duplex/wire/types.hpp"
 
 namespace duplex::client::detail {
 

@@ -9,7 +9,7 @@
 
 namespace duplex::engines {
 
-std::unique_ptr<Engine> make_engine(const hub::EngineConfig& config) {
+std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
   if (config.type == "memory") return std::make_unique<MemoryEngine>();
   if (config.type == "sqlite") {
     if (config.max_batch == 0) throw std::runtime_error("engine.max_batch must be at least 1");

@@ -21,7 +21,7 @@ namespace duplex::engines {
 
 namespace {
 
-detail::NatsBrokerOptions broker_options(const hub::NatsConfig& config) {
+detail::NatsBrokerOptions broker_options(const NatsConfig& config) {
   detail::NatsBrokerOptions options;
   options.url = config.url;
   options.subject_prefix = config.subject_prefix;

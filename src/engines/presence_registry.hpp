@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "duplex/hub/types.hpp"
+#include "duplex/wire/types.hpp"
 
 namespace duplex::engines::detail {
 

@@ -20,7 +20,7 @@ std::string_view text(const redisReply* reply) {
 
 }  // namespace
 
-RedisPubSub::RedisPubSub(asio::io_context& io, const hub::RedisConfig& config)
+RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config)
     : io_(io), channel_prefix_(config.prefix + ":ch:"), per_address_(std::max<std::size_t>(config.subscriber_connections, 1)) {
   for (const auto& address : config.addresses) {
     for (std::size_t i = 0; i < per_address_; ++i) {

@@ -26,14 +26,14 @@
 #include <asio/io_context.hpp>
 
 #include "duplex/engines/engine.hpp"
-#include "duplex/hub/config.hpp"
+#include "duplex/engines/config.hpp"
 #include "redis_connection.hpp"
 
 namespace duplex::engines::detail {
 
 class RedisPubSub {
  public:
-  RedisPubSub(asio::io_context& io, const hub::RedisConfig& config);
+  RedisPubSub(asio::io_context& io, const RedisConfig& config);
   ~RedisPubSub();
   RedisPubSub(const RedisPubSub&) = delete;
   RedisPubSub& operator=(const RedisPubSub&) = delete;

@@ -49,7 +49,7 @@ std::int64_t ms(std::chrono::seconds s) { return seconds_to_ms(s); }
 
 }  // namespace
 
-RedisStorage::RedisStorage(asio::io_context& io, hub::RedisConfig config, ClockMs clock)
+RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clock)
     : io_(io), config_(std::move(config)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
   for (const auto& address : config_.addresses) {
     RedisConnectionOptions options = parse_redis_address(address);

@@ -28,7 +28,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "duplex/engines/engine.hpp"
-#include "duplex/hub/config.hpp"
+#include "duplex/engines/config.hpp"
 #include "engine_clock.hpp"
 #include "redis_connection.hpp"
 
@@ -36,7 +36,7 @@ namespace duplex::engines::detail {
 
 class RedisStorage {
  public:
-  RedisStorage(asio::io_context& io, hub::RedisConfig config, ClockMs clock);
+  RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clock);
   ~RedisStorage();
   RedisStorage(const RedisStorage&) = delete;
   RedisStorage& operator=(const RedisStorage&) = delete;
@@ -46,7 +46,7 @@ class RedisStorage {
   void stop();
 
   std::int64_t now_ms() const { return clock_ ? clock_() : system_now_ms(); }
-  const hub::RedisConfig& config() const { return config_; }
+  const RedisConfig& config() const { return config_; }
   std::size_t shard_count() const { return shards_.size(); }
   // Which address holds `channel` (index into config().addresses).
   std::size_t shard_of(const std::string& channel) const;
@@ -93,7 +93,7 @@ class RedisStorage {
   void arm_presence_refresh();
 
   asio::io_context& io_;
-  hub::RedisConfig config_;
+  RedisConfig config_;
   ClockMs clock_;
   std::vector<std::unique_ptr<RedisConnection>> shards_;
   std::vector<std::string> shas_;

@@ -11,7 +11,7 @@
 #include <unordered_set>
 
 #include "duplex/hub/channel_pattern.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 namespace duplex::hub {
 

@@ -9,7 +9,7 @@
 #include <new>
 
 #include "duplex/hub/codec.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 namespace duplex::hub {
 

@@ -19,7 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 namespace duplex::hub {
 

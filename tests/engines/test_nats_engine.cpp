@@ -432,7 +432,7 @@ TEST_F(NatsEngineTest, StartsWhileNatsIsDownAndConnectsLater) {
 }
 
 TEST_F(NatsEngineTest, FactoryBuildsTheNatsEngine) {
-  duplex::hub::EngineConfig config;
+  duplex::engines::EngineConfig config;
   config.type = "nats";
   config.nats = options().nats;
   config.redis = options().redis;

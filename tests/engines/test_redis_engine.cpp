@@ -716,7 +716,7 @@ TEST(RedisWire, RoundTrips) {
 
 TEST(RedisFactory, MakesTheRedisEngine) {
   RedisServer redis;
-  duplex::hub::EngineConfig config;
+  duplex::engines::EngineConfig config;
   config.type = "redis";
   config.redis.addresses = {redis.address()};
   auto engine = make_engine(config);

@@ -18,7 +18,7 @@
 
 #include "duplex/duplex.hpp"
 #include "duplex/hub/token.hpp"
-#include "duplex/transport/hub_server.hpp"
+#include "duplex/server/hub_server.hpp"
 
 namespace hub_test {
 

@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "duplex/bench/histogram.hpp"
+#include "loadgen/histogram.hpp"
 
 using duplex::bench::Histogram;
 

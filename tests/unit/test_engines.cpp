@@ -629,7 +629,7 @@ TEST(SqliteEngine, AcknowledgedPublishesSurviveKill9) {
 
 TEST(EngineFactory, MakesTheConfiguredEngine) {
   TempDir dir;
-  duplex::hub::EngineConfig config;
+  duplex::engines::EngineConfig config;
   config.type = "memory";
   EXPECT_EQ(make_engine(config)->name(), "memory");
   config.type = "sqlite";
@@ -644,7 +644,7 @@ TEST(EngineFactory, DataDirThatIsAFileIsAClearError) {
   TempDir dir;
   const std::string file = dir.path() + "/not-a-dir";
   std::ofstream(file) << "x";
-  duplex::hub::EngineConfig config;
+  duplex::engines::EngineConfig config;
   config.data_dir = file;
   try {
     make_engine(config);
@@ -664,7 +664,7 @@ TEST(EngineFactory, DataDirThatIsAFileIsAClearError) {
 }
 
 TEST(EngineFactory, RejectsUnknownTypesAndEmptyBatches) {
-  duplex::hub::EngineConfig config;
+  duplex::engines::EngineConfig config;
   config.type = "postgres";
   try {
     make_engine(config);

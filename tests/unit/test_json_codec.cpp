@@ -6,7 +6,7 @@
 #include <string>
 
 #include "duplex/hub/codec.hpp"
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 using namespace duplex::hub;
 

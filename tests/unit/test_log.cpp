@@ -1,4 +1,6 @@
-#include "duplex/hub/log.hpp"
+#include "support/log.hpp"
+
+#include "duplex/hub/config.hpp"
 
 #include <gtest/gtest.h>
 

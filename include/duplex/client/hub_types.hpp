@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "duplex/hub/command.hpp"
-#include "duplex/hub/types.hpp"
+#include "duplex/wire/command.hpp"
+#include "duplex/wire/types.hpp"
 
 namespace duplex::client {
 
@@ -20,7 +20,7 @@ using Millis = std::chrono::milliseconds;
 // The error codes of docs/PROTOCOL.md, plus the client's own (900 and up,
 // never sent by a server).
 namespace error_code {
-using namespace hub::error_code;  // the protocol's codes, 100-113 (include/duplex/hub/command.hpp)
+using namespace hub::error_code;  // the protocol's codes, 100-113 (include/duplex/wire/command.hpp)
 // Client side:
 inline constexpr int timeout = 901;           // no reply within the command timeout
 inline constexpr int queue_overflow = 902;    // dropped: too many commands waiting for a connection

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "duplex/hub/types.hpp"
+#include "duplex/wire/types.hpp"
 
 namespace duplex::engines {
 

@@ -23,13 +23,13 @@
 #include <string>
 
 #include "duplex/engines/engine.hpp"
-#include "duplex/hub/config.hpp"
+#include "duplex/engines/config.hpp"
 
 namespace duplex::engines {
 
 struct NatsEngineOptions {
-  hub::NatsConfig nats;
-  hub::RedisConfig redis;
+  NatsConfig nats;
+  RedisConfig redis;
   // Publications held per channel while waiting for a missing offset; more
   // means the channel is too far behind: its subscribers resubscribe.
   std::size_t max_held = 10'000;

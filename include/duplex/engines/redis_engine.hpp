@@ -21,12 +21,12 @@
 #include <string>
 
 #include "duplex/engines/engine.hpp"
-#include "duplex/hub/config.hpp"
+#include "duplex/engines/config.hpp"
 
 namespace duplex::engines {
 
 struct RedisEngineOptions {
-  hub::RedisConfig config;
+  RedisConfig config;
   // Unix milliseconds; empty: the system clock (tests step over TTLs).
   std::function<std::int64_t()> clock;
 };

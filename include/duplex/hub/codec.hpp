@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "duplex/hub/command.hpp"
-#include "duplex/hub/types.hpp"
+#include "duplex/wire/command.hpp"
+#include "duplex/wire/types.hpp"
 
 namespace duplex::hub {
 

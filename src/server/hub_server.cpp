@@ -1,4 +1,4 @@
-#include "duplex/transport/hub_server.hpp"
+#include "duplex/server/hub_server.hpp"
 
 #include <simdjson.h>
 
@@ -12,13 +12,13 @@
 
 #include "duplex/engines/factory.hpp"
 #include "duplex/hub/config_file.hpp"
-#include "duplex/hub/json.hpp"
-#include "duplex/hub/log.hpp"
+#include "support/json.hpp"
+#include "support/log.hpp"
 #include "duplex/hub/token.hpp"
 #include "../hub/config_fields.hpp"
 #include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"
-#include "duplex/transport/fallback_sessions.hpp"
+#include "duplex/server/fallback_sessions.hpp"
 
 namespace duplex::transport {
 

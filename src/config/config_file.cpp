@@ -12,8 +12,8 @@
 #include <type_traits>
 #include <variant>
 
-#include "config_fields.hpp"
-#include "duplex/hub/log.hpp"
+#include "../hub/config_fields.hpp"
+#include "support/log.hpp"
 
 namespace duplex::hub {
 

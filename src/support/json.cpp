@@ -1,4 +1,4 @@
-#include "duplex/hub/json.hpp"
+#include "support/json.hpp"
 
 #include <simdjson.h>
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "duplex/bench/histogram.hpp"
+#include "histogram.hpp"
 
 namespace duplex::cli::bench {
 

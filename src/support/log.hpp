@@ -19,7 +19,9 @@
 #include <string_view>
 #include <type_traits>
 
-#include "duplex/hub/config.hpp"
+namespace duplex::hub {
+struct LogConfig;  // [log], duplex/hub/config.hpp
+}  // namespace duplex::hub
 
 namespace duplex::hub::log {
 

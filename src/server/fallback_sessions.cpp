@@ -1,4 +1,4 @@
-#include "duplex/transport/fallback_sessions.hpp"
+#include "duplex/server/fallback_sessions.hpp"
 
 #include <asio/steady_timer.hpp>
 #include <openssl/rand.h>
@@ -9,8 +9,8 @@
 
 #include <simdjson.h>
 
-#include "duplex/hub/command.hpp"
-#include "duplex/hub/json.hpp"
+#include "duplex/wire/command.hpp"
+#include "support/json.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "request_token.hpp"
 

@@ -1,4 +1,4 @@
-#include "duplex/hub/log.hpp"
+#include "support/log.hpp"
 
 #include <array>
 #include <charconv>
@@ -8,7 +8,8 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "duplex/hub/json.hpp"
+#include "duplex/hub/config.hpp"
+#include "support/json.hpp"
 #include "duplex/protocol/utf8.hpp"
 
 namespace duplex::hub::log {

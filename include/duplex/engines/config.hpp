@@ -1,0 +1,49 @@
+// The engines' settings: [engine], [engine.redis] and [engine.nats] of the
+// config file (docs/CONFIG.md); hub::HubConfig holds an EngineConfig.
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace duplex::engines {
+
+using Seconds = std::chrono::seconds;
+
+// [engine.redis]: offsets, history, idempotency keys, presence and the node
+// registry in Redis; fan-out over Redis pub/sub (type "redis").
+struct RedisConfig {
+  std::vector<std::string> addresses{"127.0.0.1:6379"};  // host:port; channels sharded by consistent hashing
+  std::string password;            // AUTH (env DUPLEX_REDIS_PASSWORD)
+  std::size_t db = 0;              // SELECT
+  std::string prefix = "duplex";   // key and pub/sub channel prefix (several hubs on one Redis)
+  std::size_t subscriber_connections = 2;  // pub/sub connections per address
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{5000};  // a command unanswered this long fails and drops the connection
+  std::chrono::milliseconds reconnect_min{100};     // backoff after a lost connection, doubling with jitter
+  std::chrono::milliseconds reconnect_max{5000};
+  Seconds presence_ttl{60};        // entries of dead nodes vanish after this; refreshed every third of it
+  Seconds history_meta_ttl{0};     // channel epoch/offset kept this long after the last publish (0 = forever)
+  Seconds node_ttl{10};            // a node missing heartbeats this long leaves the registry
+};
+
+// [engine.nats]: fan-out over NATS subjects (type "nats"); offsets, history,
+// presence and the registry stay in [engine.redis].
+struct NatsConfig {
+  std::string url = "nats://127.0.0.1:4222";  // comma-separated for a cluster
+  std::string subject_prefix = "duplex";
+  std::chrono::milliseconds reorder_window{500};  // wait this long for an offset that arrives out of order
+  std::size_t max_held = 10'000;  // publications held per channel meanwhile; more: its subscribers resubscribe
+};
+
+// [engine]
+struct EngineConfig {
+  std::string type = "sqlite";     // "sqlite" (durable), "memory", "redis" or "nats"
+  std::string data_dir = "data";   // sqlite: <data_dir>/duplex.db (+ -wal)
+  bool fsync = false;              // sqlite: synchronous=FULL (survives power loss) vs NORMAL (process crash)
+  std::size_t max_batch = 1024;    // publishes per commit
+  RedisConfig redis;
+  NatsConfig nats;
+};
+
+}  // namespace duplex::engines
