@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <variant>
 
-#include "../hub/config_fields.hpp"
+#include "config_fields.hpp"
 #include "support/log.hpp"
 
 namespace duplex::hub {

@@ -15,7 +15,7 @@
 #include "support/json.hpp"
 #include "support/log.hpp"
 #include "duplex/hub/token.hpp"
-#include "../hub/config_fields.hpp"
+#include "../config/config_fields.hpp"
 #include "request_token.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "duplex/server/fallback_sessions.hpp"
@@ -663,7 +663,7 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
   hub::HubConfig effective = next;
   effective.server.websocket.max_message_size =
       std::min(next.server.websocket.max_message_size, next.limits.max_command_bytes);
-  // Every changed field of hub/config_fields: applied live or reported as
+  // Every changed field of config/config_fields: applied live or reported as
   // needing a restart, by its reload class; [server.tls] was handled above.
   namespace fields = hub::config_fields;
   auto live = std::make_shared<hub::HubConfig>(*current);

@@ -19,7 +19,7 @@
 #include <set>
 #include <sstream>
 
-#include "../../src/hub/config_fields.hpp"
+#include "../../src/config/config_fields.hpp"
 #include "duplex/hub/config_file.hpp"
 #include "hub_fixture.hpp"
 #include "serve_process.hpp"

@@ -1,6 +1,6 @@
 #include "duplex/hub/config_file.hpp"
 
-#include "../../src/hub/config_fields.hpp"
+#include "../../src/config/config_fields.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
