@@ -344,7 +344,7 @@ TEST(ConfigFile, DemoFileLoadsWithItsNamespaces) {
   EXPECT_EQ(c.api.key, "dev-api-key");
   EXPECT_EQ(c.stats_interval, 1s);
 
-  ASSERT_EQ(c.namespaces.size(), 5u);
+  ASSERT_EQ(c.namespaces.size(), 6u);
   const auto& chat = c.options_for("chat");
   EXPECT_EQ(chat.history_size, 200u);
   EXPECT_EQ(chat.history_ttl, 24h);
@@ -368,6 +368,10 @@ TEST(ConfigFile, DemoFileLoadsWithItsNamespaces) {
   const auto& cursors = c.options_for("cursors");
   EXPECT_EQ(cursors.history_size, 0u);
   EXPECT_TRUE(cursors.presence && cursors.join_leave && cursors.allow_publish && cursors.allow_subscribe);
+  // Typing indicators: no history, so they never enter a room's log.
+  const auto& typing = c.options_for("typing");
+  EXPECT_EQ(typing.history_size, 0u);
+  EXPECT_TRUE(typing.allow_publish && typing.allow_subscribe);
   // The pages publish at most ~30 times a second: under the per-connection rate.
   EXPECT_GE(c.limits.publish_rate, 30.0);
 }
