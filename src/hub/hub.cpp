@@ -255,10 +255,12 @@ struct Shard {
     if (it == channels.end()) return;
     std::uint64_t sent = 0;
     const NamespaceOptions* ns = it->second.empty() ? nullptr : it->second.front()->options;
-    // Copy: a send may close a slow session, which unsubscribes it from this list.
+    // Copy: the list must not change under the loop even if a transport broke
+    // the Transport rule and reported a session closed from inside a write.
     for (Subscription* s : std::vector<Subscription*>(it->second)) {
       if (!s->client->alive()) continue;
-      // A send that closes the session frees `s`: stop at once then.
+      // A session told to go (too many held messages, a slow transport)
+      // stops receiving at once: alive() is false from its disconnect on.
       const std::shared_ptr<Session> client = s->client->shared_from_this();
       for (const PendingEvent* e : events) {
         if (!e->publication) {
