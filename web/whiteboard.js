@@ -472,7 +472,9 @@ function sendOne() {
     return;
   }
   local.lastSendAt = performance.now();
-  local.published.push([Date.now(), channel]);
+  // On the throttle's own clock (monotonic, sub-millisecond), as Unix ms:
+  // Date.now() is coarser and may step, so it showed 34 ms gaps as 32.
+  local.published.push([performance.timeOrigin + local.lastSendAt, channel]);
   if (local.published.length > 1000) local.published.splice(0, 500);
   page.client.publish(channel, data).catch((err) => {
     // Rate limited or storage unavailable: the same data again (the board's
