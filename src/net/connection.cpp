@@ -498,6 +498,10 @@ void Connection::on_readable() {
     return;
   }
   if (phase_ == Phase::closed || phase_ == Phase::connecting) return;
+  if (lingering_) {
+    discard_until_eof();
+    return;
+  }
   if (write_wants_read_) {
     write_wants_read_ = false;
     flush();
@@ -613,12 +617,52 @@ void Connection::flush() {
       handshake_->http_state == HandshakeState::HttpState::reading_head &&
       (read_paused_ || !handshake_->pending_input.empty()))
     schedule_http_drain();
-  if (close_after_flush_) {
+  if (close_after_flush_ || (phase_ == Phase::closing && ws_.wants_transport_close())) end_after_last_write();
+}
+
+// Everything owed is written and this side closes first. A peer that may
+// still be sending (the body of a refused request, the rest of a frame over
+// the size limit) would answer our close() with a reset for its unread
+// bytes, and its kernel then drops the answer or close frame we just sent:
+// half-close instead, and read and discard to its FIN, for at most the close
+// timeout (nginx's lingering close).
+void Connection::end_after_last_write() {
+  const bool peer_may_send =
+      phase_ == Phase::closing ? !ws_.close_received() : refused_input_;
+  if (lingering_) return;
+  if (!peer_may_send || peer_shutdown_ || fd_ < 0) {
     finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
     return;
   }
-  if (phase_ == Phase::closing && ws_.wants_transport_close())
+  lingering_ = true;
+  if (ssl_) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // close_notify before the FIN; nothing more is read through TLS
+    ERR_clear_error();
+  }
+  ::shutdown(fd_, SHUT_WR);
+  phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
+  reschedule_timer();
+  if (!in_read_handler_) discard_until_eof();
+}
+
+// Lingering: what the peer still sends is read raw and dropped; its FIN, an
+// error or the deadline (on_timer) ends the connection.
+void Connection::discard_until_eof() {
+  std::uint8_t* buf = loop_->read_buffer();
+  const std::size_t cap = loop_->read_buffer_size();
+  for (int i = 0; i < read_budget; ++i) {
+    const ssize_t n = ::recv(fd_, buf, cap, 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
+    return;
+  }
+  // More than a budget's worth in one turn: go on next turn, after the others.
+  asio::post(loop_->io(), [self = shared_from_this()] {
+    if (self->phase_ != Phase::closed) self->discard_until_eof();
+  });
 }
 
 void Connection::on_eof() {
@@ -681,6 +725,7 @@ void Connection::reject_and_close(int status, std::string_view message) {
   rejection.message = std::string(message);
   output() += protocol::build_rejection_response(rejection);
   close_after_flush_ = true;
+  refused_input_ = true;
   close_code_ = protocol::close_code::abnormal;
   if (!in_read_handler_) flush();
 }
@@ -1220,6 +1265,14 @@ void Connection::reschedule_timer() {
 
 void Connection::on_timer() {
   const std::uint64_t tick = now();
+  if (lingering_) {
+    if (tick >= phase_deadline_) {
+      finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
+      return;
+    }
+    reschedule_timer();
+    return;
+  }
   switch (phase_) {
     case Phase::connecting:
     case Phase::tls_handshake:
@@ -1293,7 +1346,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   phase_ = Phase::closed;
   set_close(code, reason);
   TimerWheel::cancel(this);
-  if (ssl_ && opened_) {
+  if (ssl_ && opened_ && !lingering_) {
     ERR_clear_error();
     SSL_shutdown(ssl_);  // best effort close_notify; the socket is non-blocking
     ERR_clear_error();

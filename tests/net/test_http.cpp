@@ -143,6 +143,16 @@ TEST(Http, LimitsAndBadFraming) {
     EXPECT_TRUE(client.peer_closed());
   }
   {
+    // A client that sends its body anyway (8 MiB, more than the kernel
+    // buffers) is read to its end, not reset, so it gets the 413.
+    RawClient client(server.port());
+    ASSERT_TRUE(client.send("POST / HTTP/1.1\r\nContent-Length: 8388608\r\n\r\n"));
+    EXPECT_TRUE(client.send(std::string(8u << 20, 'b'))) << "reset while sending the body";
+    const std::string reply = client.read_all(3000ms);
+    EXPECT_NE(reply.find("HTTP/1.1 413 "), std::string::npos) << reply;
+    EXPECT_TRUE(client.peer_closed());
+  }
+  {
     RawClient client(server.port());
     ASSERT_TRUE(client.send("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
     EXPECT_NE(client.read_all(500ms).find("HTTP/1.1 411 "), std::string::npos);

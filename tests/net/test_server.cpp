@@ -233,6 +233,49 @@ TEST(ServerFrames, HugeDeclaredLengthIsRefusedBeforeThePayload) {
   EXPECT_EQ(close_code_in(client.read_all(2000ms)), 1009);
 }
 
+// A client still sending when the server fails its connection (the rest of
+// a frame over the limit) gets the close frame: the server half-closes and
+// reads to the client's FIN instead of closing with unread bytes, which
+// would reset the connection and make the client's kernel drop the close
+// frame (and fail the client's send).
+TEST(ServerClose, FailedConnectionLingersSoASenderStillGetsTheCloseCode) {
+  net::ServerOptions options;
+  options.websocket.max_message_size = 1000;
+  options.websocket.max_frame_size = 1000;
+  TestServer server(options);
+  RawClient client(server.port());
+  client.send(upgrade_request());
+  ASSERT_NE(client.read_head().find("101"), std::string::npos);
+  // 8 MiB: far more than the kernel buffers hold, so the server must read it.
+  EXPECT_TRUE(client.send(client_frame(0x82, std::string(8u << 20, 'x')))) << "reset while sending";
+  EXPECT_EQ(close_code_in(client.read_all(3000ms)), 1009);
+  EXPECT_TRUE(client.peer_closed());
+  EXPECT_TRUE(echo_works(server.port()));
+}
+
+// Lingering is bounded by the close timeout: a client that never closes its
+// side is closed anyway, and on_close reports the failure's code.
+TEST(ServerClose, LingeringEndsAtTheCloseTimeout) {
+  net::ServerOptions options;
+  options.websocket.max_message_size = 1000;
+  options.timeouts.close = 200ms;
+  std::atomic<int> closed_with{0};
+  net::Handlers handlers;
+  handlers.on_close = [&](net::Connection&, std::uint16_t code, std::string_view) { closed_with = code; };
+  TestServer server(options, handlers);
+  RawClient client(server.port());
+  client.send(upgrade_request());
+  ASSERT_NE(client.read_head().find("101"), std::string::npos);
+  client.send(client_frame(0x82, std::string(4000, 'x')));
+  EXPECT_EQ(close_code_in(client.read_all(100ms)), 1009) << "the close frame comes at once";
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (closed_with == 0 && std::chrono::steady_clock::now() < deadline) {
+    client.send("still here");  // never a FIN: only the timeout ends it
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(closed_with.load(), 1009);
+}
+
 TEST(ServerClose, ClientCloseIsEchoedAndTcpClosedByTheServer) {
   TestServer server;
   RawClient client(server.port());

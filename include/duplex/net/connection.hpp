@@ -183,6 +183,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void drain_pending_http();
   void opened();
   void after_protocol_input();
+  void end_after_last_write();
+  void discard_until_eof();
   // Ends the connection: marks it closed, closes the socket, and asks the
   // loop to reap it (callback and memory) later. Frees nothing.
   void finish(std::uint16_t code, std::string_view reason);
@@ -270,6 +272,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool handler_failed_ : 1 = false;     // a handler threw (logged once)
   bool http_drain_posted_ : 1 = false;  // a drain of pipelined requests is posted
   bool read_paused_ : 1 = false;        // HTTP answers over the budget: the socket is not read
+  bool refused_input_ : 1 = false;      // a request was refused: its client may still be sending
+  bool lingering_ : 1 = false;          // half-closed after the last write: reading to the peer's FIN
 };
 
 }  // namespace duplex::net

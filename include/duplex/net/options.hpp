@@ -36,7 +36,8 @@ struct Timeouts {
   Millis ping_interval{30'000};   // ping a connection silent this long (0 = never)
   Millis pong_timeout{10'000};    // drop it if nothing arrives this long after the ping
   Millis idle{0};                 // close after this long without a message (0 = never)
-  Millis close{5'000};            // wait this long for the close handshake / TCP close
+  Millis close{5'000};            // wait this long for the close handshake / TCP close; also the
+                                  // most a failed connection lingers, reading to the peer's FIN
 };
 
 enum class BackpressurePolicy : std::uint8_t {
