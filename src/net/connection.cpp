@@ -627,19 +627,14 @@ void Connection::flush() {
 // half-close instead, and read and discard to its FIN, for at most the close
 // timeout (nginx's lingering close).
 void Connection::end_after_last_write() {
-  const bool peer_may_send =
-      phase_ == Phase::closing ? !ws_.close_received() : refused_input_;
   if (lingering_) return;
+  const bool peer_may_send = phase_ == Phase::closing ? !ws_.close_received() : refused_input_;
   if (!peer_may_send || peer_shutdown_ || fd_ < 0) {
-    finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
+    finish_as_recorded();
     return;
   }
   lingering_ = true;
-  if (ssl_) {
-    ERR_clear_error();
-    SSL_shutdown(ssl_);  // close_notify before the FIN; nothing more is read through TLS
-    ERR_clear_error();
-  }
+  if (ssl_) send_close_notify();  // before the FIN; nothing more is read through TLS
   ::shutdown(fd_, SHUT_WR);
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
   reschedule_timer();
@@ -656,7 +651,7 @@ void Connection::discard_until_eof() {
     if (n > 0) continue;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
+    finish_as_recorded();
     return;
   }
   // More than a budget's worth in one turn: go on next turn, after the others.
@@ -677,7 +672,7 @@ void Connection::on_eof() {
     return;
   }
   if (ws_.close_received()) {
-    finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
+    finish_as_recorded();
   } else {
     finish(protocol::close_code::abnormal, "connection closed without a close frame");
   }
@@ -1267,7 +1262,7 @@ void Connection::on_timer() {
   const std::uint64_t tick = now();
   if (lingering_) {
     if (tick >= phase_deadline_) {
-      finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : "");
+      finish_as_recorded();
       return;
     }
     reschedule_timer();
@@ -1340,17 +1335,22 @@ void Connection::abandon() {
   self_.reset();  // the caller holds another reference
 }
 
+void Connection::finish_as_recorded() { finish(close_code_, extras_ ? std::string_view(extras_->close_reason) : ""); }
+
+// Best effort: the socket is non-blocking, and a peer gone already is no error.
+void Connection::send_close_notify() {
+  ERR_clear_error();
+  SSL_shutdown(ssl_);
+  ERR_clear_error();
+}
+
 void Connection::finish(std::uint16_t code, std::string_view reason) {
   if (finished_) return;
   finished_ = true;
   phase_ = Phase::closed;
   set_close(code, reason);
   TimerWheel::cancel(this);
-  if (ssl_ && opened_ && !lingering_) {
-    ERR_clear_error();
-    SSL_shutdown(ssl_);  // best effort close_notify; the socket is non-blocking
-    ERR_clear_error();
-  }
+  if (ssl_ && opened_ && !lingering_) send_close_notify();  // lingering sent it already
   if (fd_ >= 0) {
     if (config_->per_ip && ws_.role() == protocol::Role::server) config_->per_ip->remove(fd_);
     loop_->unwatch(fd_);

@@ -188,6 +188,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // Ends the connection: marks it closed, closes the socket, and asks the
   // loop to reap it (callback and memory) later. Frees nothing.
   void finish(std::uint16_t code, std::string_view reason);
+  // finish() with the close code and reason already recorded (set_close).
+  void finish_as_recorded();
+  void send_close_notify();
   void release_loop_resources();
   void close_http();
   // Feeds WebSocket bytes to the protocol core one event at a time.
