@@ -540,6 +540,10 @@ std::shared_ptr<Session> Hub::open(net::EventLoop& loop, Transport& transport, c
   return client;
 }
 
+void Hub::disconnect(Session& client, std::uint16_t code, std::string_view reason) {
+  client.disconnect(code, reason);
+}
+
 void Hub::closed(Session& client) {
   if (!client.transport_) return;
   client.transport_ = nullptr;

@@ -567,8 +567,7 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
     k.messages_in.fetch_add(1, std::memory_order_relaxed);
     k.bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
     if (kind != protocol::Opcode::text) {
-      c.send(hub_->codec().push_disconnect(hub::disconnect_code::bad_request, "duplex.v1 uses text frames", false));
-      c.close(hub::disconnect_code::bad_request, "duplex.v1 uses text frames");
+      hub_->disconnect(*transport->session, hub::disconnect_code::bad_request, "duplex.v1 uses text frames");
       return;
     }
     hub_->command(*transport->session, payload);

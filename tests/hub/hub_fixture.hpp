@@ -156,6 +156,15 @@ class Client {
       if (connection_) connection_->send_text(text);
     });
   }
+  // A binary frame and then a text frame in one loop turn, so they reach the
+  // server in one write (one read there).
+  void send_binary_then_text(std::string binary, std::string text) {
+    loop_.post([this, binary = std::move(binary), text = std::move(text)] {
+      if (!connection_) return;
+      connection_->send_binary(binary);
+      connection_->send_text(text);
+    });
+  }
   // The first frame whose "type" is `type`; frames of other types stay
   // queued for later calls. Throws on timeout.
   std::unique_ptr<Frame> next(const std::string& type, std::chrono::milliseconds timeout = 3000ms) {

@@ -356,6 +356,23 @@ TEST(HubSecurity, ForeignOriginIsRefused) {
   EXPECT_NE(c.error().find("403"), std::string::npos) << c.error();
 }
 
+// A binary frame ends the session like any other disconnect: the push, the
+// close code, and nothing the client sent after it is carried out.
+TEST(HubProtocol, BinaryFrameDisconnectsAndDropsTheCommandsAfterIt) {
+  Server server;
+  auto watcher = connect_as(server, "w");
+  EXPECT_FALSE(watcher->call(1, subscribe_cmd(1, "chat:bin"))->has("/error"));
+  auto a = connect_as(server, "a");
+  a->send_binary_then_text("\x01\x02", publish_cmd(2, "chat:bin", "\"after\""));
+  auto d = a->next("disconnect");
+  EXPECT_EQ(d->u64("code"), 4500u);
+  EXPECT_TRUE(a->wait_closed());
+  EXPECT_EQ(a->close_code(), 4500);
+  EXPECT_THROW(watcher->next("message", 500ms), std::runtime_error);
+  const std::string h = http_body(http_post(server.port(), "/api/history", R"({"channel":"chat:bin","limit":10})"));
+  EXPECT_EQ(h.find("after"), std::string::npos) << h;
+}
+
 TEST(HubShutdown, ClientsGetDisconnectPushAnd1001) {
   auto server = std::make_unique<Server>();
   auto a = connect_as(*server, "a");

@@ -118,6 +118,11 @@ class Hub {
   // One command from the session's client (on its loop). The session stays
   // valid for the caller after this returns, whatever the command did.
   void command(Session& session, std::string_view frame);
+  // The transport ends the session for a fault at its own level (duplex.v1
+  // over a binary WebSocket frame): the disconnect push, then request_close,
+  // and from now on the session's commands are dropped, as for every other
+  // disconnect (on the session's loop).
+  void disconnect(Session& session, std::uint16_t code, std::string_view reason);
   // The transport is gone (on the session's loop): no more calls into it.
   // The only way a session ends; a transport calls it once, from its own
   // loop turn, never from inside one of its Transport methods.
