@@ -660,11 +660,8 @@ bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, con
   constexpr std::string_view sse_prefix = "/connection/sse", poll_prefix = "/connection/poll";
   const bool is_sse = r.path.starts_with(sse_prefix), is_poll = r.path.starts_with(poll_prefix);
   if (!is_sse && !is_poll) return false;
-  // Every request of a session, not only the one that opens it (the same
-  // policy as the WebSocket upgrade).
-  if (!hub_.allows_origin(r.head.get("Origin"), r.head.get("Host")))
-    return c.http_respond(403, "application/json", error_json("origin not allowed"), cors), true;
   const std::string_view rest = r.path.substr(is_sse ? sse_prefix.size() : poll_prefix.size());
+  // Opening a session goes through Hub::admit, which checks the Origin itself.
   if (is_sse && rest.empty()) {
     if (r.method != "GET") return c.http_respond(405, "application/json", error_json("use GET"), cors), true;
     open_sse(c, r, cors);
@@ -675,6 +672,10 @@ bool FallbackSessions::handle(net::Connection& c, const net::HttpRequest& r, con
     open_poll(c, r, cors);
     return true;
   }
+  // Every later request of a session too (a command POST, a poll, an SSE
+  // resume), as the WebSocket upgrade would be checked.
+  if (!hub_.allows_origin(r.head.get("Origin"), r.head.get("Host")))
+    return c.http_respond(403, "application/json", error_json("origin not allowed"), cors), true;
   if (rest.size() < 2 || rest[0] != '/') return c.http_respond(404, "application/json", error_json("not found"), cors), true;
   const std::string_view id = rest.substr(1);
   if (std::string owner = remote_owner(id); !owner.empty() && (r.method == "POST" || (is_poll && r.method == "GET"))) {
@@ -732,6 +733,9 @@ void FallbackSessions::open_sse(net::Connection& c, const net::HttpRequest& r, c
   headers.push_back({"X-Accel-Buffering", "no"});
 
   if (protocol::query_param(r.query, "session", session_id)) {
+    // A resume opens no session, so Hub::admit does not see it.
+    if (!hub_.allows_origin(r.head.get("Origin"), r.head.get("Host")))
+      return c.http_respond(403, "application/json", error_json("origin not allowed"), cors);
     auto s = find(session_id);
     if (!s) {
       if (std::string owner = remote_owner(session_id); !owner.empty()) {

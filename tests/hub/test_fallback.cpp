@@ -395,6 +395,9 @@ TEST(HubFallback, ForeignOriginCanNeitherOpenNorUseASession) {
   auto hijack = http(server.port(), "POST", "/connection/poll/" + session, subscribe_cmd(1, "chat:private"), foreign);
   EXPECT_EQ(hijack.status, 403);
   EXPECT_EQ(http(server.port(), "GET", "/connection/poll/" + session + "?last=0", {}, foreign, 300ms).status, 403);
+  // An SSE resume opens no session (so Hub::admit never sees it): checked too
+  // (without the check this is 404, the session being a long-poll one).
+  EXPECT_EQ(http(server.port(), "GET", "/connection/sse?session=" + session, {}, foreign, 300ms).status, 403);
   // The session is untouched: its own page still uses it, and the refused
   // subscribe never ran.
   auto own = http(server.port(), "POST", "/connection/poll/" + session, subscribe_cmd(2, "chat:private"), same);
