@@ -1187,39 +1187,41 @@ bool Connection::ping(std::string_view payload) {
   return true;
 }
 
-void Connection::close(std::uint16_t code, std::string_view reason) {
-  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server && handshake_) {
-    close_http();
-    return;
-  }
-  if (phase_ != Phase::open) return;
-  if (!ws_.close(output(), code, reason)) return;
+CloseStatus Connection::close(std::uint16_t code, std::string_view reason) {
+  if (phase_ == Phase::closed) return CloseStatus::closed;
+  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server && handshake_) return close_http();
+  if (phase_ == Phase::closing) return CloseStatus::closing;
+  if (phase_ != Phase::open) return CloseStatus::not_open;
+  if (!ws_.close(output(), code, reason)) return CloseStatus::closing;
   phase_ = Phase::closing;
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.close));
   reschedule_timer();
   note_queued();
+  return CloseStatus::started;
 }
 
-void Connection::close_http() {
+CloseStatus Connection::close_http() {
   using HttpState = HandshakeState::HttpState;
   handshake_->keep_alive = false;  // the answer in progress is the last one
   switch (handshake_->http_state) {
     case HttpState::streaming:
       http_end_stream();  // after every chunk already queued
-      return;
+      break;
     case HttpState::awaiting_response:
-      return;  // closes once the application answers (or the shutdown deadline passes)
+      break;  // closes once the application answers (or the shutdown deadline passes)
     case HttpState::reading_head:
     case HttpState::reading_body:
       close_after_flush_ = true;  // idle keep-alive: nothing more is read; closes once what is owed is written
       if (!in_read_handler_) flush();
-      return;
+      break;
   }
+  return CloseStatus::started;
 }
 
-void Connection::terminate() {
-  if (phase_ == Phase::closed) return;
+CloseStatus Connection::terminate() {
+  if (phase_ == Phase::closed) return CloseStatus::closed;
   finish(protocol::close_code::abnormal, "terminated");
+  return CloseStatus::started;
 }
 
 void Connection::post_send(const std::weak_ptr<Connection>& connection, std::string payload, protocol::Opcode kind) {

@@ -12,7 +12,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include "duplex/duplex.hpp"
@@ -285,6 +287,40 @@ TEST(ServerClose, ClientCloseIsEchoedAndTcpClosedByTheServer) {
   const std::string reply = client.read_all();
   EXPECT_EQ(close_code_in(reply), 4001);
   EXPECT_TRUE(client.peer_closed());
+}
+
+// close() and terminate() say what they did, and neither ends the connection
+// inside the handler that called them.
+TEST(ServerClose, CloseAndTerminateReportWhatTheyDid) {
+  std::mutex m;
+  std::vector<net::CloseStatus> statuses;
+  bool closed_inside_handler = true;
+  std::atomic<bool> on_close_ran{false};
+  net::Handlers h;
+  h.on_message = [&](net::Connection& c, protocol::Opcode, std::string_view) {
+    std::lock_guard lock(m);
+    statuses.push_back(c.close(4002, "first"));
+    statuses.push_back(c.close(4003, "second"));
+    statuses.push_back(c.terminate());
+    statuses.push_back(c.terminate());
+    statuses.push_back(c.close());
+    closed_inside_handler = on_close_ran.load();
+  };
+  h.on_close = [&](net::Connection&, std::uint16_t, std::string_view) { on_close_ran = true; };
+  TestServer server({}, h);
+  RawClient client(server.port());
+  client.send(upgrade_request());
+  ASSERT_NE(client.read_head().find("101"), std::string::npos);
+  client.send(client_frame(0x81, "x"));
+  client.read_all();  // terminate() drops what was queued, the close frame too
+  EXPECT_TRUE(client.peer_closed());
+  for (int i = 0; i < 200 && !on_close_ran; ++i) std::this_thread::sleep_for(10ms);
+  std::lock_guard lock(m);
+  EXPECT_EQ(statuses, (std::vector<net::CloseStatus>{net::CloseStatus::started, net::CloseStatus::closing,
+                                                     net::CloseStatus::started, net::CloseStatus::closed,
+                                                     net::CloseStatus::closed}));
+  EXPECT_FALSE(closed_inside_handler);
+  EXPECT_TRUE(on_close_ran);
 }
 
 TEST(ServerClose, PingIsAnsweredWithPong) {

@@ -55,6 +55,16 @@ enum class SendStatus : std::uint8_t {
                  // over the limit with BackpressurePolicy::close: it is now ending, 1008)
 };
 
+// What close() or terminate() did. Neither ends anything synchronously: the
+// end (on_close) always follows on this loop's turn.
+enum class CloseStatus : std::uint8_t {
+  started,   // this call began the end: the close handshake, the last HTTP answer, or (terminate) the teardown
+  closing,   // a close was already under way: nothing changed
+  closed,    // the connection had already ended: nothing changed
+  not_open,  // close() before the WebSocket is open (connecting, TLS or HTTP handshake of a
+             // client): nothing to close yet; terminate() ends it
+};
+
 class Connection : public std::enable_shared_from_this<Connection>,
                    private protocol::EventHandler,
                    private TimerNode {
@@ -81,11 +91,11 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // the close timeout passes. On a plain HTTP connection (server): the
   // answer in progress is the last one (a stream ends after the chunks
   // already queued); the connection closes once what it owes is written.
-  void close(std::uint16_t code = protocol::close_code::normal, std::string_view reason = {});
+  CloseStatus close(std::uint16_t code = protocol::close_code::normal, std::string_view reason = {});
   // Ends the connection without a close handshake: nothing more is read,
   // sent or delivered; the socket is closed now and on_close follows on this
   // loop's turn (after the handler that called terminate has returned).
-  void terminate();
+  CloseStatus terminate();
 
   // ---- plain HTTP (server, inside or after Handlers::on_http) ----
   // One complete response. With keep-alive the connection then reads the next request.
@@ -192,7 +202,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void finish_as_recorded();
   void send_close_notify();
   void release_loop_resources();
-  void close_http();
+  CloseStatus close_http();
   // Feeds WebSocket bytes to the protocol core one event at a time.
   void receive_frames(std::uint8_t* data, std::size_t size);
   void answer_ping(std::string_view payload);
