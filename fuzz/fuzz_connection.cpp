@@ -221,8 +221,7 @@ net::Handlers make_handlers() {
 // Runs ready handlers until none is left (bounded).
 void run_until_quiet(net::EventLoop& loop) {
   for (int i = 0; i < max_quiet_rounds; ++i) {
-    loop.io().restart();
-    if (loop.io().poll() == 0) return;
+    if (loop.poll() == 0) return;
   }
 }
 

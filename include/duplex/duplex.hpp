@@ -4,6 +4,7 @@
 #include "duplex/net/connection.hpp"
 #include "duplex/net/event_loop.hpp"
 #include "duplex/net/handlers.hpp"
+#include "duplex/net/loop_timer.hpp"
 #include "duplex/net/options.hpp"
 #include "duplex/net/prepared_message.hpp"
 #include "duplex/net/server.hpp"

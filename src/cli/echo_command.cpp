@@ -1,5 +1,9 @@
 // duplex echo: a WebSocket echo server (also the Autobahn test target).
-#include <asio/signal_set.hpp>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
 #include <unistd.h>
 
 #include <cerrno>
@@ -322,11 +326,25 @@ std::function<int()> add_echo_command(CLI::App& app) {
                 options.host.find(':') != std::string::npos ? ("[" + options.host + "]").c_str() : options.host.c_str(),
                 server.port());
     std::fflush(stdout);
-    asio::signal_set signals(server.loops()[0]->io(), SIGINT, SIGTERM);
-    signals.async_wait([&server](const asio::error_code& ec, int) {
-      if (!ec) server.shutdown();
+    // SIGINT/SIGTERM are taken by one thread with sigwait (blocked in every
+    // other thread, the loops' included, which start after this): a graceful
+    // shutdown, then run() returns.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::atomic<bool> finished{false};
+    std::thread signal_watcher([&] {
+      int sig = 0;
+      while (sigwait(&signals, &sig) != 0) {
+      }
+      if (!finished) server.shutdown();
     });
     server.run();
+    finished = true;
+    pthread_kill(signal_watcher.native_handle(), SIGTERM);  // wakes it if no signal came
+    signal_watcher.join();
     return 0;
   };
 }

@@ -1,9 +1,9 @@
 #include "duplex/client/hub_client.hpp"
 
-#include <asio/steady_timer.hpp>
 #include <mutex>
 
 #include "duplex/net/client.hpp"
+#include "duplex/net/loop_timer.hpp"
 #include "duplex/protocol/close_code.hpp"
 
 namespace duplex::client {
@@ -53,8 +53,8 @@ class HubClient::Driver : public std::enable_shared_from_this<Driver> {
         session_(session_options(options_)),
         state_(std::move(state)),
         handle_(std::make_shared<LoopHandle>()),
-        reconnect_timer_(loop.io()),
-        tick_timer_(loop.io()) {
+        reconnect_timer_(loop),
+        tick_timer_(loop) {
     handle_->loop = &loop;
     // The session reports state changes; mirror them for state() (any
     // thread) before the application hears of them.
@@ -81,9 +81,7 @@ class HubClient::Driver : public std::enable_shared_from_this<Driver> {
   void set_user_handlers(StateHandlers handlers) { user_handlers_ = std::move(handlers); }
 
   void start_ticking() {
-    tick_timer_.expires_after(tick_period);
-    tick_timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
-      if (ec) return;
+    tick_timer_.start(tick_period, [weak = weak_from_this()] {
       if (auto self = weak.lock()) {
         if (self->stopped_) return;
         self->session_.tick(now());
@@ -194,9 +192,7 @@ class HubClient::Driver : public std::enable_shared_from_this<Driver> {
   }
 
   void schedule_reconnect(Millis delay) {
-    reconnect_timer_.expires_after(delay);
-    reconnect_timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
-      if (ec) return;
+    reconnect_timer_.start(delay, [weak = weak_from_this()] {
       auto self = weak.lock();
       if (!self || self->stopped_ || self->transport_active_) return;
       if (self->session_.state() == ConnectionState::closed) return;
@@ -239,8 +235,8 @@ class HubClient::Driver : public std::enable_shared_from_this<Driver> {
   bool transport_active_ = false;  // a transport is opening or open
   bool stopped_ = false;
   bool pumping_ = false;
-  asio::steady_timer reconnect_timer_;
-  asio::steady_timer tick_timer_;
+  net::LoopTimer reconnect_timer_;
+  net::LoopTimer tick_timer_;
 };
 
 // ---- HubClient --------------------------------------------------------------------

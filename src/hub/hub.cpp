@@ -4,13 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <unordered_set>
 
 #include "duplex/hub/channel_pattern.hpp"
+#include "duplex/net/loop_timer.hpp"
 #include "support/json.hpp"
 
 namespace duplex::hub {
@@ -180,10 +180,10 @@ class Session : public std::enable_shared_from_this<Session> {
 };
 
 struct Shard {
-  Shard(Hub& h, net::EventLoop& l) : hub(h), loop(l), timer(l.io()) {}
+  Shard(Hub& h, net::EventLoop& l) : hub(h), loop(l), timer(l) {}
   Hub& hub;
   net::EventLoop& loop;
-  asio::steady_timer timer;
+  net::LoopTimer timer;  // every second: auth and token deadlines; stats and heartbeat on the first shard
   std::unordered_map<std::string, std::vector<Subscription*>> channels;
   std::unordered_map<Session*, std::shared_ptr<Session>> clients;
   std::unordered_multimap<std::string, Session*> users;
@@ -313,9 +313,8 @@ struct Shard {
 
   void arm_timer() {
     if (stopping) return;
-    timer.expires_after(std::chrono::seconds(1));
-    timer.async_wait([this](const std::error_code& ec) {
-      if (ec || stopping) return;
+    timer.start(std::chrono::seconds(1), [this] {
+      if (stopping) return;
       tick();
       if (&loop == &hub.shards_.front()->loop) {
         hub.publish_stats();

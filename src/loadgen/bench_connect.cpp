@@ -3,13 +3,13 @@
 // handshake right after it opens; a slot is free again once the server has
 // closed TCP. Latency is connect() to open: TCP + TLS + HTTP upgrade.
 // ws:// runs on the raw epoll engine by default, wss:// on net::connect.
-#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include "duplex/net/loop_timer.hpp"
 #include "bench_common.hpp"
 #include "bench_modes.hpp"
 #include "bench_raw.hpp"
@@ -181,7 +181,7 @@ class NetWorker final : public Worker {
       live_.errors.fetch_add(1, std::memory_order_relaxed);
       done_one();
     };
-    timer_ = std::make_unique<asio::steady_timer>(loop.io());
+    timer_ = std::make_unique<net::LoopTimer>(loop);
     launch_more();
     tick();
     loop.run();
@@ -216,10 +216,7 @@ class NetWorker final : public Worker {
       loop_->stop();
       return;
     }
-    timer_->expires_after(std::chrono::milliseconds(50));
-    timer_->async_wait([this](const asio::error_code& ec) {
-      if (!ec) tick();
-    });
+    timer_->start(std::chrono::milliseconds(50), [this] { tick(); });
   }
 
   Shared& s_;
@@ -228,7 +225,7 @@ class NetWorker final : public Worker {
   net::EventLoop* loop_ = nullptr;
   net::ClientOptions options_;
   net::Handlers handlers_;
-  std::unique_ptr<asio::steady_timer> timer_;
+  std::unique_ptr<net::LoopTimer> timer_;
   unsigned in_flight_ = 0;
 };
 

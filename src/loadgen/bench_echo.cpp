@@ -3,13 +3,13 @@
 // measured from the send time recorded for it (echoes come back in order).
 // ws:// runs on the raw epoll engine by default; wss:// (or --engine net)
 // runs on net::EventLoop + net::connect.
-#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include "duplex/net/loop_timer.hpp"
 #include "bench_common.hpp"
 #include "bench_modes.hpp"
 #include "bench_raw.hpp"
@@ -303,7 +303,7 @@ class NetWorker final : public Worker {
         ++core_.tally.dropped;
       }
     };
-    timer_ = std::make_unique<asio::steady_timer>(loop.io());
+    timer_ = std::make_unique<net::LoopTimer>(loop);
     launch_more();
     tick();
     loop.run();
@@ -357,10 +357,7 @@ class NetWorker final : public Worker {
     // Wake often while connecting or closing, or precisely at the end.
     std::uint64_t next = 5'000'000;
     if (phase == running && !closing_) next = std::min<std::uint64_t>(s_.end > now ? s_.end - now : 0, 100'000'000);
-    timer_->expires_after(std::chrono::nanoseconds(next));
-    timer_->async_wait([this](const asio::error_code& ec) {
-      if (!ec) tick();
-    });
+    timer_->start(std::chrono::nanoseconds(next), [this] { tick(); });
   }
 
   Shared& s_;
@@ -370,7 +367,7 @@ class NetWorker final : public Worker {
   net::EventLoop* loop_ = nullptr;
   net::ClientOptions options_;
   net::Handlers handlers_;
-  std::unique_ptr<asio::steady_timer> timer_;
+  std::unique_ptr<net::LoopTimer> timer_;
   std::vector<std::shared_ptr<net::Connection>> conns_;
   std::size_t started_ = 0;
   std::size_t in_flight_ = 0;

@@ -5,7 +5,6 @@
 // --engine net) on net::connect in a thread of its own, one source address.
 #include <arpa/inet.h>
 
-#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -16,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "duplex/net/loop_timer.hpp"
 #include "bench_common.hpp"
 #include "bench_modes.hpp"
 #include "bench_raw.hpp"
@@ -195,7 +195,7 @@ class NetIdle final : public IdleDriver {
   void run() {
     net::EventLoop loop;
     loop_ = &loop;
-    timer_ = std::make_unique<asio::steady_timer>(loop.io());
+    timer_ = std::make_unique<net::LoopTimer>(loop);
     launch_more();
     tick();
     loop.run();
@@ -224,10 +224,7 @@ class NetIdle final : public IdleDriver {
         return;
       }
     }
-    timer_->expires_after(std::chrono::milliseconds(20));
-    timer_->async_wait([this](const asio::error_code& ec) {
-      if (!ec) tick();
-    });
+    timer_->start(std::chrono::milliseconds(20), [this] { tick(); });
   }
 
   void set_error(std::string_view e) {
@@ -239,7 +236,7 @@ class NetIdle final : public IdleDriver {
   net::ClientOptions options_;
   net::Handlers handlers_;
   net::EventLoop* loop_ = nullptr;
-  std::unique_ptr<asio::steady_timer> timer_;
+  std::unique_ptr<net::LoopTimer> timer_;
   unsigned in_flight_ = 0;  // loop thread only
   bool close_started_ = false;  // loop thread only
   std::atomic<std::uint64_t> started_{0}, opened_{0}, failed_{0}, lost_{0}, open_{0};

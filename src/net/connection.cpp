@@ -1,5 +1,7 @@
 #include "duplex/net/connection.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -10,12 +12,11 @@
 #include <unistd.h>
 
 #include <array>
-#include <asio/connect.hpp>
-#include <asio/post.hpp>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "connection_config.hpp"
@@ -60,6 +61,29 @@ std::uint64_t ticks(Millis d) {
 }
 }  // namespace
 
+namespace {
+
+// An IP address literal (v4 or v6) as a socket address with `port`.
+bool parse_ip_literal(const std::string& host, std::uint16_t port, HandshakeState::Address& out) {
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.length = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.length = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 struct Connection::Private {};
 
 namespace detail {
@@ -95,7 +119,7 @@ struct ConnectionAllocator : detail::SlabAllocator<T> {
     {
       std::lock_guard lock(EventLoop::live_mutex());
       if (EventLoop* loop = EventLoop::live(c->loop_id_); loop && !loop->running_in_this_thread()) {
-        asio::post(loop->io(), Doomed(c));
+        loop->post(Doomed(c));
         return;
       }
     }
@@ -242,7 +266,7 @@ std::shared_ptr<Connection> Connection::accept(EventLoop& loop, int fd, std::sha
 void Connection::start_server() {
   const int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::request, config_->http, loop_->io());
+  handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::request, config_->http);
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
   reschedule_timer();
   if (config_->tls) {
@@ -292,59 +316,104 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
     return c;
   }
   c->extras().target = config->url.target;
-  c->handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::response, config->http, loop.io());
+  c->handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::response, config->http);
   c->phase_deadline_ = static_cast<std::uint32_t>(loop.deadline_after(options.timeouts.handshake));
   c->reschedule_timer();
-  // An IP literal needs no resolver (which would hop to Asio's resolver thread).
-  asio::error_code literal_error;
-  const auto literal = asio::ip::make_address(config->url.host, literal_error);
-  if (!literal_error) {
-    asio::ip::tcp::endpoint endpoint(literal, config->url.port);
-    c->handshake_->socket->async_connect(endpoint, [c](const asio::error_code& ec) {
-      if (c->phase_ == Phase::closed) return;
-      if (ec) {
-        c->fail_connect("cannot connect to " + c->config_->url.host + ":" + std::to_string(c->config_->url.port) +
-                        ": " + ec.message());
-        return;
-      }
-      asio::error_code ignored;
-      c->handshake_->socket->non_blocking(true, ignored);
-      c->start_client_socket(c->handshake_->socket->release(ignored));
-    });
+  // An IP literal needs no resolver thread.
+  HandshakeState::Address literal;
+  if (parse_ip_literal(config->url.host, config->url.port, literal)) {
+    c->handshake_->addresses.push_back(literal);
+    loop.post([c] { c->connect_next_address(); });  // never inside connect()
     return c;
   }
-  c->handshake_->resolver->async_resolve(
-      config->url.host, std::to_string(config->url.port),
-      [c](const asio::error_code& ec, asio::ip::tcp::resolver::results_type results) {
-        if (c->phase_ == Phase::closed) return;
-        if (ec) {
-          c->fail_connect("cannot resolve " + c->config_->url.host + ": " + ec.message());
-          return;
-        }
-        asio::async_connect(*c->handshake_->socket, results,
-                            [c](const asio::error_code& ec2, const asio::ip::tcp::endpoint&) {
-                              if (c->phase_ == Phase::closed) return;
-                              if (ec2) {
-                                c->fail_connect("cannot connect to " + c->config_->url.host + ":" +
-                                                std::to_string(c->config_->url.port) + ": " + ec2.message());
-                                return;
-                              }
-                              asio::error_code ignored;
-                              c->handshake_->socket->non_blocking(true, ignored);
-                              c->start_client_socket(c->handshake_->socket->release(ignored));
-                            });
-      });
+  c->resolve();
   return c;
 }
 
-void Connection::start_client_socket(int fd) {
-  fd_ = fd;
-  const int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (!loop_->watch(fd_, this)) {
-    fail_connect("epoll registration failed");
+// getaddrinfo blocks: it runs on a thread of its own, and the answer comes
+// back to the loop as a task (dropped if the loop or the connection is gone).
+void Connection::resolve() {
+  std::thread([w = weak_from_this(), loop_id = loop_id_, host = config_->url.host,
+               port = std::to_string(config_->url.port)] {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+    std::vector<HandshakeState::Address> addresses;
+    for (addrinfo* a = found; a; a = a->ai_next) {
+      if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+      HandshakeState::Address address;
+      std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
+      address.length = static_cast<socklen_t>(a->ai_addrlen);
+      addresses.push_back(address);
+    }
+    if (found) ::freeaddrinfo(found);
+    std::string error = rc != 0 ? ::gai_strerror(rc) : addresses.empty() ? "no address" : "";
+    std::lock_guard lock(EventLoop::live_mutex());
+    if (EventLoop* loop = EventLoop::live(loop_id))
+      loop->post([w, addresses = std::move(addresses), error = std::move(error), host]() mutable {
+        auto c = w.lock();
+        if (!c || c->phase_ != Phase::connecting || !c->handshake_) return;
+        if (!error.empty()) {
+          c->fail_connect("cannot resolve " + host + ": " + error);
+          return;
+        }
+        c->handshake_->addresses = std::move(addresses);
+        c->connect_next_address();
+      });
+  }).detach();
+}
+
+// A non-blocking connect to the next address; EPOLLOUT (on_connect_events)
+// says how it went. Out of addresses: the connection fails, naming the last error.
+void Connection::connect_next_address() {
+  if (phase_ != Phase::connecting || !handshake_) return;
+  HandshakeState& hs = *handshake_;
+  while (hs.next_address < hs.addresses.size()) {
+    const HandshakeState::Address& a = hs.addresses[hs.next_address++];
+    const int fd = ::socket(a.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      hs.connect_error = errno;
+      continue;
+    }
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a.storage), a.length) != 0 && errno != EINPROGRESS) {
+      hs.connect_error = errno;
+      ::close(fd);
+      continue;
+    }
+    fd_ = fd;
+    if (!loop_->watch(fd_, this)) {
+      hs.connect_error = errno;
+      ::close(fd_);
+      fd_ = -1;
+      continue;
+    }
     return;
   }
+  fail_connect("cannot connect to " + config_->url.host + ":" + std::to_string(config_->url.port) + ": " +
+               std::strerror(hs.connect_error ? hs.connect_error : ECONNREFUSED));
+}
+
+void Connection::on_connect_events(std::uint32_t events) {
+  if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  if (error != 0) {
+    handshake_->connect_error = error;
+    loop_->unwatch(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    connect_next_address();
+    return;
+  }
+  start_client_socket();
+}
+
+void Connection::start_client_socket() {
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (config_->tls)
     start_client_tls(config_->url.host);
   else
@@ -357,9 +426,8 @@ void Connection::start_client_tls(const std::string& sni_host) {
     fail_connect("TLS setup failed: " + last_tls_error());
     return;
   }
-  asio::error_code ec;
-  asio::ip::make_address(sni_host, ec);
-  const bool is_ip = !ec;
+  HandshakeState::Address ignored;
+  const bool is_ip = parse_ip_literal(sni_host, 0, ignored);
   if (!is_ip) SSL_set_tlsext_host_name(ssl_, sni_host.c_str());
   if (config_->tls->verify_peer()) {
     if (is_ip)
@@ -466,6 +534,10 @@ long Connection::transport_write(const char* data, std::size_t size, bool& want_
 
 void Connection::on_events(std::uint32_t events) {
   if (phase_ == Phase::closed) return;
+  if (phase_ == Phase::connecting) {
+    on_connect_events(events);
+    return;
+  }
   if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
     writable_ = true;
     on_writable();
@@ -548,7 +620,7 @@ void Connection::on_readable() {
   flush();
   if (more && phase_ != Phase::closed && !read_paused_) {
     // Edge-triggered: nothing will wake us for bytes we left unread.
-    asio::post(loop_->io(), [self = shared_from_this()] { self->on_readable(); });
+    loop_->post([self = shared_from_this()] { self->on_readable(); });
   }
 }
 
@@ -655,7 +727,7 @@ void Connection::discard_until_eof() {
     return;
   }
   // More than a budget's worth in one turn: go on next turn, after the others.
-  asio::post(loop_->io(), [self = shared_from_this()] {
+  loop_->post([self = shared_from_this()] {
     if (self->phase_ != Phase::closed) self->discard_until_eof();
   });
 }

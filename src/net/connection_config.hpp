@@ -1,7 +1,9 @@
 // Internal: what every connection of one server (or one client connection) shares.
 #pragma once
-#include <asio/ip/tcp.hpp>
+#include <sys/socket.h>
+
 #include <atomic>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,17 +35,16 @@ struct ConnectionConfig {
 };
 
 struct HandshakeState {
-  explicit HandshakeState(protocol::HttpHeadParser::Kind kind, const protocol::HttpLimits& limits,
-                          asio::io_context& io)
-      : parser(kind, limits) {
-    if (kind == protocol::HttpHeadParser::Kind::response) {  // client side only
-      resolver.emplace(io);
-      socket.emplace(io);
-    }
-  }
+  HandshakeState(protocol::HttpHeadParser::Kind kind, const protocol::HttpLimits& limits) : parser(kind, limits) {}
   protocol::HttpHeadParser parser;
-  std::optional<asio::ip::tcp::resolver> resolver;  // client: name resolution
-  std::optional<asio::ip::tcp::socket> socket;      // client: connecting (released to a raw fd once connected)
+  // Client, connecting: the addresses the host resolved to, tried in order.
+  struct Address {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+  };
+  std::vector<Address> addresses;
+  std::size_t next_address = 0;
+  int connect_error = 0;                            // errno of the last address that failed
   std::string key;                                  // client: our Sec-WebSocket-Key
   std::string target;                // server: the request target, until on_open returns
   // Server, plain HTTP requests (keep-alive: one request at a time).

@@ -1,10 +1,9 @@
 #include "duplex/net/event_loop.hpp"
 
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <asio/executor_work_guard.hpp>
-#include <asio/post.hpp>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -12,21 +11,24 @@
 
 #include "duplex/net/connection.hpp"
 #include "duplex/net/error_log.hpp"
+#include "duplex/net/loop_timer.hpp"
 
 namespace duplex::net {
 
 namespace {
 // Few loops live at a time: a vector searched under the mutex.
+// Never destroyed: a resolver thread may still look a loop up while the
+// process exits.
 std::vector<EventLoop*>& live_loops() {
-  static std::vector<EventLoop*> loops;
-  return loops;
+  static auto* loops = new std::vector<EventLoop*>;
+  return *loops;
 }
 std::atomic<std::uint32_t> next_loop_id{1};
 }  // namespace
 
 std::mutex& EventLoop::live_mutex() {
-  static std::mutex m;
-  return m;
+  static auto* m = new std::mutex;  // never destroyed, as live_loops()
+  return *m;
 }
 
 EventLoop* EventLoop::live(std::uint32_t id) {
@@ -38,12 +40,16 @@ EventLoop* EventLoop::live(std::uint32_t id) {
 EventLoop::EventLoop(std::size_t read_buffer_size)
     : read_buffer_(new std::uint8_t[read_buffer_size]),
       read_buffer_size_(read_buffer_size),
-      tick_timer_(io_),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
-      epoll_watch_(io_),
       id_(next_loop_id.fetch_add(1, std::memory_order_relaxed)) {
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-  epoll_watch_.assign(::dup(epoll_fd_));  // Asio owns (and closes) its duplicate
+  wake_.fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_.fd < 0 || !watch(wake_.fd, &wake_, EPOLLIN)) {
+    const int error = errno;
+    if (wake_.fd >= 0) ::close(wake_.fd);
+    ::close(epoll_fd_);
+    throw std::system_error(error, std::generic_category(), "eventfd");
+  }
   std::lock_guard lock(live_mutex());
   live_loops().push_back(this);
 }
@@ -60,89 +66,177 @@ EventLoop::~EventLoop() {
   for (auto& c : connections()) c->abandon();
   for (auto& c : reap_list_) c->abandon();
   reap_list_.clear();
-  asio::error_code ec;
-  epoll_watch_.close(ec);
+  // Tasks never run now: destroying them may destroy connections, in place.
+  std::vector<Task>().swap(tasks_);
+  {
+    std::vector<Task> remote;
+    {
+      std::lock_guard lock(remote_mutex_);
+      remote.swap(remote_tasks_);
+    }
+  }
+  for (auto& [due, timer] : timers_) timer->pending_ = false;
+  timers_.clear();
+  ::close(wake_.fd);
   ::close(epoll_fd_);
 }
 
 bool EventLoop::watch(int fd, Connection* c) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.ptr = c;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
-  arm_epoll();
-  return true;
+  ev.data.u64 = reinterpret_cast<std::uintptr_t>(c);
+  return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+// Connections are at least 8-byte aligned: bit 0 of the epoll data tells
+// another watcher from a connection.
+bool EventLoop::watch(int fd, FdWatcher* w, std::uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = reinterpret_cast<std::uintptr_t>(w) | 1u;
+  return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 void EventLoop::unwatch(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
 
-void EventLoop::arm_epoll() {
-  if (epoll_armed_) return;
-  epoll_armed_ = true;
-  epoll_watch_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
-    epoll_armed_ = false;
-    if (ec) return;
-    poll_epoll();
-  });
+void EventLoop::Wake::on_events(std::uint32_t) {
+  std::uint64_t count;
+  while (::read(fd, &count, sizeof count) > 0) {
+  }
 }
 
-void EventLoop::poll_epoll() {
+namespace {
+template <typename Fn>
+void guarded(const char* what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    log_error(std::string("event loop: ") + what + " threw: " + e.what());
+  } catch (...) {
+    log_error(std::string("event loop: ") + what + " threw a non-standard exception");
+  }
+}
+}  // namespace
+
+void EventLoop::dispatch(std::uint32_t events, std::uint64_t data) {
+  if (data & 1u)
+    reinterpret_cast<FdWatcher*>(static_cast<std::uintptr_t>(data & ~std::uint64_t{1}))->on_events(events);
+  else
+    reinterpret_cast<Connection*>(static_cast<std::uintptr_t>(data))->on_events(events);
+}
+
+int EventLoop::wait_timeout(Clock::time_point now) const {
+  if (!tasks_.empty() || stop_.load(std::memory_order_relaxed)) return 0;
+  Clock::time_point due = next_tick_;
+  if (!timers_.empty()) due = std::min(due, timers_.begin()->first);
+  if (due <= now) return 0;
+  // Rounded up: waking a little late is harmless, early would spin.
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(due - now).count();
+  return static_cast<int>(std::min<std::int64_t>(ms, 1000));
+}
+
+std::size_t EventLoop::run_turn(bool may_sleep) {
   constexpr int batch = 256;
   epoll_event events[batch];
-  const int n = ::epoll_wait(epoll_fd_, events, batch, 0);
-  for (int i = 0; i < n; ++i) static_cast<Connection*>(events[i].data.ptr)->on_events(events[i].events);
-  if (n == batch) {
-    // More may be ready; the outer edge will not fire again for them.
-    asio::post(io_, [this] { poll_epoll(); });
-  } else {
-    arm_epoll();
+  const int n = ::epoll_wait(epoll_fd_, events, batch, may_sleep ? wait_timeout(Clock::now()) : 0);
+  std::size_t handled = n > 0 ? static_cast<std::size_t>(n) : 0;
+  for (int i = 0; i < n; ++i) guarded("an event handler", [&] { dispatch(events[i].events, events[i].data.u64); });
+  const Clock::time_point now = Clock::now();
+  if (now >= next_tick_) {
+    // One wheel tick per turn at most; a late turn catches up on the next ones.
+    next_tick_ += tick;
+    if (next_tick_ < now) next_tick_ = now + tick;
+    guarded("a connection timer", [&] { wheel_.advance([](TimerNode* node) { static_cast<Connection*>(node)->on_timer(); }); });
   }
+  if (!timers_.empty() && timers_.begin()->first <= now) handled += run_timers(now);
+  {
+    std::lock_guard lock(remote_mutex_);
+    if (!remote_tasks_.empty()) {
+      if (tasks_.empty()) {
+        tasks_.swap(remote_tasks_);
+      } else {
+        for (auto& t : remote_tasks_) tasks_.push_back(std::move(t));
+        remote_tasks_.clear();
+      }
+    }
+  }
+  return handled + run_tasks();
+}
+
+std::size_t EventLoop::run_timers(Clock::time_point now) {
+  std::size_t ran = 0;
+  // Only the timers due now: one a handler starts for "now" waits for the next turn.
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    LoopTimer* t = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    t->pending_ = false;
+    Task fn = std::move(t->fn_);
+    guarded("a timer", [&] { fn(); });  // may destroy or restart t
+    ++ran;
+  }
+  return ran;
+}
+
+std::size_t EventLoop::run_tasks() {
+  // The tasks queued so far; those they post run next turn, after its events.
+  std::vector<Task> list;
+  list.swap(tasks_);
+  const std::size_t ran = list.size();
+  for (auto& queued : list) {
+    // Its captures die right after it runs, before the next task.
+    Task t = std::move(queued);
+    guarded("a posted task", [&] { t(); });
+  }
+  list.clear();
+  if (tasks_.empty()) tasks_.swap(list);  // keep the allocation
+  return ran;
 }
 
 void EventLoop::run() {
-  auto guard = asio::make_work_guard(io_);
-  start_ticking();
-  for (;;) {
-    try {
-      io_.run();
-      break;
-    } catch (const std::exception& e) {
-      log_error(std::string("event loop: a handler threw: ") + e.what());
-    } catch (...) {
-      log_error("event loop: a handler threw a non-standard exception");
-    }
+  thread_.store(std::this_thread::get_id());
+  next_tick_ = Clock::now() + tick;
+  while (!stop_.load(std::memory_order_acquire)) run_turn(true);
+  stop_.store(false);
+  thread_.store(std::thread::id());
+}
+
+std::size_t EventLoop::poll() {
+  const std::thread::id before = thread_.load();
+  thread_.store(std::this_thread::get_id());
+  if (next_tick_ == Clock::time_point{}) next_tick_ = Clock::now() + tick;
+  const std::size_t handled = run_turn(false);
+  thread_.store(before);
+  return handled;
+}
+
+void EventLoop::stop() {
+  stop_.store(true, std::memory_order_release);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto n = ::write(wake_.fd, &one, sizeof one);
+}
+
+void EventLoop::post(Task fn) {
+  if (running_in_this_thread()) {
+    tasks_.push_back(std::move(fn));
+    return;
   }
-  tick_timer_.cancel();
-  ticking_ = false;
-  io_.restart();
+  bool was_empty;
+  {
+    std::lock_guard lock(remote_mutex_);
+    was_empty = remote_tasks_.empty();
+    remote_tasks_.push_back(std::move(fn));
+  }
+  if (was_empty) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_.fd, &one, sizeof one);
+  }
 }
 
-void EventLoop::stop() { io_.stop(); }
-
-void EventLoop::post(std::function<void()> fn) { asio::post(io_, std::move(fn)); }
-
-bool EventLoop::running_in_this_thread() const {
-  return const_cast<asio::io_context&>(io_).get_executor().running_in_this_thread();
-}
+bool EventLoop::running_in_this_thread() const { return thread_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
 
 std::uint64_t EventLoop::deadline_after(Millis d) const {
   const auto ticks = (d.count() + tick.count() - 1) / tick.count();
   return wheel_.now() + static_cast<std::uint64_t>(ticks < 1 ? 1 : ticks);
-}
-
-void EventLoop::start_ticking() {
-  if (ticking_) return;
-  ticking_ = true;
-  tick_timer_.expires_after(tick);
-  tick_timer_.async_wait([this](const asio::error_code& ec) {
-    if (ec) {
-      ticking_ = false;
-      return;
-    }
-    wheel_.advance([](TimerNode* node) { static_cast<Connection*>(node)->on_timer(); });
-    ticking_ = false;
-    start_ticking();
-  });
 }
 
 std::vector<std::shared_ptr<Connection>> EventLoop::connections() {
@@ -173,7 +267,7 @@ void EventLoop::schedule_reap(std::shared_ptr<Connection> c) {
   reap_list_.push_back(std::move(c));
   if (!reap_posted_) {
     reap_posted_ = true;
-    asio::post(io_, [this] { run_reaps(); });
+    post([this] { run_reaps(); });
   }
 }
 
@@ -192,7 +286,7 @@ void EventLoop::schedule_flush(Connection* c) {
     flush_posted_ = true;
     // Runs after the handlers already queued in this turn: every frame queued
     // meanwhile leaves in one write per connection.
-    asio::post(io_, [this] { run_flushes(); });
+    post([this] { run_flushes(); });
   }
 }
 
@@ -206,6 +300,26 @@ void EventLoop::run_flushes() {
     list.clear();
     flush_list_.swap(list);  // keep the larger allocation for the next turn
   }
+}
+
+// ---- LoopTimer ----------------------------------------------------------------
+
+LoopTimer::~LoopTimer() {
+  if (pending_) loop_->timers_.erase(at_);
+}
+
+void LoopTimer::start(EventLoop::Clock::duration delay, Task fn) {
+  cancel();
+  fn_ = std::move(fn);
+  at_ = loop_->timers_.emplace(EventLoop::Clock::now() + delay, this);
+  pending_ = true;
+}
+
+void LoopTimer::cancel() {
+  if (!pending_) return;
+  loop_->timers_.erase(at_);
+  pending_ = false;
+  loop_->post([doomed = std::move(fn_)] {});  // destroyed after the caller returns
 }
 
 }  // namespace duplex::net

@@ -1,6 +1,8 @@
 #include "duplex/net/server.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -8,24 +10,46 @@
 #include <cstring>
 #include <stdexcept>
 
-#include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cstdio>
 
 #include "connection_config.hpp"
+#include "duplex/net/loop_timer.hpp"
 #include "per_ip_limiter.hpp"
 #include "duplex/protocol/handshake.hpp"
 
 namespace duplex::net {
 
-using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-struct Server::Acceptor {
-  explicit Acceptor(EventLoop& l) : loop(l), acceptor(l.io()), retry(l.io()) {}
+// A listening socket in one loop's epoll set (level-triggered: what is left
+// after one turn's share of accepts wakes the next turn).
+struct Server::Acceptor final : FdWatcher {
+  Acceptor(Server& s, EventLoop& l) : server(s), loop(l), retry(l), shutdown_watch(l) {}
+  ~Acceptor() { close(); }
+  void on_events(std::uint32_t) override { server.accept_ready(*this); }
+  bool watch() {
+    watched = loop.watch(fd, this, EPOLLIN);
+    return watched;
+  }
+  void unwatch() {
+    // Explicitly: the other loops' dup()s of a shared socket keep its epoll
+    // entries alive after a close.
+    if (watched) loop.unwatch(fd);
+    watched = false;
+  }
+  void close() {
+    if (fd < 0) return;
+    unwatch();
+    ::close(fd);
+    fd = -1;
+  }
+  Server& server;
   EventLoop& loop;
-  asio::ip::tcp::acceptor acceptor;
-  asio::steady_timer retry;  // after EMFILE/ENFILE: try again shortly instead of spinning
+  int fd = -1;
+  bool watched = false;
+  LoopTimer retry;           // after EMFILE/ENFILE: try again shortly instead of spinning
+  LoopTimer shutdown_watch;  // shutdown(): polls for the loop's last connection
   bool reported_fd_limit = false;
 };
 
@@ -82,20 +106,42 @@ std::size_t Server::connection_count() const { return config_->open_connections-
 
 namespace {
 
-std::string printable(const asio::ip::tcp::endpoint& endpoint) {
-  const asio::ip::address a = endpoint.address();
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(endpoint.port());
-}
+struct ListenAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  std::string text;  // as the user reads it: 127.0.0.1:8080, [::1]:8080
+};
 
 // The error a user can act on: which address, what went wrong, and for the
 // two common cases what it means.
-[[noreturn]] void fail_listen(const asio::ip::tcp::endpoint& endpoint, const char* step, const asio::error_code& ec) {
-  std::string text = "cannot listen on " + printable(endpoint) + ": " + step + ": " + ec.message();
-  if (ec.value() == EADDRINUSE)
+[[noreturn]] void fail_listen(const ListenAddress& address, const char* step, int error) {
+  std::string text = "cannot listen on " + address.text + ": " + step + ": " + std::strerror(error);
+  if (error == EADDRINUSE)
     text += " (another socket holds it; choose another port, or enable reuse_port to share it on purpose)";
-  else if (ec.value() == EADDRNOTAVAIL)
+  else if (error == EADDRNOTAVAIL)
     text += " (no network interface of this machine has that address)";
   throw std::runtime_error(text);
+}
+
+bool parse_listen_address(const std::string& host, std::uint16_t port, ListenAddress& out) {
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.length = sizeof(sockaddr_in);
+    out.text = host + ":" + std::to_string(port);
+  } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.length = sizeof(sockaddr_in6);
+    char canonical[INET6_ADDRSTRLEN];
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, canonical, sizeof canonical);
+    out.text = "[" + std::string(canonical) + "]:" + std::to_string(port);
+  } else {
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -113,96 +159,90 @@ std::string printable(const asio::ip::tcp::endpoint& endpoint) {
 //   same address (several processes on one port, on purpose).
 void Server::listen() {
   if (!acceptors_.empty()) return;
-  asio::error_code ec;
-  const asio::ip::address address = asio::ip::make_address(options_.host, ec);
-  if (ec) throw std::runtime_error("cannot listen on " + options_.host + ": not an IP address");
+  ListenAddress address;
+  if (!parse_listen_address(options_.host, options_.port, address))
+    throw std::runtime_error("cannot listen on " + options_.host + ": not an IP address");
   std::uint16_t port = options_.port;
   try {
     int shared_fd = -1;
     for (auto& loop : loops_) {
-      auto a = std::make_unique<Acceptor>(*loop);
-      const asio::ip::tcp::endpoint endpoint(address, port);
+      auto a = std::make_unique<Acceptor>(*this, *loop);
       if (shared_fd >= 0) {
-        const int fd = ::dup(shared_fd);
-        if (fd < 0) fail_listen(endpoint, "dup", asio::error_code(errno, asio::system_category()));
-        a->acceptor.assign(endpoint.protocol(), fd, ec);
-        if (ec) {
-          ::close(fd);
-          fail_listen(endpoint, "assign", ec);
-        }
+        a->fd = ::fcntl(shared_fd, F_DUPFD_CLOEXEC, 0);
+        if (a->fd < 0) fail_listen(address, "dup", errno);
         acceptors_.push_back(std::move(a));
         continue;
       }
-      a->acceptor.open(endpoint.protocol(), ec);
-      if (ec) fail_listen(endpoint, "socket", ec);
-      a->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-      if (ec) fail_listen(endpoint, "SO_REUSEADDR", ec);
-      if (options_.reuse_port) a->acceptor.set_option(reuse_port(true), ec);
-      if (ec) fail_listen(endpoint, "SO_REUSEPORT", ec);
-      a->acceptor.bind(endpoint, ec);
-      if (ec) fail_listen(endpoint, "bind", ec);
-      a->acceptor.listen(options_.backlog, ec);
-      if (ec) fail_listen(endpoint, "listen", ec);
-      a->acceptor.non_blocking(true, ec);
-      if (ec) fail_listen(endpoint, "non-blocking", ec);
-      if (port == 0) port = a->acceptor.local_endpoint().port();
-      if (!options_.reuse_port) shared_fd = a->acceptor.native_handle();
+      a->fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (a->fd < 0) fail_listen(address, "socket", errno);
+      const int one = 1;
+      if (::setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        fail_listen(address, "SO_REUSEADDR", errno);
+      if (options_.reuse_port && ::setsockopt(a->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        fail_listen(address, "SO_REUSEPORT", errno);
+      if (::bind(a->fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) != 0)
+        fail_listen(address, "bind", errno);
+      if (::listen(a->fd, options_.backlog) != 0) fail_listen(address, "listen", errno);
+      if (port == 0) {
+        sockaddr_storage bound{};
+        socklen_t length = sizeof bound;
+        if (::getsockname(a->fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0)
+          fail_listen(address, "getsockname", errno);
+        port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                 : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+        if (!parse_listen_address(options_.host, port, address)) throw std::logic_error("listen address");
+      }
+      if (!options_.reuse_port) shared_fd = a->fd;
       acceptors_.push_back(std::move(a));
     }
+    for (auto& a : acceptors_)
+      if (!a->watch()) fail_listen(address, "epoll_ctl", errno);
   } catch (...) {
     acceptors_.clear();  // nothing half-listening: listen() may be called again
     throw;
   }
   port_ = port;
-  for (std::size_t i = 0; i < acceptors_.size(); ++i) {
-    EventLoop& loop = acceptors_[i]->loop;
-    asio::post(loop.io(), [this, i] { accept_next(i); });
-  }
 }
 
-void Server::accept_next(std::size_t index) {
-  Acceptor& a = *acceptors_[index];
-  if (stopping_ || !a.acceptor.is_open()) return;
-  a.acceptor.async_wait(asio::ip::tcp::acceptor::wait_read, [this, index](const asio::error_code& ec) {
-    if (ec || stopping_) return;
-    Acceptor& acc = *acceptors_[index];
-    // Accept what is queued (bounded, so one loop cannot starve its connections).
-    for (int i = 0; i < 128; ++i) {
-      sockaddr_storage peer{};
-      socklen_t peer_len = sizeof peer;
-      const int fd = ::accept4(acc.acceptor.native_handle(), reinterpret_cast<sockaddr*>(&peer), &peer_len,
-                               SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-          // Out of file descriptors: keep serving who we have, retry shortly.
-          if (!acc.reported_fd_limit) {
-            std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts while at the limit\n",
-                         std::strerror(errno));
-            acc.reported_fd_limit = true;
-          }
-          acc.retry.expires_after(Millis{100});
-          acc.retry.async_wait([this, index](const asio::error_code& e) {
-            if (!e) accept_next(index);
-          });
-          return;
+void Server::accept_ready(Acceptor& a) {
+  if (stopping_) {
+    a.close();
+    return;
+  }
+  // Accept what is queued (bounded, so one loop cannot starve its
+  // connections; the rest wakes the next turn).
+  for (int i = 0; i < 128; ++i) {
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof peer;
+    const int fd = ::accept4(a.fd, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of file descriptors: keep serving who we have, retry shortly.
+        if (!a.reported_fd_limit) {
+          std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts while at the limit\n", std::strerror(errno));
+          a.reported_fd_limit = true;
         }
-        break;  // EAGAIN: drained
+        a.unwatch();
+        a.retry.start(Millis{100}, [&a] {
+          if (!a.server.stopping_ && a.fd >= 0) a.watch();
+        });
+        return;
       }
-      acc.reported_fd_limit = false;
-      if (connection_count() >= options_.max_connections) {
-        ::close(fd);  // over the limit: refuse at once
-        continue;
-      }
-      if (per_ip_ && !per_ip_->try_add(fd, peer)) {
-        ::close(fd);  // this address has its share
-        continue;
-      }
-      config_->open_connections->fetch_add(1, std::memory_order_relaxed);
-      Connection::accept(acc.loop, fd, config_);
+      return;  // EAGAIN: drained
     }
-    accept_next(index);
-  });
+    a.reported_fd_limit = false;
+    if (connection_count() >= options_.max_connections) {
+      ::close(fd);  // over the limit: refuse at once
+      continue;
+    }
+    if (per_ip_ && !per_ip_->try_add(fd, peer)) {
+      ::close(fd);  // this address has its share
+      continue;
+    }
+    config_->open_connections->fetch_add(1, std::memory_order_relaxed);
+    Connection::accept(a.loop, fd, config_);
+  }
 }
 
 void Server::run() {
@@ -219,10 +259,9 @@ void Server::stop() {
   for (auto& l : loops_) l->stop();
 }
 
-// Polls a loop during shutdown. The only reference to the timer is in its
-// pending handler, so nothing leaks if the loop is stopped first.
-void Server::watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> timer,
-                            std::chrono::steady_clock::time_point started, Millis deadline) {
+// Polls a loop during shutdown, every 20 ms until its connections are gone
+// or the deadline passes; then stops it.
+void Server::watch_shutdown(Acceptor* a, std::chrono::steady_clock::time_point started, Millis deadline) {
   auto remaining = a->loop.connections();
   if (remaining.empty() || std::chrono::steady_clock::now() - started >= deadline) {
     for (auto& c : remaining) c->terminate();
@@ -231,10 +270,7 @@ void Server::watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> tim
     a->loop.post([a] { a->loop.stop(); });
     return;
   }
-  timer->expires_after(Millis{20});
-  timer->async_wait([a, timer, started, deadline](const asio::error_code& ec) {
-    if (!ec) watch_shutdown(a, timer, started, deadline);
-  });
+  a->shutdown_watch.start(Millis{20}, [a, started, deadline] { watch_shutdown(a, started, deadline); });
 }
 
 void Server::shutdown(std::uint16_t code, Millis deadline) {
@@ -242,8 +278,7 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
   for (std::size_t i = 0; i < acceptors_.size(); ++i) {
     Acceptor* a = acceptors_[i].get();
     a->loop.post([a, code, deadline] {
-      asio::error_code ec;
-      a->acceptor.close(ec);
+      a->close();
       a->retry.cancel();
       for (auto& c : a->loop.connections()) {
         const auto phase = c->phase();
@@ -253,8 +288,7 @@ void Server::shutdown(std::uint16_t code, Millis deadline) {
           c->terminate();
       }
       // Stop this loop when its connections are gone or the deadline passes.
-      watch_shutdown(a, std::make_shared<asio::steady_timer>(a->loop.io()), std::chrono::steady_clock::now(),
-                     deadline);
+      watch_shutdown(a, std::chrono::steady_clock::now(), deadline);
     });
   }
 }

@@ -1,6 +1,5 @@
 #include "duplex/server/fallback_sessions.hpp"
 
-#include <asio/steady_timer.hpp>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 
 #include <simdjson.h>
 
+#include "duplex/net/loop_timer.hpp"
 #include "duplex/wire/command.hpp"
 #include "support/json.hpp"
 #include "duplex/protocol/http_response.hpp"
@@ -95,13 +95,13 @@ class FallbackSession final : public hub::Transport, public std::enable_shared_f
     Responder respond;
     std::vector<std::uint64_t> awaiting;  // command ids without a reply yet
     std::string replies;                  // the replies so far, comma-separated
-    std::unique_ptr<asio::steady_timer> timer;
+    std::unique_ptr<net::LoopTimer> timer;
   };
 
   FallbackSession(FallbackSessions& owner, std::string session_id, Kind k, net::EventLoop& l)
       : manager(owner), id(std::move(session_id)), kind(k), loop(l),
-        heartbeat(std::make_unique<asio::steady_timer>(l.io())), expiry(std::make_unique<asio::steady_timer>(l.io())),
-        poll_timer(std::make_unique<asio::steady_timer>(l.io())) {}
+        heartbeat(std::make_unique<net::LoopTimer>(l)), expiry(std::make_unique<net::LoopTimer>(l)),
+        poll_timer(std::make_unique<net::LoopTimer>(l)) {}
 
   // ---- hub::Transport ----
   // None of these ends the session synchronously: the hub hears of it from a
@@ -254,9 +254,8 @@ class FallbackSession final : public hub::Transport, public std::enable_shared_f
     arm_heartbeat();
   }
   void arm_heartbeat() {
-    heartbeat->expires_after(manager.limits_.sse_heartbeat);
-    heartbeat->async_wait([self = shared_from_this()](const std::error_code& ec) {
-      if (ec || !self->stream || self->terminated) return;
+    heartbeat->start(manager.limits_.sse_heartbeat, [self = shared_from_this()] {
+      if (!self->stream || self->terminated) return;
       self->write_stream(": ping\n\n");
       self->arm_heartbeat();
     });
@@ -289,9 +288,8 @@ class FallbackSession final : public hub::Transport, public std::enable_shared_f
     }
     expiry->cancel();
     if (!ring.empty() || ended) return answer_poll();
-    poll_timer->expires_after(manager.limits_.poll_wait);
-    poll_timer->async_wait([self = shared_from_this()](const std::error_code& ec) {
-      if (!ec && self->waiting) self->answer_poll();
+    poll_timer->start(manager.limits_.poll_wait, [self = shared_from_this()] {
+      if (self->waiting) self->answer_poll();
     });
   }
   void answer_poll() {
@@ -313,9 +311,8 @@ class FallbackSession final : public hub::Transport, public std::enable_shared_f
 
   // ---- lifetime ----
   void arm_expiry(std::chrono::milliseconds after) {
-    expiry->expires_after(after);
-    expiry->async_wait([self = shared_from_this()](const std::error_code& ec) {
-      if (!ec) self->terminate();
+    expiry->start(after, [self = shared_from_this()] {
+      self->terminate();
     });
   }
   void finish_in_hub() {
@@ -364,9 +361,9 @@ class FallbackSession final : public hub::Transport, public std::enable_shared_f
   std::shared_ptr<StreamEnd> stream;   // SSE
   Responder waiting;  // long-poll
   std::chrono::milliseconds idle_timeout{60000};
-  std::unique_ptr<asio::steady_timer> heartbeat;
-  std::unique_ptr<asio::steady_timer> expiry;
-  std::unique_ptr<asio::steady_timer> poll_timer;
+  std::unique_ptr<net::LoopTimer> heartbeat;
+  std::unique_ptr<net::LoopTimer> expiry;
+  std::unique_ptr<net::LoopTimer> poll_timer;
   std::vector<std::shared_ptr<PendingPost>> posts;  // in arrival order
   std::uint64_t answered_through = 0;  // long-poll: the last event seq a poll answer carried
   bool goodbye_owed = false;           // long-poll: closed, its disconnect push not yet collected
@@ -379,7 +376,7 @@ class FallbackSession final : public hub::Transport, public std::enable_shared_f
 struct FallbackSessions::Forwarded {
   std::shared_ptr<net::Connection> conn;
   std::vector<HttpHeader> cors;               // for a relayed stream: its response headers
-  std::unique_ptr<asio::steady_timer> timer;  // on conn's loop
+  std::unique_ptr<net::LoopTimer> timer;  // on conn's loop
   bool streaming = false;                     // a relayed SSE stream has begun (conn's loop)
   std::string node, session;                  // where the stream comes from
 };
@@ -449,7 +446,7 @@ FallbackSessions::~FallbackSessions() {
     for (auto& [request, f] : forwarded_) f->timer.reset();
     forwarded_.clear();
   }
-  // The loops are stopped: free timers while their io_context still exists.
+  // The loops are stopped: free timers while their loops still exist.
   std::lock_guard lock(mutex_);
   for (auto& [id, s] : sessions_) {
     s->heartbeat.reset();
@@ -520,7 +517,7 @@ void FallbackSessions::forward(net::Connection& c, const std::string& node, std:
   f->session = std::move(session);
   f->conn = c.shared_from_this();
   f->cors = cors;
-  f->timer = std::make_unique<asio::steady_timer>(c.loop().io());
+  f->timer = std::make_unique<net::LoopTimer>(c.loop());
   std::uint64_t number;
   {
     std::lock_guard lock(forward_mutex_);
@@ -534,10 +531,8 @@ void FallbackSessions::forward(net::Connection& c, const std::string& node, std:
     forwarded_.erase(number);
     return c.http_respond(503, "application/json", error_json("the session's node cannot be reached"), cors);
   }
-  f->timer->expires_after(timeout);
   f->node = node;
-  f->timer->async_wait([this, number](const std::error_code& ec) {
-    if (ec) return;
+  f->timer->start(timeout, [this, number] {
     std::shared_ptr<Forwarded> late;
     {
       std::lock_guard lock(forward_mutex_);
@@ -839,10 +834,9 @@ void FallbackSessions::run_commands(std::shared_ptr<FallbackSession> s, std::vec
       s->manager.hub_.command(*s->client, line);
     }
     if (post->awaiting.empty() || !s->client) return s->finish_post(post);
-    post->timer = std::make_unique<asio::steady_timer>(s->loop.io());
-    post->timer->expires_after(s->manager.limits_.post_reply_timeout);
-    post->timer->async_wait([s, post](const std::error_code& ec) {
-      if (!ec) s->finish_post(post);
+    post->timer = std::make_unique<net::LoopTimer>(s->loop);
+    post->timer->start(s->manager.limits_.post_reply_timeout, [s, post] {
+      s->finish_post(post);
     });
   });
 }

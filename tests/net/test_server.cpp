@@ -88,11 +88,8 @@ bool echo_works(std::uint16_t port, const std::string& message = "still served")
   h.on_close = [&](net::Connection&, std::uint16_t, std::string_view) { loop.stop(); };
   h.on_error = [&](std::string_view) { loop.stop(); };
   net::connect(loop, "ws://127.0.0.1:" + std::to_string(port) + "/", {}, h);
-  asio::steady_timer guard(loop.io());
-  guard.expires_after(5s);
-  guard.async_wait([&](const asio::error_code& ec) {
-    if (!ec) loop.stop();
-  });
+  net::LoopTimer guard(loop);
+  guard.start(5s, [&] { loop.stop(); });
   loop.run();
   return ok;
 }

@@ -89,13 +89,10 @@ ClientResult run_client(const std::string& url, net::ClientOptions options, cons
   };
   net::connect(loop, url, options, h);
   // A stuck client fails the test instead of hanging it.
-  asio::steady_timer guard(loop.io());
-  guard.expires_after(limit);
-  guard.async_wait([&](const asio::error_code& ec) {
-    if (!ec) {
-      r.error += "(test guard fired)";
-      loop.stop();
-    }
+  net::LoopTimer guard(loop);
+  guard.start(limit, [&] {
+    r.error += "(test guard fired)";
+    loop.stop();
   });
   loop.run();
   return r;

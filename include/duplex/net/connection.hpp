@@ -176,7 +176,10 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void on_protocol_error(std::uint16_t code, std::string_view what) override;
 
   void start_server();
-  void start_client_socket(int fd);
+  void resolve();
+  void connect_next_address();
+  void on_connect_events(std::uint32_t events);
+  void start_client_socket();
   void start_client_tls(const std::string& sni_host);
   void start_client_handshake();
   void on_readable();

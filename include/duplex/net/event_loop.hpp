@@ -1,29 +1,44 @@
-// One event loop per thread: an Asio io_context, the loop's own epoll set for
-// connection sockets, its shared read buffer, its timer wheel and its
-// end-of-turn flush list.
+// One event loop per thread: its own epoll set for every socket of the loop
+// (connections, listening sockets, the wake-up eventfd), its shared read
+// buffer, its timer wheel, its one-shot timers and its end-of-turn task list.
 //
-// Connection sockets are raw non-blocking fds registered once, edge-triggered,
-// in the loop's epoll set; Asio watches that one epoll fd. An idle connection
-// therefore costs no Asio reactor state and no pending operation object, and
-// a readiness event costs no handler allocation.
+// A turn is one epoll_wait: it sleeps until a socket is ready, a task is
+// posted from another thread (eventfd) or the next deadline (the wheel's tick
+// or the earliest LoopTimer) comes, then dispatches the ready sockets, the
+// due timers and the tasks, in that order. Sockets are registered once,
+// edge-triggered: an idle connection costs no loop state beyond its epoll
+// entry, and a readiness event costs no allocation and no further system call.
 #pragma once
-#include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
-#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "duplex/net/options.hpp"
+#include "duplex/net/task.hpp"
 #include "duplex/net/timer_wheel.hpp"
 
 namespace duplex::net {
 
 class Connection;
+class LoopTimer;
+
+// Something other than a connection with a socket in a loop's epoll set (a
+// listening socket, the wake-up eventfd): on_events runs on the loop thread.
+class FdWatcher {
+ public:
+  virtual void on_events(std::uint32_t events) = 0;
+
+ protected:
+  ~FdWatcher() = default;
+};
 
 class EventLoop {
  public:
@@ -34,15 +49,22 @@ class EventLoop {
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  asio::io_context& io() { return io_; }
-  // Runs until stop() (or until there is no work and no connection). An
-  // exception out of a posted handler is logged (net::log_error) and the
-  // loop goes on: it never leaves the loop thread.
+  using Clock = std::chrono::steady_clock;
+
+  // Runs turns until stop(). An exception out of a task, a timer or an event
+  // handler is logged (net::log_error) and the loop goes on: it never leaves
+  // the loop thread. A stop() before run() makes run() return at once.
   void run();
+  // Runs one turn on the calling thread without sleeping: what is ready now.
+  // The number of socket events, timers and tasks it handled (0: quiet). For
+  // tests and fuzzers that drive a loop by hand; never while run() runs.
+  std::size_t poll();
   // Thread-safe.
   void stop();
-  // Thread-safe: runs `fn` on this loop's thread.
-  void post(std::function<void()> fn);
+  // Thread-safe: runs `fn` on this loop's thread, later (never inside this
+  // call), after the events and tasks already queued. From the loop thread
+  // it costs no lock and no system call.
+  void post(Task fn);
   bool running_in_this_thread() const;
 
   // The loop's shared read buffer: every connection reads into it, so an idle
@@ -70,6 +92,8 @@ class EventLoop {
 
   // Registers a connection's socket (EPOLLIN|EPOLLOUT|EPOLLRDHUP, edge-triggered).
   bool watch(int fd, Connection* c);
+  // Registers another socket for `events` (EPOLLET to make it edge-triggered).
+  bool watch(int fd, FdWatcher* w, std::uint32_t events);
   void unwatch(int fd);
 
   // A finished connection is reaped (its closing callback, then its loop
@@ -91,32 +115,44 @@ class EventLoop {
 
  private:
   friend class Connection;
-  void start_ticking();
+  friend class LoopTimer;
+  struct Wake final : FdWatcher {
+    int fd = -1;
+    void on_events(std::uint32_t) override;
+  };
+  std::size_t run_turn(bool may_sleep);
+  void dispatch(std::uint32_t events, std::uint64_t data);
+  std::size_t run_timers(Clock::time_point now);
+  std::size_t run_tasks();
   void run_flushes();
   void run_reaps();
-  void arm_epoll();
-  void poll_epoll();
+  int wait_timeout(Clock::time_point now) const;
 
-  // Declared before io_ so they outlive it: destroying io_ destroys pending
-  // handlers, which may hold the last reference to a connection.
+  // Declared before the task lists so they outlive them: destroying a task
+  // may drop the last reference to a connection.
   TimerWheel wheel_;
   std::size_t connection_count_ = 0;
   std::unique_ptr<std::uint8_t[]> read_buffer_;
   std::size_t read_buffer_size_;
-  asio::io_context io_{1};
-  asio::steady_timer tick_timer_;
   int epoll_fd_ = -1;
-  asio::posix::stream_descriptor epoll_watch_;
-  bool epoll_armed_ = false;
+  Wake wake_;
+  Clock::time_point next_tick_;
+  std::multimap<Clock::time_point, LoopTimer*> timers_;
   std::vector<std::weak_ptr<Connection>> flush_list_;
-  std::vector<std::shared_ptr<Connection>> reap_list_;  // after io_: destroyed before it
   std::string cork_;
   std::string discard_;
   Connection* corked_ = nullptr;
   std::uint32_t id_;
   bool flush_posted_ = false;
   bool reap_posted_ = false;
-  bool ticking_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::thread::id> thread_{};  // the thread in run(), or none
+  // Tasks from this thread (no lock), and from others (under the mutex; the
+  // first one into an empty list wakes the loop through the eventfd).
+  std::vector<Task> tasks_;
+  std::mutex remote_mutex_;
+  std::vector<Task> remote_tasks_;
+  std::vector<std::shared_ptr<Connection>> reap_list_;
 };
 
 }  // namespace duplex::net

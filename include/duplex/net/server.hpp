@@ -1,6 +1,5 @@
 // The WebSocket server: one event loop per thread, SO_REUSEPORT acceptors.
 #pragma once
-#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -52,9 +51,8 @@ class Server {
 
  private:
   struct Acceptor;
-  void accept_next(std::size_t index);
-  static void watch_shutdown(Acceptor* a, std::shared_ptr<asio::steady_timer> timer,
-                             std::chrono::steady_clock::time_point started, Millis deadline);
+  void accept_ready(Acceptor& a);
+  static void watch_shutdown(Acceptor* a, std::chrono::steady_clock::time_point started, Millis deadline);
 
   ServerOptions options_;
   std::unique_ptr<PerIpLimiter> per_ip_;  // before the loops: connections use it until they stop
