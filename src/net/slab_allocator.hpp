@@ -18,10 +18,25 @@ class Slab {
   static void* allocate() {
     std::lock_guard lock(mutex());
     auto& head = free_list();
-    if (!head) refill();
-    Node* n = head;
-    head = n->next;
-    return n;
+    if (head) {
+      Node* n = head;
+      head = n->next;
+      return n;
+    }
+    // Carve the next block from the current slab: a page is touched only
+    // when a block on it is first used (linking every block up front wrote
+    // to every page of a fresh 256 KiB slab).
+    auto& carve = carve_state();
+    if (carve.next == carve.end) {
+      void* mem = ::mmap(nullptr, slab_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (mem == MAP_FAILED) throw std::bad_alloc();
+      // Straight from the kernel, outside malloc's heap; kept for the life of the process.
+      carve.next = static_cast<char*>(mem);
+      carve.end = carve.next + (slab_bytes / block) * block;
+    }
+    void* p = carve.next;
+    carve.next += block;
+    return p;
   }
   static void deallocate(void* p) {
     std::lock_guard lock(mutex());
@@ -34,6 +49,10 @@ class Slab {
   struct Node {
     Node* next;
   };
+  struct Carve {
+    char* next = nullptr;
+    char* end = nullptr;
+  };
   static constexpr std::size_t block = (BlockSize + 7) & ~std::size_t{7};  // 8-aligned objects only
   static constexpr std::size_t slab_bytes = 256u << 10;
   static std::mutex& mutex() {
@@ -44,19 +63,9 @@ class Slab {
     static Node* head = nullptr;
     return head;
   }
-  static void refill() {
-    // Straight from the kernel, outside malloc's heap; pages are touched only
-    // as blocks are used. Slabs are kept for the life of the process.
-    void* mem = ::mmap(nullptr, slab_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) throw std::bad_alloc();
-    auto* slab = static_cast<char*>(mem);
-    // Link in address order, so pages fill one after another.
-    const std::size_t count = slab_bytes / block;
-    for (std::size_t i = count; i-- > 0;) {
-      auto* n = reinterpret_cast<Node*>(slab + i * block);
-      n->next = free_list();
-      free_list() = n;
-    }
+  static Carve& carve_state() {
+    static Carve c;
+    return c;
   }
 };
 
