@@ -137,6 +137,11 @@ std::shared_ptr<Connection> make_connection(Args&&... args) {
 }
 }  // namespace
 
+// Every idle connection is this object (plus its 16-byte control block in the
+// same slab block): growing it is a measurable idle-memory regression
+// (docs/BENCHMARKS.md, "Idle connections").
+static_assert(sizeof(Connection) <= 232, "net::Connection grew: see docs/BENCHMARKS.md before raising this");
+
 Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config,
                        protocol::Role role)
     : loop_(&loop),
@@ -826,8 +831,8 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
     policy.server_max_window_bits = config_->deflate.server_max_window_bits;
     policy.client_max_window_bits = config_->deflate.client_max_window_bits;
     if (auto params = protocol::negotiate_deflate(request.extensions, policy, extensions)) {
-      deflate_ = std::make_unique<protocol::PerMessageDeflate>(*params, true, config_->deflate.tuning);
-      ws_.set_deflate(deflate_.get());
+      extras().deflate = std::make_unique<protocol::PerMessageDeflate>(*params, true, config_->deflate.tuning);
+      ws_.set_deflate(extras_->deflate.get());
     }
   }
   protocol::AcceptOptions accept;
@@ -1084,8 +1089,8 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
     }
   }
   if (params) {
-    deflate_ = std::make_unique<protocol::PerMessageDeflate>(*params, false, config_->client.deflate_tuning);
-    ws_.set_deflate(deflate_.get());
+    extras().deflate = std::make_unique<protocol::PerMessageDeflate>(*params, false, config_->client.deflate_tuning);
+    ws_.set_deflate(extras_->deflate.get());
   }
   if (!response.subprotocol.empty()) extras().subprotocol = response.subprotocol;
   handshake_.reset();
@@ -1238,8 +1243,8 @@ SendStatus Connection::send_prepared(const PreparedMessage& message) {
     return SendStatus::dropped;
   if (ws_.role() == protocol::Role::client) {
     if (!ws_.send(output(), message.kind(), message.payload())) return SendStatus::closed;
-  } else if (deflate_) {
-    const auto& p = deflate_->params();
+  } else if (compression_enabled()) {
+    const auto& p = extras_->deflate->params();
     if (p.server_no_context_takeover && !message.compressed_frame().empty() &&
         p.server_max_window_bits >= message.window_bits()) {
       output() += message.compressed_frame();
@@ -1328,7 +1333,7 @@ void Connection::reschedule_timer() {
   }
   // No deadline still keeps the connection in the wheel, far out: the wheel
   // is also the loop's registry of live connections (for shutdown).
-  if (due == ~std::uint64_t{0}) due = loop_->timers().now() + (std::uint64_t{1} << 32);
+  if (due == ~std::uint64_t{0}) due = loop_->timers().now() + 0x7FFFFFFF;  // as far as a 32-bit deadline reaches
   loop_->timers().schedule(this, due);
 }
 

@@ -68,6 +68,11 @@ enum class CloseStatus : std::uint8_t {
 class Connection : public std::enable_shared_from_this<Connection>,
                    private protocol::EventHandler,
                    private TimerNode {
+ private:
+  // First of the members: it fills the tail padding of TimerNode (see the
+  // size check in connection.cpp).
+  std::uint32_t phase_deadline_ = 0;  // handshake or closing deadline, in loop ticks
+
  public:
   enum class Phase : std::uint8_t { connecting, tls_handshake, http_handshake, open, closing, closed };
 
@@ -132,7 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // into user_data). Client: always.
   std::string_view target() const;
   std::string remote_address() const;
-  bool compression_enabled() const { return deflate_ != nullptr; }
+  bool compression_enabled() const { return extras_ && extras_->deflate; }
   EventLoop& loop() const { return *loop_; }
 
   // Application data; the library never touches it.
@@ -239,6 +244,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
     std::string close_reason;
     std::string target;                                  // client
     std::shared_ptr<const ConnectionConfig> own_config;  // client: its config lives as long as it does
+    // Here, not in Connection: most connections negotiate no compression, and
+    // every byte of Connection is paid by every idle one.
+    std::unique_ptr<protocol::PerMessageDeflate> deflate;
   };
   Extras& extras();
 
@@ -247,7 +255,6 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::shared_ptr<Connection> self_;  // keeps the connection alive until finish()
   SSL* ssl_ = nullptr;
   std::unique_ptr<HandshakeState> handshake_;
-  std::unique_ptr<protocol::PerMessageDeflate> deflate_;
   std::unique_ptr<Extras> extras_;
   protocol::WebSocket ws_;
   // Bytes the kernel refused and what waits behind them; allocated only
@@ -268,7 +275,6 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::uint32_t last_rx_tick_ = 0;
   std::uint32_t last_message_tick_ = 0;
   std::uint32_t ping_sent_tick_ = 0;  // 0: no ping outstanding
-  std::uint32_t phase_deadline_ = 0;  // handshake or closing deadline
   std::uint16_t close_code_ = protocol::close_code::abnormal;
   Phase phase_;
   // Flags as bits: with thousands of idle connections every byte counts.

@@ -9,9 +9,14 @@ namespace duplex::net {
 
 // Embedded in whatever owns a deadline (intrusive: no allocation).
 struct TimerNode {
+  // Declared so that TimerNode is not a POD for layout: a derived class may
+  // then place its first member in this struct's tail padding.
+  TimerNode() = default;
   TimerNode* prev = nullptr;
   TimerNode* next = nullptr;
-  std::uint64_t deadline = 0;  // in ticks
+  // In ticks, modulo 2^32 (compared wrap-safe): 32 bits leave tail padding
+  // that a Connection fills with a member of its own (idle memory).
+  std::uint32_t deadline = 0;
   bool linked() const { return prev != nullptr; }
 };
 
@@ -45,7 +50,7 @@ class TimerWheel {
     due.prev = due.next = &due;
     for (TimerNode* n = head.next; n != &head;) {
       TimerNode* next = n->next;
-      if (n->deadline <= now_) {
+      if (static_cast<std::int32_t>(n->deadline - static_cast<std::uint32_t>(now_)) <= 0) {
         unlink(n);
         link_after(&due, n);
       }

@@ -148,17 +148,18 @@ class WebSocket {
   std::uint8_t header_size_ = 0;                  // bytes in header_
   std::uint8_t header_[max_frame_header_size];
   std::uint8_t mask_offset_ = 0;
-  bool frame_fin_ = false;
-  bool frame_masked_ = false;
-  bool frame_payload_started_ = false;
-  bool in_message_ = false;
-  bool message_compressed_ = false;
-  bool sending_fragmented_ = false;
-  bool close_sent_ = false;
-  bool close_received_ = false;
-  bool failed_ = false;
-  bool auto_pong_ = true;
-  bool event_passed_ = false;  // receive_event: an event went to the handler, stop there
+  // Flags as bits: this object is part of every idle connection.
+  bool frame_fin_ : 1 = false;
+  bool frame_masked_ : 1 = false;
+  bool frame_payload_started_ : 1 = false;
+  bool in_message_ : 1 = false;
+  bool message_compressed_ : 1 = false;
+  bool sending_fragmented_ : 1 = false;
+  bool close_sent_ : 1 = false;
+  bool close_received_ : 1 = false;
+  bool failed_ : 1 = false;
+  bool auto_pong_ : 1 = true;
+  bool event_passed_ : 1 = false;  // receive_event: an event went to the handler, stop there
 };
 
 }  // namespace duplex::protocol
