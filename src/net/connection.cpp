@@ -1331,9 +1331,9 @@ void Connection::reschedule_timer() {
   } else {
     due = phase_deadline_;
   }
-  // No deadline still keeps the connection in the wheel, far out: the wheel
-  // is also the loop's registry of live connections (for shutdown).
-  if (due == ~std::uint64_t{0}) due = loop_->timers().now() + 0x7FFFFFFF;  // as far as a 32-bit deadline reaches
+  // No deadline (~0) still keeps the connection in the wheel, at the farthest
+  // deadline it keeps: the wheel is also the loop's registry of live
+  // connections (for shutdown).
   loop_->timers().schedule(this, due);
 }
 

@@ -22,6 +22,7 @@ void TimerWheel::link_after(TimerNode* pos, TimerNode* n) {
 void TimerWheel::schedule(TimerNode* node, std::uint64_t deadline) {
   if (node->linked()) unlink(node);
   if (deadline <= now_) deadline = now_ + 1;
+  if (deadline - now_ > max_ticks_ahead) deadline = now_ + max_ticks_ahead;
   node->deadline = static_cast<std::uint32_t>(deadline);
   // Deadlines beyond one revolution stay in their slot and are skipped until due.
   link_after(&slots_[deadline & (slot_count - 1)], node);

@@ -42,7 +42,7 @@ TEST(TimerWheel, DeadlinesBeyondOneRevolutionWaitForTheirTurn) {
 TEST(TimerWheel, TheFarthestDeadlineDoesNotExpireAndCancelUnlinks) {
   TimerWheel wheel;
   TimerNode idle, cancelled;
-  wheel.schedule(&idle, wheel.now() + 0x7FFFFFFF);  // Connection: "no deadline"
+  wheel.schedule(&idle, ~std::uint64_t{0});  // Connection: "no deadline"
   wheel.schedule(&cancelled, 2);
   TimerWheel::cancel(&cancelled);
   for (int t = 0; t < 3 * static_cast<int>(TimerWheel::slot_count); ++t) ASSERT_TRUE(advance(wheel).empty());
@@ -50,6 +50,17 @@ TEST(TimerWheel, TheFarthestDeadlineDoesNotExpireAndCancelUnlinks) {
   std::size_t registered = 0;
   wheel.for_each([&](TimerNode*) { ++registered; });
   EXPECT_EQ(registered, 1u);  // the wheel is also the registry of live connections
+}
+
+// Kept modulo 2^32, a deadline more than 2^31 ticks ahead would read as
+// past: schedule() brings it in instead.
+TEST(TimerWheel, ADeadlineBeyondReachIsBroughtInNotWrapped) {
+  TimerWheel wheel;
+  TimerNode beyond;
+  wheel.schedule(&beyond, wheel.now() + (std::uint64_t{3} << 31));
+  EXPECT_EQ(beyond.deadline, static_cast<std::uint32_t>(wheel.now() + TimerWheel::max_ticks_ahead));
+  for (int t = 0; t < 2 * static_cast<int>(TimerWheel::slot_count); ++t) ASSERT_TRUE(advance(wheel).empty());
+  EXPECT_TRUE(beyond.linked());
 }
 
 TEST(TimerWheel, ADeadlineInThePastExpiresOnTheNextTick) {

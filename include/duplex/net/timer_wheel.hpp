@@ -9,9 +9,6 @@ namespace duplex::net {
 
 // Embedded in whatever owns a deadline (intrusive: no allocation).
 struct TimerNode {
-  // Declared so that TimerNode is not a POD for layout: a derived class may
-  // then place its first member in this struct's tail padding.
-  TimerNode() = default;
   TimerNode* prev = nullptr;
   TimerNode* next = nullptr;
   // In ticks, modulo 2^32 (compared wrap-safe): 32 bits leave tail padding
@@ -23,13 +20,17 @@ struct TimerNode {
 class TimerWheel {
  public:
   static constexpr std::size_t slot_count = 1024;  // power of two
+  // The farthest a deadline can be from now: deadlines are kept modulo 2^32
+  // and compared wrap-safe. schedule() brings a later one in to this.
+  static constexpr std::uint64_t max_ticks_ahead = 0x7FFFFFFF;
 
   TimerWheel();
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
 
   std::uint64_t now() const { return now_; }
-  // (Re)schedules `node` to expire at tick `deadline` (at least the next tick).
+  // (Re)schedules `node` to expire at tick `deadline` (at least the next
+  // tick, at most max_ticks_ahead from now).
   void schedule(TimerNode* node, std::uint64_t deadline);
   static void cancel(TimerNode* node);
 
