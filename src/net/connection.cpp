@@ -21,6 +21,7 @@
 
 #include "connection_config.hpp"
 #include "duplex/net/error_log.hpp"
+#include "io_ring.hpp"
 #include "per_ip_limiter.hpp"
 #include "slab_allocator.hpp"
 #include "duplex/protocol/handshake.hpp"
@@ -162,7 +163,7 @@ Connection::~Connection() {
 }
 
 std::size_t Connection::buffered_amount() const {
-  std::size_t n = backlog_ ? backlog_->bytes.size() - backlog_->sent : 0;
+  std::size_t n = backlog_ ? backlog_->bytes.size() - backlog_->sent + backlog_->in_flight.size() : 0;
   if (loop_->corked_ == this) n += loop_->cork_.size();
   return n;
 }
@@ -177,6 +178,10 @@ std::string& Connection::output() {
 }
 
 void Connection::uncork() {
+  if (ring_io_) {
+    ring_uncork();
+    return;
+  }
   std::string& cork = loop_->cork_;
   loop_->corked_ = nullptr;
   std::size_t off = 0;
@@ -228,7 +233,9 @@ std::string_view Connection::target() const {
 
 std::size_t Connection::memory_footprint() const {
   return sizeof(Connection) +
-         (backlog_ ? sizeof(Backlog) + backlog_->bytes.capacity() + (backlog_->owed_pong ? backlog_->owed_pong->capacity() : 0) : 0) +
+         (backlog_ ? sizeof(Backlog) + backlog_->bytes.capacity() + backlog_->in_flight.capacity() +
+                         (backlog_->owed_pong ? backlog_->owed_pong->capacity() : 0)
+                   : 0) +
          (handshake_ ? sizeof(HandshakeState) : 0) +
          (extras_ ? sizeof(Extras) : 0) + ws_.buffered_message_bytes();
 }
@@ -575,6 +582,7 @@ void Connection::on_readable() {
     return;
   }
   if (phase_ == Phase::closed || phase_ == Phase::connecting) return;
+  if (ring_io_) return;  // the ring's receive reads it now: reading here too would reorder bytes
   if (lingering_) {
     discard_until_eof();
     return;
@@ -606,6 +614,10 @@ void Connection::on_readable() {
         return;
       }
       more = (i + 1 == read_budget);
+      if (ring_io_) {  // opened inside: what follows in the socket is the ring's to read
+        more = false;
+        break;
+      }
       if (!ssl_ && !peer_shutdown_ && static_cast<std::size_t>(n) < cap) break;  // drained (edge-triggered)
       continue;
     }
@@ -637,8 +649,15 @@ void Connection::flush() {
     finish(protocol::close_code::abnormal, "connection reset");
     return;
   }
+  if (ring_io_) {
+    if (send_in_flight_) return;  // its completion flushes again
+    if (backlogged()) {
+      submit_ring_send();
+      return;
+    }
+  }
   std::size_t written = 0;
-  while (backlogged() && writable_ && !write_wants_read_) {
+  while (!ring_io_ && backlogged() && writable_ && !write_wants_read_) {
     bool want_read = false;
     const long n = transport_write(backlog_->bytes.data() + backlog_->sent, backlog_->bytes.size() - backlog_->sent, want_read);
     if (n > 0) {
@@ -675,6 +694,14 @@ void Connection::flush() {
   if (backlog_) {
     payload = std::move(backlog_->owed_pong);
     backlog_.reset();  // everything sent: an idle connection keeps no send buffer
+  }
+  if (payload && ring_io_) {
+    // The peer reads again: the pong owed for its latest ping, as one send.
+    if (is_open()) {
+      ws_.pong(loop_->cork_for(this), *payload);
+      uncork();
+    }
+    return;
   }
   if (payload) {
     // The peer reads again: the one pong owed for its latest ping.
@@ -721,6 +748,7 @@ void Connection::end_after_last_write() {
 // Lingering: what the peer still sends is read raw and dropped; its FIN, an
 // error or the deadline (on_timer) ends the connection.
 void Connection::discard_until_eof() {
+  if (ring_io_) return;  // the ring's receive completions bring it (on_ring_recv drops it)
   std::uint8_t* buf = loop_->read_buffer();
   const std::size_t cap = loop_->read_buffer_size();
   for (int i = 0; i < read_budget; ++i) {
@@ -1101,6 +1129,7 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
 void Connection::opened() {
   phase_ = Phase::open;
   opened_ = true;
+  if (loop_->ring_ && !ssl_ && fd_ >= 0) start_ring_io();
   last_rx_tick_ = last_message_tick_ = now();
   reschedule_timer();
   if (config_->handlers.on_open) guarded("on_open", [&] { config_->handlers.on_open(*this); });
@@ -1210,6 +1239,14 @@ void Connection::note_queued() {
 
 SendStatus Connection::check_backpressure() {
   if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
+  if (ring_io_ && !send_in_flight_) {
+    // Over the budget: the socket is asked now, as on epoll (a ring send
+    // would only be counted as written at the next turn).
+    if (!write_backlog_now()) {
+      finish(protocol::close_code::abnormal, "connection reset");
+      return SendStatus::closed;
+    }
+  }
   flush();  // the kernel may take it now
   if (phase_ == Phase::closed) return SendStatus::closed;
   if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
@@ -1432,7 +1469,14 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   if (ssl_ && opened_ && !lingering_) send_close_notify();  // lingering sent it already
   if (fd_ >= 0) {
     if (config_->per_ip && ws_.role() == protocol::Role::server) config_->per_ip->remove(fd_);
-    loop_->unwatch(fd_);
+    if (ring_io_) {
+      // The ring's requests hold the socket open until they end: end them
+      // (their completions still come, and keep this object alive till then).
+      if (recv_armed_) loop_->ring_->cancel(reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::recv));
+      if (send_in_flight_) loop_->ring_->cancel(reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::send));
+    } else {
+      loop_->unwatch(fd_);
+    }
     ::close(fd_);
     fd_ = -1;
   }
@@ -1444,7 +1488,11 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   }
   // Nothing is freed here: callers up the stack (the protocol core, the
   // application's handler) may still hold this connection and its buffers.
-  loop_->schedule_reap(self_ ? std::move(self_) : shared_from_this());
+  // A ring request still in flight keeps self_ (release_if_unarmed drops it).
+  if (recv_armed_ || send_in_flight_)
+    loop_->schedule_reap(shared_from_this());
+  else
+    loop_->schedule_reap(self_ ? std::move(self_) : shared_from_this());
 }
 
 void Connection::reap() {
@@ -1460,7 +1508,137 @@ void Connection::reap() {
   }
   release_loop_resources();
   handshake_.reset();  // a client's resolver and socket belong to this loop
-  backlog_.reset();
+  if (!send_in_flight_) backlog_.reset();  // else the kernel still reads it: on_ring_send frees it
+}
+
+// ---- io_uring -------------------------------------------------------------------
+
+void Connection::start_ring_io() {
+  loop_->unwatch(fd_);
+  ring_io_ = true;
+  writable_ = true;
+  arm_ring_recv();
+}
+
+void Connection::arm_ring_recv() {
+  loop_->ring_->recv_multishot(fd_, reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::recv));
+  recv_armed_ = true;
+}
+
+void Connection::ring_uncork() {
+  std::string& cork = loop_->cork_;
+  loop_->corked_ = nullptr;
+  if (!cork.empty() && phase_ != Phase::closed) {
+    if (!backlog_) backlog_ = std::make_unique<Backlog>();
+    if (send_in_flight_) {
+      backlog_->bytes.append(cork);
+    } else {
+      // The cork's bytes become the send (no copy); the loop keeps the
+      // buffer the last send used.
+      backlog_->in_flight.swap(cork);
+      submit_ring_send();
+    }
+  }
+  cork.clear();
+  if (cork.capacity() > keep_cork_capacity) std::string().swap(cork);
+}
+
+void Connection::submit_ring_send() {
+  Backlog& b = *backlog_;
+  if (b.in_flight.empty()) {
+    if (b.sent > 0) b.bytes.erase(0, b.sent);
+    b.sent = 0;
+    b.in_flight.swap(b.bytes);
+  }
+  send_in_flight_ = true;
+  loop_->ring_->send(fd_, b.in_flight.data(), b.in_flight.size(),
+                     reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::send));
+}
+
+bool Connection::write_backlog_now() {
+  if (loop_->corked_ == this) {
+    // The cork joins the backlog first (no send: one is submitted below or not at all).
+    std::string& cork = loop_->cork_;
+    loop_->corked_ = nullptr;
+    if (!backlog_) backlog_ = std::make_unique<Backlog>();
+    backlog_->bytes.append(cork);
+    cork.clear();
+  }
+  while (backlogged()) {
+    bool want_read = false;
+    const long n = transport_write(backlog_->bytes.data() + backlog_->sent, backlog_->bytes.size() - backlog_->sent, want_read);
+    if (n > 0) {
+      backlog_->sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    return n == -1;
+  }
+  return true;
+}
+
+std::shared_ptr<Connection> Connection::on_ring_recv(int result, std::uint32_t cqe_flags) {
+  const bool more = (cqe_flags & IORING_CQE_F_MORE) != 0;
+  if (!more) recv_armed_ = false;
+  struct Recycle {  // the buffer goes back to the kernel however this ends
+    detail::IoRing* ring;
+    std::uint32_t flags;
+    ~Recycle() {
+      if (flags & IORING_CQE_F_BUFFER) ring->recycle(flags);
+    }
+  } recycle{loop_->ring_.get(), cqe_flags};
+  if (finished_) return release_if_unarmed();
+  if (result > 0) {
+    if (lingering_) return nullptr;  // read to the peer's FIN and dropped
+    last_rx_tick_ = now();
+    ping_sent_tick_ = 0;  // any byte proves the peer alive
+    in_read_handler_ = true;
+    on_bytes(loop_->ring_->buffer(cqe_flags), static_cast<std::size_t>(result));
+    in_read_handler_ = false;
+    if (!finished_) flush();
+  } else if (result == 0 || (result < 0 && result != -ENOBUFS && result != -ECANCELED)) {
+    if (lingering_ || result == 0)
+      lingering_ ? finish_as_recorded() : on_eof();
+    else
+      finish(protocol::close_code::abnormal, "connection reset");
+  }
+  // Out of provided buffers (or a kernel that ended the multishot): ask again.
+  if (!recv_armed_ && !finished_ && result != 0) arm_ring_recv();
+  return release_if_unarmed();
+}
+
+std::shared_ptr<Connection> Connection::on_ring_send(int result) {
+  send_in_flight_ = false;
+  if (finished_) {
+    backlog_.reset();  // the kernel is done with it; reap (now or later) frees nothing else
+    return release_if_unarmed();
+  }
+  Backlog& b = *backlog_;
+  if (result < 0) {
+    finish(protocol::close_code::abnormal, "connection reset");
+    return release_if_unarmed();
+  }
+  if (static_cast<std::size_t>(result) < b.in_flight.size()) {
+    b.in_flight.erase(0, static_cast<std::size_t>(result));  // MSG_WAITALL stopped short (a signal): the rest
+    submit_ring_send();
+    return nullptr;
+  }
+  // The buffer goes back to the loop's cork when that has none (no allocation next turn).
+  if (loop_->cork_.capacity() < b.in_flight.capacity() && loop_->corked_ == nullptr) loop_->cork_.swap(b.in_flight);
+  b.in_flight.clear();
+  // What queued behind it (the peer was slow): offered to the socket now,
+  // as epoll does on writable, so a backlog drains in this turn, not one
+  // send per turn.
+  if (backlogged() && !write_backlog_now()) {
+    finish(protocol::close_code::abnormal, "connection reset");
+    return release_if_unarmed();
+  }
+  flush();
+  return release_if_unarmed();
+}
+
+std::shared_ptr<Connection> Connection::release_if_unarmed() {
+  if (!finished_ || recv_armed_ || send_in_flight_) return nullptr;
+  return std::move(self_);
 }
 
 }  // namespace duplex::net

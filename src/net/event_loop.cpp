@@ -7,11 +7,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
+#include <stdexcept>
 #include <system_error>
 
 #include "duplex/net/connection.hpp"
 #include "duplex/net/error_log.hpp"
 #include "duplex/net/loop_timer.hpp"
+#include "io_ring.hpp"
 
 namespace duplex::net {
 
@@ -24,6 +27,22 @@ std::vector<EventLoop*>& live_loops() {
   return *loops;
 }
 std::atomic<std::uint32_t> next_loop_id{1};
+
+// automatic, resolved by the environment: DUPLEX_IO=epoll|io_uring|auto.
+// Without it, epoll: io_uring becomes the default once the whole hub suite
+// passes on it (one SSE slow-consumer case does not yet; docs/BENCHMARKS.md).
+IoBackend resolve_automatic() {
+  const char* env = std::getenv("DUPLEX_IO");
+  if (!env || !*env) return IoBackend::epoll;
+  const auto io = parse_io_backend(env);
+  if (!io) throw std::invalid_argument(std::string("DUPLEX_IO=") + env + ": expected auto, epoll or io_uring");
+  return *io;
+}
+
+using detail::IoRing;
+constexpr std::uint64_t tagged(const void* p, IoRing::Op op) {
+  return reinterpret_cast<std::uintptr_t>(p) | static_cast<std::uint64_t>(op);
+}
 }  // namespace
 
 std::mutex& EventLoop::live_mutex() {
@@ -37,7 +56,7 @@ EventLoop* EventLoop::live(std::uint32_t id) {
   return nullptr;
 }
 
-EventLoop::EventLoop(std::size_t read_buffer_size)
+EventLoop::EventLoop(std::size_t read_buffer_size, IoBackend io)
     : read_buffer_(new std::uint8_t[read_buffer_size]),
       read_buffer_size_(read_buffer_size),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
@@ -49,6 +68,19 @@ EventLoop::EventLoop(std::size_t read_buffer_size)
     if (wake_.fd >= 0) ::close(wake_.fd);
     ::close(epoll_fd_);
     throw std::system_error(error, std::generic_category(), "eventfd");
+  }
+  if (io == IoBackend::automatic) io = resolve_automatic();
+  if (io != IoBackend::epoll) {
+    std::string why_not;
+    ring_ = IoRing::open(IoRing::Sizes{}, why_not);
+    if (!ring_) {
+      if (io == IoBackend::io_uring) {
+        ::close(wake_.fd);
+        ::close(epoll_fd_);
+        throw std::runtime_error("io_uring is not available here: " + why_not);
+      }
+      io_fallback_reason_ = why_not;
+    }
   }
   std::lock_guard lock(live_mutex());
   live_loops().push_back(this);
@@ -62,6 +94,9 @@ EventLoop::~EventLoop() {
     auto& loops = live_loops();
     loops.erase(std::remove(loops.begin(), loops.end(), this), loops.end());
   }
+  // The kernel lets go of every buffer it may still read or fill before
+  // anything is freed.
+  if (ring_) ring_->cancel_all_and_wait();
   // Connections still open keep themselves alive; release them (no callbacks).
   for (auto& c : connections()) c->abandon();
   for (auto& c : reap_list_) c->abandon();
@@ -77,6 +112,7 @@ EventLoop::~EventLoop() {
   }
   for (auto& [due, timer] : timers_) timer->pending_ = false;
   timers_.clear();
+  ring_.reset();
   ::close(wake_.fd);
   ::close(epoll_fd_);
 }
@@ -135,12 +171,62 @@ int EventLoop::wait_timeout(Clock::time_point now) const {
   return static_cast<int>(std::min<std::int64_t>(ms, 1000));
 }
 
-std::size_t EventLoop::run_turn(bool may_sleep) {
+std::size_t EventLoop::wait_epoll(int timeout_ms) {
   constexpr int batch = 256;
   epoll_event events[batch];
-  const int n = ::epoll_wait(epoll_fd_, events, batch, may_sleep ? wait_timeout(Clock::now()) : 0);
-  std::size_t handled = n > 0 ? static_cast<std::size_t>(n) : 0;
+  const int n = ::epoll_wait(epoll_fd_, events, batch, timeout_ms);
   for (int i = 0; i < n; ++i) guarded("an event handler", [&] { dispatch(events[i].events, events[i].data.u64); });
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+// One io_uring_enter: the requests this turn prepared (sends, receives,
+// cancels) go in, and it sleeps until a completion or the timeout.
+std::size_t EventLoop::wait_ring(int timeout_ms) {
+  if (!epoll_polled_) {
+    ring_->poll_in(epoll_fd_, tagged(nullptr, IoRing::Op::epoll));
+    epoll_polled_ = true;
+  }
+  ring_->submit_and_wait(timeout_ms);
+  // Sends complete before anything else of the batch, as epoll reports a
+  // socket writable before readable: a connection that drained hears it
+  // (on_drain) before it reads what came with it (a close, say).
+  completions_.clear();
+  ring_->drain([this](std::uint64_t data, int result, std::uint32_t flags) {
+    completions_.push_back({data, result, flags});
+  });
+  for (const Completion& c : completions_)
+    if ((c.data & IoRing::op_mask) == static_cast<std::uint64_t>(IoRing::Op::send))
+      guarded("an event handler", [&] { complete(c.data, c.result, c.flags); });
+  for (const Completion& c : completions_)
+    if ((c.data & IoRing::op_mask) != static_cast<std::uint64_t>(IoRing::Op::send))
+      guarded("an event handler", [&] { complete(c.data, c.result, c.flags); });
+  return completions_.size();
+}
+
+void EventLoop::complete(std::uint64_t data, int result, std::uint32_t flags) {
+  auto* connection = reinterpret_cast<Connection*>(static_cast<std::uintptr_t>(data & ~IoRing::op_mask));
+  switch (static_cast<IoRing::Op>(data & IoRing::op_mask)) {
+    case IoRing::Op::epoll:
+      // Sockets still on readiness: what epoll has now, without waiting.
+      epoll_polled_ = false;
+      wait_epoll(0);
+      break;
+    case IoRing::Op::recv: {
+      auto last = connection->on_ring_recv(result, flags);
+      break;  // `last` (if any) frees the connection here, outside its own code
+    }
+    case IoRing::Op::send: {
+      auto last = connection->on_ring_send(result);
+      break;
+    }
+    case IoRing::Op::ignored:
+      break;
+  }
+}
+
+std::size_t EventLoop::run_turn(bool may_sleep) {
+  const int timeout = may_sleep ? wait_timeout(Clock::now()) : 0;
+  std::size_t handled = ring_ ? wait_ring(timeout) : wait_epoll(timeout);
   const Clock::time_point now = Clock::now();
   if (now >= next_tick_) {
     // One wheel tick per turn at most; a late turn catches up on the next ones.

@@ -13,6 +13,22 @@ void check_bound(const char* name, std::size_t value) {
 }
 }  // namespace
 
+const char* to_string(IoBackend io) {
+  switch (io) {
+    case IoBackend::automatic: return "auto";
+    case IoBackend::epoll: return "epoll";
+    case IoBackend::io_uring: return "io_uring";
+  }
+  return "?";
+}
+
+std::optional<IoBackend> parse_io_backend(std::string_view name) {
+  if (name == "auto") return IoBackend::automatic;
+  if (name == "epoll") return IoBackend::epoll;
+  if (name == "io_uring") return IoBackend::io_uring;
+  return std::nullopt;
+}
+
 void check_size_options(std::size_t max_send_buffer, const protocol::Limits& websocket,
                         const protocol::HttpLimits& http) {
   check_bound("max_send_buffer", max_send_buffer);

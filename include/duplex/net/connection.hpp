@@ -163,8 +163,14 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // closing callback, then the loop's resources. Loop thread only.
   void reap();
   // Moves this connection's frames out of the loop's cork buffer: written
-  // directly if the socket takes them, the rest kept in the backlog.
+  // directly if the socket takes them, the rest kept in the backlog (on an
+  // io_uring loop: handed to the ring as one send, submitted with the turn).
   void uncork();
+  // io_uring completions for this connection (EventLoop only). Each returns
+  // the connection's last reference when that request was the last thing
+  // keeping an ended connection alive: the loop drops it after the call.
+  std::shared_ptr<Connection> on_ring_recv(int result, std::uint32_t cqe_flags);
+  std::shared_ptr<Connection> on_ring_send(int result);
 
   struct Private;  // tag for the constructor (use accept/connect)
   Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const ConnectionConfig> config, protocol::Role role);
@@ -203,6 +209,16 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void after_protocol_input();
   void end_after_last_write();
   void discard_until_eof();
+  // io_uring loop, plain socket, WebSocket open: receives and sends go
+  // through the ring from now on (the socket leaves the epoll set).
+  void start_ring_io();
+  void arm_ring_recv();
+  void ring_uncork();
+  void submit_ring_send();
+  // Writes what waits synchronously (the epoll way); false if the socket failed.
+  bool write_backlog_now();
+  // An ended connection's last reference once no ring request needs it.
+  std::shared_ptr<Connection> release_if_unarmed();
   // Ends the connection: marks it closed, closes the socket, and asks the
   // loop to reap it (callback and memory) later. Frees nothing.
   void finish(std::uint16_t code, std::string_view reason);
@@ -266,6 +282,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
     // reading: sent once the backlog drains. One pong answers a flood of
     // pings (RFC 6455 §5.5.3).
     std::optional<std::string> owed_pong;
+    // io_uring: the bytes of the one send in flight (the kernel reads them
+    // until its completion); `bytes` is what waits behind it.
+    std::string in_flight;
   };
   bool backlogged() const { return backlog_ && backlog_->bytes.size() > backlog_->sent; }
   std::unique_ptr<Backlog> backlog_;
@@ -296,6 +315,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool read_paused_ : 1 = false;        // HTTP answers over the budget: the socket is not read
   bool refused_input_ : 1 = false;      // a request was refused: its client may still be sending
   bool lingering_ : 1 = false;          // half-closed after the last write: reading to the peer's FIN
+  bool ring_io_ : 1 = false;            // reads and writes go through the loop's io_uring
+  bool recv_armed_ : 1 = false;         // a multishot receive is in the ring
+  bool send_in_flight_ : 1 = false;     // a send is in the ring (Backlog::in_flight)
 };
 
 }  // namespace duplex::net

@@ -29,6 +29,9 @@ namespace duplex::net {
 
 class Connection;
 class LoopTimer;
+namespace detail {
+class IoRing;
+}
 
 // Something other than a connection with a socket in a loop's epoll set (a
 // listening socket, the wake-up eventfd): on_events runs on the loop thread.
@@ -44,7 +47,10 @@ class EventLoop {
  public:
   static constexpr Millis tick{100};
 
-  explicit EventLoop(std::size_t read_buffer_size = 512u << 10);
+  // `io`: automatic takes io_uring where it works here (see IoBackend);
+  // io_uring asked for explicitly and unavailable throws std::runtime_error
+  // saying why.
+  explicit EventLoop(std::size_t read_buffer_size = 512u << 10, IoBackend io = IoBackend::automatic);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -66,6 +72,11 @@ class EventLoop {
   // it costs no lock and no system call.
   void post(Task fn);
   bool running_in_this_thread() const;
+
+  // The backend this loop runs on (never automatic), and when automatic
+  // chose epoll, why io_uring was not taken (empty otherwise).
+  IoBackend io() const { return ring_ ? IoBackend::io_uring : IoBackend::epoll; }
+  const std::string& io_fallback_reason() const { return io_fallback_reason_; }
 
   // The loop's shared read buffer: every connection reads into it, so an idle
   // connection owns no read buffer at all.
@@ -121,6 +132,9 @@ class EventLoop {
     void on_events(std::uint32_t) override;
   };
   std::size_t run_turn(bool may_sleep);
+  std::size_t wait_epoll(int timeout_ms);
+  std::size_t wait_ring(int timeout_ms);
+  void complete(std::uint64_t data, int result, std::uint32_t flags);
   void dispatch(std::uint32_t events, std::uint64_t data);
   std::size_t run_timers(Clock::time_point now);
   std::size_t run_tasks();
@@ -135,6 +149,18 @@ class EventLoop {
   std::unique_ptr<std::uint8_t[]> read_buffer_;
   std::size_t read_buffer_size_;
   int epoll_fd_ = -1;
+  // io_uring backend (null: epoll). The epoll set stays for listening
+  // sockets, the wake-up eventfd and connections still in a handshake or on
+  // TLS: the ring polls the epoll descriptor itself.
+  std::unique_ptr<detail::IoRing> ring_;
+  std::string io_fallback_reason_;
+  bool epoll_polled_ = false;  // the ring holds a poll of epoll_fd_
+  struct Completion {
+    std::uint64_t data;
+    int result;
+    std::uint32_t flags;
+  };
+  std::vector<Completion> completions_;  // one turn's, reused
   Wake wake_;
   Clock::time_point next_tick_;
   std::multimap<Clock::time_point, LoopTimer*> timers_;

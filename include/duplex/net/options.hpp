@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "duplex/protocol/http_head.hpp"
@@ -20,6 +22,19 @@ using Millis = std::chrono::milliseconds;
 // option, so no count can approach an overflow and no peer can be given
 // more than this much of our memory per connection.
 inline constexpr std::size_t max_size_option = std::size_t{1} << 30;  // 1 GiB
+
+// How an event loop talks to the kernel.
+enum class IoBackend : std::uint8_t {
+  automatic,  // the environment variable DUPLEX_IO decides: epoll, io_uring, or auto (io_uring
+              // where this kernel and its policy allow it, else epoll); unset: epoll for now
+  epoll,      // readiness: one epoll_wait per turn, then a recv and a send per socket
+  io_uring,   // completions: multishot receive into a provided-buffer ring and every
+              // send of a turn submitted together, one io_uring_enter per turn
+              // (TLS connections and handshakes keep readiness, through the same ring)
+};
+const char* to_string(IoBackend io);
+// "auto", "epoll" or "io_uring"; nullopt for anything else.
+std::optional<IoBackend> parse_io_backend(std::string_view name);
 
 struct TlsOptions {
   std::string cert_file;          // server: PEM chain; client: optional client cert
@@ -77,6 +92,7 @@ struct ServerOptions {
                                           // yet (frames, pongs, HTTP answers); at most max_size_option
   BackpressurePolicy backpressure = BackpressurePolicy::close;
   std::size_t read_buffer_size = 512u << 10;  // one per loop, shared by all its connections
+  IoBackend io = IoBackend::automatic;        // every loop of the server
   std::vector<std::string> subprotocols;  // supported, in no particular order
   protocol::HttpLimits http;
   protocol::Limits websocket;

@@ -1,0 +1,159 @@
+#include "io_ring.hpp"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace duplex::net::detail {
+
+std::unique_ptr<IoRing> IoRing::open(const Sizes& sizes, std::string& why_not) {
+  if (sizes.buffers == 0 || (sizes.buffers & (sizes.buffers - 1)) != 0 || sizes.buffers > 32768)
+    throw std::invalid_argument("io_uring: the receive buffer count must be a power of two up to 32768");
+  std::unique_ptr<IoRing> r(new IoRing);
+  r->sizes_ = sizes;
+  io_uring_params params{};
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+                 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_R_DISABLED;
+  params.cq_entries = sizes.entries * 4;
+  int rc = io_uring_queue_init_params(sizes.entries, &r->ring_, &params);
+  if (rc < 0) {
+    why_not = std::string("io_uring_setup: ") + std::strerror(-rc);
+    return nullptr;
+  }
+  r->ring_ready_ = true;
+  if (!(params.features & IORING_FEAT_NODROP)) {
+    why_not = "io_uring: this kernel may drop completions (no IORING_FEAT_NODROP)";
+    return nullptr;
+  }
+  // The provided-buffer ring: liburing 2.3 has no io_uring_setup_buf_ring, so
+  // map it and register it by hand (what that helper does).
+  r->buf_ring_bytes_ = sizeof(io_uring_buf) * sizes.buffers;
+  void* mem = ::mmap(nullptr, r->buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) {
+    why_not = std::string("io_uring: mmap of the buffer ring: ") + std::strerror(errno);
+    return nullptr;
+  }
+  r->buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
+  io_uring_buf_ring_init(r->buf_ring_);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
+  reg.ring_entries = sizes.buffers;
+  reg.bgid = buffer_group;
+  rc = io_uring_register_buf_ring(&r->ring_, &reg, 0);
+  if (rc < 0) {
+    why_not = std::string("io_uring_register_buf_ring: ") + std::strerror(-rc);
+    return nullptr;
+  }
+  // Pages of the buffers are touched only when the kernel first fills them.
+  r->buffers_.reset(new std::uint8_t[std::size_t{sizes.buffers} * sizes.buffer_size]);
+  const int mask = io_uring_buf_ring_mask(sizes.buffers);
+  for (unsigned i = 0; i < sizes.buffers; ++i)
+    io_uring_buf_ring_add(r->buf_ring_, r->buffers_.get() + std::size_t{i} * sizes.buffer_size, sizes.buffer_size,
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  io_uring_buf_ring_advance(r->buf_ring_, static_cast<int>(sizes.buffers));
+  return r;
+}
+
+IoRing::~IoRing() {
+  if (ring_ready_) io_uring_queue_exit(&ring_);  // cancels what is still in flight
+  if (buf_ring_) ::munmap(buf_ring_, buf_ring_bytes_);
+}
+
+void IoRing::enable_for_this_thread() {
+  if (enabled_) {
+    if (submitter_ != std::this_thread::get_id())
+      throw std::logic_error("io_uring event loop: turns run on another thread than its first (run or poll it from one thread)");
+    return;
+  }
+  // liburing 2.3 declares io_uring_enable_rings but does not export it.
+  if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0)
+    throw std::runtime_error(std::string("io_uring: enabling the ring: ") + std::strerror(errno));
+  enabled_ = true;
+  submitter_ = std::this_thread::get_id();
+}
+
+io_uring_sqe* IoRing::next_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (!sqe) {
+    // A full submission queue goes to the kernel now; the turn's wait submits the rest.
+    submit();
+    sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) throw std::runtime_error("io_uring: no submission queue entry after a submit");
+  }
+  ++in_flight_;
+  return sqe;
+}
+
+void IoRing::recv_multishot(int fd, std::uint64_t tag) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = buffer_group;
+  io_uring_sqe_set_data64(sqe, tag);
+}
+
+void IoRing::send(int fd, const char* data, std::size_t size, std::uint64_t tag) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_send(sqe, fd, data, size, MSG_WAITALL | MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, tag);
+}
+
+void IoRing::cancel(std::uint64_t tag) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_cancel64(sqe, tag, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(sqe, static_cast<std::uint64_t>(Op::ignored));
+}
+
+void IoRing::cancel_all_and_wait() {
+  if (in_flight_ == 0 || !enabled_ || submitter_ != std::this_thread::get_id()) return;
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+  io_uring_sqe_set_data64(sqe, static_cast<std::uint64_t>(Op::ignored));
+  for (int round = 0; round < 100 && in_flight_ > 0; ++round) {
+    submit_and_wait(10);
+    drain([](std::uint64_t, int, std::uint32_t) {});
+  }
+}
+
+void IoRing::poll_in(int fd, std::uint64_t tag) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_poll_add(sqe, fd, POLLIN);
+  io_uring_sqe_set_data64(sqe, tag);
+}
+
+void IoRing::submit_and_wait(int timeout_ms) {
+  enable_for_this_thread();
+  if (timeout_ms < 0) {
+    io_uring_submit_and_wait(&ring_, 1);
+    return;
+  }
+  if (timeout_ms == 0) {
+    io_uring_submit_and_get_events(&ring_);
+    return;
+  }
+  __kernel_timespec ts{};
+  ts.tv_sec = timeout_ms / 1000;
+  ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1'000'000;
+  io_uring_cqe* cqe = nullptr;
+  io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);  // -ETIME: the deadline came first
+}
+
+void IoRing::submit() {
+  enable_for_this_thread();
+  io_uring_submit(&ring_);
+}
+
+void IoRing::recycle(std::uint32_t cqe_flags) {
+  const auto bid = static_cast<unsigned short>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+  io_uring_buf_ring_add(buf_ring_, buffers_.get() + std::size_t{bid} * sizes_.buffer_size, sizes_.buffer_size, bid,
+                        io_uring_buf_ring_mask(sizes_.buffers), 0);
+  io_uring_buf_ring_advance(buf_ring_, 1);
+}
+
+}  // namespace duplex::net::detail

@@ -1,0 +1,178 @@
+// The two backends of net::EventLoop: choosing one, and the io_uring data
+// path (multishot receive into provided buffers, sends as ring requests)
+// carrying what epoll carries: large messages across many receive buffers,
+// many small ones in order, both roles.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <future>
+#include <stdexcept>
+#include <string>
+
+#include "duplex/duplex.hpp"
+#include "support.hpp"
+
+using namespace duplex;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Sets an environment variable for one scope, then restores it.
+struct ScopedEnv {
+  std::string name;
+  std::string old;
+  bool had;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    ::setenv(n, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had)
+      ::setenv(name.c_str(), old.c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+// Echoes through a server and a client on `io`; returns what the client got
+// back, concatenated, after sending `count` messages of `size` bytes.
+std::string echo_round_trip(net::IoBackend io, std::size_t size, int count, net::IoBackend& server_io) {
+  net::ServerOptions options;
+  options.io = io;
+  options.websocket.max_message_size = 64u << 20;
+  options.max_send_buffer = 64u << 20;
+  test_support::TestServer server(options);
+  server_io = server.server().loops().front()->io();
+
+  net::EventLoop loop(512u << 10, io);
+  std::string received;
+  int replies = 0;
+  std::promise<void> done;
+  net::Handlers h;
+  h.on_open = [&](net::Connection& c) {
+    for (int i = 0; i < count; ++i) {
+      std::string payload(size, static_cast<char>('a' + i % 26));
+      payload[0] = static_cast<char>('0' + i % 10);
+      c.send_binary(payload);
+    }
+  };
+  h.on_message = [&](net::Connection& c, protocol::Opcode, std::string_view payload) {
+    received.append(payload);
+    if (++replies == count) c.close();
+  };
+  h.on_close = [&](net::Connection&, std::uint16_t, std::string_view) { loop.stop(); };
+  h.on_error = [&](std::string_view) { loop.stop(); };
+  net::ClientOptions client;
+  client.websocket.max_message_size = 64u << 20;
+  client.max_send_buffer = 64u << 20;
+  auto c = net::Connection::connect(loop, "ws://127.0.0.1:" + std::to_string(server.port()) + "/", client, h);
+  std::thread guard([&] {
+    std::this_thread::sleep_for(20s);
+    loop.stop();
+  });
+  loop.run();
+  guard.detach();
+  return received;
+}
+
+std::string expected(std::size_t size, int count) {
+  std::string all;
+  for (int i = 0; i < count; ++i) {
+    std::string payload(size, static_cast<char>('a' + i % 26));
+    payload[0] = static_cast<char>('0' + i % 10);
+    all += payload;
+  }
+  return all;
+}
+
+bool io_uring_here() {
+  try {
+    net::EventLoop probe(4096, net::IoBackend::io_uring);
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+TEST(IoBackend, NamesParseBothWays) {
+  for (auto io : {net::IoBackend::automatic, net::IoBackend::epoll, net::IoBackend::io_uring})
+    EXPECT_EQ(net::parse_io_backend(net::to_string(io)), io);
+  EXPECT_FALSE(net::parse_io_backend("uring").has_value());
+}
+
+TEST(IoBackend, EpollAskedForIsEpoll) {
+  net::EventLoop loop(4096, net::IoBackend::epoll);
+  EXPECT_EQ(loop.io(), net::IoBackend::epoll);
+}
+
+TEST(IoBackend, TheEnvironmentDecidesAutomatic) {
+  {
+    ScopedEnv env("DUPLEX_IO", "epoll");
+    net::EventLoop loop(4096);
+    EXPECT_EQ(loop.io(), net::IoBackend::epoll);
+    // An explicit choice is not overridden.
+    if (io_uring_here()) {
+      net::EventLoop ring(4096, net::IoBackend::io_uring);
+      EXPECT_EQ(ring.io(), net::IoBackend::io_uring);
+    }
+  }
+  {
+    ScopedEnv env("DUPLEX_IO", "kqueue");
+    try {
+      net::EventLoop loop(4096);
+      ADD_FAILURE() << "DUPLEX_IO=kqueue was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("DUPLEX_IO=kqueue"), std::string::npos) << e.what();
+    }
+  }
+  {
+    ScopedEnv env("DUPLEX_IO", "");
+    net::EventLoop loop(4096);
+    EXPECT_EQ(loop.io(), net::IoBackend::epoll) << "unset: epoll, until io_uring is the default";
+  }
+  if (io_uring_here()) {
+    ScopedEnv env("DUPLEX_IO", "auto");
+    net::EventLoop loop(4096);
+    EXPECT_EQ(loop.io(), net::IoBackend::io_uring) << "automatic took epoll: " << loop.io_fallback_reason();
+  }
+}
+
+TEST(IoBackend, ARingLoopRunsItsTurnsOnOneThread) {
+  if (!io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  net::EventLoop loop(4096, net::IoBackend::io_uring);
+  loop.poll();  // this thread is the ring's submitter now
+  std::string error;
+  std::thread other([&] {
+    try {
+      loop.poll();
+    } catch (const std::logic_error& e) {
+      error = e.what();
+    }
+  });
+  other.join();
+  EXPECT_NE(error.find("another thread"), std::string::npos) << error;
+}
+
+class RingEcho : public ::testing::TestWithParam<net::IoBackend> {};
+
+TEST_P(RingEcho, LargeMessagesSpanManyReceiveBuffers) {
+  if (GetParam() == net::IoBackend::io_uring && !io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  net::IoBackend server_io{};
+  const std::string got = echo_round_trip(GetParam(), 3u << 20, 3, server_io);
+  EXPECT_EQ(server_io, GetParam());
+  EXPECT_TRUE(got == expected(3u << 20, 3)) << "got " << got.size() << " bytes";
+}
+
+TEST_P(RingEcho, ManySmallMessagesComeBackInOrder) {
+  if (GetParam() == net::IoBackend::io_uring && !io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  net::IoBackend server_io{};
+  const std::string got = echo_round_trip(GetParam(), 37, 20000, server_io);
+  EXPECT_TRUE(got == expected(37, 20000)) << "got " << got.size() << " bytes";
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RingEcho, ::testing::Values(net::IoBackend::epoll, net::IoBackend::io_uring),
+                         [](const auto& param_info) { return std::string(net::to_string(param_info.param)); });
