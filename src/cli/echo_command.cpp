@@ -79,6 +79,7 @@ struct EchoArgs {
   unsigned threads = 0;
   std::string tls_cert, tls_key;
   std::string deflate = "off";
+  std::string io = "auto";
   std::string max_send_buffer = std::to_string(net::ServerOptions{}.max_send_buffer);  // the library's 1 MiB
   std::string max_message_size;  // empty: the largest the send buffer can echo
   std::vector<std::string> subprotocols;
@@ -198,6 +199,11 @@ std::function<int()> add_echo_command(CLI::App& app) {
   cmd->add_option("--listen", args->listen, "Address and port to listen on (port 0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Event loops, one per thread (0 = one per core)")->capture_default_str();
+  cmd->add_option("--io", args->io,
+                  "Event loop backend: auto (the DUPLEX_IO environment variable decides; unset: epoll), epoll or "
+                  "io_uring (an error where io_uring is unavailable)")
+      ->check(CLI::IsMember({"auto", "epoll", "io_uring"}))
+      ->capture_default_str();
   cmd->add_flag("--reuse-port", args->reuse_port,
                 "Share the port with other processes that also pass --reuse-port (SO_REUSEPORT; the kernel "
                 "spreads connections). Without it, a port in use is an error");
@@ -259,6 +265,7 @@ std::function<int()> add_echo_command(CLI::App& app) {
       return 2;
     }
     options.threads = args->threads;
+    options.io = *net::parse_io_backend(args->io);
     options.reuse_port = args->reuse_port;
     options.tls.cert_file = args->tls_cert;
     options.tls.key_file = args->tls_key;
@@ -325,6 +332,10 @@ std::function<int()> add_echo_command(CLI::App& app) {
     std::printf("listening on %s://%s:%u\n", options.tls.enabled() ? "wss" : "ws",
                 options.host.find(':') != std::string::npos ? ("[" + options.host + "]").c_str() : options.host.c_str(),
                 server.port());
+    std::fprintf(stderr, "io: %s\n", net::to_string(server.loops().front()->io()));
+    if (!server.loops().front()->io_fallback_reason().empty())
+      std::fprintf(stderr, "io_uring is not available (%s): the loops run on epoll\n",
+                   server.loops().front()->io_fallback_reason().c_str());
     std::fflush(stdout);
     // SIGINT/SIGTERM are taken by one thread with sigwait (blocked in every
     // other thread, the loops' included, which start after this): a graceful

@@ -134,7 +134,10 @@ int serve(const ServeFlags& f) {
   server.start();
   hub::log::info("duplex serve listening",
                  {{"host", config.server.host}, {"port", server.port()}, {"engine", server.hub().engine().name()},
-                  {"node", server.hub().node_name()}, {"threads", server.loop_count()}});
+                  {"node", server.hub().node_name()}, {"threads", server.loop_count()},
+                  {"io", net::to_string(server.io())}});
+  if (!server.io_fallback_reason().empty())
+    hub::log::warn("io_uring is not available: the loops run on epoll", {{"reason", server.io_fallback_reason()}});
   const auto& web = server.web_root();
   std::error_code web_error;
   if (std::filesystem::is_directory(web.dir, web_error))

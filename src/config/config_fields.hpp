@@ -50,7 +50,7 @@ enum class Reload : std::uint8_t {
 // A typed pointer to the field's member.
 using Ref = std::variant<bool*, std::string*, std::vector<std::string>*, std::size_t*, unsigned*, int*,
                          std::uint16_t*, std::uint8_t*, double*, Seconds*, std::chrono::milliseconds*,
-                         net::BackpressurePolicy*, net::DeflateMode*>;
+                         net::BackpressurePolicy*, net::DeflateMode*, net::IoBackend*>;
 
 template <class Root>
 struct Field {

@@ -68,6 +68,9 @@ class HubServer {
   std::uint16_t port() const { return server_->port(); }
   // Event loops actually running (server.threads, or one per core when 0).
   std::size_t loop_count() const { return server_->loops().size(); }
+  // The loops' backend (server.io resolved), and why io_uring was not taken when auto fell back.
+  net::IoBackend io() const { return server_->loops().front()->io(); }
+  std::string io_fallback_reason() const { return server_->loops().front()->io_fallback_reason(); }
   hub::Hub& hub() { return *hub_; }
   // Where / and /duplex.js are served from (resolve_web_root at construction).
   const WebRoot& web_root() const { return web_root_; }
