@@ -695,20 +695,12 @@ void Connection::flush() {
     payload = std::move(backlog_->owed_pong);
     backlog_.reset();  // everything sent: an idle connection keeps no send buffer
   }
-  if (payload && ring_io_) {
-    // The peer reads again: the pong owed for its latest ping, as one send.
-    if (is_open()) {
-      ws_.pong(loop_->cork_for(this), *payload);
-      uncork();
-    }
-    return;
-  }
   if (payload) {
     // The peer reads again: the one pong owed for its latest ping.
     if (is_open()) {
       ws_.pong(loop_->cork_for(this), *payload);
       uncork();
-      if (backlog_) return;
+      if (backlog_) return;  // not all taken (on io_uring: in flight): the next flush goes on
     }
   }
   if (over_limit_) {
