@@ -1464,8 +1464,8 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     if (ring_io_) {
       // The ring's requests hold the socket open until they end: end them
       // (their completions still come, and keep this object alive till then).
-      if (recv_armed_) loop_->ring_->cancel(reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::recv));
-      if (send_in_flight_) loop_->ring_->cancel(reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::send));
+      if (recv_armed_) loop_->ring_->cancel(detail::IoRing::tag(this, detail::IoRing::Op::recv));
+      if (send_in_flight_) loop_->ring_->cancel(detail::IoRing::tag(this, detail::IoRing::Op::send));
     } else {
       loop_->unwatch(fd_);
     }
@@ -1513,7 +1513,7 @@ void Connection::start_ring_io() {
 }
 
 void Connection::arm_ring_recv() {
-  loop_->ring_->recv_multishot(fd_, reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::recv));
+  loop_->ring_->recv_multishot(fd_, detail::IoRing::tag(this, detail::IoRing::Op::recv));
   recv_armed_ = true;
 }
 
@@ -1544,7 +1544,7 @@ void Connection::submit_ring_send() {
   }
   send_in_flight_ = true;
   loop_->ring_->send(fd_, b.in_flight.data(), b.in_flight.size(),
-                     reinterpret_cast<std::uintptr_t>(this) | std::uint64_t(detail::IoRing::Op::send));
+                     detail::IoRing::tag(this, detail::IoRing::Op::send));
 }
 
 bool Connection::write_backlog_now() {
@@ -1587,11 +1587,10 @@ std::shared_ptr<Connection> Connection::on_ring_recv(int result, std::uint32_t c
     on_bytes(loop_->ring_->buffer(cqe_flags), static_cast<std::size_t>(result));
     in_read_handler_ = false;
     if (!finished_) flush();
-  } else if (result == 0 || (result < 0 && result != -ENOBUFS && result != -ECANCELED)) {
-    if (lingering_ || result == 0)
-      lingering_ ? finish_as_recorded() : on_eof();
-    else
-      finish(protocol::close_code::abnormal, "connection reset");
+  } else if (result == 0) {
+    lingering_ ? finish_as_recorded() : on_eof();
+  } else if (result != -ENOBUFS && result != -ECANCELED) {
+    lingering_ ? finish_as_recorded() : finish(protocol::close_code::abnormal, "connection reset");
   }
   // Out of provided buffers (or a kernel that ended the multishot): ask again.
   if (!recv_armed_ && !finished_ && result != 0) arm_ring_recv();

@@ -40,9 +40,6 @@ IoBackend resolve_automatic() {
 }
 
 using detail::IoRing;
-constexpr std::uint64_t tagged(const void* p, IoRing::Op op) {
-  return reinterpret_cast<std::uintptr_t>(p) | static_cast<std::uint64_t>(op);
-}
 }  // namespace
 
 std::mutex& EventLoop::live_mutex() {
@@ -183,7 +180,7 @@ std::size_t EventLoop::wait_epoll(int timeout_ms) {
 // cancels) go in, and it sleeps until a completion or the timeout.
 std::size_t EventLoop::wait_ring(int timeout_ms) {
   if (!epoll_polled_) {
-    ring_->poll_in(epoll_fd_, tagged(nullptr, IoRing::Op::epoll));
+    ring_->poll_in(epoll_fd_, IoRing::tag(nullptr, IoRing::Op::epoll));
     epoll_polled_ = true;
   }
   ring_->submit_and_wait(timeout_ms);

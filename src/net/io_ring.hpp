@@ -25,6 +25,10 @@ class IoRing {
   // pointer at least 8-byte aligned, or nothing).
   enum class Op : std::uint8_t { ignored = 0, epoll = 1, recv = 2, send = 3 };
   static constexpr std::uint64_t op_mask = 7;
+  // The user_data of a request of `op` for `owner` (null for the loop's own).
+  static std::uint64_t tag(const void* owner, Op op) {
+    return reinterpret_cast<std::uintptr_t>(owner) | static_cast<std::uint64_t>(op);
+  }
 
   struct Sizes {
     unsigned entries = 4096;        // submission queue; the completion queue is 4× as large
