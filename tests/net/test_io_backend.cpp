@@ -36,6 +36,13 @@ struct ScopedEnv {
   }
 };
 
+// Message `i` of a run: `size` bytes, its index in the first one.
+std::string payload_for(int i, std::size_t size) {
+  std::string payload(size, static_cast<char>('a' + i % 26));
+  payload[0] = static_cast<char>('0' + i % 10);
+  return payload;
+}
+
 // Echoes through a server and a client on `io`; returns what the client got
 // back, concatenated, after sending `count` messages of `size` bytes.
 std::string echo_round_trip(net::IoBackend io, std::size_t size, int count, net::IoBackend& server_io) {
@@ -52,11 +59,7 @@ std::string echo_round_trip(net::IoBackend io, std::size_t size, int count, net:
   std::promise<void> done;
   net::Handlers h;
   h.on_open = [&](net::Connection& c) {
-    for (int i = 0; i < count; ++i) {
-      std::string payload(size, static_cast<char>('a' + i % 26));
-      payload[0] = static_cast<char>('0' + i % 10);
-      c.send_binary(payload);
-    }
+    for (int i = 0; i < count; ++i) c.send_binary(payload_for(i, size));
   };
   h.on_message = [&](net::Connection& c, protocol::Opcode, std::string_view payload) {
     received.append(payload);
@@ -68,22 +71,15 @@ std::string echo_round_trip(net::IoBackend io, std::size_t size, int count, net:
   client.websocket.max_message_size = 64u << 20;
   client.max_send_buffer = 64u << 20;
   auto c = net::Connection::connect(loop, "ws://127.0.0.1:" + std::to_string(server.port()) + "/", client, h);
-  std::thread guard([&] {
-    std::this_thread::sleep_for(20s);
-    loop.stop();
-  });
+  net::LoopTimer give_up(loop);  // a run that hangs ends here (and the comparison fails)
+  give_up.start(20s, [&] { loop.stop(); });
   loop.run();
-  guard.detach();
   return received;
 }
 
 std::string expected(std::size_t size, int count) {
   std::string all;
-  for (int i = 0; i < count; ++i) {
-    std::string payload(size, static_cast<char>('a' + i % 26));
-    payload[0] = static_cast<char>('0' + i % 10);
-    all += payload;
-  }
+  for (int i = 0; i < count; ++i) all += payload_for(i, size);
   return all;
 }
 
