@@ -8,11 +8,28 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 namespace duplex::net::detail {
 
 std::unique_ptr<IoRing> IoRing::open(const Sizes& sizes, std::string& why_not) {
+  // See the header: the ring's creator is a thread that ends here.
+  std::unique_ptr<IoRing> ring;
+  std::exception_ptr error;
+  std::thread creator([&] {
+    try {
+      ring = open_on_this_thread(sizes, why_not);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  creator.join();
+  if (error) std::rethrow_exception(error);
+  return ring;
+}
+
+std::unique_ptr<IoRing> IoRing::open_on_this_thread(const Sizes& sizes, std::string& why_not) {
   if (sizes.buffers == 0 || (sizes.buffers & (sizes.buffers - 1)) != 0 || sizes.buffers > 32768)
     throw std::invalid_argument("io_uring: the receive buffer count must be a power of two up to 32768");
   std::unique_ptr<IoRing> r(new IoRing);

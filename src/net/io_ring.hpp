@@ -8,6 +8,10 @@
 // never by interrupting the loop thread. It is created disabled and enabled
 // by the first thread that waits on it (a server builds its loops on one
 // thread and runs each on its own): only that thread may submit from then on.
+// It is created on a short-lived thread of its own, never on the caller's:
+// the kernel counts a ring's creator among its users and interrupts every
+// user when it tears the ring down (a blocking recv with a timeout there
+// fails with EINTR), and the thread that builds loops is the application's.
 #pragma once
 #include <liburing.h>
 
@@ -99,6 +103,8 @@ class IoRing {
 
  private:
   IoRing() = default;
+  // open's work, on the calling thread.
+  static std::unique_ptr<IoRing> open_on_this_thread(const Sizes& sizes, std::string& why_not);
   io_uring_sqe* next_sqe();
 
   io_uring ring_{};

@@ -4,10 +4,16 @@
 // many small ones in order, both roles.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "duplex/duplex.hpp"
 #include "support.hpp"
@@ -151,6 +157,43 @@ TEST(IoBackend, ARingLoopRunsItsTurnsOnOneThread) {
   });
   other.join();
   EXPECT_NE(error.find("another thread"), std::string::npos) << error;
+}
+
+// A ring is torn down by the kernel asynchronously, and that work
+// interrupts every thread the ring counts as its user (task work with
+// TWA_SIGNAL). The thread that constructs and destroys loops is the
+// application's: a blocking call with a timeout there (recv with
+// SO_RCVTIMEO, poll) must not fail with EINTR because a loop went away.
+// The scenario runs on a fresh thread: one that ran a ring loop itself (as
+// earlier tests do on the main thread) is the ring's user and is rightly
+// interrupted once when that ring goes.
+TEST(IoBackend, DestroyingRingLoopsDoesNotInterruptTheThreadThatOwnedThem) {
+  if (!io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  timeval timeout{0, 200'000};
+  ASSERT_EQ(::setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout), 0);
+  int interrupted = 0;
+  std::thread owner([&] {
+    for (int round = 0; round < 8; ++round) {
+      {
+        net::EventLoop loop(4096, net::IoBackend::io_uring);
+        std::thread runner([&] { loop.run(); });
+        loop.post([&] { loop.stop(); });
+        runner.join();
+      }
+      char byte;
+      // Nothing is ever sent: the read waits its 200 ms and times out.
+      const ssize_t n = ::recv(pair[0], &byte, 1, 0);
+      EXPECT_EQ(n, -1);
+      if (n < 0 && errno == EINTR) ++interrupted;
+      else EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << std::strerror(errno);
+    }
+  });
+  owner.join();
+  EXPECT_EQ(interrupted, 0) << "a blocking recv on the owner's thread was interrupted after a loop was destroyed";
+  ::close(pair[0]);
+  ::close(pair[1]);
 }
 
 class RingEcho : public ::testing::TestWithParam<net::IoBackend> {};
