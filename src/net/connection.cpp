@@ -1231,10 +1231,14 @@ void Connection::note_queued() {
 
 SendStatus Connection::check_backpressure() {
   if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
-  if (ring_io_ && !send_in_flight_) {
-    // Over the budget: the socket is asked now, as on epoll (a ring send
-    // would only be counted as written at the next turn).
-    if (!write_backlog_now()) {
+  if (ring_io_) {
+    // Over the budget: the socket is asked now, as on epoll (a ring send is
+    // counted as written only at its completion, a turn later). A send this
+    // turn prepared is not the kernel's yet: it is taken back and written
+    // with the rest, so a loop that delivers many messages in one turn
+    // does not count as a slow peer.
+    if (send_in_flight_) retract_ring_send();
+    if (!send_in_flight_ && !write_backlog_now()) {
       finish(protocol::close_code::abnormal, "connection reset");
       return SendStatus::closed;
     }
@@ -1543,8 +1547,22 @@ void Connection::submit_ring_send() {
     b.in_flight.swap(b.bytes);
   }
   send_in_flight_ = true;
-  loop_->ring_->send(fd_, b.in_flight.data(), b.in_flight.size(),
-                     detail::IoRing::tag(this, detail::IoRing::Op::send));
+  const auto ticket = loop_->ring_->send(fd_, b.in_flight.data(), b.in_flight.size(),
+                                         detail::IoRing::tag(this, detail::IoRing::Op::send));
+  b.send_entry = ticket.entry;
+  b.send_submission = ticket.submission;
+}
+
+bool Connection::retract_ring_send() {
+  Backlog& b = *backlog_;
+  if (!loop_->ring_->retract({static_cast<io_uring_sqe*>(b.send_entry), b.send_submission})) return false;
+  send_in_flight_ = false;
+  // Its bytes go first, before what queued behind them.
+  b.in_flight.append(b.bytes, b.sent, std::string::npos);
+  b.bytes.swap(b.in_flight);
+  b.in_flight.clear();
+  b.sent = 0;
+  return true;
 }
 
 bool Connection::write_backlog_now() {

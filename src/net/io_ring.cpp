@@ -115,10 +115,20 @@ void IoRing::recv_multishot(int fd, std::uint64_t tag) {
   io_uring_sqe_set_data64(sqe, tag);
 }
 
-void IoRing::send(int fd, const char* data, std::size_t size, std::uint64_t tag) {
+IoRing::Ticket IoRing::send(int fd, const char* data, std::size_t size, std::uint64_t tag) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_send(sqe, fd, data, size, MSG_WAITALL | MSG_NOSIGNAL);
   io_uring_sqe_set_data64(sqe, tag);
+  return Ticket{sqe, submissions_};
+}
+
+bool IoRing::retract(const Ticket& ticket) {
+  // Until io_uring_submit publishes the queue's tail the kernel has not read
+  // the entry, so it may be rewritten in place.
+  if (!ticket.entry || ticket.submission != submissions_) return false;
+  io_uring_prep_nop(ticket.entry);
+  io_uring_sqe_set_data64(ticket.entry, static_cast<std::uint64_t>(Op::ignored));
+  return true;
 }
 
 void IoRing::cancel(std::uint64_t tag) {
@@ -146,6 +156,7 @@ void IoRing::poll_in(int fd, std::uint64_t tag) {
 
 void IoRing::submit_and_wait(int timeout_ms) {
   enable_for_this_thread();
+  ++submissions_;
   if (timeout_ms < 0) {
     io_uring_submit_and_wait(&ring_, 1);
     return;
@@ -163,6 +174,7 @@ void IoRing::submit_and_wait(int timeout_ms) {
 
 void IoRing::submit() {
   enable_for_this_thread();
+  ++submissions_;
   io_uring_submit(&ring_);
 }
 

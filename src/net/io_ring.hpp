@@ -51,9 +51,17 @@ class IoRing {
   // Multishot receive on `fd` into the provided buffers; every completion
   // carries `tag` (a pointer with Op::recv in its low bits).
   void recv_multishot(int fd, std::uint64_t tag);
+  // A prepared request the kernel has not seen yet, until the next submit.
+  struct Ticket {
+    io_uring_sqe* entry = nullptr;
+    std::uint64_t submission = 0;
+  };
   // A send of exactly `size` bytes (MSG_WAITALL: the kernel finishes a short
   // write itself); `data` must stay put until its completion.
-  void send(int fd, const char* data, std::size_t size, std::uint64_t tag);
+  Ticket send(int fd, const char* data, std::size_t size, std::uint64_t tag);
+  // Takes back a request not submitted yet (it becomes a no-op whose
+  // completion is ignored); false once the kernel has it.
+  bool retract(const Ticket& ticket);
   // Cancels every request carrying `tag` (their completions still come).
   void cancel(std::uint64_t tag);
   // Cancels every request and waits (at most about a second) until the
@@ -116,6 +124,7 @@ class IoRing {
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::uint8_t[]> buffers_;
   std::size_t in_flight_ = 0;
+  std::uint64_t submissions_ = 0;  // submits so far: a Ticket of an older one is the kernel's
   static constexpr int buffer_group = 0;
 };
 

@@ -213,5 +213,60 @@ TEST_P(RingEcho, ManySmallMessagesComeBackInOrder) {
   EXPECT_TRUE(got == expected(37, 20000)) << "got " << got.size() << " bytes";
 }
 
+// One loop turn sends a burst to connection B while it also answers A, so
+// B's output leaves the cork several times in that turn. The socket takes
+// it all at once (a reading peer on loopback): B is not a slow consumer,
+// although the burst is larger than its send budget. On io_uring the first
+// part becomes a ring send that the kernel sees only when the turn submits.
+TEST_P(RingEcho, ABurstInOneTurnThatTheSocketTakesIsNotOverBudget) {
+  if (GetParam() == net::IoBackend::io_uring && !io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  constexpr int burst = 32;
+  constexpr std::size_t size = 16u << 10;
+  net::ServerOptions options;
+  options.io = GetParam();
+  options.max_send_buffer = 64u << 10;  // a quarter of the burst
+  std::weak_ptr<net::Connection> b_on_server;
+  net::Handlers server_handlers;
+  server_handlers.on_open = [&](net::Connection& c) {
+    if (c.target() == "/b") b_on_server = c.weak_from_this();
+  };
+  server_handlers.on_message = [&](net::Connection& a, protocol::Opcode, std::string_view) {
+    auto b = b_on_server.lock();
+    if (!b) return;
+    for (int i = 0; i < burst; ++i) {
+      b->send_binary(payload_for(i, size));
+      a.send_text("sent");  // takes the loop's cork from B
+    }
+  };
+  test_support::TestServer server(options, server_handlers);
+
+  net::EventLoop loop(512u << 10, GetParam());
+  const std::string base = "ws://127.0.0.1:" + std::to_string(server.port());
+  std::string received;
+  int messages = 0;
+  std::uint16_t b_close_code = 0;
+  std::shared_ptr<net::Connection> a;
+  net::Handlers a_handlers;
+  a_handlers.on_open = [&](net::Connection& c) { c.send_text("burst"); };
+  net::Handlers b_handlers;
+  b_handlers.on_open = [&](net::Connection&) { a = net::Connection::connect(loop, base + "/a", {}, a_handlers); };
+  b_handlers.on_message = [&](net::Connection&, protocol::Opcode, std::string_view payload) {
+    received.append(payload);
+    if (++messages == burst) loop.stop();
+  };
+  b_handlers.on_close = [&](net::Connection&, std::uint16_t code, std::string_view) {
+    b_close_code = code;
+    loop.stop();
+  };
+  b_handlers.on_error = [&](std::string_view) { loop.stop(); };
+  auto b = net::Connection::connect(loop, base + "/b", {}, b_handlers);
+  net::LoopTimer give_up(loop);
+  give_up.start(10s, [&] { loop.stop(); });
+  loop.run();
+  EXPECT_EQ(b_close_code, 0) << "B was cut off as a slow consumer";
+  EXPECT_EQ(messages, burst);
+  EXPECT_TRUE(received == expected(size, burst)) << "got " << received.size() << " bytes";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RingEcho, ::testing::Values(net::IoBackend::epoll, net::IoBackend::io_uring),
                          [](const auto& param_info) { return std::string(net::to_string(param_info.param)); });

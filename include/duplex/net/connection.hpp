@@ -215,6 +215,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void arm_ring_recv();
   void ring_uncork();
   void submit_ring_send();
+  // Takes back the send this turn prepared if the kernel has not seen it
+  // (its bytes rejoin the backlog's front); false if it is submitted.
+  bool retract_ring_send();
   // Writes what waits synchronously (the epoll way); false if the socket failed.
   bool write_backlog_now();
   // An ended connection's last reference once no ring request needs it.
@@ -285,6 +288,11 @@ class Connection : public std::enable_shared_from_this<Connection>,
     // io_uring: the bytes of the one send in flight (the kernel reads them
     // until its completion); `bytes` is what waits behind it.
     std::string in_flight;
+    // Where that send waits in the ring's submission queue until the turn
+    // submits it (the ring's Ticket: entry and submission number), so an
+    // over-budget sender can take it back and write it at once.
+    void* send_entry = nullptr;
+    std::uint64_t send_submission = 0;
   };
   bool backlogged() const { return backlog_ && backlog_->bytes.size() > backlog_->sent; }
   std::unique_ptr<Backlog> backlog_;
