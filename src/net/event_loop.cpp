@@ -29,11 +29,10 @@ std::vector<EventLoop*>& live_loops() {
 std::atomic<std::uint32_t> next_loop_id{1};
 
 // automatic, resolved by the environment: DUPLEX_IO=epoll|io_uring|auto.
-// Without it, epoll: io_uring becomes the default once the whole hub suite
-// passes on it (one SSE slow-consumer case does not yet; docs/BENCHMARKS.md).
+// Without it (or with auto), io_uring where the kernel allows it, else epoll.
 IoBackend resolve_automatic() {
   const char* env = std::getenv("DUPLEX_IO");
-  if (!env || !*env) return IoBackend::epoll;
+  if (!env || !*env) return IoBackend::automatic;
   const auto io = parse_io_backend(env);
   if (!io) throw std::invalid_argument(std::string("DUPLEX_IO=") + env + ": expected auto, epoll or io_uring");
   return *io;
