@@ -67,6 +67,14 @@ bool any_pattern_matches(const std::vector<std::string>& patterns, std::string_v
 // Live messages held for a subscription while its recovery read is in flight.
 constexpr std::size_t max_held_publications = 100'000;
 
+// A publication of another epoch than the one a subscriber's offsets count
+// in (both known): the channel's stream started again.
+bool epoch_changed(const std::string& known, const std::string& arrived) {
+  return !known.empty() && !arrived.empty() && known != arrived;
+}
+constexpr std::string_view epoch_reset_reason =
+    "the channel's stream was reset (new epoch): resubscribe, and recovery says what was lost";
+
 // Bytes a publication adds to a subscribe reply beyond its data and
 // publisher (offset, time, keys, separators), rounded up.
 constexpr std::size_t publication_overhead = 64;
@@ -82,7 +90,14 @@ struct Subscription {
   bool live = false;              // false while the position/recovery read is in flight
   bool in_presence = false;
   std::uint64_t last_offset = 0;  // the newest offset this subscriber has been sent
-  std::vector<PublicationPtr> held;
+  // The channel's epoch its offsets belong to (the subscribe read's): a
+  // publication of another epoch means the stream was reset under it.
+  std::string epoch;
+  struct Held {
+    std::string epoch;
+    PublicationPtr publication;
+  };
+  std::vector<Held> held;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -212,6 +227,7 @@ struct Shard {
   // of one send per message per subscriber).
   struct PendingEvent {
     std::string channel;
+    std::string epoch;           // the publication's
     PublicationPtr publication;  // null: a control push (join/leave)
     std::shared_ptr<net::PreparedMessage> frame;
     std::chrono::steady_clock::time_point handed_over;
@@ -255,6 +271,8 @@ struct Shard {
     if (it == channels.end()) return;
     std::uint64_t sent = 0;
     const NamespaceOptions* ns = it->second.empty() ? nullptr : it->second.front()->options;
+    // Subscribers whose offsets another epoch made meaningless: told after the loop.
+    std::vector<std::shared_ptr<Session>> reset;
     // Copy: the list must not change under the loop even if a transport broke
     // the Transport rule and reported a session closed from inside a write.
     for (Subscription* s : std::vector<Subscription*>(it->second)) {
@@ -269,9 +287,16 @@ struct Shard {
           if (s->held.size() >= max_held_publications) {
             s->client->disconnect(disconnect_code::slow, "too many messages while recovering");
           } else {
-            s->held.push_back(e->publication);
+            s->held.push_back({e->epoch, e->publication});
           }
+        } else if (epoch_changed(s->epoch, e->epoch)) {
+          // Offsets restarted (Redis lost the channel's metadata: expiry,
+          // FLUSHALL, eviction, a failover): comparing them with this
+          // subscriber's would drop messages silently.
+          reset.push_back(client);
+          break;
         } else if (e->publication->offset > s->last_offset) {  // else already sent (recovered)
+          if (s->epoch.empty()) s->epoch = e->epoch;
           s->last_offset = e->publication->offset;
           s->client->send_shared(*e->frame);
           ++sent;
@@ -279,6 +304,9 @@ struct Shard {
         if (!client->alive()) break;
       }
     }
+    if (!reset.empty())
+      hub.counters_.resubscribes.fetch_add(hub.unsubscribe_and_tell(reset, channel, unsubscribe_code::resubscribe, epoch_reset_reason),
+                                           std::memory_order_relaxed);
     hub.counters_.pushes.fetch_add(sent, std::memory_order_relaxed);
     if (sent == 0) return;
     hub.namespace_counters(ns).pushes.fetch_add(sent, std::memory_order_relaxed);
@@ -492,7 +520,7 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
   const auto handed_over = std::chrono::steady_clock::now();
   const PublicationPtr publication =
       event.kind == engines::ChannelEvent::Kind::publication ? event.publication : PublicationPtr{};
-  for (auto& shard : shards_) shard->enqueue(Shard::PendingEvent{event.channel, publication, frame, handed_over});
+  for (auto& shard : shards_) shard->enqueue(Shard::PendingEvent{event.channel, event.epoch, publication, frame, handed_over});
 }
 
 bool Hub::allows_origin(std::string_view origin, std::string_view host) const {
@@ -803,12 +831,20 @@ void Hub::subscribe(Session& client, Command cmd) {
           result.recovered = true;
         }
         sub->last_offset = start;
+        sub->epoch = r.top.epoch;
         sub->live = true;
         c.reply(id, codec_.reply_subscribe(id, result));
         // Live messages held during the read, merged by offset: nothing twice, no gap.
-        std::vector<PublicationPtr> held = std::move(sub->held);
+        std::vector<Subscription::Held> held = std::move(sub->held);
         sub->held.clear();
-        for (const auto& p : held) {
+        for (const auto& [epoch, p] : held) {
+          if (epoch_changed(sub->epoch, epoch)) {
+            // Reset after the read: the reply's position is stale already.
+            counters_.resubscribes.fetch_add(unsubscribe_and_tell({c.shared_from_this()}, sub->channel,
+                                                                  unsubscribe_code::resubscribe, epoch_reset_reason),
+                                             std::memory_order_relaxed);
+            return;
+          }
           if (p->offset <= sub->last_offset || !c.alive()) continue;
           sub->last_offset = p->offset;
           c.send(codec_.push_message(sub->channel, r.top.epoch, *p));

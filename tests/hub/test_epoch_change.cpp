@@ -1,0 +1,97 @@
+// A channel's epoch changes while its subscribers stay connected: Redis
+// lost the channel's metadata (it expired, FLUSHALL, eviction, a failover
+// to a replica that missed writes) and the next publish starts a new epoch
+// at offset 1. Every subscriber, on every node, is told (the unsubscribe
+// push with code 2500), and its resubscribe says recovered:false with the
+// new epoch: never a silent gap.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "../engines/redis_server.hpp"
+#include "transport_client.hpp"
+
+using namespace hub_test;
+
+namespace {
+
+void api_publish(Server& server, const std::string& channel, int n) {
+  const std::string r =
+      http_post(server.port(), "/api/publish", R"({"channel":")" + channel + R"(","data":{"n":)" + std::to_string(n) + "}}");
+  ASSERT_NE(r.find(" 200 "), std::string::npos) << r;
+}
+
+void wait_ready(Server& server) {
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (http_get(server.port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(50ms);
+}
+
+enum class Reset { metadata_expiry, flushall };
+
+class EpochChange : public ::testing::TestWithParam<Reset> {};
+
+TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) {
+  if (::access("/usr/bin/redis-server", X_OK) != 0) GTEST_SKIP() << "no redis-server";
+  duplex::test::RedisServer redis;
+  auto node_config = [&](const std::string& name) {
+    hub::HubConfig c = test_config();
+    c.node_name = name;
+    c.engine.type = "redis";
+    c.engine.redis.addresses = {redis.address()};
+    c.engine.redis.prefix = "epoch-change";
+    c.engine.redis.history_meta_ttl = std::chrono::seconds(2);
+    return c;
+  };
+  Server a(node_config("node-a")), b(node_config("node-b"));
+  wait_ready(a);
+  wait_ready(b);
+  const std::string channel = "chat:epoch";
+  auto on_a = connect_over(Transport::websocket, a, "sub-a");
+  auto on_b = connect_over(Transport::websocket, b, "sub-b");
+  std::string first_epoch;
+  for (auto* c : {on_a.get(), on_b.get()}) {
+    auto r = c->call(1, R"({"type":"subscribe","id":1,"channel":")" + channel + "\"}");
+    ASSERT_FALSE(r->has("/error")) << r->text;
+    first_epoch = r->str_at("/result/epoch");
+  }
+  ASSERT_FALSE(first_epoch.empty());
+  for (int i = 1; i <= 5; ++i) api_publish(a, channel, i);
+  for (auto* c : {on_a.get(), on_b.get()})
+    for (std::uint64_t offset = 1; offset <= 5; ++offset) ASSERT_EQ(c->next("message")->u64("offset"), offset);
+
+  if (GetParam() == Reset::metadata_expiry)
+    std::this_thread::sleep_for(3500ms);  // idle past history_meta_ttl: the channel's epoch and top expire
+  else
+    redis.query({"FLUSHALL"});
+  for (int i = 1; i <= 10; ++i) api_publish(i % 2 ? a : b, channel, i);
+
+  for (auto* c : {on_a.get(), on_b.get()}) {
+    // The first thing after offset 5 is the push that says the stream was
+    // reset, not a message whose offset the subscriber cannot place.
+    auto told = c->next_where([](const Frame& f) { return f.str("type") == "unsubscribe" || f.str("type") == "message"; },
+                              "an unsubscribe push", 5000ms);
+    ASSERT_EQ(told->str("type"), "unsubscribe") << told->text;
+    EXPECT_EQ(told->str("channel"), channel);
+    EXPECT_EQ(told->u64("code"), 2500u) << told->text;
+    // Recovery from where it was: not recovered, the new epoch, the new top.
+    auto r = c->call(2, R"({"type":"subscribe","id":2,"channel":")" + channel + R"(","recover":true,"epoch":")" +
+                            first_epoch + R"(","offset":5})");
+    ASSERT_FALSE(r->has("/error")) << r->text;
+    EXPECT_FALSE(r->bool_at("/result/recovered")) << r->text;
+    EXPECT_NE(r->str_at("/result/epoch"), first_epoch) << r->text;
+    EXPECT_EQ(r->u64_at("/result/offset"), 10u) << r->text;
+  }
+  // Live again in the new epoch, on both nodes.
+  api_publish(b, channel, 11);
+  for (auto* c : {on_a.get(), on_b.get()}) EXPECT_EQ(c->next("message")->u64("offset"), 11u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Redis, EpochChange, ::testing::Values(Reset::metadata_expiry, Reset::flushall),
+                         [](const ::testing::TestParamInfo<Reset>& param_info) {
+                           return std::string(param_info.param == Reset::metadata_expiry ? "MetadataExpiry" : "Flushall");
+                         });
+
+}  // namespace
