@@ -14,6 +14,7 @@
 
 #include "config_fields.hpp"
 #include "support/log.hpp"
+#include "duplex/net/tls.hpp"
 
 namespace duplex::hub {
 
@@ -597,6 +598,14 @@ std::vector<std::string> file_problems(const HubConfig& config) {
   check("server.tls.cert_file", config.server.tls.cert_file);
   check("server.tls.key_file", config.server.tls.key_file);
   check("auth.public_key_file", config.auth.public_key_file);
+  if (problems.empty() && !config.server.tls.cert_file.empty() && !config.server.tls.key_file.empty()) {
+    // Readable is not usable: what OpenSSL would refuse at start, named by its key.
+    if (auto problem = net::check_server_tls_files(config.server.tls)) {
+      const bool cert = problem->file == net::TlsFileProblem::File::cert;
+      problems.push_back(std::string(cert ? "server.tls.cert_file" : "server.tls.key_file") + " = " +
+                         quoted(cert ? config.server.tls.cert_file : config.server.tls.key_file) + ": " + problem->what);
+    }
+  }
   return problems;
 }
 

@@ -2,8 +2,10 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 namespace duplex::net {
@@ -48,13 +50,61 @@ void configure_common(SSL_CTX* ctx, const TlsOptions& options) {
     throw std::runtime_error("invalid TLS cipher list: " + last_tls_error());
 }
 
-void load_cert_and_key(SSL_CTX* ctx, const TlsOptions& options) {
+// A server never waits on a terminal for a pass phrase: an encrypted key fails to load.
+int no_pass_phrase(char*, int, int, void*) { return 0; }
+
+// The first MiB of a file (a PEM file is far smaller); empty if unreadable.
+std::string head_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text(1u << 20, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+
+// Why OpenSSL refused `path`, in a few words: what the file lacks when that
+// is visible in its text, else the first error's reason (the cause; later
+// ones are the layers above). The error queue is cleared.
+std::string refusal(const std::string& path, bool key) {
+  unsigned long first = 0;
+  while (const unsigned long e = ERR_get_error())
+    if (!first) first = e;
+  const std::string text = head_of(path);
+  if (!key && text.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return "no PEM certificate in it (\"-----BEGIN CERTIFICATE-----\")";
+  if (key) {
+    if (text.find("ENCRYPTED PRIVATE KEY-----") != std::string::npos || text.find("Proc-Type: 4,ENCRYPTED") != std::string::npos)
+      return "it is encrypted (give it unencrypted: a server asks no pass phrase)";
+    if (text.find("PRIVATE KEY-----") == std::string::npos) return "no PEM private key in it";
+    if (ERR_GET_LIB(first) == ERR_LIB_X509 && ERR_GET_REASON(first) == X509_R_KEY_VALUES_MISMATCH)
+      return "it does not match the certificate";
+  }
+  const char* reason = first ? ERR_reason_error_string(first) : nullptr;
+  return reason ? reason : "unreadable";
+}
+
+// Loads the files into ctx; the problem, if any, in an operator's words.
+std::optional<TlsFileProblem> use_cert_and_key(SSL_CTX* ctx, const TlsOptions& options) {
+  using File = TlsFileProblem::File;
+  ERR_clear_error();
+  SSL_CTX_set_default_passwd_cb(ctx, no_pass_phrase);
   if (SSL_CTX_use_certificate_chain_file(ctx, options.cert_file.c_str()) != 1)
-    throw std::runtime_error("cannot load TLS certificate " + options.cert_file + ": " + last_tls_error());
+    return TlsFileProblem{File::cert, "not a usable certificate: " + refusal(options.cert_file, false)};
   if (SSL_CTX_use_PrivateKey_file(ctx, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-    throw std::runtime_error("cannot load TLS key " + options.key_file + ": " + last_tls_error());
-  if (SSL_CTX_check_private_key(ctx) != 1)
-    throw std::runtime_error("TLS key does not match the certificate: " + last_tls_error());
+    return TlsFileProblem{File::key, "not a usable private key: " + refusal(options.key_file, true)};
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    ERR_clear_error();
+    return TlsFileProblem{File::key, "not a usable private key: it does not match the certificate"};
+  }
+  return std::nullopt;
+}
+
+void load_cert_and_key(SSL_CTX* ctx, const TlsOptions& options) {
+  if (auto problem = use_cert_and_key(ctx, options)) {
+    const bool cert = problem->file == TlsFileProblem::File::cert;
+    throw std::runtime_error(std::string(cert ? "TLS certificate " : "TLS key ") +
+                             (cert ? options.cert_file : options.key_file) + ": " + problem->what);
+  }
 }
 
 // A complete server context, or throws (nothing leaks).
@@ -72,6 +122,14 @@ SSL_CTX* new_server_ctx(const TlsOptions& options) {
   return ctx;
 }
 }  // namespace
+
+std::optional<TlsFileProblem> check_server_tls_files(const TlsOptions& options) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) throw std::runtime_error("SSL_CTX_new failed: " + last_tls_error());
+  auto problem = use_cert_and_key(ctx, options);
+  SSL_CTX_free(ctx);
+  return problem;
+}
 
 std::shared_ptr<TlsContext> TlsContext::server(const TlsOptions& options) {
   return std::shared_ptr<TlsContext>(new TlsContext(new_server_ctx(options)));

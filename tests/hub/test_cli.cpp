@@ -368,6 +368,46 @@ TEST(CliServeStart, AMissingTlsFileNamesTheKeyAndTheFile) {
   EXPECT_EQ(outcome.output.find("system library"), std::string::npos) << outcome.output;
 }
 
+// A readable file that OpenSSL cannot use is refused when the config loads,
+// named by its key, with no raw OpenSSL error chain and no pass phrase
+// prompt: not a certificate, not a key, a key of another certificate.
+TEST(CliServeStart, AnUnusableTlsFileNamesTheKeyAndWhy) {
+  const auto dir = scratch_dir("bad-tls");
+  const std::string garbage = write_file(dir / "garbage.pem", "hello, not a PEM file\n");
+  std::string certs[2], keys[2];
+  for (int i = 0; i < 2; ++i) {
+    certs[i] = (dir / ("c" + std::to_string(i) + ".crt")).string();
+    keys[i] = (dir / ("k" + std::to_string(i) + ".key")).string();
+    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                            "-subj /CN=localhost -keyout '" + keys[i] + "' -out '" + certs[i] + "' >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  const std::string encrypted = (dir / "encrypted.key").string();
+  const std::string encrypt = "openssl pkey -in '" + keys[0] + "' -aes256 -passout pass:secret -out '" + encrypted + "' 2>/dev/null";
+  ASSERT_EQ(std::system(encrypt.c_str()), 0) << encrypt;
+  struct Case {
+    std::string cert, key, expected;
+  } cases[] = {
+      {garbage, keys[0], "server.tls.cert_file = \"" + garbage + "\": not a usable certificate: no PEM certificate"},
+      {certs[0], garbage, "server.tls.key_file = \"" + garbage + "\": not a usable private key: no PEM private key"},
+      {certs[0], encrypted, "server.tls.key_file = \"" + encrypted + "\": not a usable private key: it is encrypted"},
+      {certs[0], keys[1], "server.tls.key_file = \"" + keys[1] + "\": not a usable private key: it does not match the certificate"},
+  };
+  for (const Case& c : cases) {
+    const std::string config = write_file(dir / "tls.toml", "[engine]\ntype = \"memory\"\n[server.tls]\ncert_file = \"" +
+                                                                c.cert + "\"\nkey_file = \"" + c.key + "\"\n");
+    const Outcome outcome = run_duplex({"serve", "--config", config, "--listen", "127.0.0.1:0"});
+    EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+    EXPECT_NE(outcome.output.find(c.expected), std::string::npos) << outcome.output;
+    EXPECT_EQ(outcome.output.find("error:"), std::string::npos) << outcome.output;
+  }
+  // The matching pair is accepted.
+  const std::string good = write_file(dir / "good.toml", "[engine]\ntype = \"memory\"\n[server.tls]\ncert_file = \"" +
+                                                             certs[1] + "\"\nkey_file = \"" + keys[1] + "\"\n");
+  ServeProcess serve(good, (dir / "good.log").string());
+  EXPECT_TRUE(serve.wait_log("duplex serve listening")) << serve.log();
+}
+
 namespace {
 
 // A loopback port nobody listens on (bound, read, closed: free again).

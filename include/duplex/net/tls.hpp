@@ -3,6 +3,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,5 +44,15 @@ class TlsContext {
 
 // The last OpenSSL error as text (clears the queue).
 std::string last_tls_error();
+
+// Why a server cannot use its certificate and key files, in words an
+// operator can act on ("not a PEM certificate", "does not match the
+// certificate"), naming which file; nullopt if they load and match. Reads
+// the files; never prompts for a pass phrase (encrypted keys are refused).
+struct TlsFileProblem {
+  enum class File { cert, key } file;
+  std::string what;
+};
+std::optional<TlsFileProblem> check_server_tls_files(const TlsOptions& options);
 
 }  // namespace duplex::net
