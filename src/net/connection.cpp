@@ -33,6 +33,10 @@ namespace {
 // The loop's cork buffer keeps up to this much capacity between turns: one
 // per loop, and freeing it every batch cost a page-fault storm under load.
 constexpr std::size_t keep_cork_capacity = 4u << 20;
+// Spare backlogs a loop thread keeps, and the buffer capacity each keeps
+// (a small message's frame; larger buffers go back to the allocator).
+constexpr std::size_t spare_backlog_count = 1024;
+constexpr std::size_t spare_buffer_capacity = 2048;
 // Reads per readiness event before yielding to other connections.
 constexpr int read_budget = 16;
 
@@ -162,6 +166,49 @@ Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+// A loop thread keeps the backlogs its connections gave back, buffers and
+// all: on io_uring every send of a turn takes one (its bytes stay put until
+// the completion), and allocating it each time cost a malloc and a free per
+// message. Bounded in count and in the buffer capacity kept; the loop's
+// thread only (a loop runs on one thread).
+std::unique_ptr<Connection::Backlog> Connection::take_backlog() {
+  auto* spares = spare_backlogs();
+  if (!spares || spares->empty()) return std::make_unique<Backlog>();
+  auto backlog = std::move(spares->back());
+  spares->pop_back();
+  return backlog;
+}
+
+void Connection::give_back(std::unique_ptr<Backlog> backlog) {
+  if (!backlog) return;
+  auto* spares = spare_backlogs();
+  if (!spares || spares->size() >= spare_backlog_count) return;
+  for (std::string* buffer : {&backlog->bytes, &backlog->in_flight}) {
+    buffer->clear();
+    if (buffer->capacity() > spare_buffer_capacity) std::string().swap(*buffer);
+  }
+  backlog->sent = 0;
+  backlog->owed_pong.reset();
+  backlog->send_entry = nullptr;
+  spares->push_back(std::move(backlog));
+}
+
+namespace {
+// Set once this thread's spares are destroyed (thread exit): a connection
+// finished later on the thread (a static loop, say) frees its backlog.
+thread_local bool spares_gone = false;
+}  // namespace
+
+std::vector<std::unique_ptr<Connection::Backlog>>* Connection::spare_backlogs() {
+  struct Spares {
+    std::vector<std::unique_ptr<Backlog>> list;
+    ~Spares() { spares_gone = true; }
+  };
+  if (spares_gone) return nullptr;
+  thread_local Spares spares;
+  return &spares.list;
+}
+
 std::size_t Connection::buffered_amount() const {
   std::size_t n = backlog_ ? backlog_->bytes.size() - backlog_->sent + backlog_->in_flight.size() : 0;
   if (loop_->corked_ == this) n += loop_->cork_.size();
@@ -206,7 +253,7 @@ void Connection::uncork() {
     }
   }
   if (off < cork.size() && phase_ != Phase::closed) {
-    if (!backlog_) backlog_ = std::make_unique<Backlog>();
+    if (!backlog_) backlog_ = take_backlog();
     backlog_->bytes.append(cork, off, std::string::npos);
   }
   cork.clear();
@@ -693,7 +740,7 @@ void Connection::flush() {
   std::optional<std::string> payload;
   if (backlog_) {
     payload = std::move(backlog_->owed_pong);
-    backlog_.reset();  // everything sent: an idle connection keeps no send buffer
+    give_back(std::move(backlog_));  // everything sent: an idle connection keeps no send buffer
   }
   if (payload) {
     // The peer reads again: the one pong owed for its latest ping.
@@ -1504,7 +1551,7 @@ void Connection::reap() {
   }
   release_loop_resources();
   handshake_.reset();  // a client's resolver and socket belong to this loop
-  if (!send_in_flight_) backlog_.reset();  // else the kernel still reads it: on_ring_send frees it
+  if (!send_in_flight_) give_back(std::move(backlog_));  // else the kernel still reads it: on_ring_send frees it
 }
 
 // ---- io_uring -------------------------------------------------------------------
@@ -1525,7 +1572,7 @@ void Connection::ring_uncork() {
   std::string& cork = loop_->cork_;
   loop_->corked_ = nullptr;
   if (!cork.empty() && phase_ != Phase::closed) {
-    if (!backlog_) backlog_ = std::make_unique<Backlog>();
+    if (!backlog_) backlog_ = take_backlog();
     if (send_in_flight_) {
       backlog_->bytes.append(cork);
     } else {
@@ -1570,7 +1617,7 @@ bool Connection::write_backlog_now() {
     // The cork joins the backlog first (no send: one is submitted below or not at all).
     std::string& cork = loop_->cork_;
     loop_->corked_ = nullptr;
-    if (!backlog_) backlog_ = std::make_unique<Backlog>();
+    if (!backlog_) backlog_ = take_backlog();
     backlog_->bytes.append(cork);
     cork.clear();
   }
@@ -1618,7 +1665,7 @@ std::shared_ptr<Connection> Connection::on_ring_recv(int result, std::uint32_t c
 std::shared_ptr<Connection> Connection::on_ring_send(int result) {
   send_in_flight_ = false;
   if (finished_) {
-    backlog_.reset();  // the kernel is done with it; reap (now or later) frees nothing else
+    give_back(std::move(backlog_));  // the kernel is done with it; reap (now or later) frees nothing else
     return release_if_unarmed();
   }
   Backlog& b = *backlog_;
