@@ -1485,6 +1485,8 @@ void Connection::abandon() {
   finished_ = true;
   phase_ = Phase::closed;
   if (fd_ >= 0) {
+    if (ring_file_) loop_->ring_->release_file(fd_);
+    ring_file_ = false;
     loop_->unwatch(fd_);
     ::close(fd_);
     fd_ = -1;
@@ -1517,6 +1519,9 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
       // (their completions still come, and keep this object alive till then).
       if (recv_armed_) loop_->ring_->cancel(detail::IoRing::tag(this, detail::IoRing::Op::recv));
       if (send_in_flight_) loop_->ring_->cancel(detail::IoRing::tag(this, detail::IoRing::Op::send));
+      // The table's reference would keep the socket open past close().
+      if (ring_file_) loop_->ring_->release_file(fd_);
+      ring_file_ = false;
     } else {
       loop_->unwatch(fd_);
     }
@@ -1559,12 +1564,13 @@ void Connection::reap() {
 void Connection::start_ring_io() {
   loop_->unwatch(fd_);
   ring_io_ = true;
+  ring_file_ = loop_->ring_->register_file(fd_);
   writable_ = true;
   arm_ring_recv();
 }
 
 void Connection::arm_ring_recv() {
-  loop_->ring_->recv_multishot(fd_, detail::IoRing::tag(this, detail::IoRing::Op::recv));
+  loop_->ring_->recv_multishot(fd_, detail::IoRing::tag(this, detail::IoRing::Op::recv), ring_file_);
   recv_armed_ = true;
 }
 
@@ -1595,7 +1601,7 @@ void Connection::submit_ring_send() {
   }
   send_in_flight_ = true;
   const auto ticket = loop_->ring_->send(fd_, b.in_flight.data(), b.in_flight.size(),
-                                         detail::IoRing::tag(this, detail::IoRing::Op::send));
+                                         detail::IoRing::tag(this, detail::IoRing::Op::send), ring_file_);
   b.send_entry = ticket.entry;
   b.send_submission = ticket.submission;
 }

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,6 +75,14 @@ std::unique_ptr<IoRing> IoRing::open_on_this_thread(const Sizes& sizes, std::str
     io_uring_buf_ring_add(r->buf_ring_, r->buffers_.get() + std::size_t{i} * sizes.buffer_size, sizes.buffer_size,
                           static_cast<unsigned short>(i), mask, static_cast<int>(i));
   io_uring_buf_ring_advance(r->buf_ring_, static_cast<int>(sizes.buffers));
+  // A sparse registered-file table with a slot per possible descriptor
+  // (the open-file limit, at most 65,536: 8 bytes each in the kernel).
+  // Without one (an old kernel, no memory) descriptors are looked up per request.
+  rlimit files{};
+  const unsigned slots = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 65536
+                             ? static_cast<unsigned>(files.rlim_cur)
+                             : 65536u;
+  if (io_uring_register_files_sparse(&r->ring_, slots) == 0) r->file_slots_ = slots;
   return r;
 }
 
@@ -107,17 +116,28 @@ io_uring_sqe* IoRing::next_sqe() {
   return sqe;
 }
 
-void IoRing::recv_multishot(int fd, std::uint64_t tag) {
+bool IoRing::register_file(int fd) {
+  if (fd < 0 || static_cast<unsigned>(fd) >= file_slots_) return false;
+  return io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &fd, 1) == 1;
+}
+
+void IoRing::release_file(int fd) {
+  int none = -1;
+  io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &none, 1);
+}
+
+void IoRing::recv_multishot(int fd, std::uint64_t tag, bool registered) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->flags |= IOSQE_BUFFER_SELECT | (registered ? IOSQE_FIXED_FILE : 0);
   sqe->buf_group = buffer_group;
   io_uring_sqe_set_data64(sqe, tag);
 }
 
-IoRing::Ticket IoRing::send(int fd, const char* data, std::size_t size, std::uint64_t tag) {
+IoRing::Ticket IoRing::send(int fd, const char* data, std::size_t size, std::uint64_t tag, bool registered) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_send(sqe, fd, data, size, MSG_WAITALL | MSG_NOSIGNAL);
+  if (registered) sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, tag);
   return Ticket{sqe, submissions_};
 }

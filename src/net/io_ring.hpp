@@ -48,9 +48,17 @@ class IoRing {
   IoRing(const IoRing&) = delete;
   IoRing& operator=(const IoRing&) = delete;
 
+  // Puts `fd` in the ring's registered-file table (slot = fd), so its
+  // requests skip the kernel's per-request file lookup; false if there is
+  // no table or no slot (its requests then name the fd as usual). A
+  // registered file stays open until release_file: call it before close().
+  bool register_file(int fd);
+  void release_file(int fd);
+
   // Multishot receive on `fd` into the provided buffers; every completion
-  // carries `tag` (a pointer with Op::recv in its low bits).
-  void recv_multishot(int fd, std::uint64_t tag);
+  // carries `tag` (a pointer with Op::recv in its low bits). `registered`:
+  // register_file(fd) returned true.
+  void recv_multishot(int fd, std::uint64_t tag, bool registered);
   // A prepared request the kernel has not seen yet, until the next submit.
   struct Ticket {
     io_uring_sqe* entry = nullptr;
@@ -58,7 +66,7 @@ class IoRing {
   };
   // A send of exactly `size` bytes (MSG_WAITALL: the kernel finishes a short
   // write itself); `data` must stay put until its completion.
-  Ticket send(int fd, const char* data, std::size_t size, std::uint64_t tag);
+  Ticket send(int fd, const char* data, std::size_t size, std::uint64_t tag, bool registered);
   // Takes back a request not submitted yet (it becomes a no-op whose
   // completion is ignored); false once the kernel has it.
   bool retract(const Ticket& ticket);
@@ -124,6 +132,7 @@ class IoRing {
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::uint8_t[]> buffers_;
   std::size_t in_flight_ = 0;
+  unsigned file_slots_ = 0;  // registered-file table size (0: none)
   std::uint64_t submissions_ = 0;  // submits so far: a Ticket of an older one is the kernel's
   static constexpr int buffer_group = 0;
 };

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <stdexcept>
 #include <string>
@@ -269,6 +270,49 @@ TEST_P(RingEcho, ABurstInOneTurnThatTheSocketTakesIsNotOverBudget) {
   EXPECT_EQ(b_close_code, 0) << "B was cut off as a slow consumer";
   EXPECT_EQ(messages, burst);
   EXPECT_TRUE(received == expected(size, burst)) << "got " << received.size() << " bytes";
+}
+
+// The server ends connections on its own (a close handshake, then TCP; or
+// a terminate), many in a row so descriptor numbers are reused: every
+// client sees the end at once. On io_uring a socket in the ring's
+// registered-file table stays open until its slot is released, so a
+// missed release would leave these clients waiting for the idle timeout.
+TEST_P(RingEcho, ConnectionsTheServerEndsCloseTheirSocketsAtOnce) {
+  if (GetParam() == net::IoBackend::io_uring && !io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  net::ServerOptions options;
+  options.io = GetParam();
+  net::Handlers server_handlers;
+  server_handlers.on_message = [](net::Connection& c, protocol::Opcode, std::string_view payload) {
+    if (payload == "close")
+      c.close(1000, "asked");
+    else
+      c.terminate();
+  };
+  test_support::TestServer server(options, server_handlers);
+  const std::string url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  net::EventLoop loop(64u << 10, GetParam());
+  constexpr int rounds = 40;
+  int round = 0, clean = 0, dropped = 0;
+  std::shared_ptr<net::Connection> client;
+  net::Handlers h;
+  std::function<void()> next;
+  h.on_open = [&](net::Connection& c) { c.send_text(round % 2 ? "close" : "terminate"); };
+  h.on_close = [&](net::Connection&, std::uint16_t code, std::string_view) {
+    (code == 1000 ? clean : dropped) += 1;
+    if (++round == rounds) loop.stop();
+    else loop.post([&] { next(); });
+  };
+  h.on_error = [&](std::string_view) { loop.stop(); };
+  next = [&] { client = net::Connection::connect(loop, url, {}, h); };
+  next();
+  net::LoopTimer give_up(loop);
+  give_up.start(10s, [&] { loop.stop(); });
+  const auto started = std::chrono::steady_clock::now();
+  loop.run();
+  EXPECT_EQ(round, rounds) << "a connection the server ended was not closed";
+  EXPECT_EQ(clean, rounds / 2);
+  EXPECT_EQ(dropped, rounds / 2);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RingEcho, ::testing::Values(net::IoBackend::epoll, net::IoBackend::io_uring),

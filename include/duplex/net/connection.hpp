@@ -328,6 +328,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool refused_input_ : 1 = false;      // a request was refused: its client may still be sending
   bool lingering_ : 1 = false;          // half-closed after the last write: reading to the peer's FIN
   bool ring_io_ : 1 = false;            // reads and writes go through the loop's io_uring
+  bool ring_file_ : 1 = false;          // fd_ is in the ring's registered-file table (slot fd_)
   bool recv_armed_ : 1 = false;         // a multishot receive is in the ring
   bool send_in_flight_ : 1 = false;     // a send is in the ring (Backlog::in_flight)
 };
