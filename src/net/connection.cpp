@@ -703,24 +703,20 @@ void Connection::flush() {
       return;
     }
   }
-  std::size_t written = 0;
-  while (!ring_io_ && backlogged() && writable_ && !write_wants_read_) {
+  long written = 0;
+  if (!ring_io_ && backlogged() && writable_ && !write_wants_read_) {
     bool want_read = false;
-    const long n = transport_write(backlog_->bytes.data() + backlog_->sent, backlog_->bytes.size() - backlog_->sent, want_read);
-    if (n > 0) {
-      backlog_->sent += static_cast<std::size_t>(n);
-      written += static_cast<std::size_t>(n);
-      continue;
+    written = write_backlog(want_read);
+    if (written < 0) {
+      finish(protocol::close_code::abnormal, "connection reset");
+      return;
     }
-    if (n == -1) {
+    if (backlogged()) {
       if (want_read)
         write_wants_read_ = true;
       else
         writable_ = false;
-      break;
     }
-    finish(protocol::close_code::abnormal, "connection reset");
-    return;
   }
   if (written > 0 && phase_ == Phase::http_handshake && handshake_ && ws_.role() == protocol::Role::server &&
       handshake_->http_state == HandshakeState::HttpState::reading_head) {
@@ -1627,16 +1623,19 @@ bool Connection::write_backlog_now() {
     backlog_->bytes.append(cork);
     cork.clear();
   }
+  bool want_read = false;  // plain sockets only here: never set
+  return write_backlog(want_read) >= 0;
+}
+
+long Connection::write_backlog(bool& want_read) {
+  long written = 0;
   while (backlogged()) {
-    bool want_read = false;
     const long n = transport_write(backlog_->bytes.data() + backlog_->sent, backlog_->bytes.size() - backlog_->sent, want_read);
-    if (n > 0) {
-      backlog_->sent += static_cast<std::size_t>(n);
-      continue;
-    }
-    return n == -1;
+    if (n <= 0) return n == -1 ? written : -1;
+    backlog_->sent += static_cast<std::size_t>(n);
+    written += n;
   }
-  return true;
+  return written;
 }
 
 std::shared_ptr<Connection> Connection::on_ring_recv(int result, std::uint32_t cqe_flags) {

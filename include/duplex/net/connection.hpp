@@ -220,6 +220,10 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool retract_ring_send();
   // Writes what waits synchronously (the epoll way); false if the socket failed.
   bool write_backlog_now();
+  // Writes the backlog until it is empty or the socket takes no more (then
+  // `want_read`: TLS must read first); the bytes written, or -1 if the
+  // socket failed. Both backends' synchronous writes go through it.
+  long write_backlog(bool& want_read);
   // An ended connection's last reference once no ring request needs it.
   std::shared_ptr<Connection> release_if_unarmed();
   // Ends the connection: marks it closed, closes the socket, and asks the
