@@ -152,6 +152,8 @@ std::vector<ConfigField> make_fields() {
 
       {"engine.redis.addresses", DUPLEX_REF(engine.redis.addresses), K::strings, R::restart, 0, 0, {},
        "host:port; several: channels sharded by consistent hashing"},
+      {"engine.redis.username", DUPLEX_REF(engine.redis.username), K::string, R::restart, 0, 0, {},
+       "Redis ACL user (AUTH username password); empty: the default user"},
       {"engine.redis.password", DUPLEX_REF(engine.redis.password), K::string, R::restart, 0, 0, {},
        "AUTH; env DUPLEX_REDIS_PASSWORD"},
       {"engine.redis.db", DUPLEX_REF(engine.redis.db), K::integer, R::restart, 0, 1'000, {}, "SELECT"},

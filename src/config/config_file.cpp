@@ -550,6 +550,8 @@ std::vector<std::string> config_problems(const HubConfig& config) {
       if (!ok) problems.push_back("[engine.redis] address " + quoted(a) + " is not host:port");
     }
     if (r.reconnect_min > r.reconnect_max) problems.push_back("[engine.redis] reconnect_min exceeds reconnect_max");
+    if (!r.username.empty() && r.password.empty())
+      problems.push_back("[engine.redis] username is set but password is not (AUTH with a user needs its password)");
     if (r.prefix.empty() || !printable_without_spaces(r.prefix))
       problems.push_back("[engine.redis] prefix must be printable characters without spaces");
   }

@@ -215,14 +215,21 @@ void RedisConnection::run_handshake(int step) {
   auto next = [this, generation, step](redisReply* reply, const std::string&) {
     if (!reply || generation != generation_ || state_ != State::handshaking) return;
     if (reply->type == REDIS_REPLY_ERROR) {
-      lost(ac_, std::string("handshake failed: ") + std::string(reply->str, reply->len), true);
+      // Says which user was refused (never the password: Redis' WRONGPASS
+      // reply does not contain it).
+      const std::string user = options_.username.empty() ? std::string("default") : options_.username;
+      const std::string what = step == 0 ? "AUTH as user \"" + user + "\" refused: " : "";
+      lost(ac_, "handshake failed: " + what + std::string(reply->str, reply->len), true);
       return;
     }
     run_handshake(step + 1);
   };
   switch (step) {
     case 0:
-      if (!options_.password.empty()) return send({"AUTH", options_.password}, std::move(next));
+      if (!options_.password.empty()) {
+        if (!options_.username.empty()) return send({"AUTH", options_.username, options_.password}, std::move(next));
+        return send({"AUTH", options_.password}, std::move(next));
+      }
       [[fallthrough]];
     case 1:
       if (options_.db != 0) return send({"SELECT", std::to_string(options_.db)}, std::move(next));

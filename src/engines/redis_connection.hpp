@@ -34,6 +34,7 @@ namespace duplex::engines::detail {
 struct RedisConnectionOptions {
   std::string host = "127.0.0.1";
   int port = 6379;
+  std::string username;  // empty: AUTH <password> (the default user)
   std::string password;
   std::size_t db = 0;
   std::chrono::milliseconds connect_timeout{2000};

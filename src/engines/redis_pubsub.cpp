@@ -25,6 +25,7 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config)
   for (const auto& address : config.addresses) {
     for (std::size_t i = 0; i < per_address_; ++i) {
       RedisConnectionOptions options = parse_redis_address(address);
+      options.username = config.username;
       options.password = config.password;  // pub/sub ignores the db: no SELECT
       options.connect_timeout = config.connect_timeout;
       options.command_timeout = config.command_timeout;

@@ -53,6 +53,7 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
     : io_(io), config_(std::move(config)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
   for (const auto& address : config_.addresses) {
     RedisConnectionOptions options = parse_redis_address(address);
+    options.username = config_.username;
     options.password = config_.password;
     options.db = config_.db;
     options.connect_timeout = config_.connect_timeout;

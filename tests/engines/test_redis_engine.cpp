@@ -680,6 +680,51 @@ TEST(RedisAuth, AuthAndSelectOnConnect) {
   refused.stop();
 }
 
+// An ACL user: `AUTH alice pw` works where the default user is off; a
+// wrong password is refused with a message naming the server and the user,
+// never the password, and the engine stays unhealthy.
+TEST(RedisAuth, AclUserWithPassword) {
+  RedisServer redis({"--user", "default", "off", "--user", "alice", "on", ">pw-alice", "~*", "&*", "+@all"});
+  RedisEngineOptions options = options_for({redis.address()});
+  options.config.username = "alice";
+  options.config.password = "pw-alice";
+  RedisEngine engine(std::move(options));
+  Recorder recorder;
+  engine.set_deliver(recorder.callback());
+  const PublishResult published = publish_sync(engine, message("c", "1"));
+  ASSERT_EQ(published.error, EngineErrc::ok) << published.message;
+  ASSERT_TRUE(recorder.wait_until([&] { return subscribe_sync(engine, "c") == EngineErrc::ok; }));
+  ASSERT_EQ(publish_sync(engine, message("c", "2")).error, EngineErrc::ok);
+  ASSERT_TRUE(recorder.wait_until([&] { return recorder.offsets("c").size() == 1; })) << "pub/sub logged in too";
+  EXPECT_EQ(offsets_of(history_sync(engine, newest("c", 10))), range(1, 2));
+  EXPECT_TRUE(recorder.wait_until([&] { return engine.healthy(); }));
+  engine.stop();
+
+  RedisEngineOptions wrong = options_for({redis.address()});
+  wrong.config.username = "alice";
+  wrong.config.password = "not-the-password";
+  RedisEngine refused(std::move(wrong));
+  const PublishResult denied = publish_sync(refused, message("c", "3"));
+  EXPECT_EQ(denied.error, EngineErrc::unavailable);
+  EXPECT_NE(denied.message.find(redis.address()), std::string::npos) << denied.message;
+  EXPECT_NE(denied.message.find("AUTH as user \"alice\" refused"), std::string::npos) << denied.message;
+  EXPECT_NE(denied.message.find("WRONGPASS"), std::string::npos) << denied.message;
+  EXPECT_EQ(denied.message.find("not-the-password"), std::string::npos) << denied.message;
+  EXPECT_FALSE(refused.healthy());
+  EXPECT_EQ(refused.health().backends_up, 0u);
+  refused.stop();
+
+  // Without a user name the password goes to the default user, which is off.
+  RedisEngineOptions no_user = options_for({redis.address()});
+  no_user.config.password = "pw-alice";
+  RedisEngine as_default(std::move(no_user));
+  const PublishResult as_default_result = publish_sync(as_default, message("c", "4"));
+  EXPECT_EQ(as_default_result.error, EngineErrc::unavailable);
+  EXPECT_NE(as_default_result.message.find("AUTH as user \"default\" refused"), std::string::npos)
+      << as_default_result.message;
+  as_default.stop();
+}
+
 TEST(RedisWire, RoundTrips) {
   using namespace duplex::engines::redis_wire;
   Publication p;

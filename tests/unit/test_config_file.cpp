@@ -611,6 +611,9 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ntype = \"nats\"\n[engine.nats]\nurl = \"tcp://x:4222\"\n"),
             Problems{"[engine.nats] url must start with nats://, not \"tcp://x:4222\""});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = [\"127.0.0.1:7001\", \"[::1]:7002\"]\n").empty());
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nusername = \"alice\"\n"),
+            Problems{"[engine.redis] username is set but password is not (AUTH with a user needs its password)"});
+  EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nusername = \"alice\"\npassword = \"pw\"\n").empty());
 
   // Values set after loading (command-line flags) are checked too.
   HubConfig c;

@@ -14,6 +14,7 @@ using Seconds = std::chrono::seconds;
 // registry in Redis; fan-out over Redis pub/sub (type "redis").
 struct RedisConfig {
   std::vector<std::string> addresses{"127.0.0.1:6379"};  // host:port; channels sharded by consistent hashing
+  std::string username;            // ACL user: AUTH username password; empty: AUTH password (user "default")
   std::string password;            // AUTH (env DUPLEX_REDIS_PASSWORD)
   std::size_t db = 0;              // SELECT
   std::string prefix = "duplex";   // key and pub/sub channel prefix (several hubs on one Redis)
