@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <random>
 #include <stdexcept>
+#include <string_view>
 
 #include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -149,20 +150,47 @@ void RedisConnection::stop() {
 void RedisConnection::connect() {
   ++generation_;
   state_ = State::connecting;
+  const std::uint64_t generation = generation_;
+  connect_timer_.expires_after(options_.connect_timeout);
+  connect_timer_.async_wait([this, generation](const asio::error_code& ec) {
+    if (ec || generation != generation_ || !connecting()) return;
+    const std::string why = "connect timeout after " + std::to_string(options_.connect_timeout.count()) + "ms";
+    if (ac_) return lost(ac_, why, true);
+    fail_attempt(why);
+  });
+  if (!locate_) return open();
+  address_ = label_;
+  locate_([this, generation](std::string host, int port, std::string error) {
+    if (generation != generation_ || state_ != State::connecting || ac_) return;
+    if (!error.empty()) return fail_attempt(error);
+    options_.host = std::move(host);
+    options_.port = port;
+    address_ = options_.host + ":" + std::to_string(options_.port);
+    open();
+  });
+}
+
+void RedisConnection::fail_attempt(const std::string& why) {
+  ++generation_;
+  state_ = State::down;
+  up_ = false;
+  last_error_ = why;
+  connect_timer_.cancel();
+  auto queued = std::move(queued_);
+  queued_.clear();
+  for (auto& [args, callback] : queued) {
+    if (callback) asio::post(io_, [callback = std::move(callback), message = unavailable()] { callback(nullptr, message); });
+  }
+  if (on_down_) on_down_(why);
+  schedule_reconnect();
+}
+
+void RedisConnection::open() {
   redisAsyncContext* ac = redisAsyncConnect(options_.host.c_str(), options_.port);
   if (!ac || ac->err) {
     const std::string why = ac && ac->errstr ? ac->errstr : "cannot allocate a connection";
     if (ac) redisAsyncFree(ac);
-    state_ = State::down;
-    last_error_ = why;
-    auto queued = std::move(queued_);
-    queued_.clear();
-    for (auto& [args, callback] : queued) {
-      if (callback) asio::post(io_, [callback = std::move(callback), message = unavailable()] { callback(nullptr, message); });
-    }
-    if (on_down_) on_down_(why);
-    schedule_reconnect();
-    return;
+    return fail_attempt(why);
   }
   ac->data = this;
   ac_ = ac;
@@ -177,12 +205,19 @@ void RedisConnection::connect() {
   ac->ev.cleanup = &Watch::cleanup;
   redisAsyncSetConnectCallback(ac, &RedisConnection::on_connect_cb);
   redisAsyncSetDisconnectCallback(ac, &RedisConnection::on_disconnect_cb);
-  const std::uint64_t generation = generation_;
-  connect_timer_.expires_after(options_.connect_timeout);
-  connect_timer_.async_wait([this, generation](const asio::error_code& ec) {
-    if (ec || generation != generation_ || !connecting()) return;
-    lost(ac_, "connect timeout after " + std::to_string(options_.connect_timeout.count()) + "ms", true);
-  });
+}
+
+void RedisConnection::follow_master(const std::string& host, int port) {
+  if (stopping_ || state_ == State::stopped || !locate_) return;
+  if (state_ == State::ready && options_.host == host && options_.port == port) return;
+  attempts_ = 0;  // the new master is expected to answer: no long backoff
+  if (ac_) return lost(ac_, "the master moved to " + host + ":" + std::to_string(port) + " (+switch-master)", true);
+  if (state_ == State::down) {
+    reconnect_timer_.cancel();
+    ++generation_;  // the cancelled wait ignores itself
+    schedule_reconnect();
+  }
+  // Locating now: that attempt asks the sentinels, which know the new master.
 }
 
 void RedisConnection::on_connect_cb(const redisAsyncContext* ac, int status) {
@@ -235,6 +270,21 @@ void RedisConnection::run_handshake(int step) {
       if (options_.db != 0) return send({"SELECT", std::to_string(options_.db)}, std::move(next));
       [[fallthrough]];
     case 2:
+      if (options_.require_master) {
+        return send({"ROLE"}, [this, generation](redisReply* reply, const std::string&) {
+          if (!reply || generation != generation_ || state_ != State::handshaking) return;
+          std::string_view role;
+          if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_STRING)
+            role = std::string_view(reply->element[0]->str, std::min<std::size_t>(reply->element[0]->len, 32));
+          if (role != "master") {
+            return lost(ac_, "handshake failed: " + address_ + " is not a master (ROLE: " +
+                                 (role.empty() ? std::string("no answer") : std::string(role)) + ")", true);
+          }
+          run_handshake(3);
+        });
+      }
+      [[fallthrough]];
+    case 3:
       if (handshake_) {
         return handshake_(*this, [this, generation](std::string error) {
           if (generation != generation_ || state_ != State::handshaking) return;
@@ -366,7 +416,18 @@ void RedisConnection::on_reply(redisAsyncContext* ac, void* reply, void* privdat
     return;
   }
   if (ac == self->ac_) self->watch_end(pending->watch_id);
-  if (pending->callback) pending->callback(static_cast<redisReply*>(reply), {});
+  auto* r = static_cast<redisReply*>(reply);
+  const bool demoted = self->options_.require_master && r->type == REDIS_REPLY_ERROR && r->len >= 8 &&
+                       std::string_view(r->str, 8) == "READONLY";
+  if (pending->callback) pending->callback(r, {});
+  if (demoted && ac == self->ac_) {
+    // The master became a replica under us: find the new one. Dropped
+    // after this callback returns (hiredis is still using the context).
+    asio::post(self->io_, [self, generation = self->generation_] {
+      if (generation == self->generation_ && self->ac_)
+        self->lost(self->ac_, self->address_ + " is a replica now (READONLY)", true);
+    });
+  }
 }
 
 void RedisConnection::on_push_reply(redisAsyncContext* ac, void* reply, void* privdata) {

@@ -41,6 +41,10 @@ struct RedisConnectionOptions {
   std::chrono::milliseconds command_timeout{5000};
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
+  // Sentinel mode: the node must answer ROLE with "master" during the
+  // handshake (a demoted master is refused), and a READONLY error reply
+  // drops the connection so the next attempt asks the sentinels again.
+  bool require_master = false;
 };
 
 // "host:port" -> options (port 6379 when absent). Throws on a bad port.
@@ -55,6 +59,11 @@ class RedisConnection {
   // The owner's extra handshake step: call `finish` with "" when done or
   // with an error (the connection is then dropped).
   using Handshake = std::function<void(RedisConnection&, std::function<void(std::string)> finish)>;
+  // Where to connect, asked before every attempt (Sentinel discovery): call
+  // `found` with host and port, or with an error (the attempt fails). The
+  // attempt's connect_timeout covers this step too.
+  using Found = std::function<void(std::string host, int port, std::string error)>;
+  using Locate = std::function<void(Found found)>;
 
   RedisConnection(asio::io_context& io, RedisConnectionOptions options);
   ~RedisConnection();
@@ -62,6 +71,13 @@ class RedisConnection {
   RedisConnection& operator=(const RedisConnection&) = delete;
 
   void set_handshake(Handshake handshake) { handshake_ = std::move(handshake); }
+  // Set before start(); `label` names the target until it is located
+  // (e.g. "master \"mymaster\"").
+  void set_locate(Locate locate, std::string label) {
+    locate_ = std::move(locate);
+    label_ = std::move(label);
+    address_ = label_;
+  }
   void set_on_ready(std::function<void()> on_ready) { on_ready_ = std::move(on_ready); }
   void set_on_down(std::function<void(const std::string& why)> on_down) { on_down_ = std::move(on_down); }
   // Pub/sub replies (subscribe/unsubscribe confirmations and messages).
@@ -70,6 +86,10 @@ class RedisConnection {
   void start();
   // Fails queued and pending commands, closes the connection, no reconnect.
   void stop();
+  // The master moved (+switch-master): unless already connected to
+  // host:port, drop the connection and reconnect (locating again) after
+  // the shortest backoff.
+  void follow_master(const std::string& host, int port);
 
   void command(std::vector<std::string> args, Callback callback);
   // For the Handshake step only: sends at once (command() would queue).
@@ -101,6 +121,11 @@ class RedisConnection {
   struct Pending;
 
   void connect();
+  // Opens the TCP connection to options_.host:port.
+  void open();
+  // An attempt failed before a hiredis context existed (locating, or the
+  // context could not be made): down, queued commands fail, reconnect.
+  void fail_attempt(const std::string& why);
   void on_connected(redisAsyncContext* ac, int status);
   void on_disconnected(redisAsyncContext* ac, int status);
   void run_handshake(int step);
@@ -132,6 +157,8 @@ class RedisConnection {
   std::atomic<std::uint64_t> reconnects_{0};
   std::deque<std::pair<std::vector<std::string>, Callback>> queued_;
   Handshake handshake_;
+  Locate locate_;
+  std::string label_;
   std::function<void()> on_ready_;
   std::function<void(const std::string&)> on_down_;
   std::function<void(redisReply*)> on_push_;
