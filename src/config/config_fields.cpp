@@ -176,6 +176,17 @@ std::vector<ConfigField> make_fields() {
       {"engine.redis.node_ttl", DUPLEX_REF(engine.redis.node_ttl), K::seconds, R::restart, 2, 3600, {},
        "a node missing heartbeats this long leaves the registry"},
 
+      {"engine.redis.sentinels", DUPLEX_REF(engine.redis.sentinels), K::strings, R::restart, 0, 0, {},
+       "Redis Sentinel host:port list; set: the master is discovered through them (instead of addresses)"},
+      {"engine.redis.sentinel_master", DUPLEX_REF(engine.redis.sentinel_master), K::string, R::restart, 0, 0, {},
+       "the master name the sentinels monitor (needed with sentinels)"},
+      {"engine.redis.sentinel_password", DUPLEX_REF(engine.redis.sentinel_password), K::string, R::restart, 0, 0,
+       {}, "AUTH to the sentinels; env DUPLEX_REDIS_SENTINEL_PASSWORD"},
+      {"engine.redis.wait_replicas", DUPLEX_REF(engine.redis.wait_replicas), K::integer, R::restart, 0, 16, {},
+       "a publish is acknowledged only once this many replicas have it (WAIT); 0 = once the master has it"},
+      {"engine.redis.wait_timeout", DUPLEX_REF(engine.redis.wait_timeout), K::millis, R::restart, 1, 600'000, {},
+       "WAIT's bound; fewer replicas by then: the publish is not acknowledged"},
+
       {"engine.nats.url", DUPLEX_REF(engine.nats.url), K::string, R::restart, 0, 0, {},
        "NATS server(s), comma-separated for a cluster"},
       {"engine.nats.subject_prefix", DUPLEX_REF(engine.nats.subject_prefix), K::string, R::restart, 0, 0, {},

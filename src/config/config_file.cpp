@@ -517,6 +517,8 @@ void apply_env_overrides(HubConfig& config) {
   if (const char* secret = std::getenv("DUPLEX_HMAC_SECRET"); secret && *secret) config.auth.hmac_secret = secret;
   if (const char* key = std::getenv("DUPLEX_API_KEY"); key && *key) config.api.key = key;
   if (const char* pw = std::getenv("DUPLEX_REDIS_PASSWORD"); pw && *pw) config.engine.redis.password = pw;
+  if (const char* pw = std::getenv("DUPLEX_REDIS_SENTINEL_PASSWORD"); pw && *pw)
+    config.engine.redis.sentinel_password = pw;
 }
 
 std::vector<std::string> config_problems(const HubConfig& config) {
@@ -542,13 +544,33 @@ std::vector<std::string> config_problems(const HubConfig& config) {
     problems.push_back("engine.type must be \"sqlite\", \"memory\", \"redis\" or \"nats\", not " + quoted(type));
   if (type == "redis" || type == "nats") {
     const auto& r = config.engine.redis;
-    if (r.addresses.empty()) problems.push_back("[engine.redis] addresses must list at least one host:port");
-    for (const auto& a : r.addresses) {
+    auto host_port = [](const std::string& a) {
       const auto colon = a.rfind(':');
-      const bool ok = colon != std::string::npos && colon > 0 && colon + 1 < a.size() &&
-                      a.find_first_not_of("0123456789", colon + 1) == std::string::npos && a.size() - colon - 1 <= 5;
-      if (!ok) problems.push_back("[engine.redis] address " + quoted(a) + " is not host:port");
+      return colon != std::string::npos && colon > 0 && colon + 1 < a.size() &&
+             a.find_first_not_of("0123456789", colon + 1) == std::string::npos && a.size() - colon - 1 <= 5;
+    };
+    if (r.sentinels.empty()) {
+      if (r.addresses.empty()) problems.push_back("[engine.redis] addresses must list at least one host:port");
+      for (const auto& a : r.addresses) {
+        if (!host_port(a)) problems.push_back("[engine.redis] address " + quoted(a) + " is not host:port");
+      }
+      if (!r.sentinel_master.empty()) problems.push_back("[engine.redis] sentinel_master is set but sentinels is empty");
+    } else {
+      // The sentinels name one master: sharding over addresses does not combine with it.
+      if (!r.addresses.empty() && r.addresses != engines::RedisConfig{}.addresses)
+        problems.push_back("[engine.redis] sentinels and addresses exclude each other (with sentinels the master is "
+                           "discovered; remove addresses)");
+      for (const auto& a : r.sentinels) {
+        if (!host_port(a)) problems.push_back("[engine.redis] sentinel " + quoted(a) + " is not host:port");
+      }
+      if (r.sentinels.size() > 16) problems.push_back("[engine.redis] sentinels lists more than 16 sentinels");
+      if (r.sentinel_master.empty() || !printable_without_spaces(r.sentinel_master))
+        problems.push_back("[engine.redis] sentinels is set: sentinel_master must name the monitored master "
+                           "(printable characters without spaces)");
     }
+    if (r.wait_replicas > 0 && r.wait_timeout >= r.command_timeout)
+      problems.push_back("[engine.redis] wait_timeout must be shorter than command_timeout (WAIT blocks the "
+                         "connection that long)");
     if (r.reconnect_min > r.reconnect_max) problems.push_back("[engine.redis] reconnect_min exceeds reconnect_max");
     if (!r.username.empty() && r.password.empty())
       problems.push_back("[engine.redis] username is set but password is not (AUTH with a user needs its password)");

@@ -356,7 +356,8 @@ struct NatsEngine::Impl {
 };
 
 NatsEngine::NatsEngine(NatsEngineOptions options) {
-  if (options.redis.addresses.empty()) throw std::runtime_error("engine.redis.addresses is empty");
+  if (options.redis.addresses.empty() && options.redis.sentinels.empty())
+    throw std::runtime_error("engine.redis.addresses and engine.redis.sentinels are both empty");
   if (options.nats.subject_prefix.empty()) throw std::runtime_error("engine.nats.subject_prefix is empty");
   if (options.nats.reorder_window.count() <= 0) throw std::runtime_error("engine.nats.reorder_window must be positive");
   impl_ = std::make_unique<Impl>(std::move(options));

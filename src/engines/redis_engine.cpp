@@ -16,7 +16,7 @@ namespace duplex::engines {
 
 struct RedisEngine::Impl {
   explicit Impl(RedisEngineOptions options)
-      : storage(io, options.config, std::move(options.clock)), pubsub(io, options.config) {}
+      : storage(io, options.config, std::move(options.clock)), pubsub(io, options.config, storage.sentinels()) {}
 
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
@@ -33,7 +33,10 @@ struct RedisEngine::Impl {
 };
 
 RedisEngine::RedisEngine(RedisEngineOptions options) {
-  if (options.config.addresses.empty()) throw std::runtime_error("engine.redis.addresses is empty");
+  if (options.config.addresses.empty() && options.config.sentinels.empty())
+    throw std::runtime_error("engine.redis.addresses and engine.redis.sentinels are both empty");
+  if (!options.config.sentinels.empty() && options.config.sentinel_master.empty())
+    throw std::runtime_error("engine.redis.sentinels is set but engine.redis.sentinel_master is empty");
   impl_ = std::make_unique<Impl>(std::move(options));
   Impl* impl = impl_.get();
   impl->post([impl] {

@@ -20,11 +20,12 @@ std::string_view text(const redisReply* reply) {
 
 }  // namespace
 
-RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config)
+RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels)
     : io_(io), channel_prefix_(config.prefix + ":ch:"), per_address_(std::max<std::size_t>(config.subscriber_connections, 1)) {
-  for (const auto& address : config.addresses) {
+  for (const auto& address : redis_targets(config)) {
     for (std::size_t i = 0; i < per_address_; ++i) {
-      RedisConnectionOptions options = parse_redis_address(address);
+      RedisConnectionOptions options = sentinels ? RedisConnectionOptions{} : parse_redis_address(address);
+      options.require_master = sentinels != nullptr;
       options.username = config.username;
       options.password = config.password;  // pub/sub ignores the db: no SELECT
       options.connect_timeout = config.connect_timeout;
@@ -33,6 +34,7 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config)
       options.reconnect_max = config.reconnect_max;
       auto link = std::make_unique<Link>();
       link->conn = std::make_unique<RedisConnection>(io_, std::move(options));
+      if (sentinels) follow_sentinels(*link->conn, *sentinels);
       Link* raw = link.get();
       link->conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });
       link->conn->set_on_ready([this, raw] { on_ready(*raw); });

@@ -28,12 +28,14 @@
 #include "duplex/engines/engine.hpp"
 #include "duplex/engines/config.hpp"
 #include "redis_connection.hpp"
+#include "redis_sentinels.hpp"
 
 namespace duplex::engines::detail {
 
 class RedisPubSub {
  public:
-  RedisPubSub(asio::io_context& io, const RedisConfig& config);
+  // `sentinels`: Sentinel mode (the storage's discovery), null with addresses.
+  RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels = nullptr);
   ~RedisPubSub();
   RedisPubSub(const RedisPubSub&) = delete;
   RedisPubSub& operator=(const RedisPubSub&) = delete;

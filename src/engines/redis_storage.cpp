@@ -51,8 +51,10 @@ std::int64_t ms(std::chrono::seconds s) { return seconds_to_ms(s); }
 
 RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clock)
     : io_(io), config_(std::move(config)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
-  for (const auto& address : config_.addresses) {
-    RedisConnectionOptions options = parse_redis_address(address);
+  if (!config_.sentinels.empty()) sentinels_ = std::make_unique<RedisSentinels>(io_, config_);
+  for (const auto& address : redis_targets(config_)) {
+    RedisConnectionOptions options = sentinels_ ? RedisConnectionOptions{} : parse_redis_address(address);
+    options.require_master = sentinels_ != nullptr;
     options.username = config_.username;
     options.password = config_.password;
     options.db = config_.db;
@@ -61,6 +63,7 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
     options.reconnect_min = config_.reconnect_min;
     options.reconnect_max = config_.reconnect_max;
     auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
+    if (sentinels_) follow_sentinels(*conn, *sentinels_);
     conn->set_handshake([this](RedisConnection& c, std::function<void(std::string)> finish) {
       auto remaining = std::make_shared<std::size_t>(kScriptCount);
       auto failed = std::make_shared<bool>(false);
@@ -87,6 +90,7 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
 RedisStorage::~RedisStorage() { stop(); }
 
 void RedisStorage::start() {
+  if (sentinels_) sentinels_->start();
   for (auto& shard : shards_) shard->start();
   arm_presence_refresh();
 }
@@ -96,6 +100,7 @@ void RedisStorage::stop() {
   stopped_ = true;
   presence_timer_.cancel();
   for (auto& shard : shards_) shard->stop();
+  if (sentinels_) sentinels_->stop();
 }
 
 std::size_t RedisStorage::shard_of(const std::string& channel) const {
@@ -183,8 +188,44 @@ void RedisStorage::publish(PublishRequest request, bool redis_publish, std::func
                  publication->offset = out.result.position.offset;
                  out.publication = publication;
                }
-               if (done) done(std::move(out));
+               if (config_.wait_replicas == 0) {
+                 if (done) done(std::move(out));
+                 return;
+               }
+               wait_for_replicas(shard, std::move(out), std::move(done));
              });
+}
+
+void RedisStorage::wait_for_replicas(std::size_t shard, Published out, std::function<void(Published)> done) {
+  // WAIT covers every write this connection made so far, so it is sent
+  // after the script's reply (a NOSCRIPT retry may run the script later
+  // than a pipelined WAIT).
+  const std::size_t wanted = config_.wait_replicas;
+  shards_[shard]->command(
+      {"WAIT", std::to_string(wanted), std::to_string(config_.wait_timeout.count())},
+      [this, shard, wanted, out = std::move(out), done = std::move(done)](redisReply* reply,
+                                                                          const std::string& error) mutable {
+        std::string why = failure(reply, error, *shards_[shard]);
+        if (why.empty() && reply->type != REDIS_REPLY_INTEGER) {
+          why = "redis " + shards_[shard]->address() + ": unexpected reply to WAIT";
+        }
+        if (why.empty() && static_cast<std::uint64_t>(std::max<long long>(reply->integer, 0)) < wanted) {
+          why = "redis " + shards_[shard]->address() + ": stored on the master but only " +
+                std::to_string(reply->integer) + " of " + std::to_string(wanted) + " replicas confirmed it within " +
+                std::to_string(config_.wait_timeout.count()) + "ms (wait_replicas)";
+        }
+        if (!why.empty()) {
+          // Not acknowledged: a failover now could lose it. A retry with the
+          // same idempotency key returns its position if it survived.
+          count_error();
+          Published failed;
+          failed.result.error = EngineErrc::unavailable;
+          failed.result.message = why + "; not acknowledged";
+          if (done) done(std::move(failed));
+          return;
+        }
+        if (done) done(std::move(out));
+      });
 }
 
 void RedisStorage::history(HistoryRequest request, std::function<void(HistoryResult)> done) {

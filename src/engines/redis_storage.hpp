@@ -3,7 +3,8 @@
 // offsets, epochs, history, idempotency keys, presence and the node
 // registry, sharded over `addresses` by jump consistent hash of the
 // channel name (FNV-1a), one pipelined command connection per address.
-// The node registry and node messages live on the first address.
+// The node registry and node messages live on the first address. In
+// Sentinel mode there is one "address": the master the sentinels name.
 //
 // Threading: every method except the const counters must be called on the
 // io_context's thread (the owner runs it); callbacks run there too.
@@ -31,6 +32,7 @@
 #include "duplex/engines/config.hpp"
 #include "engine_clock.hpp"
 #include "redis_connection.hpp"
+#include "redis_sentinels.hpp"
 
 namespace duplex::engines::detail {
 
@@ -48,6 +50,9 @@ class RedisStorage {
   std::int64_t now_ms() const { return clock_ ? clock_() : system_now_ms(); }
   const RedisConfig& config() const { return config_; }
   std::size_t shard_count() const { return shards_.size(); }
+  // Sentinel mode: the discovery every connection to the master follows
+  // (the pub/sub half uses it too); null with `addresses`.
+  RedisSentinels* sentinels() { return sentinels_.get(); }
   // Which address holds `channel` (index into config().addresses).
   std::size_t shard_of(const std::string& channel) const;
   std::string pubsub_channel(const std::string& channel) const { return config_.prefix + ":ch:" + channel; }
@@ -89,12 +94,16 @@ class RedisStorage {
 
   void run_script(std::size_t shard, Script script, std::vector<std::string> keys, std::vector<std::string> args,
                   RedisConnection::Callback callback);
+  // wait_replicas > 0: WAIT for the replicas, then `done(out)`, or
+  // unavailable when fewer confirmed within wait_timeout.
+  void wait_for_replicas(std::size_t shard, Published out, std::function<void(Published)> done);
   void refresh_presence();
   void arm_presence_refresh();
 
   asio::io_context& io_;
   RedisConfig config_;
   ClockMs clock_;
+  std::unique_ptr<RedisSentinels> sentinels_;
   std::vector<std::unique_ptr<RedisConnection>> shards_;
   std::vector<std::string> shas_;
   std::atomic<std::uint64_t> errors_{0};

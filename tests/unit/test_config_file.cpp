@@ -614,6 +614,21 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nusername = \"alice\"\n"),
             Problems{"[engine.redis] username is set but password is not (AUTH with a user needs its password)"});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nusername = \"alice\"\npassword = \"pw\"\n").empty());
+  const std::string sentinel = "[engine]\ntype = \"redis\"\n[engine.redis]\nsentinels = [\"127.0.0.1:26379\"]\n";
+  EXPECT_TRUE(problems_of(sentinel + "sentinel_master = \"mymaster\"\n").empty());
+  EXPECT_EQ(problems_of(sentinel + "sentinel_master = \"mymaster\"\naddresses = [\"10.0.0.1:6379\"]\n"),
+            Problems{"[engine.redis] sentinels and addresses exclude each other (with sentinels the master is "
+                     "discovered; remove addresses)"});
+  EXPECT_EQ(problems_of(sentinel),
+            Problems{"[engine.redis] sentinels is set: sentinel_master must name the monitored master (printable "
+                     "characters without spaces)"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nsentinel_master = \"mymaster\"\n"),
+            Problems{"[engine.redis] sentinel_master is set but sentinels is empty"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nsentinels = [\"s1\"]\nsentinel_master = \"m\"\n"),
+            Problems{"[engine.redis] sentinel \"s1\" is not host:port"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nwait_replicas = 1\nwait_timeout = \"5s\"\n"),
+            Problems{"[engine.redis] wait_timeout must be shorter than command_timeout (WAIT blocks the connection "
+                     "that long)"});
 
   // Values set after loading (command-line flags) are checked too.
   HubConfig c;

@@ -26,6 +26,15 @@ struct RedisConfig {
   Seconds presence_ttl{60};        // entries of dead nodes vanish after this; refreshed every third of it
   Seconds history_meta_ttl{0};     // channel epoch/offset kept this long after the last publish (0 = forever)
   Seconds node_ttl{10};            // a node missing heartbeats this long leaves the registry
+  // Sentinel mode (instead of addresses): the master of `sentinel_master`
+  // is asked of these sentinels (host:port) at every (re)connect.
+  std::vector<std::string> sentinels;
+  std::string sentinel_master;     // the name the sentinels monitor
+  std::string sentinel_password;   // AUTH to the sentinels (env DUPLEX_REDIS_SENTINEL_PASSWORD)
+  // A publish is acknowledged only once this many replicas have it (WAIT
+  // after the publish script); 0: once the master has it.
+  std::size_t wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{1000};  // WAIT's bound; must be below command_timeout
 };
 
 // [engine.nats]: fan-out over NATS subjects (type "nats"); offsets, history,
