@@ -1,6 +1,5 @@
 #include "duplex/engines/nats_engine.hpp"
 
-#include <atomic>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -13,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "nats_broker.hpp"
+#include "operation_gate.hpp"
 #include "ordered_delivery.hpp"
 #include "redis_storage.hpp"
 #include "redis_wire.hpp"
@@ -52,6 +52,7 @@ struct NatsEngine::Impl {
 
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
+  detail::OperationGate gate{io};
   detail::RedisStorage storage;
   std::unique_ptr<detail::NatsBroker> broker;
   detail::OrderedDelivery ordered;
@@ -64,8 +65,7 @@ struct NatsEngine::Impl {
   std::uint64_t next_attempt = 1;
   bool shut = false;
 
-  std::atomic<bool> stopped{false};
-  std::mutex stop_mutex;
+  std::mutex thread_mutex;  // around joining `thread`
   std::thread thread;
 
   // Copied out of the io thread for ordering_stats().
@@ -343,6 +343,24 @@ struct NatsEngine::Impl {
                     });
   }
 
+  // The io thread: runs until stop()'s shutdown ended the loop, then runs
+  // what the shutdown's failures posted last, so no completion is dropped.
+  void run() {
+    io.run();
+    io.restart();
+    while (io.poll() > 0) {
+    }
+  }
+
+  // Joins the io thread unless this is it (stop() from a callback: the loop
+  // ends on its own once the callback returns).
+  void join() {
+    std::lock_guard lock(thread_mutex);
+    if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+  }
+
+  // After every operation the gate let in (the gate is closed): fails what
+  // is pending, closes both connections.
   void shutdown() {
     if (shut) return;
     shut = true;
@@ -355,89 +373,94 @@ struct NatsEngine::Impl {
   }
 };
 
+namespace {
+
+PublishResult stopped_publish() {
+  PublishResult result;
+  result.error = EngineErrc::unavailable;
+  result.message = "nats engine stopped; not published";
+  return result;
+}
+
+HistoryResult stopped_history() {
+  HistoryResult result;
+  result.error = EngineErrc::unavailable;
+  result.message = "nats engine stopped";
+  return result;
+}
+
+}  // namespace
+
 NatsEngine::NatsEngine(NatsEngineOptions options) {
   if (options.redis.addresses.empty() && options.redis.sentinels.empty())
     throw std::runtime_error("engine.redis.addresses and engine.redis.sentinels are both empty");
   if (options.nats.subject_prefix.empty()) throw std::runtime_error("engine.nats.subject_prefix is empty");
   if (options.nats.reorder_window.count() <= 0) throw std::runtime_error("engine.nats.reorder_window must be positive");
-  impl_ = std::make_unique<Impl>(std::move(options));
+  impl_ = std::make_shared<Impl>(std::move(options));
   // Before the io thread runs: start() may block up to the connect timeout
   // when a server answers slowly, never when it is down.
   if (std::string error = impl_->broker->start(); !error.empty()) throw std::runtime_error(error);
   Impl* impl = impl_.get();
-  impl->post([impl] { impl->storage.start(); });
-  impl->thread = std::thread([impl] { impl->io.run(); });
+  impl->gate.post([impl] { impl->storage.start(); });
+  // The thread shares the implementation: destroyed from one of its own
+  // callbacks, the engine leaves it to the thread, which frees it last.
+  impl->thread = std::thread([keep = impl_] { keep->run(); });
 }
 
-NatsEngine::~NatsEngine() { stop(); }
+NatsEngine::~NatsEngine() {
+  stop();
+  std::lock_guard lock(impl_->thread_mutex);
+  if (impl_->thread.joinable()) impl_->thread.detach();  // on the io thread itself: see the constructor
+}
 
 void NatsEngine::stop() {
-  std::lock_guard lock(impl_->stop_mutex);
-  if (impl_->stopped.exchange(true)) return;
   Impl* impl = impl_.get();
-  impl->post([impl] {
-    impl->shutdown();
-    asio::post(impl->io, [impl] { impl->io.stop(); });
-  });
-  impl->work.reset();
-  if (impl->thread.joinable()) {
-    if (impl->thread.get_id() == std::this_thread::get_id()) {
-      impl->thread.detach();  // stop() from a callback: the loop ends on its own
-    } else {
-      impl->thread.join();
-    }
+  if (impl->gate.close()) {
+    asio::post(impl->io, [impl] {
+      impl->shutdown();
+      asio::post(impl->io, [impl] { impl->io.stop(); });
+    });
+    impl->work.reset();
   }
+  impl->join();
 }
 
 void NatsEngine::set_deliver(Deliver deliver) {
   Impl* impl = impl_.get();
-  impl->post([impl, deliver = std::move(deliver)]() mutable { impl->deliver = std::move(deliver); });
+  impl->gate.post([impl, deliver = std::move(deliver)]() mutable { impl->deliver = std::move(deliver); });
 }
 
 void NatsEngine::set_node_name(const std::string& name) {
   Impl* impl = impl_.get();
-  impl->post([impl, name] {
+  impl->gate.post([impl, name] {
     if (!impl->shut) impl->broker->subscribe_node(name);
   });
 }
 
 void NatsEngine::set_node_message_handler(NodeMessage handler) {
   Impl* impl = impl_.get();
-  impl->post([impl, handler = std::move(handler)]() mutable { impl->node_handler = std::move(handler); });
+  impl->gate.post([impl, handler = std::move(handler)]() mutable { impl->node_handler = std::move(handler); });
 }
 
 void NatsEngine::publish(PublishRequest request, std::function<void(PublishResult)> done) {
-  if (impl_->stopped) {
-    PublishResult result;
-    result.error = EngineErrc::unavailable;
-    result.message = "nats engine stopped; not published";
-    if (done) done(std::move(result));
-    return;
-  }
   Impl* impl = impl_.get();
-  impl->post([impl, request = std::move(request), done = std::move(done)]() mutable {
-    impl->publish(std::move(request), std::move(done));
+  const auto admission = impl->gate.submit(done, [impl, request = std::move(request)](auto completion) mutable {
+    impl->publish(std::move(request), std::move(completion));
   });
+  if (admission != detail::OperationGate::Admission::accepted && done) done(stopped_publish());
 }
 
 void NatsEngine::history(HistoryRequest request, std::function<void(HistoryResult)> done) {
-  if (impl_->stopped) {
-    HistoryResult result;
-    result.error = EngineErrc::unavailable;
-    result.message = "nats engine stopped";
-    if (done) done(std::move(result));
-    return;
-  }
   Impl* impl = impl_.get();
-  impl->post([impl, request = std::move(request), done = std::move(done)]() mutable {
-    impl->storage.history(std::move(request), std::move(done));
+  const auto admission = impl->gate.submit(done, [impl, request = std::move(request)](auto completion) mutable {
+    impl->storage.history(std::move(request), std::move(completion));
   });
+  if (admission != detail::OperationGate::Admission::accepted && done) done(stopped_history());
 }
 
 void NatsEngine::presence_add(const std::string& channel, const ClientInfo& client, bool announce) {
-  if (impl_->stopped) return;
   Impl* impl = impl_.get();
-  impl->post([impl, channel, client, announce] {
+  impl->gate.post([impl, channel, client, announce] {
     impl->storage.presence_add(channel, client, announce, false, [impl, channel, client, announce](bool added) {
       if (added && announce && !impl->shut) impl->broker->publish(channel, redis_wire::encode_join(client));
     });
@@ -445,9 +468,8 @@ void NatsEngine::presence_add(const std::string& channel, const ClientInfo& clie
 }
 
 void NatsEngine::presence_remove(const std::string& channel, const ClientInfo& client, bool announce) {
-  if (impl_->stopped) return;
   Impl* impl = impl_.get();
-  impl->post([impl, channel, client, announce] {
+  impl->gate.post([impl, channel, client, announce] {
     impl->storage.presence_remove(channel, client, announce, false, [impl, channel, client, announce](bool removed) {
       if (removed && announce && !impl->shut) impl->broker->publish(channel, redis_wire::encode_leave(client));
     });
@@ -455,62 +477,55 @@ void NatsEngine::presence_remove(const std::string& channel, const ClientInfo& c
 }
 
 void NatsEngine::presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) {
-  if (impl_->stopped) {
-    if (done) done({});
-    return;
-  }
   Impl* impl = impl_.get();
-  impl->post([impl, channel, done = std::move(done)]() mutable { impl->storage.presence(channel, std::move(done)); });
+  const auto admission = impl->gate.submit(done, [impl, channel](auto completion) mutable {
+    impl->storage.presence(channel, std::move(completion));
+  });
+  if (admission != detail::OperationGate::Admission::accepted && done) done({});
 }
 
 void NatsEngine::node_subscribe(const std::string& channel, std::function<void(EngineErrc)> ready) {
-  if (impl_->stopped) {
-    if (ready) ready(EngineErrc::unavailable);
-    return;
-  }
   Impl* impl = impl_.get();
-  impl->post([impl, channel, ready = std::move(ready)]() mutable { impl->subscribe(channel, std::move(ready)); });
+  const auto admission = impl->gate.submit(ready, [impl, channel](auto completion) mutable {
+    impl->subscribe(channel, std::move(completion));
+  });
+  if (admission != detail::OperationGate::Admission::accepted && ready) ready(EngineErrc::unavailable);
 }
 
 void NatsEngine::node_unsubscribe(const std::string& channel) {
-  if (impl_->stopped) return;
   Impl* impl = impl_.get();
-  impl->post([impl, channel] { impl->unsubscribe(channel); });
+  impl->gate.post([impl, channel] { impl->unsubscribe(channel); });
 }
 
 void NatsEngine::node_heartbeat(const NodeInfo& self) {
-  if (impl_->stopped) return;
   Impl* impl = impl_.get();
-  impl->post([impl, self] { impl->storage.node_heartbeat(self); });
+  impl->gate.post([impl, self] { impl->storage.node_heartbeat(self); });
 }
 
 void NatsEngine::nodes(std::function<void(std::vector<NodeInfo>)> done) {
-  if (impl_->stopped) {
-    if (done) done({});
-    return;
-  }
   Impl* impl = impl_.get();
-  impl->post([impl, done = std::move(done)]() mutable { impl->storage.nodes(std::move(done)); });
+  const auto admission =
+      impl->gate.submit(done, [impl](auto completion) mutable { impl->storage.nodes(std::move(completion)); });
+  if (admission != detail::OperationGate::Admission::accepted && done) done({});
 }
 
 bool NatsEngine::send_to_node(const std::string& node, std::string payload) {
-  if (impl_->stopped || !impl_->broker->connected()) return false;
   Impl* impl = impl_.get();
-  impl->post([impl, node, payload = std::move(payload)] {
+  if (!impl->broker->connected()) return false;
+  return impl->gate.post([impl, node, payload = std::move(payload)] {
     if (!impl->shut) impl->broker->publish_node(node, payload);
   });
-  return true;
 }
 
 bool NatsEngine::healthy() const {
-  return !impl_->stopped && impl_->broker->connected() &&
+  return !impl_->gate.closed() && impl_->broker->connected() &&
          impl_->storage.backends_up() == impl_->storage.shard_count();
 }
 
 EngineHealth NatsEngine::health() const {
   EngineHealth h;
   h.backends_total = impl_->storage.shard_count() + 1;
-  h.backends_up = impl_->stopped ? 0 : impl_->storage.backends_up() + (impl_->broker->connected() ? 1 : 0);
+  h.backends_up = impl_->gate.closed() ? 0 : impl_->storage.backends_up() + (impl_->broker->connected() ? 1 : 0);
   h.healthy = healthy();
   h.reconnects = impl_->storage.reconnects() + impl_->broker->reconnects();
   h.errors = impl_->storage.errors() + impl_->broker->errors();

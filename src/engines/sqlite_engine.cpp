@@ -325,20 +325,29 @@ struct SqliteEngine::Impl {
     }
   }
 
+  // From any thread, also from a completion (on the writer or the reader):
+  // then the threads finish what is queued on their own, and a later stop()
+  // from another thread (the destructor's) joins them and closes the
+  // database.
   void stop() {
     std::lock_guard stop_lock(stop_mutex);
-    if (stopped) return;
-    stopped = true;
-    {
-      std::lock_guard lock(queue_mutex);
-      writer_stopping = true;
+    if (!stopped) {
+      stopped = true;
+      {
+        std::lock_guard lock(queue_mutex);
+        writer_stopping = true;
+      }
+      queue_cv.notify_all();
+      {
+        std::lock_guard lock(read_mutex);
+        reader_stopping = true;
+      }
+      read_cv.notify_all();
     }
-    queue_cv.notify_all();
-    {
-      std::lock_guard lock(read_mutex);
-      reader_stopping = true;
-    }
-    read_cv.notify_all();
+    // On one of the two threads, join neither: the other one may be waiting
+    // for stop_mutex in a stop() of its own.
+    const auto self = std::this_thread::get_id();
+    if (writer.get_id() == self || reader.get_id() == self) return;
     if (writer.joinable()) writer.join();
     if (reader.joinable()) reader.join();
     close_storage();

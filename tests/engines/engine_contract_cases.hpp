@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <future>
 #include <map>
@@ -254,6 +256,114 @@ inline void completions_may_call_back_into_the_engine(engines::Engine& engine) {
   auto future = second_offset.get_future();
   ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "a callback deadlocked the engine";
   EXPECT_EQ(future.get(), 2u);
+}
+
+// Counts each publish's completions by index; thread-safe.
+class CompletionLedger {
+ public:
+  explicit CompletionLedger(std::size_t size) : calls_(size) {}
+  std::function<void(engines::PublishResult)> callback(std::size_t index) {
+    return [this, index](engines::PublishResult result) {
+      calls_[index].fetch_add(1);
+      std::lock_guard lock(mutex_);
+      ++total_;
+      if (result.error == engines::EngineErrc::ok) {
+        ok_offsets_.push_back(result.position.offset);
+      } else if (result.error != engines::EngineErrc::unavailable) {
+        ++other_errors_;
+      }
+      changed_.notify_all();
+    };
+  }
+  bool wait_for_all(std::chrono::seconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return total_ >= calls_.size(); });
+  }
+  // Each index completed exactly once, with ok or unavailable, and the ok
+  // ones were given distinct offsets.
+  void expect_each_exactly_once() {
+    std::size_t never = 0, twice = 0;
+    for (const auto& calls : calls_) {
+      if (calls.load() == 0) ++never;
+      if (calls.load() > 1) ++twice;
+    }
+    EXPECT_EQ(never, 0u) << "publishes whose completion never ran";
+    EXPECT_EQ(twice, 0u) << "publishes completed more than once";
+    std::lock_guard lock(mutex_);
+    EXPECT_EQ(other_errors_, 0u) << "a publish failed with another error than unavailable";
+    std::vector<std::uint64_t> offsets = ok_offsets_;
+    std::sort(offsets.begin(), offsets.end());
+    EXPECT_EQ(std::adjacent_find(offsets.begin(), offsets.end()), offsets.end()) << "an offset given twice";
+  }
+  std::size_t ok_count() const {
+    std::lock_guard lock(mutex_);
+    return ok_offsets_.size();
+  }
+
+ private:
+  std::vector<std::atomic<int>> calls_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::size_t total_ = 0;
+  std::size_t other_errors_ = 0;
+  std::vector<std::uint64_t> ok_offsets_;
+};
+
+// Eight threads publish while another one stops the engine: every publish
+// completes exactly once, those accepted before stop() as the engine got to
+// them, later ones at once with `unavailable`; none is dropped.
+inline void stop_racing_publishers_completes_every_publish_exactly_once(engines::Engine& engine) {
+  constexpr std::size_t kThreads = 8;
+  constexpr std::size_t kPerThread = 250;
+  CompletionLedger ledger(kThreads * kPerThread);
+  std::atomic<std::size_t> issued{0};
+  std::vector<std::thread> publishers;
+  for (std::size_t t = 0; t < kThreads; ++t) {
+    publishers.emplace_back([&, t] {
+      for (std::size_t i = 0; i < kPerThread; ++i) {
+        const std::size_t index = t * kPerThread + i;
+        engine.publish(message("race", std::to_string(index)), ledger.callback(index));
+        issued.fetch_add(1);
+      }
+    });
+  }
+  std::thread stopper([&] {
+    while (issued.load() < kThreads * kPerThread / 4) std::this_thread::yield();
+    engine.stop();
+  });
+  for (auto& publisher : publishers) publisher.join();
+  stopper.join();
+  EXPECT_TRUE(ledger.wait_for_all(20s)) << "completions were lost";
+  std::this_thread::sleep_for(100ms);  // a second completion would come now
+  ledger.expect_each_exactly_once();
+}
+
+// stop() from inside a publish completion returns (no deadlock, no
+// self-join); the publishes queued behind it complete exactly once; the
+// publish the callback makes after stop() completes once too. Returns that
+// last publish's result (a stopped engine refuses it with `unavailable`;
+// the memory engine has nothing to stop and accepts it).
+inline engines::PublishResult stop_from_a_completion_completes_the_rest_once(engines::Engine& engine) {
+  constexpr std::size_t kBehind = 50;
+  std::promise<engines::PublishResult> after_stop;
+  std::atomic<int> after_stop_calls{0};
+  engine.publish(message("c", "first"), [&](engines::PublishResult) {
+    engine.stop();
+    engine.publish(message("c", "late"), [&](engines::PublishResult result) {
+      if (after_stop_calls.fetch_add(1) == 0) after_stop.set_value(std::move(result));
+    });
+  });
+  CompletionLedger behind(kBehind);
+  for (std::size_t i = 0; i < kBehind; ++i) engine.publish(message("c", std::to_string(i)), behind.callback(i));
+  auto future = after_stop.get_future();
+  EXPECT_EQ(future.wait_for(10s), std::future_status::ready) << "stop() from a callback blocked it";
+  EXPECT_TRUE(behind.wait_for_all(10s)) << "publishes queued behind the stopping callback never completed";
+  engine.stop();  // from this thread too: waits for the engine's threads
+  std::this_thread::sleep_for(100ms);
+  behind.expect_each_exactly_once();
+  EXPECT_EQ(after_stop_calls.load(), 1);
+  if (future.wait_for(0s) != std::future_status::ready) return {};
+  return future.get();
 }
 
 }  // namespace duplex::test::contract

@@ -26,6 +26,7 @@
 #include "duplex/engines/nats_engine.hpp"
 #include "duplex/engines/redis_engine.hpp"
 #include "nats_broker.hpp"
+#include "engine_contract_cases.hpp"
 #include "engine_test_support.hpp"
 #include "nats_server.hpp"
 #include "redis_server.hpp"
@@ -97,7 +98,8 @@ class NatsEngineTest : public ::testing::Test {
 
   void TearDown() override {
     // Engines first (they close their connections), then the servers.
-    for (auto& node : nodes) node->engine->stop();
+    for (auto& node : nodes)
+      if (node->engine) node->engine->stop();
     nodes.clear();
   }
 
@@ -429,6 +431,38 @@ TEST_F(NatsEngineTest, StartsWhileNatsIsDownAndConnectsLater) {
   a.engine->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
   EXPECT_EQ(publish_sync(*a.engine, anonymous("late", "\"z\"")).error, EngineErrc::unavailable);
+}
+
+TEST_F(NatsEngineTest, StopRacingPublishersCompletesEveryPublishExactlyOnce) {
+  Node& a = add_node("node-a");
+  ASSERT_TRUE(wait_for([&] { return a.engine->healthy(); }));
+  contract::stop_racing_publishers_completes_every_publish_exactly_once(*a.engine);
+  EXPECT_EQ(publish_sync(*a.engine, anonymous("race", "1")).error, EngineErrc::unavailable);
+}
+
+TEST_F(NatsEngineTest, StopFromACompletionCompletesTheRestOnce) {
+  Node& a = add_node("node-a");
+  ASSERT_TRUE(wait_for([&] { return a.engine->healthy(); }));
+  const PublishResult late = contract::stop_from_a_completion_completes_the_rest_once(*a.engine);
+  EXPECT_EQ(late.error, EngineErrc::unavailable) << "a publish after stop() is refused";
+}
+
+TEST_F(NatsEngineTest, DestroyedAfterStopFromACallbackWaitsForThatCallback) {
+  Node& a = add_node("node-a");
+  ASSERT_TRUE(wait_for([&] { return a.engine->healthy(); }));
+  NatsEngine* engine = a.engine.get();
+  std::promise<void> stopped;
+  std::atomic<bool> callback_returned{false};
+  engine->publish(anonymous("c", "1"), [&](PublishResult) {
+    engine->stop();
+    stopped.set_value();
+    std::this_thread::sleep_for(200ms);  // the io thread still runs the engine's code
+    callback_returned = true;
+  });
+  ASSERT_EQ(stopped.get_future().wait_for(10s), std::future_status::ready);
+  a.engine.reset();
+  EXPECT_TRUE(callback_returned) << "the engine was freed while its io thread still ran a callback";
+  nodes.clear();
 }
 
 TEST_F(NatsEngineTest, FactoryBuildsTheNatsEngine) {

@@ -241,6 +241,16 @@ TEST_F(RedisContract, CompletionsMayCallBackIntoTheEngine) {
   contract::completions_may_call_back_into_the_engine(*engine_);
 }
 
+TEST_F(RedisContract, StopRacingPublishersCompletesEveryPublishExactlyOnce) {
+  contract::stop_racing_publishers_completes_every_publish_exactly_once(*engine_);
+  EXPECT_EQ(publish_sync(*engine_, message("race", "after")).error, EngineErrc::unavailable);
+}
+
+TEST_F(RedisContract, StopFromACompletionCompletesTheRestOnce) {
+  const PublishResult late = contract::stop_from_a_completion_completes_the_rest_once(*engine_);
+  EXPECT_EQ(late.error, EngineErrc::unavailable) << "a publish after stop() is refused";
+}
+
 TEST_F(RedisContract, SubscribeUnsubscribeRacesEndSubscribed) {
   Engine& engine = *engine_;
   // Waiters of one turn, an unsubscribe in flight, and a subscribe behind it.
@@ -608,6 +618,37 @@ TEST_F(RedisNodes, StopFailsPendingAndRefusesLaterCalls) {
   EXPECT_EQ(publish_sync(*a, message("c", "2")).error, EngineErrc::unavailable);
   EXPECT_FALSE(a->healthy());
   redis_.resume();
+}
+
+TEST_F(RedisNodes, DestroyedAfterStopFromACallbackWaitsForThatCallback) {
+  auto a = node("a", recorder_a_);
+  RedisEngine* engine = a.get();
+  std::promise<void> stopped;
+  std::atomic<bool> callback_returned{false};
+  engine->publish(message("c", "1"), [&](PublishResult) {
+    engine->stop();
+    stopped.set_value();
+    std::this_thread::sleep_for(200ms);  // the io thread still runs the engine's code
+    callback_returned = true;
+  });
+  ASSERT_EQ(stopped.get_future().wait_for(10s), std::future_status::ready);
+  a.reset();
+  EXPECT_TRUE(callback_returned) << "the engine was freed while its io thread still ran a callback";
+}
+
+TEST_F(RedisNodes, DestroyedFromItsOwnCallbackCompletesWhatItAccepted) {
+  auto a = node("a", recorder_a_);
+  std::promise<PublishResult> second;
+  std::promise<void> destroyed;
+  a->publish(message("c", "1"), [&](PublishResult) {
+    a->publish(message("c", "2"), [&](PublishResult result) { second.set_value(std::move(result)); });
+    a.reset();  // on the engine's own io thread
+    destroyed.set_value();
+  });
+  ASSERT_EQ(destroyed.get_future().wait_for(10s), std::future_status::ready);
+  auto result = second.get_future();
+  ASSERT_EQ(result.wait_for(10s), std::future_status::ready) << "a publish accepted before the destructor was dropped";
+  EXPECT_EQ(result.get().error, EngineErrc::unavailable);
 }
 
 TEST_F(RedisNodes, RedisDownAtStartFailsThenConnects) {

@@ -240,6 +240,14 @@ TYPED_TEST(EngineContract, CompletionsMayCallBackIntoTheEngine) {
   contract::completions_may_call_back_into_the_engine(*this->engine_);
 }
 
+TYPED_TEST(EngineContract, StopRacingPublishersCompletesEveryPublishExactlyOnce) {
+  contract::stop_racing_publishers_completes_every_publish_exactly_once(*this->engine_);
+}
+
+TYPED_TEST(EngineContract, StopFromACompletionCompletesTheRestOnce) {
+  contract::stop_from_a_completion_completes_the_rest_once(*this->engine_);
+}
+
 // ---------------------------------------------------------------------------
 // Memory engine specifics.
 

@@ -64,6 +64,9 @@ class NatsEngine final : public Engine {
   std::string name() const override { return "nats"; }
   // Fails what is pending (unavailable), closes the NATS and Redis
   // connections, joins the io thread: no callback runs after it returns.
+  // Called from one of the engine's callbacks, it returns at once and what
+  // is pending fails once that callback returned. Every operation accepted
+  // before stop() completes exactly once; later ones fail at once.
   void stop() override;
 
   // What the reorder stage did (for tests and metrics).
@@ -79,7 +82,7 @@ class NatsEngine final : public Engine {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the io thread, which may outlive this object by a callback
 };
 
 }  // namespace duplex::engines

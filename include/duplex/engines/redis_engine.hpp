@@ -55,7 +55,10 @@ class RedisEngine final : public Engine {
   EngineHealth health() const override;
   std::string name() const override { return "redis"; }
   // Fails what is pending (unavailable), closes the connections, joins the
-  // io thread: no callback runs after it returns.
+  // io thread: no callback runs after it returns. Called from one of the
+  // engine's callbacks, it returns at once and what is pending fails once
+  // that callback returned. Every operation accepted before stop() completes
+  // exactly once; later ones fail at once with `unavailable`.
   void stop() override;
 
   // Which address (index into config.addresses) holds `channel`.
@@ -63,7 +66,7 @@ class RedisEngine final : public Engine {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the io thread, which may outlive this object by a callback
 };
 
 }  // namespace duplex::engines

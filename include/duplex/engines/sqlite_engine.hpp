@@ -60,7 +60,9 @@ class SqliteEngine final : public Engine {
   std::string name() const override { return "sqlite"; }
   // Commits and acknowledges every queued publish, answers queued history
   // reads, then stops the threads and closes the database. Later calls fail
-  // with `unavailable`.
+  // with `unavailable`. From one of the engine's own callbacks it returns at
+  // once (the queued work still completes); the engine must not be
+  // destroyed from one of its callbacks.
   void stop() override;
 
   const std::string& epoch() const;
