@@ -149,6 +149,8 @@ std::vector<ConfigField> make_fields() {
        "sqlite: synchronous=FULL (survives power loss) instead of NORMAL"},
       {"engine.max_batch", DUPLEX_REF(engine.max_batch), K::integer, R::restart, 1, 100'000, {},
        "publishes per commit"},
+      {"engine.max_in_flight", DUPLEX_REF(engine.max_in_flight), K::integer, R::restart, 1, 100'000'000, {},
+       "engine operations accepted and not completed (publishes, history and presence reads); more: error 113 / HTTP 503"},
 
       {"engine.redis.addresses", DUPLEX_REF(engine.redis.addresses), K::strings, R::restart, 0, 0, {},
        "host:port; several: channels sharded by consistent hashing"},

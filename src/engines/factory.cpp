@@ -17,11 +17,13 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
     options.data_dir = config.data_dir;
     options.fsync = config.fsync;
     options.max_batch = config.max_batch;
+    options.max_queue = config.max_in_flight;
     return std::make_unique<SqliteEngine>(std::move(options));
   }
   if (config.type == "redis") {
     RedisEngineOptions options;
     options.config = config.redis;
+    options.max_in_flight = config.max_in_flight;
     return std::make_unique<RedisEngine>(std::move(options));
   }
   if (config.type == "nats") {
@@ -29,6 +31,7 @@ std::unique_ptr<Engine> make_engine(const EngineConfig& config) {
     options.nats = config.nats;
     options.max_held = config.nats.max_held;
     options.redis = config.redis;
+    options.max_in_flight = config.max_in_flight;
     return std::make_unique<NatsEngine>(std::move(options));
   }
   throw std::runtime_error("unknown engine.type '" + config.type +

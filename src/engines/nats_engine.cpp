@@ -44,7 +44,8 @@ struct NatsEngine::Impl {
   };
 
   explicit Impl(NatsEngineOptions options)
-      : storage(io, options.redis, std::move(options.clock)),
+      : gate(io, options.max_in_flight),
+        storage(io, options.redis, std::move(options.clock)),
         ordered(detail::OrderedDeliveryOptions{options.nats.reorder_window, options.max_held}, ordered_callbacks()),
         tick_timer(io) {
     broker = std::make_unique<detail::NatsBroker>(io, broker_options(options.nats), broker_handlers());
@@ -52,7 +53,7 @@ struct NatsEngine::Impl {
 
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
-  detail::OperationGate gate{io};
+  detail::OperationGate gate;  // before storage: its completions leave the gate
   detail::RedisStorage storage;
   std::unique_ptr<detail::NatsBroker> broker;
   detail::OrderedDelivery ordered;
@@ -375,17 +376,17 @@ struct NatsEngine::Impl {
 
 namespace {
 
-PublishResult stopped_publish() {
+PublishResult refused_publish(const detail::OperationGate& gate, detail::OperationGate::Admission admission) {
   PublishResult result;
   result.error = EngineErrc::unavailable;
-  result.message = "nats engine stopped; not published";
+  result.message = gate.refusal(admission, "nats") + "; not published";
   return result;
 }
 
-HistoryResult stopped_history() {
+HistoryResult refused_history(const detail::OperationGate& gate, detail::OperationGate::Admission admission) {
   HistoryResult result;
   result.error = EngineErrc::unavailable;
-  result.message = "nats engine stopped";
+  result.message = gate.refusal(admission, "nats");
   return result;
 }
 
@@ -447,7 +448,7 @@ void NatsEngine::publish(PublishRequest request, std::function<void(PublishResul
   const auto admission = impl->gate.submit(done, [impl, request = std::move(request)](auto completion) mutable {
     impl->publish(std::move(request), std::move(completion));
   });
-  if (admission != detail::OperationGate::Admission::accepted && done) done(stopped_publish());
+  if (admission != detail::OperationGate::Admission::accepted && done) done(refused_publish(impl->gate, admission));
 }
 
 void NatsEngine::history(HistoryRequest request, std::function<void(HistoryResult)> done) {
@@ -455,7 +456,7 @@ void NatsEngine::history(HistoryRequest request, std::function<void(HistoryResul
   const auto admission = impl->gate.submit(done, [impl, request = std::move(request)](auto completion) mutable {
     impl->storage.history(std::move(request), std::move(completion));
   });
-  if (admission != detail::OperationGate::Admission::accepted && done) done(stopped_history());
+  if (admission != detail::OperationGate::Admission::accepted && done) done(refused_history(impl->gate, admission));
 }
 
 void NatsEngine::presence_add(const std::string& channel, const ClientInfo& client, bool announce) {
@@ -486,9 +487,11 @@ void NatsEngine::presence(const std::string& channel, std::function<void(std::ve
 
 void NatsEngine::node_subscribe(const std::string& channel, std::function<void(EngineErrc)> ready) {
   Impl* impl = impl_.get();
-  const auto admission = impl->gate.submit(ready, [impl, channel](auto completion) mutable {
-    impl->subscribe(channel, std::move(completion));
-  });
+  // Counted but never refused for load: the hub answers a failed subscribe
+  // with node_unsubscribe, which must find this subscriber counted.
+  const auto admission = impl->gate.submit(
+      ready, [impl, channel](auto completion) mutable { impl->subscribe(channel, std::move(completion)); },
+      detail::OperationGate::Limit::exempt);
   if (admission != detail::OperationGate::Admission::accepted && ready) ready(EngineErrc::unavailable);
 }
 
@@ -527,6 +530,8 @@ EngineHealth NatsEngine::health() const {
   h.backends_total = impl_->storage.shard_count() + 1;
   h.backends_up = impl_->gate.closed() ? 0 : impl_->storage.backends_up() + (impl_->broker->connected() ? 1 : 0);
   h.healthy = healthy();
+  h.in_flight = impl_->gate.in_flight();
+  h.refused = impl_->gate.refused();
   h.reconnects = impl_->storage.reconnects() + impl_->broker->reconnects();
   h.errors = impl_->storage.errors() + impl_->broker->errors();
   return h;

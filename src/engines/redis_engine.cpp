@@ -16,11 +16,13 @@ namespace duplex::engines {
 
 struct RedisEngine::Impl {
   explicit Impl(RedisEngineOptions options)
-      : storage(io, options.config, std::move(options.clock)), pubsub(io, options.config, storage.sentinels()) {}
+      : gate(io, options.max_in_flight),
+        storage(io, options.config, std::move(options.clock)),
+        pubsub(io, options.config, storage.sentinels()) {}
 
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
-  detail::OperationGate gate{io};
+  detail::OperationGate gate;  // before storage: its completions leave the gate
   detail::RedisStorage storage;
   detail::RedisPubSub pubsub;
   std::mutex thread_mutex;  // around joining `thread`
@@ -53,17 +55,17 @@ struct RedisEngine::Impl {
 
 namespace {
 
-PublishResult stopped_publish() {
+PublishResult refused_publish(const detail::OperationGate& gate, detail::OperationGate::Admission admission) {
   PublishResult result;
   result.error = EngineErrc::unavailable;
-  result.message = "redis engine stopped; not published";
+  result.message = gate.refusal(admission, "redis") + "; not published";
   return result;
 }
 
-HistoryResult stopped_history() {
+HistoryResult refused_history(const detail::OperationGate& gate, detail::OperationGate::Admission admission) {
   HistoryResult result;
   result.error = EngineErrc::unavailable;
-  result.message = "redis engine stopped";
+  result.message = gate.refusal(admission, "redis");
   return result;
 }
 
@@ -127,7 +129,7 @@ void RedisEngine::publish(PublishRequest request, std::function<void(PublishResu
                             completion(std::move(out.result));
                           });
   });
-  if (admission != detail::OperationGate::Admission::accepted && done) done(stopped_publish());
+  if (admission != detail::OperationGate::Admission::accepted && done) done(refused_publish(impl->gate, admission));
 }
 
 void RedisEngine::history(HistoryRequest request, std::function<void(HistoryResult)> done) {
@@ -135,7 +137,7 @@ void RedisEngine::history(HistoryRequest request, std::function<void(HistoryResu
   const auto admission = impl->gate.submit(done, [impl, request = std::move(request)](auto completion) mutable {
     impl->storage.history(std::move(request), std::move(completion));
   });
-  if (admission != detail::OperationGate::Admission::accepted && done) done(stopped_history());
+  if (admission != detail::OperationGate::Admission::accepted && done) done(refused_history(impl->gate, admission));
 }
 
 void RedisEngine::presence_add(const std::string& channel, const ClientInfo& client, bool announce) {
@@ -158,9 +160,11 @@ void RedisEngine::presence(const std::string& channel, std::function<void(std::v
 
 void RedisEngine::node_subscribe(const std::string& channel, std::function<void(EngineErrc)> ready) {
   Impl* impl = impl_.get();
-  const auto admission = impl->gate.submit(ready, [impl, channel](auto completion) mutable {
-    impl->pubsub.subscribe(channel, std::move(completion));
-  });
+  // Counted but never refused for load: the hub answers a failed subscribe
+  // with node_unsubscribe, which must find this subscriber counted.
+  const auto admission = impl->gate.submit(
+      ready, [impl, channel](auto completion) mutable { impl->pubsub.subscribe(channel, std::move(completion)); },
+      detail::OperationGate::Limit::exempt);
   if (admission != detail::OperationGate::Admission::accepted && ready) ready(EngineErrc::unavailable);
 }
 
@@ -198,6 +202,8 @@ EngineHealth RedisEngine::health() const {
   h.backends_total = impl_->storage.shard_count();
   h.backends_up = impl_->gate.closed() ? 0 : impl_->storage.backends_up();
   h.healthy = healthy();
+  h.in_flight = impl_->gate.in_flight();
+  h.refused = impl_->gate.refused();
   h.reconnects = impl_->storage.reconnects() + impl_->pubsub.reconnects();
   h.errors = impl_->storage.errors();
   return h;

@@ -194,6 +194,7 @@ struct SqliteEngine::Impl {
   detail::PresenceRegistry presence;
 
   std::atomic<bool> healthy{true};
+  std::atomic<std::uint64_t> refused{0};  // publishes refused: the queue was full
   std::mutex stop_mutex;
   bool stopped = false;
 
@@ -677,6 +678,7 @@ void SqliteEngine::publish(PublishRequest request, std::function<void(PublishRes
                impl_->queued_bytes + queued_size(request) > impl_->options.max_queue_bytes) {
       refused.message = "sqlite engine is overloaded: " + std::to_string(queue.size()) + " publishes (" +
                         std::to_string(impl_->queued_bytes) + " bytes) waiting for the disk";
+      impl_->refused.fetch_add(1, std::memory_order_relaxed);
     } else {
       // The writer only sleeps on an empty queue: wake it only then.
       const bool wake = queue.empty();
@@ -729,6 +731,22 @@ void SqliteEngine::presence(const std::string& channel, std::function<void(std::
 }
 
 bool SqliteEngine::healthy() const { return impl_->healthy.load(std::memory_order_relaxed); }
+
+EngineHealth SqliteEngine::health() const {
+  EngineHealth h;
+  h.healthy = healthy();
+  h.backends_up = h.healthy ? 1 : 0;
+  {
+    std::lock_guard lock(impl_->queue_mutex);
+    h.in_flight = impl_->queue.size();
+  }
+  {
+    std::lock_guard lock(impl_->read_mutex);
+    h.in_flight += impl_->read_queue.size();
+  }
+  h.refused = impl_->refused.load(std::memory_order_relaxed);
+  return h;
+}
 
 void SqliteEngine::stop() { impl_->stop(); }
 

@@ -268,6 +268,9 @@ struct HubServer::Routes {
            health.backends_total);
     metric("duplex_engine_reconnects_total", "counter", "Successful engine reconnects since start.", health.reconnects);
     metric("duplex_engine_errors_total", "counter", "Failed engine operations since start.", health.errors);
+    metric("duplex_engine_in_flight", "gauge", "Engine operations accepted and not yet completed.", health.in_flight);
+    metric("duplex_engine_refused_total", "counter", "Engine operations refused: engine.max_in_flight were in flight.",
+           health.refused);
     // Per namespace: "" is every channel on the default options.
     struct NsFamily {
       const char* name;

@@ -586,6 +586,43 @@ TEST_F(RedisNodes, PausedRedisTimesCommandsOut) {
   a->stop();
 }
 
+TEST_F(RedisNodes, PausedRedisRefusesOperationsPastMaxInFlightAndCompletesTheAcceptedOnesOnResume) {
+  RedisEngineOptions options = options_for({redis_.address()}, clock_.function());
+  options.config.command_timeout = 20s;  // the accepted ones wait for Redis instead of timing out
+  options.max_in_flight = 4;
+  RedisEngine a(std::move(options));
+  a.set_deliver(recorder_a_.callback());
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return a.healthy(); }));
+  redis_.pause();
+  Completions accepted;
+  for (int i = 1; i <= 4; ++i) a.publish(message("c", std::to_string(i)), [&](PublishResult r) { accepted.add(std::move(r)); });
+  EXPECT_TRUE(wait_for([&] { return a.health().in_flight == 4; }, 2s)) << a.health().in_flight;
+
+  // Past the limit: refused at once, with the reason, not queued.
+  const auto before = std::chrono::steady_clock::now();
+  const PublishResult refused = publish_sync(a, message("c", "5"));
+  EXPECT_EQ(refused.error, EngineErrc::unavailable);
+  EXPECT_NE(refused.message.find("overloaded"), std::string::npos) << refused.message;
+  EXPECT_NE(refused.message.find("engine.max_in_flight"), std::string::npos) << refused.message;
+  EXPECT_EQ(history_sync(a, newest("c", 10)).error, EngineErrc::unavailable) << "history reads count too";
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 500ms) << "a refusal does not wait for Redis";
+  EXPECT_EQ(a.health().refused, 2u);
+  EXPECT_TRUE(accepted.results().empty()) << "the accepted ones wait for Redis";
+
+  redis_.resume();
+  ASSERT_TRUE(accepted.wait_for(4, 10s));
+  std::vector<std::uint64_t> offsets;
+  for (const auto& r : accepted.results()) {
+    EXPECT_EQ(r.error, EngineErrc::ok) << r.message;
+    offsets.push_back(r.position.offset);
+  }
+  std::sort(offsets.begin(), offsets.end());
+  EXPECT_EQ(offsets, range(1, 4)) << "every accepted publish was stored once";
+  EXPECT_TRUE(wait_for([&] { return a.health().in_flight == 0; }, 2s));
+  EXPECT_EQ(publish_sync(a, message("c", "6")).position.offset, 5u) << "the refused one was never stored";
+  a.stop();
+}
+
 TEST_F(RedisNodes, PausedRedisFailsUnconfirmedSubscriptions) {
   auto b = node("b", recorder_b_);
   ASSERT_TRUE(recorder_b_.wait_until([&] { return b->healthy(); }));

@@ -52,6 +52,10 @@ struct EngineConfig {
   std::string data_dir = "data";   // sqlite: <data_dir>/duplex.db (+ -wal)
   bool fsync = false;              // sqlite: synchronous=FULL (survives power loss) vs NORMAL (process crash)
   std::size_t max_batch = 1024;    // publishes per commit
+  // Operations accepted and not yet completed (publishes, history reads,
+  // presence lists; sqlite: publishes waiting for the writer); past it they
+  // fail at once with `unavailable`, never queued.
+  std::size_t max_in_flight = 100'000;
   RedisConfig redis;
   NatsConfig nats;
 };

@@ -90,6 +90,8 @@ struct EngineHealth {
   std::size_t backends_total = 1;
   std::uint64_t reconnects = 0;     // successful reconnects since start
   std::uint64_t errors = 0;         // failed operations (publish, history, presence) since start
+  std::size_t in_flight = 0;        // operations accepted and not yet completed (EngineConfig::max_in_flight)
+  std::uint64_t refused = 0;        // operations refused since start because max_in_flight were in flight
 };
 
 // What the engine delivers to the hub of this node.

@@ -33,6 +33,8 @@ struct NatsEngineOptions {
   // Publications held per channel while waiting for a missing offset; more
   // means the channel is too far behind: its subscribers resubscribe.
   std::size_t max_held = 10'000;
+  // Operations in flight at most (EngineConfig::max_in_flight).
+  std::size_t max_in_flight = EngineConfig{}.max_in_flight;
   // Unix milliseconds; empty: the system clock (tests step over TTLs).
   std::function<std::int64_t()> clock;
 };

@@ -27,6 +27,8 @@ namespace duplex::engines {
 
 struct RedisEngineOptions {
   RedisConfig config;
+  // Operations in flight at most (EngineConfig::max_in_flight).
+  std::size_t max_in_flight = EngineConfig{}.max_in_flight;
   // Unix milliseconds; empty: the system clock (tests step over TTLs).
   std::function<std::int64_t()> clock;
 };

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "duplex/engines/config.hpp"
 #include "duplex/engines/engine.hpp"
 
 namespace duplex::engines {
@@ -30,7 +31,7 @@ struct SqliteEngineOptions {
   std::size_t max_batch = 1024;    // publishes per transaction
   // Publishes waiting for the writer; beyond this they fail at once with
   // `unavailable` instead of growing memory without bound.
-  std::size_t max_queue = 100'000;
+  std::size_t max_queue = EngineConfig{}.max_in_flight;
   std::size_t max_queue_bytes = 256u << 20;  // data + publisher bytes waiting, same rule
   // Caps the database file (PRAGMA max_page_count); 0: SQLite's default.
   // A full database fails publishes with `unavailable`, like a full disk.
@@ -57,6 +58,9 @@ class SqliteEngine final : public Engine {
   void presence_remove(const std::string& channel, const ClientInfo& client, bool announce) override;
   void presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) override;
   bool healthy() const override;
+  // in_flight: publishes and history reads queued; refused: publishes refused
+  // because the queue was full.
+  EngineHealth health() const override;
   std::string name() const override { return "sqlite"; }
   // Commits and acknowledges every queued publish, answers queued history
   // reads, then stops the threads and closes the database. Later calls fail
