@@ -318,6 +318,17 @@ struct Shard {
     }
   }
 
+  // Every subscriber of `channel` on this loop is told to resubscribe with
+  // recovery (unsubscribe push 2500), which fills what it missed from history.
+  void resubscribe_all(const std::string& channel, std::string_view reason) {
+    auto it = channels.find(channel);
+    if (it == channels.end()) return;
+    std::vector<std::shared_ptr<Session>> targets;
+    for (Subscription* sub : it->second) targets.push_back(sub->client->shared_from_this());
+    const std::size_t told = hub.unsubscribe_and_tell(targets, channel, unsubscribe_code::resubscribe, reason);
+    hub.counters_.resubscribes.fetch_add(told, std::memory_order_relaxed);
+  }
+
   void tick() {
     const std::int64_t now = unix_now();
     const auto refresh_before = hub.config_.auth.refresh_before.count();
@@ -498,14 +509,8 @@ void Hub::on_engine_event(const engines::ChannelEvent& event) {
     // resubscribes with recovery, which fills the gap from history.
     for (auto& shard : shards_) {
       Shard* s = shard.get();
-      s->loop.post([this, s, channel = event.channel] {
-        auto it = s->channels.find(channel);
-        if (it == s->channels.end()) return;
-        std::vector<std::shared_ptr<Session>> targets;
-        for (Subscription* sub : it->second) targets.push_back(sub->client->shared_from_this());
-        const std::size_t told = unsubscribe_and_tell(targets, channel, unsubscribe_code::resubscribe,
-                                                      "the server lost track of this channel: resubscribe to recover");
-        counters_.resubscribes.fetch_add(told, std::memory_order_relaxed);
+      s->loop.post([s, channel = event.channel] {
+        s->resubscribe_all(channel, "the server lost track of this channel: resubscribe to recover");
       });
     }
     return;
