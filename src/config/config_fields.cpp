@@ -240,6 +240,8 @@ std::vector<ConfigField> make_fields() {
        "how long an idempotency_key is remembered"},
       {"limits.max_idempotency_key", DUPLEX_REF(limits.max_idempotency_key), K::integer, R::restart, 1, 1024, {},
        "bytes in an idempotency_key"},
+      {"limits.max_pending_deliveries", DUPLEX_REF(limits.max_pending_deliveries), K::integer, R::restart, 1,
+       100'000'000, {}, "engine events waiting for one event loop; more: subscribers of the overflowed channels resubscribe (2500)"},
 
       // [log]
       {"log.level", DUPLEX_REF(log.level), K::choice, R::live, 0, 0, {"trace", "debug", "info", "warn", "error"},

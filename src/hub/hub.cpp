@@ -233,15 +233,32 @@ struct Shard {
     std::chrono::steady_clock::time_point handed_over;
   };
   std::mutex pending_mutex;
-  std::vector<PendingEvent> pending;
+  std::vector<PendingEvent> pending;  // at most limits.max_pending_deliveries
+  // Channels with events that did not fit in `pending` (one entry per
+  // channel, however many events): told to resubscribe at the next drain.
+  std::unordered_set<std::string> overflowed;
   bool drain_posted = false;
+  std::atomic<std::size_t> pending_depth{0};  // pending.size(), for /metrics
 
-  // Any thread (the engine's).
+  // Any thread (the engine's). A loop that stalls does not grow `pending`
+  // past the limit: the events that do not fit are dropped, and their
+  // channels' subscribers on this loop resubscribe with recovery, which
+  // reads what they missed from history (recovered:false where history
+  // cannot cover it: never a silent gap). Resubscribing rather than
+  // disconnecting: a stalled loop is not its sessions' fault (a slow reader
+  // is cut off by max_send_buffer), and only the channels that overflowed
+  // are touched.
   void enqueue(PendingEvent event) {
     bool post;
     {
       std::lock_guard lock(pending_mutex);
-      pending.push_back(std::move(event));
+      if (pending.size() < hub.config_.limits.max_pending_deliveries) {
+        pending.push_back(std::move(event));
+        pending_depth.store(pending.size(), std::memory_order_relaxed);
+      } else {
+        overflowed.insert(event.channel);
+        hub.counters_.deliveries_overflowed.fetch_add(1, std::memory_order_relaxed);
+      }
       post = !drain_posted;
       drain_posted = true;
     }
@@ -250,10 +267,13 @@ struct Shard {
 
   void drain() {
     std::vector<PendingEvent> batch;
+    std::unordered_set<std::string> lost;
     {
       std::lock_guard lock(pending_mutex);
       batch.swap(pending);
+      lost.swap(overflowed);
       drain_posted = false;
+      pending_depth.store(0, std::memory_order_relaxed);
     }
     // Grouped by channel, each channel's events in their order.
     std::vector<std::pair<const std::string*, std::vector<const PendingEvent*>>> groups;
@@ -264,6 +284,10 @@ struct Shard {
       groups[it->second].second.push_back(&e);
     }
     for (const auto& [channel, events] : groups) deliver(*channel, events);
+    // After what was queued before the overflow: the subscribers recover
+    // from the last offset they were sent.
+    for (const auto& channel : lost)
+      resubscribe_all(channel, "this server fell behind on this channel: resubscribe to recover");
   }
 
   void deliver(const std::string& channel, const std::vector<const PendingEvent*>& events) {
@@ -489,6 +513,12 @@ void Hub::channel_removed(const std::string& channel) {
   }
   // One node_unsubscribe per subscriber, matching Hub::subscribe's node_subscribe.
   engine_->node_unsubscribe(channel);
+}
+
+std::size_t Hub::pending_deliveries() const {
+  std::size_t total = 0;
+  for (const auto& shard : shards_) total += shard->pending_depth.load(std::memory_order_relaxed);
+  return total;
 }
 
 std::size_t Hub::channel_count() const {

@@ -252,6 +252,11 @@ struct HubServer::Routes {
     metric("duplex_command_errors_total", "counter", "Error replies sent.", k.errors.load());
     metric("duplex_resubscribes_total", "counter",
            "Subscribers told to resubscribe with recovery (the engine lost continuity).", k.resubscribes.load());
+    metric("duplex_pending_deliveries", "gauge", "Engine events waiting for the event loops.",
+           hub.pending_deliveries());
+    metric("duplex_pending_deliveries_overflowed_total", "counter",
+           "Engine events dropped: their loop had limits.max_pending_deliveries waiting (subscribers resubscribed).",
+           k.deliveries_overflowed.load());
     metric("duplex_channels", "gauge", "Channels with subscribers on this node.", hub.channel_count());
     if (fallback) {
       metric("duplex_fallback_sessions", "gauge", "SSE and long-polling sessions open on this node.",

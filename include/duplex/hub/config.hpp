@@ -62,6 +62,10 @@ struct HubLimits {
   std::size_t rate_violations_before_disconnect = 50;
   Seconds idempotency_window{300};
   std::size_t max_idempotency_key = 128;
+  // Engine events (publications, joins, leaves) waiting for one event loop;
+  // more: that loop's subscribers of the channels that overflowed are told
+  // to resubscribe (2500) and recover from history.
+  std::size_t max_pending_deliveries = 100'000;
 };
 
 // [log]

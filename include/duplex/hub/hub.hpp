@@ -70,6 +70,8 @@ struct HubCounters {
   std::atomic<std::uint64_t> errors{0};        // error replies
   std::atomic<std::uint64_t> subscriptions{0};
   std::atomic<std::uint64_t> resubscribes{0};  // subscribers told to resubscribe (engine lost continuity)
+  // Engine events not queued for a loop: limits.max_pending_deliveries were waiting.
+  std::atomic<std::uint64_t> deliveries_overflowed{0};
   // WebSocket messages and their payload bytes, counted by the transport
   // (every frame: commands in; replies and pushes out).
   std::atomic<std::uint64_t> messages_in{0};
@@ -145,6 +147,8 @@ class Hub {
   std::vector<std::pair<std::string, std::size_t>> api_channels() const;
   // How many channels have subscribers on this node (no copy of the list).
   std::size_t channel_count() const;
+  // Engine events waiting for the loops, summed over the loops (any thread).
+  std::size_t pending_deliveries() const;
 
   // Graceful shutdown, the same for every transport: each session gets the
   // disconnect push (`code`, reconnect) and its transport's request_close,

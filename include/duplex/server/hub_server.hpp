@@ -72,6 +72,8 @@ class HubServer {
   net::IoBackend io() const { return server_->loops().front()->io(); }
   std::string io_fallback_reason() const { return server_->loops().front()->io_fallback_reason(); }
   hub::Hub& hub() { return *hub_; }
+  // Event loop `index` (< loop_count()); tests post work to it.
+  net::EventLoop& loop(std::size_t index) { return *server_->loops().at(index); }
   // Where / and /duplex.js are served from (resolve_web_root at construction).
   const WebRoot& web_root() const { return web_root_; }
 
