@@ -278,6 +278,13 @@ inline std::string http_post(std::uint16_t port, const std::string& path, const 
 }
 inline std::string http_get(std::uint16_t port, const std::string& path) { return http_post(port, path, "", "", "GET"); }
 
+// Waits (at most 5 s) until the server's /readyz answers 200: its engine is connected.
+inline void wait_ready(Server& server) {
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (http_get(server.port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(50ms);
+}
+
 inline std::string http_body(const std::string& response) {
   const auto p = response.find("\r\n\r\n");
   return p == std::string::npos ? std::string() : response.substr(p + 4);

@@ -16,12 +16,6 @@ using namespace hub_test;
 
 namespace {
 
-void wait_ready(Server& server) {
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (http_get(server.port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(50ms);
-}
-
 TEST(EngineOverload, PublishesPastMaxInFlightAreRefusedWith503And113AndTheAcceptedOneIsAcknowledged) {
   if (::access("/usr/bin/redis-server", X_OK) != 0) GTEST_SKIP() << "no redis-server";
   duplex::test::RedisServer redis;

@@ -23,12 +23,6 @@ void api_publish(Server& server, const std::string& channel, int n) {
   ASSERT_NE(r.find(" 200 "), std::string::npos) << r;
 }
 
-void wait_ready(Server& server) {
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (http_get(server.port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(50ms);
-}
-
 enum class Reset { metadata_expiry, flushall };
 
 class EpochChange : public ::testing::TestWithParam<Reset> {};

@@ -335,11 +335,8 @@ TEST(HubTransports, FallbackSessionRequestsWorkOnEitherNode) {
     return c;
   };
   Server a(node_config("node-a")), b(node_config("node-b"));
-  for (Server* s : {&a, &b}) {
-    const auto until = std::chrono::steady_clock::now() + 5s;
-    while (http_get(s->port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(50ms);
-  }
+  wait_ready(a);
+  wait_ready(b);
   auto ws = connect_over(Transport::websocket, a, "u-ws");
   ASSERT_FALSE(ws->call(1, subscribe_cmd(1, "chat:nodes"))->has("/error"));
 
@@ -428,9 +425,7 @@ TEST(HubTransports, ReplySlowerThanThePostTimeoutFollowsOnTheStream) {
   config.engine.redis.prefix = "fallback-timeout";
   config.engine.redis.command_timeout = 20000ms;
   Server server(config);
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (http_get(server.port(), "/readyz").find(" 200 ") == std::string::npos && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(50ms);
+  wait_ready(server);
   SseTransportClient sse(server.port());
   ASSERT_EQ(sse.open(token_for("alice"), TokenIn::query), 200);
   sse.next("connected");
