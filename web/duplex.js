@@ -663,6 +663,9 @@ export class Duplex {
     this._request(conn, cmd, {
       onReply: (result) => this._onConnected(conn, result),
       onError: (err) => {
+        // A token in the URL got a `connected` push before this reply, which
+        // is then "already authenticated" (or never comes): the connection stands.
+        if (conn.connected) return;
         if (err.code === ErrorCode.TOKEN_EXPIRED && typeof this.options.getToken === 'function') {
           this._token = null;  // fetch a fresh one on the next attempt
           this._dropConnection(conn, { code: TOKEN_EXPIRED_CLOSE, reason: err.message, reconnect: true });

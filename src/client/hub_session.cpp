@@ -709,6 +709,9 @@ void HubSession::handle_reply(Command command, detail::ServerFrame& frame, TimeP
 
   switch (command.kind) {
     case CommandKind::authenticate:
+      // A token in the URL or a header got a `connected` push before this
+      // reply, which is then "already authenticated": the session stands.
+      if (phase_ == Phase::connected) break;
       if (error) handle_auth_error(*error);
       else handle_connected(frame, now);
       break;
