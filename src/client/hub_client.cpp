@@ -71,6 +71,9 @@ class HubClient::Driver : public std::enable_shared_from_this<Driver> {
       state_->store(event.will_reconnect ? ConnectionState::disconnected : ConnectionState::closed);
       if (user_handlers_.on_disconnected) user_handlers_.on_disconnected(event);
     };
+    wrapped.on_token_refreshed = [this](std::int64_t expires) {
+      if (user_handlers_.on_token_refreshed) user_handlers_.on_token_refreshed(expires);
+    };
     wrapped.on_error = [this](const Error& error) {
       if (user_handlers_.on_error) user_handlers_.on_error(error);
     };

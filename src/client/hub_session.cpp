@@ -773,6 +773,7 @@ void HubSession::handle_reply(Command command, detail::ServerFrame& frame, TimeP
       break;
     case CommandKind::refresh:
       if (error) report_error(error->code, "token refresh refused: " + error->message);
+      else if (frame.expires && state_handlers_.on_token_refreshed) state_handlers_.on_token_refreshed(*frame.expires);
       break;
     case CommandKind::unsubscribe:
     case CommandKind::ping:

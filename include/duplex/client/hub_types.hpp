@@ -161,6 +161,9 @@ struct StateHandlers {
   std::function<void()> on_connecting;
   std::function<void(const ConnectedEvent&)> on_connected;
   std::function<void(const DisconnectedEvent&)> on_disconnected;
+  // The server accepted a refreshed token; `expires` is its expiry (Unix
+  // seconds), as `ConnectedEvent::expires` was the first token's.
+  std::function<void(std::int64_t expires)> on_token_refreshed;
   // Problems that belong to no command: authentication refused, token
   // provider failures, malformed server frames.
   std::function<void(const Error&)> on_error;
