@@ -17,6 +17,8 @@
 #include "duplex/hub/token.hpp"
 #include "../config/config_fields.hpp"
 #include "request_token.hpp"
+#include "http_api.hpp"
+#include "prometheus_metrics.hpp"
 #include "duplex/protocol/http_response.hpp"
 #include "duplex/server/fallback_sessions.hpp"
 
@@ -78,25 +80,6 @@ bool safe_static_path(std::string_view path) {
   return true;
 }
 
-std::string api_error_json(int code, std::string_view message) {
-  std::string out = "{\"error\":{\"code\":";
-  out += std::to_string(code);
-  out += ",\"message\":";
-  hub::append_json_string(out, message);
-  out += "}}";
-  return out;
-}
-
-int http_status_for(int hub_code) {
-  switch (hub_code) {
-    case hub::error_code::unavailable: return 503;
-    case hub::error_code::internal: return 500;
-    case hub::error_code::unauthorized: return 401;
-    case hub::error_code::permission_denied: return 403;
-    default: return 400;
-  }
-}
-
 }  // namespace
 
 WebRoot resolve_web_root(const std::string& configured) {
@@ -116,8 +99,8 @@ WebRoot resolve_web_root(const std::string& configured) {
 struct HubServer::Routes {
   HubServer& server;
   std::string web_root;
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::unique_ptr<FallbackSessions> fallback = nullptr;  // SSE and long-polling sessions
+  std::unique_ptr<HttpApi> api = nullptr;                 // /api/<method>
 
   // The configuration in force (reloaded on SIGHUP): hold it for the request.
   std::shared_ptr<const hub::HubConfig> config() const { return server.live_config(); }
@@ -148,14 +131,14 @@ struct HubServer::Routes {
       return c.http_respond(204, {}, {}, headers);
     }
     if (fallback && fallback->handle(c, r, headers)) return;
-    if (r.path.starts_with("/api/")) return api(c, r, std::move(headers));
+    if (r.path.starts_with("/api/")) return api->handle(c, r, std::move(headers));
     if (r.method != "GET" && r.method != "HEAD") return c.http_respond(405, "text/plain", "method not allowed\n", headers);
     if (r.path == "/healthz") return c.http_respond(200, "text/plain", "ok\n");
     if (r.path == "/readyz") {
       const bool ready = server.hub_->engine().healthy();
       return c.http_respond(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "engine unavailable\n");
     }
-    if (r.path == "/metrics") return c.http_respond(200, "text/plain; version=0.0.4", metrics());
+    if (r.path == "/metrics") return c.http_respond(200, "text/plain; version=0.0.4", prometheus_metrics(*server.hub_, fallback.get()));
     if (r.path == "/demo/token") return demo_token(c, r, std::move(headers));
     if (r.path == "/connection/websocket")
       return c.http_respond(426, "text/plain", "this endpoint needs a WebSocket upgrade\n",
@@ -194,323 +177,6 @@ struct HubServer::Routes {
     c.http_respond(200, "application/json", body, headers);
   }
 
-  // Prometheus text format 0.0.4: HELP and TYPE once per family, then its samples.
-  std::string metrics() const {
-    hub::Hub& hub = *server.hub_;
-    const auto& k = hub.counters();
-    std::string out;
-    out.reserve(8192);
-    auto family = [&](const char* name, const char* type, const char* help) {
-      out += "# HELP ";
-      out += name;
-      out += ' ';
-      out += help;
-      out += "\n# TYPE ";
-      out += name;
-      out += ' ';
-      out += type;
-      out += '\n';
-    };
-    auto sample = [&](const char* name, std::string_view labels, std::uint64_t value) {
-      out += name;
-      out += labels;
-      out += ' ';
-      out += std::to_string(value);
-      out += '\n';
-    };
-    auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t value) {
-      family(name, type, help);
-      sample(name, {}, value);
-    };
-    auto label_value = [](std::string_view v) {  // escaped for a label: \ " and newline
-      std::string e;
-      for (char ch : v) {
-        if (ch == '\\' || ch == '"') e += '\\';
-        if (ch == '\n') {
-          e += "\\n";
-          continue;
-        }
-        e += ch;
-      }
-      return e;
-    };
-    family("duplex_node_info", "gauge", "This node: its name and version (always 1).");
-    sample("duplex_node_info", "{node=\"" + label_value(hub.node_name()) + "\",version=\"" DUPLEX_VERSION "\"}", 1);
-    metric("duplex_start_time_seconds", "gauge", "When this node started (Unix seconds).",
-           static_cast<std::uint64_t>(hub.started_ms() / 1000));
-    metric("duplex_connections", "gauge", "Hub sessions open now.", k.connections.load());
-    metric("duplex_connections_total", "counter", "Hub sessions opened.", k.connections_total.load());
-    metric("duplex_subscriptions", "gauge", "Channel subscriptions now.", k.subscriptions.load());
-    metric("duplex_commands_total", "counter", "Client commands received.", k.commands.load());
-    metric("duplex_messages_in_total", "counter", "WebSocket messages received from clients.", k.messages_in.load());
-    metric("duplex_messages_out_total", "counter", "WebSocket messages sent to clients (replies and pushes).",
-           k.messages_out.load());
-    metric("duplex_bytes_in_total", "counter", "Payload bytes of WebSocket messages received.", k.bytes_in.load());
-    metric("duplex_bytes_out_total", "counter", "Payload bytes of WebSocket messages sent.", k.bytes_out.load());
-    metric("duplex_messages_delivered_total", "counter", "Message pushes delivered to subscribers.", k.pushes.load());
-    metric("duplex_publications_total", "counter", "Publications accepted.", k.publications.load());
-    metric("duplex_command_errors_total", "counter", "Error replies sent.", k.errors.load());
-    metric("duplex_resubscribes_total", "counter",
-           "Subscribers told to resubscribe with recovery (the engine lost continuity).", k.resubscribes.load());
-    metric("duplex_pending_deliveries", "gauge", "Engine events waiting for the event loops.",
-           hub.pending_deliveries());
-    metric("duplex_pending_deliveries_overflowed_total", "counter",
-           "Engine events dropped: their loop had limits.max_pending_deliveries waiting (subscribers resubscribed).",
-           k.deliveries_overflowed.load());
-    metric("duplex_channels", "gauge", "Channels with subscribers on this node.", hub.channel_count());
-    if (fallback) {
-      metric("duplex_fallback_sessions", "gauge", "SSE and long-polling sessions open on this node.",
-             fallback->session_count());
-      metric("duplex_fallback_forwarded_total", "counter",
-             "Fallback requests for another node's session, forwarded there through the engine.",
-             fallback->forwarded_count());
-    }
-    const engines::EngineHealth health = hub.engine().health();
-    metric("duplex_engine_healthy", "gauge", "1 if the engine accepts writes.", health.healthy ? 1 : 0);
-    metric("duplex_engine_up", "gauge", "1 if the engine is healthy (as in EngineHealth).", health.healthy ? 1 : 0);
-    metric("duplex_engine_backends_up", "gauge", "Storage/broker servers the engine is connected to.", health.backends_up);
-    metric("duplex_engine_backends_total", "gauge", "Storage/broker servers the engine is configured with.",
-           health.backends_total);
-    metric("duplex_engine_reconnects_total", "counter", "Successful engine reconnects since start.", health.reconnects);
-    metric("duplex_engine_errors_total", "counter", "Failed engine operations since start.", health.errors);
-    metric("duplex_engine_in_flight", "gauge", "Engine operations accepted and not yet completed.", health.in_flight);
-    metric("duplex_engine_refused_total", "counter", "Engine operations refused: engine.max_in_flight were in flight.",
-           health.refused);
-    // Per namespace: "" is every channel on the default options.
-    struct NsFamily {
-      const char* name;
-      const char* type;
-      const char* help;
-      const std::atomic<std::uint64_t> hub::NamespaceCounters::*field;
-    };
-    static constexpr NsFamily ns_families[] = {
-        {"duplex_namespace_publications_total", "counter", "Publications accepted, by namespace (\"\": defaults).",
-         &hub::NamespaceCounters::publications},
-        {"duplex_namespace_messages_delivered_total", "counter", "Message pushes delivered, by namespace.",
-         &hub::NamespaceCounters::pushes},
-        {"duplex_namespace_subscriptions", "gauge", "Channel subscriptions now, by namespace.",
-         &hub::NamespaceCounters::subscriptions},
-    };
-    for (const auto& f : ns_families) {
-      family(f.name, f.type, f.help);
-      for (const auto& ns : k.namespaces)
-        sample(f.name, "{namespace=\"" + label_value(ns->name) + "\"}", ((*ns).*(f.field)).load(std::memory_order_relaxed));
-    }
-    family("duplex_sessions_closed_total", "counter", "Hub sessions closed, by WebSocket close code.");
-    for (std::size_t code = 0; code < k.closes.size(); ++code) {
-      const std::uint64_t n = k.closes[code].load(std::memory_order_relaxed);
-      if (n) sample("duplex_sessions_closed_total", "{code=\"" + std::to_string(code) + "\"}", n);
-    }
-    const auto& h = k.fanout_latency;
-    family("duplex_fanout_seconds", "histogram",
-           "Time from a publication reaching the hub to its write to every local subscriber.");
-    std::uint64_t cumulative = 0;
-    char line[128];
-    for (std::size_t i = 0; i < h.buckets.size(); ++i) {
-      cumulative += h.buckets[i].load(std::memory_order_relaxed);
-      if (i < hub::FanoutLatency::bounds_ms.size())
-        std::snprintf(line, sizeof line, "duplex_fanout_seconds_bucket{le=\"%g\"} %llu\n", hub::FanoutLatency::bounds_ms[i] / 1000.0,
-                      static_cast<unsigned long long>(cumulative));
-      else
-        std::snprintf(line, sizeof line, "duplex_fanout_seconds_bucket{le=\"+Inf\"} %llu\n", static_cast<unsigned long long>(cumulative));
-      out += line;
-    }
-    std::snprintf(line, sizeof line, "duplex_fanout_seconds_sum %.6f\nduplex_fanout_seconds_count %llu\n",
-                  static_cast<double>(h.sum_us.load()) / 1e6, static_cast<unsigned long long>(cumulative));
-    out += line;
-    return out;
-  }
-
-  // ---- backend API ----
-
-  static void respond_later(net::Connection& c, int status, std::string body, std::vector<HttpHeader> headers) {
-    auto conn = c.shared_from_this();
-    c.loop().post([conn, status, body = std::move(body), headers = std::move(headers)] {
-      conn->http_respond(status, "application/json", body, headers);
-    });
-  }
-
-  void api(net::Connection& c, const net::HttpRequest& r, std::vector<HttpHeader> headers) {
-    const auto cfg = config();
-    const std::string& key = cfg->api.key;
-    if (key.empty()) return c.http_respond(404, "application/json", api_error_json(404, "the HTTP API is disabled (api.key)"), headers);
-    std::string_view given = r.head.get("X-API-Key");
-    const std::string_view auth = r.head.get("Authorization");
-    if (given.empty() && auth.size() > 7 && protocol::iequals(auth.substr(0, 7), "apikey ")) given = auth.substr(7);
-    if (!hub::constant_time_equals(given, key))
-      return c.http_respond(401, "application/json", api_error_json(hub::error_code::unauthorized, "bad or missing API key"), headers);
-    const std::string_view method = r.path.substr(5);
-    hub::Hub& hub = *server.hub_;
-    if (method == "nodes" && (r.method == "GET" || r.method == "POST")) {
-      hub.engine().nodes([conn = c.shared_from_this(), headers](std::vector<engines::NodeInfo> nodes) {
-        std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-        std::string out = "{\"nodes\":[";
-        for (std::size_t i = 0; i < nodes.size(); ++i) {
-          const auto& n = nodes[i];
-          if (i) out += ',';
-          out += "{\"name\":" + hub::json_string(n.name) + ",\"started_ms\":" + std::to_string(n.started_ms) +
-                 ",\"updated_ms\":" + std::to_string(n.updated_ms) + ",\"connections\":" + std::to_string(n.connections) +
-                 ",\"subscriptions\":" + std::to_string(n.subscriptions) + ",\"channels\":" + std::to_string(n.channels) +
-                 ",\"publications_in\":" + std::to_string(n.publications_in) +
-                 ",\"pushes_out\":" + std::to_string(n.pushes_out) + "}";
-        }
-        out += "]}";
-        respond_later(*conn, 200, std::move(out), headers);
-      });
-      return;
-    }
-    if (r.method != "POST")
-      return c.http_respond(405, "application/json", api_error_json(hub::error_code::bad_request, "use POST"), headers);
-    simdjson::dom::parser parser;
-    simdjson::dom::element body;
-    const std::string_view text = r.body.empty() ? std::string_view("{}") : r.body;
-    if (parser.parse(text.data(), text.size()).get(body) != simdjson::SUCCESS || !body.is_object())
-      return c.http_respond(400, "application/json", api_error_json(hub::error_code::bad_request, "the body must be a JSON object"), headers);
-    auto bad = [&](std::string_view why) {
-      c.http_respond(400, "application/json", api_error_json(hub::error_code::bad_request, why), headers);
-    };
-    std::string_view channel;
-    const bool has_channel = body["channel"].get(channel) == simdjson::SUCCESS;
-
-    if (method == "publish") {
-      simdjson::dom::element data;
-      if (!has_channel || body["data"].get(data) != simdjson::SUCCESS) return bad("publish needs \"channel\" and \"data\"");
-      std::string_view key_text;
-      if (body["idempotency_key"].get(key_text)) {}  // optional field
-      hub.api_publish(std::string(channel), simdjson::minify(data), std::string(key_text),
-                      [conn = c.shared_from_this(), headers](hub::ApiError e, hub::StreamPosition p, bool dup) {
-                        if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
-                        std::string out = "{\"result\":{\"epoch\":" + hub::json_string(p.epoch) +
-                                          ",\"offset\":" + std::to_string(p.offset) + (dup ? ",\"duplicate\":true" : "") + "}}";
-                        respond_later(*conn, 200, std::move(out), headers);
-                      });
-      return;
-    }
-    if (method == "broadcast") {
-      simdjson::dom::array channels;
-      simdjson::dom::element data;
-      if (body["channels"].get(channels) != simdjson::SUCCESS || body["data"].get(data) != simdjson::SUCCESS)
-        return bad("broadcast needs \"channels\" (array) and \"data\"");
-      std::vector<std::string> names;
-      for (auto el : channels) {
-        std::string_view name;
-        if (el.get(name) != simdjson::SUCCESS) return bad("\"channels\" must hold strings");
-        names.emplace_back(name);
-      }
-      if (names.empty() || names.size() > 1000) return bad("\"channels\": 1 to 1000 names");
-      struct Gather {
-        std::mutex m;
-        std::vector<std::string> parts;
-        std::size_t left;
-      };
-      auto gather = std::make_shared<Gather>();
-      gather->parts.resize(names.size());
-      gather->left = names.size();
-      const std::string payload = simdjson::minify(data);
-      for (std::size_t i = 0; i < names.size(); ++i) {
-        hub.api_publish(names[i], payload, {}, [gather, i, conn = c.shared_from_this(), headers](hub::ApiError e, hub::StreamPosition p, bool) {
-          std::string part = e.code ? api_error_json(e.code, e.message)
-                                    : "{\"epoch\":" + hub::json_string(p.epoch) + ",\"offset\":" + std::to_string(p.offset) + "}";
-          std::lock_guard lock(gather->m);
-          gather->parts[i] = std::move(part);
-          if (--gather->left) return;
-          std::string out = "{\"result\":{\"responses\":[";
-          for (std::size_t j = 0; j < gather->parts.size(); ++j) {
-            if (j) out += ',';
-            out += gather->parts[j];
-          }
-          out += "]}}";
-          respond_later(*conn, 200, std::move(out), headers);
-        });
-      }
-      return;
-    }
-    if (method == "presence") {
-      if (!has_channel) return bad("presence needs \"channel\"");
-      hub.api_presence(std::string(channel), [conn = c.shared_from_this(), headers](hub::ApiError e, std::vector<hub::ClientInfo> clients) {
-        if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
-        std::string out = "{\"result\":{\"clients\":[";
-        for (std::size_t i = 0; i < clients.size(); ++i) {
-          if (i) out += ',';
-          hub::append_client_json(out, clients[i]);
-        }
-        out += "]}}";
-        respond_later(*conn, 200, std::move(out), headers);
-      });
-      return;
-    }
-    if (method == "history") {
-      if (!has_channel) return bad("history needs \"channel\"");
-      std::uint64_t limit = hub.config().limits.max_history_size;
-      if (body["limit"].get(limit)) {}  // optional field
-      bool reverse = false;
-      if (body["reverse"].get(reverse)) {}  // optional field
-      std::optional<hub::StreamPosition> since;
-      simdjson::dom::element s;
-      if (body["since"].get(s) == simdjson::SUCCESS) {
-        std::string_view epoch;
-        std::uint64_t offset = 0;
-        if (s["epoch"].get(epoch) != simdjson::SUCCESS || s["offset"].get(offset) != simdjson::SUCCESS)
-          return bad("\"since\" needs \"epoch\" and \"offset\"");
-        since = hub::StreamPosition{std::string(epoch), offset};
-      }
-      hub.api_history(std::string(channel), limit, since, reverse,
-                      [conn = c.shared_from_this(), headers](hub::ApiError e, engines::HistoryResult h) {
-                        if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
-                        std::string out = "{\"result\":{\"epoch\":" + hub::json_string(h.top.epoch) +
-                                          ",\"offset\":" + std::to_string(h.top.offset) + ",\"publications\":[";
-                        for (std::size_t i = 0; i < h.publications.size(); ++i) {
-                          if (i) out += ',';
-                          hub::append_publication_json(out, *h.publications[i]);
-                        }
-                        out += "]}}";
-                        respond_later(*conn, 200, std::move(out), headers);
-                      });
-      return;
-    }
-    if (method == "disconnect") {
-      std::string_view user;
-      if (body["user"].get(user) != simdjson::SUCCESS) return bad("disconnect needs \"user\"");
-      bool reconnect = false;
-      if (body["reconnect"].get(reconnect)) {}  // optional field
-      std::string_view reason = reconnect ? "reconnect requested by the server" : "disconnected by the server";
-      if (body["reason"].get(reason)) {}  // optional field
-      hub.api_disconnect(std::string(user), reconnect ? hub::disconnect_code::force_reconnect : hub::disconnect_code::disconnected,
-                         std::string(reason.substr(0, 120)));
-      return c.http_respond(200, "application/json", "{\"result\":{}}", headers);
-    }
-    if (method == "unsubscribe") {
-      std::string_view user;
-      if (body["user"].get(user) != simdjson::SUCCESS || !has_channel) return bad("unsubscribe needs \"user\" and \"channel\"");
-      hub.api_unsubscribe(std::string(user), std::string(channel));
-      return c.http_respond(200, "application/json", "{\"result\":{}}", headers);
-    }
-    if (method == "channels") {
-      std::string out = "{\"result\":{\"channels\":[";
-      bool first = true;
-      for (const auto& [name, count] : hub.api_channels()) {
-        if (!first) out += ',';
-        first = false;
-        out += "{\"channel\":" + hub::json_string(name) + ",\"subscribers\":" + std::to_string(count) + "}";
-      }
-      out += "]}}";
-      return c.http_respond(200, "application/json", out, headers);
-    }
-    if (method == "info") {
-      const auto& k = hub.counters();
-      const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
-      std::string out = "{\"result\":{\"node\":" + hub::json_string(hub.node_name()) +
-                        ",\"started_ms\":" + std::to_string(hub.started_ms()) + ",\"version\":\"" DUPLEX_VERSION
-                        "\",\"engine\":" + hub::json_string(hub.engine().name()) +
-                        ",\"engine_healthy\":" + (hub.engine().healthy() ? "true" : "false") +
-                        ",\"uptime\":" + std::to_string(uptime) + ",\"connections\":" + std::to_string(k.connections.load()) +
-                        ",\"subscriptions\":" + std::to_string(k.subscriptions.load()) +
-                        ",\"publications\":" + std::to_string(k.publications.load()) +
-                        ",\"channels\":" + std::to_string(hub.channel_count()) + "}}";
-      return c.http_respond(200, "application/json", out, headers);
-    }
-    c.http_respond(404, "application/json", api_error_json(hub::error_code::unknown_command, "unknown API method"), headers);
-  }
 };
 
 // ---- server ------------------------------------------------------------------------
@@ -593,6 +259,7 @@ HubServer::HubServer(hub::HubConfig config) : config_(std::move(config)), sessio
   server_ = std::make_unique<net::Server>(config_.server, std::move(h));
   hub_ = std::make_unique<hub::Hub>(config_, std::move(engine), std::move(verifier), server_->loops());
   config_.node_name = hub_->node_name();  // the default (hostname-pid) filled in
+  routes_->api = std::make_unique<HttpApi>(*hub_, [this] { return live_config(); });
   live_.store(std::make_shared<const hub::HubConfig>(config_));
   hub_->start();
   FallbackLimits fallback_limits;
