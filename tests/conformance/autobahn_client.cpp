@@ -41,6 +41,7 @@ Args parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   net::EventLoop loop;
+  std::fprintf(stderr, "io: %s\n", net::to_string(loop.io()));  // which backend the reports are of
   net::ClientOptions options;
   options.websocket.max_frame_size = 64u << 20;
   options.websocket.max_message_size = 64u << 20;
