@@ -23,7 +23,24 @@ void api_publish(Server& server, const std::string& channel, int n) {
   ASSERT_NE(r.find(" 200 "), std::string::npos) << r;
 }
 
-enum class Reset { metadata_expiry, flushall };
+enum class Reset { metadata_expiry, flushall, eviction };
+
+// Redis under maxmemory with allkeys-lru evicts the channel's keys once
+// newer keys need the room: fill it until the channel's metadata is gone.
+void evict_channel_metadata(const duplex::test::RedisServer& redis, const std::string& meta_key) {
+  ASSERT_EQ(redis.query({"EXISTS", meta_key}), 1) << "the test's key name is out of date: " << meta_key;
+  redis.query({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"});
+  redis.query({"CONFIG", "SET", "maxmemory", "4mb"});
+  const std::string fill =
+      "for i = 1, 1000 do redis.call('SET', 'filler:' .. ARGV[1] .. ':' .. i, string.rep('x', 1024)) end return 1";
+  bool evicted = false;
+  for (int batch = 0; batch < 200 && !evicted; ++batch) {  // at most 200 MiB written
+    redis.query({"EVAL", fill, "0", std::to_string(batch)});
+    evicted = redis.query({"EXISTS", meta_key}) == 0;
+  }
+  ASSERT_TRUE(evicted) << meta_key << " was never evicted";
+  redis.query({"CONFIG", "SET", "maxmemory", "0"});  // what comes next is stored again
+}
 
 class EpochChange : public ::testing::TestWithParam<Reset> {};
 
@@ -36,7 +53,8 @@ TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) 
     c.engine.type = "redis";
     c.engine.redis.addresses = {redis.address()};
     c.engine.redis.prefix = "epoch-change";
-    c.engine.redis.history_meta_ttl = std::chrono::seconds(2);
+    // Only the expiry case lets the metadata expire by itself.
+    c.engine.redis.history_meta_ttl = std::chrono::seconds(GetParam() == Reset::metadata_expiry ? 2 : 0);
     return c;
   };
   Server a(node_config("node-a")), b(node_config("node-b"));
@@ -56,10 +74,17 @@ TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) 
   for (auto* c : {on_a.get(), on_b.get()})
     for (std::uint64_t offset = 1; offset <= 5; ++offset) ASSERT_EQ(c->next("message")->u64("offset"), offset);
 
-  if (GetParam() == Reset::metadata_expiry)
-    std::this_thread::sleep_for(3500ms);  // idle past history_meta_ttl: the channel's epoch and top expire
-  else
-    redis.query({"FLUSHALL"});
+  switch (GetParam()) {
+    case Reset::metadata_expiry:
+      std::this_thread::sleep_for(3500ms);  // idle past history_meta_ttl: the channel's epoch and top expire
+      break;
+    case Reset::flushall:
+      redis.query({"FLUSHALL"});
+      break;
+    case Reset::eviction:
+      evict_channel_metadata(redis, "epoch-change:meta:" + channel);
+      break;
+  }
   for (int i = 1; i <= 10; ++i) api_publish(i % 2 ? a : b, channel, i);
 
   for (auto* c : {on_a.get(), on_b.get()}) {
@@ -83,9 +108,14 @@ TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) 
   for (auto* c : {on_a.get(), on_b.get()}) EXPECT_EQ(c->next("message")->u64("offset"), 11u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Redis, EpochChange, ::testing::Values(Reset::metadata_expiry, Reset::flushall),
-                         [](const ::testing::TestParamInfo<Reset>& param_info) {
-                           return std::string(param_info.param == Reset::metadata_expiry ? "MetadataExpiry" : "Flushall");
+INSTANTIATE_TEST_SUITE_P(Redis, EpochChange, ::testing::Values(Reset::metadata_expiry, Reset::flushall, Reset::eviction),
+                         [](const ::testing::TestParamInfo<Reset>& param_info) -> std::string {
+                           switch (param_info.param) {
+                             case Reset::metadata_expiry: return "MetadataExpiry";
+                             case Reset::flushall: return "Flushall";
+                             case Reset::eviction: return "Eviction";
+                           }
+                           return "?";
                          });
 
 }  // namespace
