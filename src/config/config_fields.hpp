@@ -7,7 +7,7 @@
 // nothing else, so an unknown key is an error), the SIGHUP diff
 // (HubServer::reload compares old and new config row by row and reports each
 // changed key as applied or as needing a restart). Checked against it by
-// tests/unit/test_config_file.cpp: the reference file config/duplex.toml and
+// tests/unit/config/test_config_file.cpp: the reference file config/duplex.toml and
 // the tables of docs/CONFIG.md list exactly these keys with these defaults,
 // and every member of the config structs has a row (or is listed there as
 // not settable from the file).

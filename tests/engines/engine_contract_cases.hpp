@@ -1,5 +1,5 @@
 // Bodies of the engine contract cases that every engine passes alike, shared
-// by the typed EngineContract suite (tests/unit/test_engines.cpp: memory and
+// by the typed EngineContract suite (tests/unit/engines/test_engines.cpp: memory and
 // SQLite) and RedisContract (tests/engines/test_redis_engine.cpp). Each test
 // sets its engine up, calls the body, then adds its engine's own checks.
 // `epoch_of(channel)` reads the channel's epoch (one per engine for memory

@@ -1,4 +1,4 @@
-// Scaffolding shared by the engine tests (tests/unit/test_engines.cpp and
+// Scaffolding shared by the engine tests (tests/unit/engines/test_engines.cpp and
 // tests/engines/*): a clock the test moves, a recorder of deliveries, a
 // counter of publish completions, and synchronous wrappers around the
 // callback API of Engine (engine.hpp).

@@ -1,6 +1,6 @@
 // The Redis engine against real redis-servers (started per test on free
 // loopback ports, see redis_server.hpp): the engine contract (ported from
-// tests/unit/test_engines.cpp: Redis epochs are per channel and deliveries
+// tests/unit/engines/test_engines.cpp: Redis epochs are per channel and deliveries
 // come from pub/sub, so a node receives only what it node_subscribe()d),
 // then several engines as several nodes, sharding, and failures (killed,
 // restarted and paused Redis).

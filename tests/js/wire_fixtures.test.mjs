@@ -1,5 +1,5 @@
 // duplex.js over the duplex.v1 messages of tests/wire/duplex.v1.json, the
-// file tests/unit/test_wire_fixtures.cpp runs the server's codec and the C++
+// file tests/unit/client/test_wire_fixtures.cpp runs the server's codec and the C++
 // client over: every command duplex.js sends is the fixture's (as JSON, `id`
 // aside), and every server message yields what the fixture's `client` says.
 import { test } from 'node:test';

@@ -1,6 +1,6 @@
 #include "duplex/hub/config_file.hpp"
 
-#include "../../src/config/config_fields.hpp"
+#include "config/config_fields.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -23,7 +23,7 @@ using hub::parse_config;
 
 namespace {
 
-std::filesystem::path repo_root() { return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path(); }
+std::filesystem::path repo_root() { return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path(); }
 
 std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -29,8 +29,8 @@
 #include "duplex/engines/factory.hpp"
 #include "duplex/engines/memory_engine.hpp"
 #include "duplex/engines/sqlite_engine.hpp"
-#include "../engines/engine_contract_cases.hpp"
-#include "../engines/engine_test_support.hpp"
+#include "../../engines/engine_contract_cases.hpp"
+#include "../../engines/engine_test_support.hpp"
 
 namespace {
 

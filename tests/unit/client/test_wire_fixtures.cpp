@@ -26,7 +26,7 @@ using client::HubSession;
 using simdjson::dom::element;
 
 std::filesystem::path fixtures_path() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "wire" / "duplex.v1.json";
+  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "wire" / "duplex.v1.json";
 }
 
 // JSON with object keys sorted (and `id` left out when asked), so two

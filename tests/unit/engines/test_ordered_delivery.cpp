@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "../../src/engines/ordered_delivery.hpp"
+#include "engines/ordered_delivery.hpp"
 
 namespace {
 
