@@ -215,6 +215,10 @@ void EventLoop::complete(std::uint64_t data, int result, std::uint32_t flags) {
       auto last = connection->on_ring_send(result);
       break;
     }
+    case IoRing::Op::handler:
+      reinterpret_cast<detail::RingHandler*>(static_cast<std::uintptr_t>(data & ~IoRing::op_mask))
+          ->on_ring_completion(result, flags);
+      break;
     case IoRing::Op::ignored:
       break;
   }

@@ -151,6 +151,12 @@ bool IoRing::retract(const Ticket& ticket) {
   return true;
 }
 
+void IoRing::accept_multishot(int fd, std::uint64_t tag) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, tag);
+}
+
 void IoRing::cancel(std::uint64_t tag) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_cancel64(sqe, tag, IORING_ASYNC_CANCEL_ALL);

@@ -23,11 +23,23 @@
 
 namespace duplex::net::detail {
 
+// What a completion tagged Op::handler goes to: the owner of a request
+// that is neither a connection's receive nor its send (a listening
+// socket's multishot accept). It must outlive its requests' completions
+// while the loop runs.
+class RingHandler {
+ public:
+  virtual void on_ring_completion(int result, std::uint32_t flags) = 0;
+
+ protected:
+  ~RingHandler() = default;
+};
+
 class IoRing {
  public:
   // What a completion is for: the low bits of its user_data (the rest is a
   // pointer at least 8-byte aligned, or nothing).
-  enum class Op : std::uint8_t { ignored = 0, epoll = 1, recv = 2, send = 3 };
+  enum class Op : std::uint8_t { ignored = 0, epoll = 1, recv = 2, send = 3, handler = 4 };
   static constexpr std::uint64_t op_mask = 7;
   // The user_data of a request of `op` for `owner` (null for the loop's own).
   static std::uint64_t tag(const void* owner, Op op) {
@@ -78,6 +90,10 @@ class IoRing {
   void cancel_all_and_wait();
   // A one-shot readiness poll (POLLIN) of `fd`.
   void poll_in(int fd, std::uint64_t tag);
+  // Multishot accept on the listening socket `fd`: one completion per
+  // connection, its result the new socket (non-blocking, close-on-exec) or
+  // -errno; a completion without IORING_CQE_F_MORE was the last.
+  void accept_multishot(int fd, std::uint64_t tag);
 
   // Makes the calling thread the ring's one submitter (once; the first wait
   // calls it). Throws std::logic_error when another thread already is.

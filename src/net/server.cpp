@@ -17,17 +17,23 @@
 
 #include "connection_config.hpp"
 #include "duplex/net/loop_timer.hpp"
+#include "io_ring.hpp"
 #include "per_ip_limiter.hpp"
 #include "duplex/protocol/handshake.hpp"
 
 namespace duplex::net {
 
-// A listening socket in one loop's epoll set (level-triggered: what is left
-// after one turn's share of accepts wakes the next turn).
-struct Server::Acceptor final : FdWatcher {
+// A listening socket of one loop. On epoll it is in the loop's epoll set
+// (level-triggered: what is left after one turn's share of accepts wakes the
+// next turn); on io_uring a multishot accept brings each new socket as a
+// completion, with no system call of its own.
+struct Server::Acceptor final : FdWatcher, detail::RingHandler {
   Acceptor(Server& s, EventLoop& l) : server(s), loop(l), retry(l), shutdown_watch(l) {}
   ~Acceptor() { close(); }
   void on_events(std::uint32_t) override { server.accept_ready(*this); }
+  void on_ring_completion(int result, std::uint32_t flags) override { server.ring_accepted(*this, result, flags); }
+  bool on_ring() const { return loop.ring_ != nullptr && !ring_refused; }
+  std::uint64_t ring_tag() const { return detail::IoRing::tag(static_cast<const detail::RingHandler*>(this), detail::IoRing::Op::handler); }
   bool watch() {
     watched = loop.watch(fd, this, EPOLLIN);
     return watched;
@@ -41,6 +47,10 @@ struct Server::Acceptor final : FdWatcher {
   void close() {
     if (fd < 0) return;
     unwatch();
+    // The kernel's pending accept holds the socket open (and listening)
+    // until cancelled. Off the loop thread the loop is gone or stopped, and
+    // the ring's teardown cancels it.
+    if (ring_armed && loop.running_in_this_thread()) loop.ring_->cancel(ring_tag());
     ::close(fd);
     fd = -1;
   }
@@ -51,6 +61,8 @@ struct Server::Acceptor final : FdWatcher {
   LoopTimer retry;           // after EMFILE/ENFILE: try again shortly instead of spinning
   LoopTimer shutdown_watch;  // shutdown(): polls for the loop's last connection
   bool reported_fd_limit = false;
+  bool ring_armed = false;    // a multishot accept is in the ring (its last completion clears it)
+  bool ring_refused = false;  // the kernel refused multishot accept: readiness and accept4 instead
 };
 
 Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(options)) {
@@ -196,7 +208,11 @@ void Server::listen() {
       acceptors_.push_back(std::move(a));
     }
     for (auto& a : acceptors_)
-      if (!a->watch()) fail_listen(address, "epoll_ctl", errno);
+      if (!a->on_ring() && !a->watch()) fail_listen(address, "epoll_ctl", errno);
+    // Armed from the loop's own thread, the ring's one submitter (the loop
+    // may not run yet: the task waits for it).
+    for (auto& a : acceptors_)
+      if (a->on_ring()) a->loop.post([this, acceptor = a.get()] { arm_ring_accept(*acceptor); });
   } catch (...) {
     acceptors_.clear();  // nothing half-listening: listen() may be called again
     throw;
@@ -218,30 +234,86 @@ void Server::accept_ready(Acceptor& a) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-        // Out of file descriptors: keep serving who we have, retry shortly.
-        if (!a.reported_fd_limit) {
-          std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts while at the limit\n", std::strerror(errno));
-          a.reported_fd_limit = true;
-        }
         a.unwatch();
-        a.retry.start(Millis{100}, [&a] {
-          if (!a.server.stopping_ && a.fd >= 0) a.watch();
-        });
+        pause_accepts(a, errno);
         return;
       }
       return;  // EAGAIN: drained
     }
-    a.reported_fd_limit = false;
-    if (connection_count() >= options_.max_connections) {
-      ::close(fd);  // over the limit: refuse at once
-      continue;
+    admit(a, fd, peer);
+  }
+}
+
+// Out of file descriptors (or memory): keep serving who we have, and try
+// accepting again shortly instead of spinning on the error.
+void Server::pause_accepts(Acceptor& a, int error) {
+  if (!a.reported_fd_limit) {
+    std::fprintf(stderr, "duplex: accept failed (%s); pausing accepts while at the limit\n", std::strerror(error));
+    a.reported_fd_limit = true;
+  }
+  a.retry.start(Millis{100}, [&a] {
+    if (a.server.stopping_ || a.fd < 0) return;
+    if (a.on_ring()) a.server.arm_ring_accept(a);
+    else a.watch();
+  });
+}
+
+void Server::admit(Acceptor& a, int fd, const sockaddr_storage& peer) {
+  a.reported_fd_limit = false;
+  if (connection_count() >= options_.max_connections) {
+    ::close(fd);  // over the limit: refuse at once
+    return;
+  }
+  if (per_ip_ && !per_ip_->try_add(fd, peer)) {
+    ::close(fd);  // this address has its share
+    return;
+  }
+  config_->open_connections->fetch_add(1, std::memory_order_relaxed);
+  Connection::accept(a.loop, fd, config_);
+}
+
+void Server::arm_ring_accept(Acceptor& a) {
+  if (stopping_ || a.fd < 0 || a.ring_armed || !a.on_ring()) return;
+  a.loop.ring_->accept_multishot(a.fd, a.ring_tag());
+  a.ring_armed = true;
+}
+
+void Server::ring_accepted(Acceptor& a, int result, std::uint32_t flags) {
+  const bool last = !(flags & IORING_CQE_F_MORE);
+  if (last) a.ring_armed = false;
+  if (result >= 0) {
+    if (stopping_ || a.fd < 0) {
+      ::close(result);  // accepted while being cancelled
+      if (stopping_) a.close();
+      return;
     }
-    if (per_ip_ && !per_ip_->try_add(fd, peer)) {
-      ::close(fd);  // this address has its share
-      continue;
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof peer;
+    if (per_ip_ && ::getpeername(result, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+      ::close(result);  // reset before we saw it
+    } else {
+      admit(a, result, peer);
     }
-    config_->open_connections->fetch_add(1, std::memory_order_relaxed);
-    Connection::accept(a.loop, fd, config_);
+    if (last) arm_ring_accept(a);
+    return;
+  }
+  const int error = -result;
+  if (error == ECANCELED || a.fd < 0 || stopping_) return;  // closed
+  if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+    if (!last) return;  // still armed: the kernel goes on trying
+    pause_accepts(a, error);
+    return;
+  }
+  if (error == EINTR || error == ECONNABORTED || error == EAGAIN) {
+    if (last) arm_ring_accept(a);
+    return;
+  }
+  // Anything else (a kernel without multishot accept says EINVAL): this
+  // socket goes back to readiness and accept4.
+  if (last) {
+    std::fprintf(stderr, "duplex: io_uring multishot accept failed (%s); accepting through epoll\n", std::strerror(error));
+    a.ring_refused = true;
+    a.watch();
   }
 }
 

@@ -419,6 +419,25 @@ TEST(ServerShutdown, ShutdownSends1001ToEveryClient) {
   EXPECT_EQ(close_code_in(client.read_all(1000ms)), 1001);
 }
 
+// On io_uring the kernel's pending multishot accept holds the listening
+// socket open until it is cancelled: closing the descriptor alone would leave
+// the port accepting connections nobody serves.
+TEST(ServerShutdown, TheListeningSocketStopsAcceptingAtOnce) {
+  TestServer server;
+  const std::uint16_t port = server.port();
+  ASSERT_TRUE(echo_works(port));
+  server.server().shutdown(1001, 2000ms);
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    bool connected = false;
+    const int fd = test_support::connect_loopback(port, connected);
+    ::close(fd);
+    refused = !connected;
+    if (!refused) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(refused) << "127.0.0.1:" << port << " still accepts connections 2 s after shutdown";
+}
+
 TEST(ClientConnect, ReportsRefusedConnectionAndBadUrl) {
   net::EventLoop loop;
   std::string error;

@@ -127,6 +127,7 @@ class EventLoop {
  private:
   friend class Connection;
   friend class LoopTimer;
+  friend class Server;  // its listening sockets' multishot accepts use the ring
   struct Wake final : FdWatcher {
     int fd = -1;
     void on_events(std::uint32_t) override;
@@ -149,9 +150,9 @@ class EventLoop {
   std::unique_ptr<std::uint8_t[]> read_buffer_;
   std::size_t read_buffer_size_;
   int epoll_fd_ = -1;
-  // io_uring backend (null: epoll). The epoll set stays for listening
-  // sockets, the wake-up eventfd and connections still in a handshake or on
-  // TLS: the ring polls the epoll descriptor itself.
+  // io_uring backend (null: epoll). The epoll set stays for the wake-up
+  // eventfd and connections still in a handshake or on TLS: the ring polls
+  // the epoll descriptor itself. Listening sockets are multishot accepts.
   std::unique_ptr<detail::IoRing> ring_;
   std::string io_fallback_reason_;
   bool epoll_polled_ = false;  // the ring holds a poll of epoll_fd_

@@ -1,5 +1,6 @@
 // The WebSocket server: one event loop per thread, SO_REUSEPORT acceptors.
 #pragma once
+#include <sys/socket.h>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -52,6 +53,14 @@ class Server {
  private:
   struct Acceptor;
   void accept_ready(Acceptor& a);
+  // io_uring loops: a multishot accept per listening socket instead of
+  // readiness and accept4 (loop thread only).
+  void arm_ring_accept(Acceptor& a);
+  void ring_accepted(Acceptor& a, int result, std::uint32_t flags);
+  // Takes an accepted socket: refused past max_connections or the peer's
+  // per-IP share, else a connection on a's loop.
+  void admit(Acceptor& a, int fd, const sockaddr_storage& peer);
+  void pause_accepts(Acceptor& a, int error);
   static void watch_shutdown(Acceptor* a, std::chrono::steady_clock::time_point started, Millis deadline);
 
   ServerOptions options_;
