@@ -38,19 +38,32 @@ std::uint64_t number(const redisReply* reply) {
   return value;
 }
 
-// "" when `reply` is a usable reply; otherwise why not.
-std::string failure(const redisReply* reply, const std::string& error, const RedisConnection& conn) {
-  if (!reply) return error.empty() ? conn.unavailable() : error;
-  if (reply->type == REDIS_REPLY_ERROR) return "redis " + conn.address() + " error: " + std::string(text(reply));
-  return {};
-}
-
 std::int64_t ms(std::chrono::seconds s) { return seconds_to_ms(s); }
 
 }  // namespace
 
 RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clock)
     : io_(io), config_(std::move(config)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
+  // Every command connection loads the scripts before its first command.
+  auto load_scripts = [this](RedisConnection& c, std::function<void(std::string)> finish) {
+    auto remaining = std::make_shared<std::size_t>(kScriptCount);
+    auto failed = std::make_shared<bool>(false);
+    auto finish_shared = std::make_shared<std::function<void(std::string)>>(std::move(finish));
+    for (std::size_t i = 0; i < kScriptCount; ++i) {
+      c.handshake_command({"SCRIPT", "LOAD", script_body(i)}, [this, i, remaining, failed, finish_shared](
+                                                          redisReply* reply, const std::string& error) {
+        if (*failed) return;
+        if (!reply || reply->type != REDIS_REPLY_STRING) {
+          *failed = true;
+          if (reply) (*finish_shared)("SCRIPT LOAD: " + std::string(text(reply)));
+          (void)error;  // a lost connection already went down
+          return;
+        }
+        shas_[i].assign(reply->str, reply->len);
+        if (--*remaining == 0) (*finish_shared)("");
+      });
+    }
+  };
   if (!config_.sentinels.empty()) sentinels_ = std::make_unique<RedisSentinels>(io_, config_);
   for (const auto& address : redis_targets(config_)) {
     RedisConnectionOptions options = sentinels_ ? RedisConnectionOptions{} : parse_redis_address(address);
@@ -64,25 +77,7 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
     options.reconnect_max = config_.reconnect_max;
     auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
     if (sentinels_) follow_sentinels(*conn, *sentinels_);
-    conn->set_handshake([this](RedisConnection& c, std::function<void(std::string)> finish) {
-      auto remaining = std::make_shared<std::size_t>(kScriptCount);
-      auto failed = std::make_shared<bool>(false);
-      auto finish_shared = std::make_shared<std::function<void(std::string)>>(std::move(finish));
-      for (std::size_t i = 0; i < kScriptCount; ++i) {
-        c.handshake_command({"SCRIPT", "LOAD", script_body(i)}, [this, i, remaining, failed, finish_shared](
-                                                            redisReply* reply, const std::string& error) {
-          if (*failed) return;
-          if (!reply || reply->type != REDIS_REPLY_STRING) {
-            *failed = true;
-            if (reply) (*finish_shared)("SCRIPT LOAD: " + std::string(text(reply)));
-            (void)error;  // a lost connection already went down
-            return;
-          }
-          shas_[i].assign(reply->str, reply->len);
-          if (--*remaining == 0) (*finish_shared)("");
-        });
-      }
-    });
+    conn->set_handshake(load_scripts);
     shards_.push_back(std::move(conn));
   }
 }
@@ -118,7 +113,39 @@ std::uint64_t RedisStorage::reconnects() const {
   return total;
 }
 
-void RedisStorage::run_script(std::size_t shard, Script script, std::vector<std::string> keys,
+std::string RedisStorage::channel_key(const std::string& channel, std::string_view kind) const {
+  return config_.prefix + ":" + std::string(kind) + ":" + channel;
+}
+
+std::string RedisStorage::idempotency_key(const std::string& channel, const std::string& key) const {
+  // Without a key the script gets a placeholder it never touches.
+  if (key.empty()) return config_.prefix + ":idem";
+  return config_.prefix + ":idem:" + std::to_string(channel.size()) + ":" + channel + ":" + key;
+}
+
+std::string RedisStorage::registry_key(std::string_view kind) const {
+  return config_.prefix + ":" + std::string(kind);
+}
+
+RedisStorage::Route RedisStorage::route_of_registry() const {
+  return 0;
+}
+
+void RedisStorage::send(Route route, std::vector<std::string> args, RedisConnection::Callback callback) {
+  shards_[route]->command(std::move(args), std::move(callback));
+}
+
+std::string RedisStorage::address_of(Route route) const {
+  return shards_[route]->address();
+}
+
+std::string RedisStorage::failure(const redisReply* reply, const std::string& error, Route route) const {
+  if (!reply) return error.empty() ? shards_[route]->unavailable() : error;
+  if (reply->type == REDIS_REPLY_ERROR) return "redis " + address_of(route) + " error: " + std::string(text(reply));
+  return {};
+}
+
+void RedisStorage::run_script(Route shard, Script script, std::vector<std::string> keys,
                               std::vector<std::string> args, RedisConnection::Callback callback) {
   std::vector<std::string> argv;
   argv.reserve(3 + keys.size() + args.size());
@@ -128,16 +155,16 @@ void RedisStorage::run_script(std::size_t shard, Script script, std::vector<std:
   argv.push_back(std::to_string(keys.size()));
   for (auto& key : keys) argv.push_back(std::move(key));
   for (auto& arg : args) argv.push_back(std::move(arg));
-  if (!by_sha) return shards_[shard]->command(std::move(argv), std::move(callback));
+  if (!by_sha) return send(shard, std::move(argv), std::move(callback));
   // After a Redis restart (or SCRIPT FLUSH) the script may be unknown:
   // NOSCRIPT means nothing ran, so run it again by its body.
   auto retry = std::make_shared<std::vector<std::string>>(argv);
-  shards_[shard]->command(std::move(argv), [this, shard, script, retry, callback = std::move(callback)](
+  send(shard, std::move(argv), [this, shard, script, retry, callback = std::move(callback)](
                                                redisReply* reply, const std::string& error) mutable {
     if (reply && reply->type == REDIS_REPLY_ERROR && text(reply).substr(0, 8) == "NOSCRIPT") {
       (*retry)[0] = "EVAL";
       (*retry)[1] = script_body(script);
-      return shards_[shard]->command(std::move(*retry), std::move(callback));
+      return send(shard, std::move(*retry), std::move(callback));
     }
     callback(reply, error);
   });
@@ -145,13 +172,11 @@ void RedisStorage::run_script(std::size_t shard, Script script, std::vector<std:
 
 void RedisStorage::publish(PublishRequest request, bool redis_publish, std::function<void(Published)> done) {
   const std::int64_t now = now_ms();
-  const std::size_t shard = shard_of(request.channel);
+  const Route shard = route_of_channel(request.channel);
   const std::string& channel = request.channel;
   const bool keyed = !request.idempotency_key.empty();
-  std::vector<std::string> keys{config_.prefix + ":meta:" + channel, config_.prefix + ":hist:" + channel,
-                                keyed ? config_.prefix + ":idem:" + std::to_string(channel.size()) + ":" + channel +
-                                            ":" + request.idempotency_key
-                                      : config_.prefix + ":idem"};
+  std::vector<std::string> keys{channel_key(channel, "meta"), channel_key(channel, "hist"),
+                                idempotency_key(channel, request.idempotency_key)};
   auto publication = std::make_shared<Publication>();
   publication->data = std::move(request.data);
   publication->publisher = std::move(request.publisher);
@@ -170,9 +195,9 @@ void RedisStorage::publish(PublishRequest request, bool redis_publish, std::func
   run_script(shard, kPublish, std::move(keys), std::move(args),
              [this, shard, publication, done = std::move(done)](redisReply* reply, const std::string& error) {
                Published out;
-               std::string why = failure(reply, error, *shards_[shard]);
+               std::string why = failure(reply, error, shard);
                if (why.empty() && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)) {
-                 why = "redis " + shards_[shard]->address() + ": unexpected reply to the publish script";
+                 why = "redis " + address_of(shard) + ": unexpected reply to the publish script";
                }
                if (!why.empty()) {
                  count_error();
@@ -196,21 +221,21 @@ void RedisStorage::publish(PublishRequest request, bool redis_publish, std::func
              });
 }
 
-void RedisStorage::wait_for_replicas(std::size_t shard, Published out, std::function<void(Published)> done) {
+void RedisStorage::wait_for_replicas(Route shard, Published out, std::function<void(Published)> done) {
   // WAIT covers every write this connection made so far, so it is sent
   // after the script's reply (a NOSCRIPT retry may run the script later
   // than a pipelined WAIT).
   const std::size_t wanted = config_.wait_replicas;
-  shards_[shard]->command(
+  send(shard,
       {"WAIT", std::to_string(wanted), std::to_string(config_.wait_timeout.count())},
       [this, shard, wanted, out = std::move(out), done = std::move(done)](redisReply* reply,
                                                                           const std::string& error) mutable {
-        std::string why = failure(reply, error, *shards_[shard]);
+        std::string why = failure(reply, error, shard);
         if (why.empty() && reply->type != REDIS_REPLY_INTEGER) {
-          why = "redis " + shards_[shard]->address() + ": unexpected reply to WAIT";
+          why = "redis " + address_of(shard) + ": unexpected reply to WAIT";
         }
         if (why.empty() && static_cast<std::uint64_t>(std::max<long long>(reply->integer, 0)) < wanted) {
-          why = "redis " + shards_[shard]->address() + ": stored on the master but only " +
+          why = "redis " + address_of(shard) + ": stored on the master but only " +
                 std::to_string(reply->integer) + " of " + std::to_string(wanted) + " replicas confirmed it within " +
                 std::to_string(config_.wait_timeout.count()) + "ms (wait_replicas)";
         }
@@ -230,9 +255,8 @@ void RedisStorage::wait_for_replicas(std::size_t shard, Published out, std::func
 
 void RedisStorage::history(HistoryRequest request, std::function<void(HistoryResult)> done) {
   const std::int64_t now = now_ms();
-  const std::size_t shard = shard_of(request.channel);
-  std::vector<std::string> keys{config_.prefix + ":meta:" + request.channel,
-                                config_.prefix + ":hist:" + request.channel};
+  const Route shard = route_of_channel(request.channel);
+  std::vector<std::string> keys{channel_key(request.channel, "meta"), channel_key(request.channel, "hist")};
   std::vector<std::string> args{make_epoch(),
                                 std::to_string(now),
                                 std::to_string(ms(request.history.ttl)),
@@ -245,10 +269,10 @@ void RedisStorage::history(HistoryRequest request, std::function<void(HistoryRes
              [this, shard, request = std::move(request), done = std::move(done)](redisReply* reply,
                                                                                   const std::string& error) {
                HistoryResult result;
-               std::string why = failure(reply, error, *shards_[shard]);
+               std::string why = failure(reply, error, shard);
                if (why.empty() && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
                                    reply->element[2]->type != REDIS_REPLY_ARRAY)) {
-                 why = "redis " + shards_[shard]->address() + ": unexpected reply to the history script";
+                 why = "redis " + address_of(shard) + ": unexpected reply to the history script";
                }
                if (!why.empty()) {
                  count_error();
@@ -281,7 +305,7 @@ void RedisStorage::presence_add(const std::string& channel, const ClientInfo& cl
   own_presence_[{channel, client.client}] = client;
   const std::int64_t now = now_ms();
   const std::int64_t ttl_ms = ms(config_.presence_ttl);
-  std::vector<std::string> keys{config_.prefix + ":presence:" + channel, config_.prefix + ":presence_exp:" + channel};
+  std::vector<std::string> keys{channel_key(channel, "presence"), channel_key(channel, "presence_exp")};
   std::vector<std::string> args{client.client,
                                 redis_wire::encode_client(client),
                                 std::to_string(now),
@@ -290,10 +314,10 @@ void RedisStorage::presence_add(const std::string& channel, const ClientInfo& cl
                                 announce && redis_publish ? "1" : "0",
                                 pubsub_channel(channel),
                                 redis_wire::encode_join(client)};
-  const std::size_t shard = shard_of(channel);
+  const Route shard = route_of_channel(channel);
   run_script(shard, kPresenceAdd, std::move(keys), std::move(args),
              [this, shard, done = std::move(done)](redisReply* reply, const std::string& error) {
-               const bool ok = failure(reply, error, *shards_[shard]).empty();
+               const bool ok = failure(reply, error, shard).empty();
                if (!ok) count_error();
                if (done) done(ok && number(reply) == 1);
              });
@@ -302,25 +326,25 @@ void RedisStorage::presence_add(const std::string& channel, const ClientInfo& cl
 void RedisStorage::presence_remove(const std::string& channel, const ClientInfo& client, bool announce,
                                    bool redis_publish, std::function<void(bool)> done) {
   own_presence_.erase({channel, client.client});
-  std::vector<std::string> keys{config_.prefix + ":presence:" + channel, config_.prefix + ":presence_exp:" + channel};
+  std::vector<std::string> keys{channel_key(channel, "presence"), channel_key(channel, "presence_exp")};
   std::vector<std::string> args{client.client, announce && redis_publish ? "1" : "0", pubsub_channel(channel),
                                 redis_wire::encode_leave(client)};
-  const std::size_t shard = shard_of(channel);
+  const Route shard = route_of_channel(channel);
   run_script(shard, kPresenceRemove, std::move(keys), std::move(args),
              [this, shard, done = std::move(done)](redisReply* reply, const std::string& error) {
-               const bool ok = failure(reply, error, *shards_[shard]).empty();
+               const bool ok = failure(reply, error, shard).empty();
                if (!ok) count_error();
                if (done) done(ok && number(reply) == 1);
              });
 }
 
 void RedisStorage::presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) {
-  const std::size_t shard = shard_of(channel);
+  const Route shard = route_of_channel(channel);
   run_script(shard, kLiveEntries,
-             {config_.prefix + ":presence:" + channel, config_.prefix + ":presence_exp:" + channel},
+             {channel_key(channel, "presence"), channel_key(channel, "presence_exp")},
              {std::to_string(now_ms())}, [this, shard, done = std::move(done)](redisReply* reply, const std::string& error) {
                std::vector<ClientInfo> entries;
-               if (!failure(reply, error, *shards_[shard]).empty() || reply->type != REDIS_REPLY_ARRAY) {
+               if (!failure(reply, error, shard).empty() || reply->type != REDIS_REPLY_ARRAY) {
                  count_error();
                } else {
                  for (std::size_t i = 1; i < reply->elements; i += 2) {
@@ -353,18 +377,18 @@ void RedisStorage::refresh_presence() {
 
 void RedisStorage::node_heartbeat(const NodeInfo& self) {
   const std::int64_t expires = now_ms() + ms(config_.node_ttl);
-  run_script(0, kNodeBeat, {config_.prefix + ":nodes", config_.prefix + ":nodes_exp"},
+  run_script(route_of_registry(), kNodeBeat, {registry_key("nodes"), registry_key("nodes_exp")},
              {self.name, redis_wire::encode_node(self), std::to_string(expires)},
              [this](redisReply* reply, const std::string& error) {
-               if (!failure(reply, error, *shards_[0]).empty()) count_error();
+               if (!failure(reply, error, route_of_registry()).empty()) count_error();
              });
 }
 
 void RedisStorage::nodes(std::function<void(std::vector<NodeInfo>)> done) {
-  run_script(0, kLiveEntries, {config_.prefix + ":nodes", config_.prefix + ":nodes_exp"}, {std::to_string(now_ms())},
+  run_script(route_of_registry(), kLiveEntries, {registry_key("nodes"), registry_key("nodes_exp")}, {std::to_string(now_ms())},
              [this, done = std::move(done)](redisReply* reply, const std::string& error) {
                std::vector<NodeInfo> nodes;
-               if (!failure(reply, error, *shards_[0]).empty() || reply->type != REDIS_REPLY_ARRAY) {
+               if (!failure(reply, error, route_of_registry()).empty() || reply->type != REDIS_REPLY_ARRAY) {
                  count_error();
                } else {
                  for (std::size_t i = 1; i < reply->elements; i += 2) {
@@ -379,9 +403,10 @@ void RedisStorage::nodes(std::function<void(std::vector<NodeInfo>)> done) {
 
 bool RedisStorage::publish_raw(const std::string& channel, std::string payload) {
   if (stopped_ || !shards_[0]->ready()) return false;
-  shards_[0]->command({"PUBLISH", channel, std::move(payload)}, [this](redisReply* reply, const std::string& error) {
-    if (!failure(reply, error, *shards_[0]).empty()) count_error();
-  });
+  send(route_of_registry(), {"PUBLISH", channel, std::move(payload)},
+       [this](redisReply* reply, const std::string& error) {
+         if (!failure(reply, error, route_of_registry()).empty()) count_error();
+       });
   return true;
 }
 

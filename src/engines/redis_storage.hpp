@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <asio/io_context.hpp>
@@ -92,11 +93,24 @@ class RedisStorage {
  private:
   enum Script : std::size_t { kPublish, kHistory, kPresenceAdd, kPresenceRemove, kLiveEntries, kNodeBeat, kScriptCount };
 
-  void run_script(std::size_t shard, Script script, std::vector<std::string> keys, std::vector<std::string> args,
+  // Where a command goes: an index into shards_.
+  using Route = std::size_t;
+  Route route_of_channel(const std::string& channel) const { return shard_of(channel); }
+  Route route_of_registry() const;
+  void send(Route route, std::vector<std::string> args, RedisConnection::Callback callback);
+  std::string address_of(Route route) const;
+  // "" when `reply` is a usable reply; otherwise why not.
+  std::string failure(const redisReply* reply, const std::string& error, Route route) const;
+  // The name of `kind`'s key for `channel` ("meta", "hist", "presence", ...).
+  std::string channel_key(const std::string& channel, std::string_view kind) const;
+  std::string idempotency_key(const std::string& channel, const std::string& key) const;
+  std::string registry_key(std::string_view kind) const;
+
+  void run_script(Route shard, Script script, std::vector<std::string> keys, std::vector<std::string> args,
                   RedisConnection::Callback callback);
   // wait_replicas > 0: WAIT for the replicas, then `done(out)`, or
   // unavailable when fewer confirmed within wait_timeout.
-  void wait_for_replicas(std::size_t shard, Published out, std::function<void(Published)> done);
+  void wait_for_replicas(Route shard, Published out, std::function<void(Published)> done);
   void refresh_presence();
   void arm_presence_refresh();
 
