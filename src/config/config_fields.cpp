@@ -188,6 +188,10 @@ std::vector<ConfigField> make_fields() {
        "a publish is acknowledged only once this many replicas have it (WAIT); 0 = once the master has it"},
       {"engine.redis.wait_timeout", DUPLEX_REF(engine.redis.wait_timeout), K::millis, R::restart, 1, 600'000, {},
        "WAIT's bound; fewer replicas by then: the publish is not acknowledged"},
+      {"engine.redis.cluster", DUPLEX_REF(engine.redis.cluster), K::boolean, R::restart, 0, 0, {},
+       "Redis Cluster: addresses are seed nodes; each channel's keys on one slot, commands sent to its master"},
+      {"engine.redis.cluster_max_redirects", DUPLEX_REF(engine.redis.cluster_max_redirects), K::integer, R::restart,
+       1, 16, {}, "cluster: MOVED/ASK redirections followed per command; more: the command fails"},
 
       {"engine.nats.url", DUPLEX_REF(engine.nats.url), K::string, R::restart, 0, 0, {},
        "NATS server(s), comma-separated for a cluster"},

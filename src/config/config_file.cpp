@@ -568,6 +568,11 @@ std::vector<std::string> config_problems(const HubConfig& config) {
         problems.push_back("[engine.redis] sentinels is set: sentinel_master must name the monitored master "
                            "(printable characters without spaces)");
     }
+    if (r.cluster && !r.sentinels.empty())
+      problems.push_back("[engine.redis] cluster and sentinels exclude each other (a Redis Cluster fails over by "
+                         "itself; list its nodes in addresses)");
+    if (r.cluster && r.db != 0)
+      problems.push_back("[engine.redis] cluster needs db = 0 (a Redis Cluster has only database 0)");
     if (r.wait_replicas > 0 && r.wait_timeout >= r.command_timeout)
       problems.push_back("[engine.redis] wait_timeout must be shorter than command_timeout (WAIT blocks the "
                          "connection that long)");

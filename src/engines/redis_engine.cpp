@@ -18,7 +18,7 @@ struct RedisEngine::Impl {
   explicit Impl(RedisEngineOptions options)
       : gate(io, options.max_in_flight),
         storage(io, options.config, std::move(options.clock)),
-        pubsub(io, options.config, storage.sentinels()) {}
+        pubsub(io, options.config, storage.sentinels(), storage.cluster()) {}
 
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
@@ -74,6 +74,10 @@ HistoryResult refused_history(const detail::OperationGate& gate, detail::Operati
 RedisEngine::RedisEngine(RedisEngineOptions options) {
   if (options.config.addresses.empty() && options.config.sentinels.empty())
     throw std::runtime_error("engine.redis.addresses and engine.redis.sentinels are both empty");
+  if (options.config.cluster && !options.config.sentinels.empty())
+    throw std::runtime_error("engine.redis.cluster and engine.redis.sentinels exclude each other");
+  if (options.config.cluster && options.config.addresses.empty())
+    throw std::runtime_error("engine.redis.cluster is set but engine.redis.addresses lists no seed node");
   if (!options.config.sentinels.empty() && options.config.sentinel_master.empty())
     throw std::runtime_error("engine.redis.sentinels is set but engine.redis.sentinel_master is empty");
   impl_ = std::make_shared<Impl>(std::move(options));

@@ -20,11 +20,14 @@ std::string_view text(const redisReply* reply) {
 
 }  // namespace
 
-RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels)
+RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels,
+                         RedisCluster* cluster)
     : io_(io), channel_prefix_(config.prefix + ":ch:"), per_address_(std::max<std::size_t>(config.subscriber_connections, 1)) {
-  for (const auto& address : redis_targets(config)) {
+  const std::vector<std::string> targets = cluster ? std::vector<std::string>{std::string()} : redis_targets(config);
+  for (const auto& address : targets) {
     for (std::size_t i = 0; i < per_address_; ++i) {
-      RedisConnectionOptions options = sentinels ? RedisConnectionOptions{} : parse_redis_address(address);
+      RedisConnectionOptions options =
+          sentinels || cluster ? RedisConnectionOptions{} : parse_redis_address(address);
       options.require_master = sentinels != nullptr;
       options.username = config.username;
       options.password = config.password;  // pub/sub ignores the db: no SELECT
@@ -35,6 +38,10 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisS
       auto link = std::make_unique<Link>();
       link->conn = std::make_unique<RedisConnection>(io_, std::move(options));
       if (sentinels) follow_sentinels(*link->conn, *sentinels);
+      if (cluster) {
+        link->conn->set_locate([cluster](RedisConnection::Found found) { cluster->locate_any(std::move(found)); },
+                               cluster->label());
+      }
       Link* raw = link.get();
       link->conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });
       link->conn->set_on_ready([this, raw] { on_ready(*raw); });

@@ -14,6 +14,13 @@
 // waiters get `unavailable`; on reconnect channels still wanted are
 // subscribed again.
 //
+// Cluster mode: a PUBLISH (the publish script's too) reaches every node of
+// the cluster, so the `subscriber_connections` connections go to any node,
+// the next one in turn at each reconnect (RedisCluster::locate_any); a
+// failover that takes their node away is a dropped connection as above.
+// Sharded pub/sub (SSUBSCRIBE) would keep the traffic on the slot's
+// shard, but hiredis 0.14's async API cannot dispatch its replies.
+//
 // Threading: call everything on the io_context's thread.
 #pragma once
 #include <cstdint>
@@ -27,6 +34,7 @@
 
 #include "duplex/engines/engine.hpp"
 #include "duplex/engines/config.hpp"
+#include "redis_cluster.hpp"
 #include "redis_connection.hpp"
 #include "redis_sentinels.hpp"
 
@@ -34,8 +42,10 @@ namespace duplex::engines::detail {
 
 class RedisPubSub {
  public:
-  // `sentinels`: Sentinel mode (the storage's discovery), null with addresses.
-  RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels = nullptr);
+  // `sentinels`: Sentinel mode (the storage's discovery); `cluster`: cluster
+  // mode (the storage's slot map); both null with addresses.
+  RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels = nullptr,
+              RedisCluster* cluster = nullptr);
   ~RedisPubSub();
   RedisPubSub(const RedisPubSub&) = delete;
   RedisPubSub& operator=(const RedisPubSub&) = delete;

@@ -64,6 +64,11 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
       });
     }
   };
+  if (config_.cluster) {
+    cluster_ = std::make_unique<RedisCluster>(io_, config_,
+                                              [load_scripts](RedisConnection& c) { c.set_handshake(load_scripts); });
+    return;
+  }
   if (!config_.sentinels.empty()) sentinels_ = std::make_unique<RedisSentinels>(io_, config_);
   for (const auto& address : redis_targets(config_)) {
     RedisConnectionOptions options = sentinels_ ? RedisConnectionOptions{} : parse_redis_address(address);
@@ -86,6 +91,7 @@ RedisStorage::~RedisStorage() { stop(); }
 
 void RedisStorage::start() {
   if (sentinels_) sentinels_->start();
+  if (cluster_) cluster_->start();
   for (auto& shard : shards_) shard->start();
   arm_presence_refresh();
 }
@@ -95,52 +101,76 @@ void RedisStorage::stop() {
   stopped_ = true;
   presence_timer_.cancel();
   for (auto& shard : shards_) shard->stop();
+  if (cluster_) cluster_->stop();
   if (sentinels_) sentinels_->stop();
 }
 
 std::size_t RedisStorage::shard_of(const std::string& channel) const {
+  if (cluster_) return cluster_key_slot(channel_key(channel, "meta"));
   return jump_hash(fnv1a64(channel), shards_.size());
 }
 
+std::size_t RedisStorage::shard_count() const {
+  if (cluster_) return std::max<std::size_t>(cluster_->masters_known(), 1);
+  return shards_.size();
+}
+
+bool RedisStorage::up(std::size_t shard) const {
+  if (cluster_) return cluster_->masters_up() > 0;
+  return shards_[shard]->up();
+}
+
 std::size_t RedisStorage::backends_up() const {
+  if (cluster_) return cluster_->masters_up();
   return static_cast<std::size_t>(
       std::count_if(shards_.begin(), shards_.end(), [](const auto& shard) { return shard->up(); }));
 }
 
 std::uint64_t RedisStorage::reconnects() const {
-  std::uint64_t total = 0;
+  std::uint64_t total = cluster_ ? cluster_->reconnects() : 0;
   for (const auto& shard : shards_) total += shard->reconnects();
   return total;
 }
 
 std::string RedisStorage::channel_key(const std::string& channel, std::string_view kind) const {
+  if (cluster_) {
+    return "{" + config_.prefix + ":" + std::to_string(channel.size()) + ":" + channel + "}:" + std::string(kind);
+  }
   return config_.prefix + ":" + std::string(kind) + ":" + channel;
 }
 
 std::string RedisStorage::idempotency_key(const std::string& channel, const std::string& key) const {
-  // Without a key the script gets a placeholder it never touches.
+  // Without a key the script gets a placeholder it never touches (KEYS
+  // must still name the channel's slot in a cluster).
+  if (cluster_) return channel_key(channel, key.empty() ? "idem" : "idem:" + key);
   if (key.empty()) return config_.prefix + ":idem";
   return config_.prefix + ":idem:" + std::to_string(channel.size()) + ":" + channel + ":" + key;
 }
 
 std::string RedisStorage::registry_key(std::string_view kind) const {
+  if (cluster_) return "{" + config_.prefix + "}:" + std::string(kind);
   return config_.prefix + ":" + std::string(kind);
 }
 
 RedisStorage::Route RedisStorage::route_of_registry() const {
-  return 0;
+  return cluster_ ? cluster_key_slot(registry_key("nodes")) : 0;
 }
 
 void RedisStorage::send(Route route, std::vector<std::string> args, RedisConnection::Callback callback) {
+  if (cluster_) return cluster_->command(static_cast<std::uint16_t>(route), std::move(args), std::move(callback));
   shards_[route]->command(std::move(args), std::move(callback));
 }
 
 std::string RedisStorage::address_of(Route route) const {
+  if (cluster_) return cluster_->address_of(static_cast<std::uint16_t>(route));
   return shards_[route]->address();
 }
 
 std::string RedisStorage::failure(const redisReply* reply, const std::string& error, Route route) const {
-  if (!reply) return error.empty() ? shards_[route]->unavailable() : error;
+  if (!reply) {
+    if (!error.empty()) return error;
+    return cluster_ ? "redis " + address_of(route) + " unavailable" : shards_[route]->unavailable();
+  }
   if (reply->type == REDIS_REPLY_ERROR) return "redis " + address_of(route) + " error: " + std::string(text(reply));
   return {};
 }
@@ -402,7 +432,9 @@ void RedisStorage::nodes(std::function<void(std::vector<NodeInfo>)> done) {
 }
 
 bool RedisStorage::publish_raw(const std::string& channel, std::string payload) {
-  if (stopped_ || !shards_[0]->ready()) return false;
+  // In a cluster any master will do (PUBLISH reaches every node): the
+  // registry's.
+  if (stopped_ || (cluster_ ? cluster_->masters_up() == 0 : !shards_[0]->ready())) return false;
   send(route_of_registry(), {"PUBLISH", channel, std::move(payload)},
        [this](redisReply* reply, const std::string& error) {
          if (!failure(reply, error, route_of_registry()).empty()) count_error();

@@ -16,6 +16,14 @@
 //   P:presence:C        hash client id -> client; P:presence_exp:C zset of expiry ms
 //   P:nodes             hash name -> node; P:nodes_exp zset of expiry ms
 // Pub/sub: P:ch:C (publications, join/leave), P:node:<name> (node messages).
+//
+// Cluster mode (config.cluster, redis_cluster.hpp): the keys above carry a
+// hash tag so that a script's keys share one slot: a channel's keys are
+// {P:<len(C)>:C}:meta, :hist, :idem:K, :presence and :presence_exp (the
+// length keeps the names of two channels apart whatever they contain), the
+// registry's {P}:nodes and {P}:nodes_exp. Standalone and Sentinel
+// deployments keep the names above. Pub/sub names do not change: a PUBLISH
+// in a cluster reaches every node.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -32,6 +40,7 @@
 #include "duplex/engines/engine.hpp"
 #include "duplex/engines/config.hpp"
 #include "engine_clock.hpp"
+#include "redis_cluster.hpp"
 #include "redis_connection.hpp"
 #include "redis_sentinels.hpp"
 
@@ -50,11 +59,15 @@ class RedisStorage {
 
   std::int64_t now_ms() const { return clock_ ? clock_() : system_now_ms(); }
   const RedisConfig& config() const { return config_; }
-  std::size_t shard_count() const { return shards_.size(); }
+  // Addresses (Sentinel: 1); cluster mode: the masters in the slot map.
+  std::size_t shard_count() const;
   // Sentinel mode: the discovery every connection to the master follows
   // (the pub/sub half uses it too); null with `addresses`.
   RedisSentinels* sentinels() { return sentinels_.get(); }
-  // Which address holds `channel` (index into config().addresses).
+  // Cluster mode: the slot map and node connections; null otherwise.
+  RedisCluster* cluster() { return cluster_.get(); }
+  // Which address holds `channel` (index into config().addresses); cluster
+  // mode: the hash slot of its keys.
   std::size_t shard_of(const std::string& channel) const;
   std::string pubsub_channel(const std::string& channel) const { return config_.prefix + ":ch:" + channel; }
   std::string node_channel(const std::string& node) const { return config_.prefix + ":node:" + node; }
@@ -80,11 +93,12 @@ class RedisStorage {
 
   void node_heartbeat(const NodeInfo& self);
   void nodes(std::function<void(std::vector<NodeInfo>)> done);
-  // PUBLISH on the first address; false when it is not connected.
+  // PUBLISH on the first address (cluster mode: the registry's master);
+  // false when it is not connected.
   bool publish_raw(const std::string& channel, std::string payload);
 
-  // Any thread.
-  bool up(std::size_t shard) const { return shards_[shard]->up(); }
+  // Any thread. Cluster mode: whether any master is up (`shard` unused).
+  bool up(std::size_t shard) const;
   std::size_t backends_up() const;
   std::uint64_t reconnects() const;
   std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
@@ -93,7 +107,8 @@ class RedisStorage {
  private:
   enum Script : std::size_t { kPublish, kHistory, kPresenceAdd, kPresenceRemove, kLiveEntries, kNodeBeat, kScriptCount };
 
-  // Where a command goes: an index into shards_.
+  // Where a command goes: an index into shards_, or in cluster mode the
+  // slot whose master runs it.
   using Route = std::size_t;
   Route route_of_channel(const std::string& channel) const { return shard_of(channel); }
   Route route_of_registry() const;
@@ -118,7 +133,8 @@ class RedisStorage {
   RedisConfig config_;
   ClockMs clock_;
   std::unique_ptr<RedisSentinels> sentinels_;
-  std::vector<std::unique_ptr<RedisConnection>> shards_;
+  std::unique_ptr<RedisCluster> cluster_;
+  std::vector<std::unique_ptr<RedisConnection>> shards_;  // empty in cluster mode
   std::vector<std::string> shas_;
   std::atomic<std::uint64_t> errors_{0};
   bool stopped_ = false;

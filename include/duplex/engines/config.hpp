@@ -13,7 +13,8 @@ using Seconds = std::chrono::seconds;
 // [engine.redis]: offsets, history, idempotency keys, presence and the node
 // registry in Redis; fan-out over Redis pub/sub (type "redis").
 struct RedisConfig {
-  std::vector<std::string> addresses{"127.0.0.1:6379"};  // host:port; channels sharded by consistent hashing
+  // host:port; channels sharded by consistent hashing (cluster mode: seed nodes)
+  std::vector<std::string> addresses{"127.0.0.1:6379"};
   std::string username;            // ACL user: AUTH username password; empty: AUTH password (user "default")
   std::string password;            // AUTH (env DUPLEX_REDIS_PASSWORD)
   std::size_t db = 0;              // SELECT
@@ -35,6 +36,11 @@ struct RedisConfig {
   // after the publish script); 0: once the master has it.
   std::size_t wait_replicas = 0;
   std::chrono::milliseconds wait_timeout{1000};  // WAIT's bound; must be below command_timeout
+  // Redis Cluster mode: `addresses` are seed nodes of one cluster; each
+  // channel's keys share a hash tag (one slot) and commands go to the
+  // slot's master (docs/ENGINES.md, "Redis Cluster").
+  bool cluster = false;
+  std::size_t cluster_max_redirects = 5;  // MOVED/ASK followed per command; more: it fails
 };
 
 // [engine.nats]: fan-out over NATS subjects (type "nats"); offsets, history,

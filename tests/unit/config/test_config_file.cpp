@@ -629,6 +629,13 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nwait_replicas = 1\nwait_timeout = \"5s\"\n"),
             Problems{"[engine.redis] wait_timeout must be shorter than command_timeout (WAIT blocks the connection "
                      "that long)"});
+  const std::string cluster = "[engine]\ntype = \"redis\"\n[engine.redis]\ncluster = true\n";
+  EXPECT_TRUE(problems_of(cluster + "addresses = [\"10.0.0.1:7000\", \"10.0.0.2:7000\"]\n").empty());
+  EXPECT_EQ(problems_of(cluster + "sentinels = [\"127.0.0.1:26379\"]\nsentinel_master = \"m\"\n"),
+            Problems{"[engine.redis] cluster and sentinels exclude each other (a Redis Cluster fails over by itself; "
+                     "list its nodes in addresses)"});
+  EXPECT_EQ(problems_of(cluster + "db = 3\n"),
+            Problems{"[engine.redis] cluster needs db = 0 (a Redis Cluster has only database 0)"});
 
   // Values set after loading (command-line flags) are checked too.
   HubConfig c;

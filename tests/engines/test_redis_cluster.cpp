@@ -1,0 +1,439 @@
+// The Redis engine in cluster mode (engine.redis.cluster) against a real
+// Redis Cluster of six redis-servers on loopback (redis_cluster.hpp: three
+// masters, a replica each): the engine contract, where a channel's keys
+// land (one slot, channels spread over the masters), MOVED and ASK while a
+// slot migrates, and failovers under a publish load (CLUSTER FAILOVER on a
+// replica; kill -9 of a master with wait_replicas = 1): no acknowledged
+// publish is lost, and the subscriber receives every publication or is
+// told to resubscribe (then history has what it missed).
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "duplex/engines/redis_engine.hpp"
+#include "engine_contract_cases.hpp"
+#include "engine_test_support.hpp"
+#include "redis_cluster.hpp"  // the test helper (tests/engines)
+
+namespace {
+
+using namespace duplex::engines;
+using namespace duplex::test;
+using namespace std::chrono_literals;
+
+RedisEngineOptions cluster_options(std::vector<std::string> seeds, std::string prefix,
+                                   std::function<std::int64_t()> clock = {}) {
+  RedisEngineOptions options;
+  options.config.cluster = true;
+  options.config.addresses = std::move(seeds);
+  options.config.prefix = std::move(prefix);
+  options.config.subscriber_connections = 1;
+  options.config.connect_timeout = 500ms;
+  options.config.command_timeout = 1500ms;
+  options.config.reconnect_min = 50ms;
+  options.config.reconnect_max = 300ms;
+  options.config.presence_ttl = 3s;
+  options.config.node_ttl = 2s;
+  options.clock = std::move(clock);
+  return options;
+}
+
+// "{p:4:room}:meta": the engine's key names in cluster mode (redis_storage.hpp).
+std::string channel_key(const std::string& prefix, const std::string& channel, const std::string& kind) {
+  return "{" + prefix + ":" + std::to_string(channel.size()) + ":" + channel + "}:" + kind;
+}
+
+// One cluster for the whole contract suite; every test has its own prefix.
+class RedisClusterContract : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { cluster_ = new RedisClusterGroup(); }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    prefix_ = "t" + std::to_string(++tests_);
+    engine_ = std::make_unique<RedisEngine>(cluster_options(cluster_->addresses(), prefix_, clock_.function()));
+    engine_->set_deliver(recorder_.callback());
+    engine_->set_node_name("a");
+  }
+  void TearDown() override {
+    if (engine_) engine_->stop();
+  }
+  std::string epoch(const std::string& channel) { return history_sync(*engine_, newest(channel, 0)).top.epoch; }
+
+  static RedisClusterGroup* cluster_;
+  static int tests_;
+  std::string prefix_;
+  TestClock clock_;
+  Recorder recorder_;
+  std::unique_ptr<RedisEngine> engine_;
+};
+RedisClusterGroup* RedisClusterContract::cluster_ = nullptr;
+int RedisClusterContract::tests_ = 0;
+
+TEST_F(RedisClusterContract, HistoryKeepsDataPublisherAndTime) {
+  contract::history_keeps_data_publisher_and_time(*engine_, clock_, R"({"text":"hi:there"})");
+}
+
+TEST_F(RedisClusterContract, HistoryWithoutSinceGivesNewestInOrderOrReversed) {
+  HistoryResult all;
+  ASSERT_NO_FATAL_FAILURE(all = contract::history_without_since_gives_newest_in_order_or_reversed(*engine_));
+  EXPECT_TRUE(all.complete);
+}
+
+TEST_F(RedisClusterContract, HistoryIsTrimmedToSize) {
+  const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
+  ASSERT_NO_FATAL_FAILURE(contract::history_is_trimmed_to_size(*engine_, epoch_of));
+  const std::string key = channel_key(prefix_, "c", "hist");
+  EXPECT_EQ(cluster_->node(cluster_->owner_of(cluster_->keyslot(key))).query({"LLEN", key}), 3);
+}
+
+TEST_F(RedisClusterContract, CompleteFlagWithSince) {
+  const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
+  contract::complete_flag_with_since(*engine_, epoch_of);
+}
+
+TEST_F(RedisClusterContract, HistoryTtlHidesExpiredPublications) {
+  const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
+  ASSERT_NO_FATAL_FAILURE(contract::history_ttl_hides_expired_publications(*engine_, clock_, epoch_of));
+}
+
+TEST_F(RedisClusterContract, IdempotencyHoldsWithinOneBurst) { contract::idempotency_holds_within_one_burst(*engine_); }
+
+TEST_F(RedisClusterContract, PresenceListsEntriesAndAnnouncesRealChanges) {
+  ASSERT_EQ(subscribe_sync(*engine_, "room"), EngineErrc::ok);
+  auto joins_and_leaves = [&] {
+    std::vector<ChannelEvent> found;
+    for (auto& e : recorder_.events()) {
+      if (e.kind == ChannelEvent::Kind::join || e.kind == ChannelEvent::Kind::leave) found.push_back(e);
+    }
+    return found;
+  };
+  contract::presence_lists_entries_and_announces_real_changes(*engine_, [&] {
+    EXPECT_TRUE(recorder_.wait_until([&] { return joins_and_leaves().size() >= 3; }));
+    std::this_thread::sleep_for(100ms);
+    return joins_and_leaves();
+  });
+}
+
+TEST_F(RedisClusterContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
+  for (const auto& channel : {"hot", "warm"}) ASSERT_EQ(subscribe_sync(*engine_, channel), EngineErrc::ok);
+  contract::concurrent_publishers_get_unique_offsets_delivered_in_order(
+      *engine_, recorder_, [&](const std::string& channel, std::size_t count) {
+        EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel).size() >= count; }));
+      });
+}
+
+TEST_F(RedisClusterContract, CompletionsMayCallBackIntoTheEngine) {
+  contract::completions_may_call_back_into_the_engine(*engine_);
+}
+
+TEST_F(RedisClusterContract, StopRacingPublishersCompletesEveryPublishExactlyOnce) {
+  contract::stop_racing_publishers_completes_every_publish_exactly_once(*engine_);
+  EXPECT_EQ(publish_sync(*engine_, message("race", "after")).error, EngineErrc::unavailable);
+}
+
+TEST_F(RedisClusterContract, StopFromACompletionCompletesTheRestOnce) {
+  const PublishResult late = contract::stop_from_a_completion_completes_the_rest_once(*engine_);
+  EXPECT_EQ(late.error, EngineErrc::unavailable) << "a publish after stop() is refused";
+}
+
+TEST_F(RedisClusterContract, HealthCountsTheMasters) {
+  ASSERT_EQ(publish_sync(*engine_, message("warmup", "1")).error, EngineErrc::ok);
+  ASSERT_TRUE(wait_for([&] { return engine_->healthy(); }, 10s));
+  const EngineHealth health = engine_->health();
+  EXPECT_EQ(health.backends_total, 3u);
+  EXPECT_EQ(health.backends_up, 3u);
+  EXPECT_EQ(health.errors, 0u);
+}
+
+TEST_F(RedisClusterContract, NodeRegistryAndNodeMessagesWork) {
+  NodeInfo self;
+  self.name = "a";
+  self.started_ms = clock_.now();
+  self.updated_ms = clock_.now();
+  engine_->node_heartbeat(self);
+  std::vector<NodeInfo> nodes;
+  ASSERT_TRUE(wait_for([&] { return (nodes = nodes_sync(*engine_)).size() == 1; }));
+  EXPECT_EQ(nodes[0].name, "a");
+  const std::string registry = "{" + prefix_ + "}:nodes";
+  EXPECT_EQ(cluster_->node(cluster_->owner_of(cluster_->keyslot(registry))).query({"HLEN", registry}), 1);
+
+  std::mutex mutex;
+  std::vector<std::string> got;
+  engine_->set_node_message_handler([&](std::string payload) {
+    std::lock_guard lock(mutex);
+    got.push_back(std::move(payload));
+  });
+  ASSERT_TRUE(wait_for([&] {
+    engine_->send_to_node("a", "hello");
+    std::this_thread::sleep_for(50ms);
+    std::lock_guard lock(mutex);
+    return !got.empty();
+  }));
+  EXPECT_EQ(got.front(), "hello");
+}
+
+TEST_F(RedisClusterContract, AChannelsKeysShareOneSlotAndChannelsSpreadOverTheMasters) {
+  std::set<int> owners;
+  for (int i = 0; i < 12; ++i) {
+    const std::string channel = "spread:" + std::to_string(i);
+    ASSERT_EQ(publish_sync(*engine_, message(channel, "x", keep(10, 0s, 60s), "key-1")).error, EngineErrc::ok);
+    ClientInfo client;
+    client.client = "c1";
+    client.user = "u1";
+    engine_->presence_add(channel, client, false);
+    ASSERT_TRUE(wait_for([&] { return presence_sync(*engine_, channel).size() == 1; }));
+    const int slot = cluster_->keyslot(channel_key(prefix_, channel, "meta"));
+    EXPECT_EQ(static_cast<int>(engine_->shard_of(channel)), slot) << "shard_of is the CRC16 slot Redis computes";
+    const int owner = cluster_->owner_of(slot);
+    owners.insert(owner);
+    for (const std::string kind : {"hist", "idem:key-1", "presence", "presence_exp"}) {
+      const std::string key = channel_key(prefix_, channel, kind);
+      EXPECT_EQ(cluster_->keyslot(key), slot) << key;
+      EXPECT_EQ(cluster_->node(owner).query({"EXISTS", key}), 1) << key << " on the slot's master";
+    }
+  }
+  EXPECT_GE(owners.size(), 2u) << "channels land on different masters";
+}
+
+// A slot moves from one master to another while the engine uses it: ASK
+// during the migration (the keys already moved), MOVED once it is done.
+TEST_F(RedisClusterContract, FollowsAskDuringAMigrationAndMovedAfterIt) {
+  const std::string channel = "migrating";
+  const PublishResult first = publish_sync(*engine_, message(channel, "1", keep(10, 0s, 60s), "key-1"));
+  ASSERT_EQ(first.error, EngineErrc::ok) << first.message;
+  const int slot = cluster_->keyslot(channel_key(prefix_, channel, "meta"));
+  const int from = cluster_->owner_of(slot);
+  int to = 0;
+  for (int port : cluster_->master_ports()) {
+    if (port != from) to = port;
+  }
+  ASSERT_NE(to, 0);
+  auto id_of = [&](int port) {
+    for (const auto& line : cluster_->topology()) {
+      if (line.port == port) return line.id;
+    }
+    return std::string();
+  };
+  const std::string from_id = id_of(from);
+  const std::string to_id = id_of(to);
+  const std::string s = std::to_string(slot);
+  ASSERT_TRUE(redis_text(to, {"CLUSTER", "SETSLOT", s, "IMPORTING", from_id}));
+  ASSERT_TRUE(redis_text(from, {"CLUSTER", "SETSLOT", s, "MIGRATING", to_id}));
+  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "5000", "KEYS"};
+  for (const std::string kind : {"meta", "hist", "idem:key-1"}) migrate.push_back(channel_key(prefix_, channel, kind));
+  ASSERT_TRUE(redis_text(from, migrate));
+
+  // Every key is on the importing node now: the old owner answers ASK.
+  const PublishResult repeat = publish_sync(*engine_, message(channel, "1", keep(10, 0s, 60s), "key-1"));
+  ASSERT_EQ(repeat.error, EngineErrc::ok) << repeat.message;
+  EXPECT_TRUE(repeat.duplicate) << "the script ran on the importing node, which has the key";
+  EXPECT_EQ(repeat.position, first.position);
+
+  for (int port : cluster_->master_ports()) ASSERT_TRUE(redis_text(port, {"CLUSTER", "SETSLOT", s, "NODE", to_id}));
+  // The old owner answers MOVED now: the engine updates its map and follows.
+  const PublishResult second = publish_sync(*engine_, message(channel, "2", keep(10)));
+  ASSERT_EQ(second.error, EngineErrc::ok) << second.message;
+  EXPECT_EQ(second.position.offset, 2u);
+  EXPECT_EQ(second.position.epoch, first.position.epoch) << "the channel moved with its epoch";
+  EXPECT_EQ(offsets_of(history_sync(*engine_, newest(channel, 10))), range(1, 2));
+  EXPECT_EQ(cluster_->node(to).query({"LLEN", channel_key(prefix_, channel, "hist")}), 2);
+  EXPECT_EQ(redis_text(from, {"CLUSTER", "COUNTKEYSINSLOT", s}), "0") << "nothing left on the old owner";
+}
+
+TEST_F(RedisClusterContract, AStaleSeedListStillFindsEveryMaster) {
+  // Only one seed, and a dead one before it: the map names the rest.
+  std::vector<std::string> seeds{"127.0.0.1:" + std::to_string(free_loopback_port()), cluster_->addresses().back()};
+  RedisEngine engine(cluster_options(seeds, prefix_ + "s"));
+  for (int i = 0; i < 6; ++i) {
+    const PublishResult published = publish_sync(engine, message("seed:" + std::to_string(i), "x"));
+    ASSERT_EQ(published.error, EngineErrc::ok) << published.message;
+  }
+  EXPECT_TRUE(wait_for([&] { return engine.health().backends_up == 3; }, 10s));
+  engine.stop();
+}
+
+TEST(RedisClusterConfig, ClusterExcludesSentinels) {
+  RedisEngineOptions options = cluster_options({"127.0.0.1:1"}, "t");
+  options.config.sentinels = {"127.0.0.1:2"};
+  options.config.sentinel_master = "m";
+  EXPECT_THROW(RedisEngine engine(std::move(options)), std::runtime_error);
+}
+
+// Publishes to `channel` until stopped, recording what was acknowledged.
+class PublishLoad {
+ public:
+  PublishLoad(Engine& engine, std::string channel) : engine_(engine), channel_(std::move(channel)) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~PublishLoad() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::size_t acknowledged_count() const {
+    std::lock_guard lock(mutex_);
+    return acknowledged_.size();
+  }
+  std::map<std::uint64_t, std::string> acknowledged() const {
+    std::lock_guard lock(mutex_);
+    return acknowledged_;
+  }
+  std::vector<std::string> failures() const {
+    std::lock_guard lock(mutex_);
+    return failures_;
+  }
+  std::set<std::string> epochs() const {
+    std::lock_guard lock(mutex_);
+    return epochs_;
+  }
+
+ private:
+  void run() {
+    for (int n = 1; !stop_; ++n) {
+      const std::string data = "{\"n\":" + std::to_string(n) + "}";
+      const PublishResult result = publish_sync(engine_, message(channel_, data, keep(100'000)));
+      std::lock_guard lock(mutex_);
+      if (result.error == EngineErrc::ok) {
+        acknowledged_[result.position.offset] = data;
+        epochs_.insert(result.position.epoch);
+      } else {
+        failures_.push_back(result.message);
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+  }
+  Engine& engine_;
+  std::string channel_;
+  mutable std::mutex mutex_;
+  std::map<std::uint64_t, std::string> acknowledged_;
+  std::vector<std::string> failures_;
+  std::set<std::string> epochs_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// After a failover: every acknowledged publish is in history, under one
+// epoch, and the subscriber received each one or was told to resubscribe.
+void expect_nothing_acknowledged_lost(Engine& engine, const PublishLoad& load, const Recorder& recorder,
+                                      const std::string& channel) {
+  const auto acknowledged = load.acknowledged();
+  ASSERT_FALSE(acknowledged.empty());
+  EXPECT_EQ(load.epochs().size(), 1u) << "the promoted replica kept the channel's epoch";
+  const HistoryResult history = history_sync(engine, newest(channel, 100'000, keep(100'000)));
+  ASSERT_EQ(history.error, EngineErrc::ok) << history.message;
+  EXPECT_EQ(history.top.epoch, *load.epochs().begin());
+  std::map<std::uint64_t, std::string> stored;
+  for (const auto& p : history.publications) stored[p->offset] = p->data;
+  for (const auto& [offset, data] : acknowledged) {
+    const auto it = stored.find(offset);
+    ASSERT_NE(it, stored.end()) << "acknowledged offset " << offset << " is lost";
+    EXPECT_EQ(it->second, data) << "offset " << offset << " holds another publication";
+  }
+  const auto delivered = recorder.offsets(channel);
+  const std::set<std::uint64_t> received(delivered.begin(), delivered.end());
+  const bool told = recorder.count(ChannelEvent::Kind::resubscribe, channel) > 0;
+  std::size_t missed = 0;
+  for (const auto& [offset, data] : acknowledged) missed += received.count(offset) == 0 ? 1 : 0;
+  ::testing::Test::RecordProperty("acknowledged", static_cast<int>(acknowledged.size()));
+  ::testing::Test::RecordProperty("missed_live", static_cast<int>(missed));
+  ::testing::Test::RecordProperty("told_to_resubscribe", told ? 1 : 0);
+  EXPECT_TRUE(missed == 0 || told) << missed << " acknowledged publications never reached the subscriber, "
+                                   << "and it was not told to resubscribe";
+  EXPECT_TRUE(std::is_sorted(delivered.begin(), delivered.end())) << "delivered in offset order";
+}
+
+// The seeds with the master of `channel`'s slot first: the engine's pub/sub
+// connection goes to the first seed (no map is known yet when it connects),
+// so the failover of that master is also one of the pub/sub connection.
+std::vector<std::string> seeds_with_master_first(const RedisClusterGroup& cluster, int master) {
+  std::vector<std::string> seeds{"127.0.0.1:" + std::to_string(master)};
+  for (const auto& address : cluster.addresses()) {
+    if (address != seeds.front()) seeds.push_back(address);
+  }
+  return seeds;
+}
+
+// The pub/sub connection stays on the demoted master, which still relays
+// the publications: the subscriber misses nothing.
+TEST(RedisClusterFailover, AManualFailoverUnderLoadLosesNoAcknowledgedPublish) {
+  RedisClusterGroup cluster;
+  const std::string channel = "load";
+  const int master = cluster.owner_of(cluster.keyslot(channel_key("t", channel, "meta")));
+  RedisEngine engine(cluster_options(seeds_with_master_first(cluster, master), "t"));
+  Recorder recorder;
+  engine.set_deliver(recorder.callback());
+  ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, channel) == EngineErrc::ok; }, 10s));
+  EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");
+  PublishLoad load(engine, channel);
+  ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= 50; }, 10s));
+  const int promoted = cluster.manual_failover(master, 20s);
+  ASSERT_NE(promoted, 0) << "the replica took over";
+  const std::size_t before = load.acknowledged_count();
+  ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= before + 50; }, 15s))
+      << "publishes go to the promoted replica: " << (load.failures().empty() ? "" : load.failures().back());
+  load.stop();
+  ASSERT_TRUE(recorder.wait_until([&] {
+    const auto acknowledged = load.acknowledged();
+    const auto offsets = recorder.offsets(channel);
+    return recorder.count(ChannelEvent::Kind::resubscribe, channel) > 0 ||
+           (!offsets.empty() && offsets.back() == acknowledged.rbegin()->first);
+  })) << "the subscriber keeps receiving, or is told to resubscribe";
+  expect_nothing_acknowledged_lost(engine, load, recorder, channel);
+  const auto delivered = recorder.offsets(channel);
+  const std::set<std::uint64_t> received(delivered.begin(), delivered.end());
+  for (const auto& [offset, data] : load.acknowledged()) EXPECT_TRUE(received.count(offset)) << offset << " not delivered";
+  EXPECT_EQ(cluster.node(promoted).query({"EXISTS", channel_key("t", channel, "meta")}), 1)
+      << "served by the promoted replica";
+  engine.stop();
+}
+
+// The killed master also held the engine's pub/sub connection: the
+// subscriber is told to resubscribe, and history has what it missed.
+TEST(RedisClusterFailover, AKilledMasterLosesNoAcknowledgedPublishWithWaitReplicas) {
+  RedisClusterGroup cluster;
+  const std::string channel = "load";
+  const int master = cluster.owner_of(cluster.keyslot(channel_key("t", channel, "meta")));
+  RedisEngineOptions options = cluster_options(seeds_with_master_first(cluster, master), "t");
+  options.config.wait_replicas = 1;
+  options.config.wait_timeout = 500ms;
+  RedisEngine engine(std::move(options));
+  Recorder recorder;
+  engine.set_deliver(recorder.callback());
+  ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, channel) == EngineErrc::ok; }, 10s));
+  EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");
+  PublishLoad load(engine, channel);
+  ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= 50; }, 10s));
+  const int promoted = cluster.kill_master(master, 20s);
+  ASSERT_NE(promoted, 0) << "the cluster promoted the replica";
+  // The killed node comes back as the replica of the promoted one (its
+  // nodes.conf says so): with wait_replicas = 1, publishes need it.
+  cluster.node(master).start();
+  const std::size_t before = load.acknowledged_count();
+  ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= before + 50; }, 20s))
+      << "publishes resume on the promoted replica: " << (load.failures().empty() ? "" : load.failures().back());
+  load.stop();
+  EXPECT_FALSE(load.failures().empty()) << "publishes failed while the master was gone";
+  for (const auto& why : load.failures()) {
+    EXPECT_TRUE(why.ends_with("; not published") || why.ends_with("; not acknowledged")) << why;
+  }
+  recorder.wait_until([&] {
+    const auto offsets = recorder.offsets(channel);
+    return !offsets.empty() && offsets.back() == load.acknowledged().rbegin()->first;
+  });
+  expect_nothing_acknowledged_lost(engine, load, recorder, channel);
+  EXPECT_GT(recorder.count(ChannelEvent::Kind::resubscribe, channel), 0u) << "the pub/sub connection dropped";
+  engine.stop();
+}
+
+}  // namespace
