@@ -176,11 +176,7 @@ void RedisCluster::send(Node& target, std::shared_ptr<Attempt> attempt, bool ask
                                        " times (cluster_max_redirects), last: " + std::string(text.substr(0, 300)));
         }
         Node* to = node(redirect->to);
-        if (!to) {
-          if (attempt->callback)
-            attempt->callback(nullptr, "redis cluster: a redirection names more nodes than the cluster may have");
-          return;
-        }
+        if (!to) return give_up(*attempt, ": a redirection names more nodes than a cluster may have");
         if (redirect->ask) return send(*to, attempt, true);
         // MOVED: this slot has a new owner now; the others probably moved
         // with it (a failover, a resharding), so the whole map is asked for.
@@ -190,7 +186,7 @@ void RedisCluster::send(Node& target, std::shared_ptr<Attempt> attempt, bool ask
           to->master = true;
         }
         request_refresh(std::chrono::milliseconds(0));
-        return route(attempt);
+        return send(*to, attempt, false);
       }
       if (text.starts_with("TRYAGAIN")) {
         // A multi-key command during a slot's migration, keys split between
