@@ -4,16 +4,20 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <array>
+#include <cctype>
+#include <climits>
 #include <random>
 #include <stdexcept>
 #include <string_view>
 
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
-#include <asio/posix/stream_descriptor.hpp>
+#include <asio/write.hpp>
 
 namespace duplex::engines::detail {
 
@@ -28,6 +32,38 @@ void set_keepalive(int fd) {
   (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
   (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+// A reply still incomplete after this many bytes drops the connection: a
+// server that never ends one cannot grow our memory without bound (Redis'
+// own proto-max-bulk-len default).
+constexpr std::size_t kMaxReplyBytes = 512u << 20;
+
+std::string lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+std::string describe(const asio::error_code& ec) {
+  if (ec == asio::error::eof) return "server closed the connection";
+  return lowercase(ec.message());
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// A pub/sub message or (un)subscribe confirmation, which answers no command
+// of its own (RESP2: an array whose first element names its kind).
+bool is_push(const redisReply* reply) {
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
+    return false;
+  const std::string_view kind(reply->element[0]->str, reply->element[0]->len);
+  for (const char* name : {"message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe"})
+    if (iequals(kind, name)) return true;
+  return false;
 }
 
 }  // namespace
@@ -52,62 +88,42 @@ RedisConnectionOptions parse_redis_address(const std::string& address) {
   return options;
 }
 
-// The descriptor hiredis reads and writes, watched by Asio. hiredis owns
-// (and closes) the fd: cleanup releases it from Asio.
-struct RedisConnection::Watch : std::enable_shared_from_this<RedisConnection::Watch> {
-  Watch(asio::io_context& io, int fd) : descriptor(io, fd) {}
-  asio::posix::stream_descriptor descriptor;
-  redisAsyncContext* ac = nullptr;
-  bool reading = false;
-  bool writing = false;
-  bool read_waiting = false;
-  bool write_waiting = false;
-
-  static void arm_read(const std::shared_ptr<Watch>& w) {
-    if (w->read_waiting || !w->ac) return;
-    w->read_waiting = true;
-    w->descriptor.async_wait(asio::posix::stream_descriptor::wait_read, [w](const asio::error_code& ec) {
-      w->read_waiting = false;
-      if (ec || !w->ac || !w->reading) return;
-      redisAsyncHandleRead(w->ac);  // may free the context (cleanup clears w->ac)
-      if (w->ac && w->reading) arm_read(w);
-    });
-  }
-  static void arm_write(const std::shared_ptr<Watch>& w) {
-    if (w->write_waiting || !w->ac) return;
-    w->write_waiting = true;
-    w->descriptor.async_wait(asio::posix::stream_descriptor::wait_write, [w](const asio::error_code& ec) {
-      w->write_waiting = false;
-      if (ec || !w->ac || !w->writing) return;
-      redisAsyncHandleWrite(w->ac);
-      if (w->ac && w->writing) arm_write(w);
-    });
-  }
-  static void add_read(void* data) {
-    auto w = static_cast<Watch*>(data)->shared_from_this();
-    w->reading = true;
-    arm_read(w);
-  }
-  static void del_read(void* data) { static_cast<Watch*>(data)->reading = false; }
-  static void add_write(void* data) {
-    auto w = static_cast<Watch*>(data)->shared_from_this();
-    w->writing = true;
-    arm_write(w);
-  }
-  static void del_write(void* data) { static_cast<Watch*>(data)->writing = false; }
-  static void cleanup(void* data) {
-    auto* w = static_cast<Watch*>(data);
-    w->ac = nullptr;
-    w->reading = false;
-    w->writing = false;
-    if (w->descriptor.is_open()) (void)w->descriptor.release();  // cancels the waits; hiredis closes the fd
-  }
-};
-
 struct RedisConnection::Pending {
-  RedisConnection* self;
   Callback callback;
   std::uint64_t watch_id;
+};
+
+// One connection attempt's socket, reader and commands awaiting replies.
+// Handlers hold it; once closed they return without touching the owner
+// (which may be gone).
+struct RedisConnection::Link {
+  explicit Link(asio::io_context& io) : resolver(io), socket(io), reader(redisReaderCreate()) {}
+  ~Link() {
+    if (reader) redisReaderFree(reader);
+  }
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  void close() {
+    closed = true;
+    resolver.cancel();
+    asio::error_code ignored;
+    socket.close(ignored);
+  }
+
+  asio::ip::tcp::resolver resolver;
+  asio::ip::tcp::socket socket;
+  redisReader* reader;
+  std::deque<Pending> pending;  // in the order sent: replies come in that order
+  std::string output;           // formatted commands not yet handed to a write
+  std::string writing;          // the write in flight
+  bool write_in_flight = false;
+  bool closed = false;
+  // A pub/sub command was sent: from now on messages and (un)subscribe
+  // confirmations go to on_push, other replies still answer commands.
+  bool subscribed = false;
+  std::size_t unparsed = 0;  // bytes of the reply being received
+  std::array<char, 16 * 1024> input;
 };
 
 RedisConnection::RedisConnection(asio::io_context& io, RedisConnectionOptions options)
@@ -133,8 +149,8 @@ void RedisConnection::stop() {
   reconnect_timer_.cancel();
   connect_timer_.cancel();
   watchdog_.cancel();
-  if (ac_) {
-    lost(ac_, "engine stopped", true);
+  if (link_) {
+    lost("engine stopped");
   } else {
     last_error_ = "engine stopped";
   }
@@ -155,13 +171,13 @@ void RedisConnection::connect() {
   connect_timer_.async_wait([this, generation](const asio::error_code& ec) {
     if (ec || generation != generation_ || !connecting()) return;
     const std::string why = "connect timeout after " + std::to_string(options_.connect_timeout.count()) + "ms";
-    if (ac_) return lost(ac_, why, true);
+    if (link_) return lost(why);
     fail_attempt(why);
   });
   if (!locate_) return open();
   address_ = label_;
   locate_([this, generation](std::string host, int port, std::string error) {
-    if (generation != generation_ || state_ != State::connecting || ac_) return;
+    if (generation != generation_ || state_ != State::connecting || link_) return;
     if (!error.empty()) return fail_attempt(error);
     options_.host = std::move(host);
     options_.port = port;
@@ -186,32 +202,30 @@ void RedisConnection::fail_attempt(const std::string& why) {
 }
 
 void RedisConnection::open() {
-  redisAsyncContext* ac = redisAsyncConnect(options_.host.c_str(), options_.port);
-  if (!ac || ac->err) {
-    const std::string why = ac && ac->errstr ? ac->errstr : "cannot allocate a connection";
-    if (ac) redisAsyncFree(ac);
-    return fail_attempt(why);
-  }
-  ac->data = this;
-  ac_ = ac;
-  auto watch = std::make_shared<Watch>(io_, ac->c.fd);
-  watch->ac = ac;
-  watch_ = watch;
-  ac->ev.data = watch.get();
-  ac->ev.addRead = &Watch::add_read;
-  ac->ev.delRead = &Watch::del_read;
-  ac->ev.addWrite = &Watch::add_write;
-  ac->ev.delWrite = &Watch::del_write;
-  ac->ev.cleanup = &Watch::cleanup;
-  redisAsyncSetConnectCallback(ac, &RedisConnection::on_connect_cb);
-  redisAsyncSetDisconnectCallback(ac, &RedisConnection::on_disconnect_cb);
+  auto link = std::make_shared<Link>(io_);
+  if (!link->reader) return fail_attempt("cannot allocate a reply reader");
+  link_ = link;
+  // "[::1]" names an IPv6 address; the resolver wants it bare.
+  std::string host = options_.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  link->resolver.async_resolve(
+      host, std::to_string(options_.port),
+      [this, link](const asio::error_code& ec, const asio::ip::tcp::resolver::results_type& endpoints) {
+        if (link->closed) return;
+        if (ec) return lost("cannot resolve " + options_.host + ": " + describe(ec));
+        asio::async_connect(link->socket, endpoints, [this, link](const asio::error_code& error, const auto&) {
+          if (link->closed) return;
+          if (error) return lost(describe(error));
+          on_connected(link);
+        });
+      });
 }
 
 void RedisConnection::follow_master(const std::string& host, int port) {
   if (stopping_ || state_ == State::stopped || !locate_) return;
   if (state_ == State::ready && options_.host == host && options_.port == port) return;
   attempts_ = 0;  // the new master is expected to answer: no long backoff
-  if (ac_) return lost(ac_, "the master moved to " + host + ":" + std::to_string(port) + " (+switch-master)", true);
+  if (link_) return lost("the master moved to " + host + ":" + std::to_string(port) + " (+switch-master)");
   if (state_ == State::down) {
     reconnect_timer_.cancel();
     ++generation_;  // the cancelled wait ignores itself
@@ -220,28 +234,14 @@ void RedisConnection::follow_master(const std::string& host, int port) {
   // Locating now: that attempt asks the sentinels, which know the new master.
 }
 
-void RedisConnection::on_connect_cb(const redisAsyncContext* ac, int status) {
-  auto* self = static_cast<RedisConnection*>(ac->data);
-  self->on_connected(const_cast<redisAsyncContext*>(ac), status);
-}
-
-void RedisConnection::on_disconnect_cb(const redisAsyncContext* ac, int status) {
-  auto* self = static_cast<RedisConnection*>(ac->data);
-  self->on_disconnected(const_cast<redisAsyncContext*>(ac), status);
-}
-
-void RedisConnection::on_connected(redisAsyncContext* ac, int status) {
-  if (ac != ac_) return;
-  if (status != REDIS_OK) {
-    std::string why = ac->errstr ? ac->errstr : "connect failed";
-    std::transform(why.begin(), why.end(), why.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    lost(ac, why, false);  // hiredis frees the context after this callback
-    return;
-  }
+void RedisConnection::on_connected(const std::shared_ptr<Link>& link) {
+  asio::error_code ignored;
+  link->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
   // A silent peer (half-open TCP after a network partition) is found by
   // keepalive on idle pub/sub connections; commands have their timeout.
-  set_keepalive(ac->c.fd);
+  set_keepalive(link->socket.native_handle());
   state_ = State::handshaking;
+  start_read(link);
   run_handshake(0);
 }
 
@@ -254,7 +254,7 @@ void RedisConnection::run_handshake(int step) {
       // reply does not contain it).
       const std::string user = options_.username.empty() ? std::string("default") : options_.username;
       const std::string what = step == 0 ? "AUTH as user \"" + user + "\" refused: " : "";
-      lost(ac_, "handshake failed: " + what + std::string(reply->str, reply->len), true);
+      lost("handshake failed: " + what + std::string(reply->str, reply->len));
       return;
     }
     run_handshake(step + 1);
@@ -277,8 +277,8 @@ void RedisConnection::run_handshake(int step) {
           if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_STRING)
             role = std::string_view(reply->element[0]->str, std::min<std::size_t>(reply->element[0]->len, 32));
           if (role != "master") {
-            return lost(ac_, "handshake failed: " + address_ + " is not a master (ROLE: " +
-                                 (role.empty() ? std::string("no answer") : std::string(role)) + ")", true);
+            return lost("handshake failed: " + address_ + " is not a master (ROLE: " +
+                        (role.empty() ? std::string("no answer") : std::string(role)) + ")");
           }
           run_handshake(3);
         });
@@ -288,7 +288,7 @@ void RedisConnection::run_handshake(int step) {
       if (handshake_) {
         return handshake_(*this, [this, generation](std::string error) {
           if (generation != generation_ || state_ != State::handshaking) return;
-          if (!error.empty()) return lost(ac_, "handshake failed: " + error, true);
+          if (!error.empty()) return lost("handshake failed: " + error);
           handshake_done();
         });
       }
@@ -311,15 +311,11 @@ void RedisConnection::handshake_done() {
   if (on_ready_) on_ready_();
 }
 
-void RedisConnection::on_disconnected(redisAsyncContext* ac, int status) {
-  (void)status;
-  const std::string why = ac->err && ac->errstr ? ac->errstr : "connection closed";
-  lost(ac, why, false);
-}
-
-void RedisConnection::lost(redisAsyncContext* ac, const std::string& why, bool free_context) {
-  if (ac == nullptr || ac != ac_) return;
-  ac_ = nullptr;
+void RedisConnection::lost(const std::string& why) {
+  if (!link_) return;
+  const std::shared_ptr<Link> link = std::move(link_);
+  link_.reset();
+  link->close();
   ++generation_;
   state_ = State::down;
   up_ = false;
@@ -330,7 +326,11 @@ void RedisConnection::lost(redisAsyncContext* ac, const std::string& why, bool f
   deadlines_.clear();
   open_.clear();
   // Every pending command's callback runs now with a null reply.
-  if (free_context) redisAsyncFree(ac);
+  auto pending = std::move(link->pending);
+  link->pending.clear();
+  for (auto& sent : pending) {
+    if (sent.callback) sent.callback(nullptr, unavailable());
+  }
   auto queued = std::move(queued_);
   queued_.clear();
   for (auto& [args, callback] : queued) {
@@ -377,63 +377,106 @@ void RedisConnection::command(std::vector<std::string> args, Callback callback) 
 }
 
 void RedisConnection::send(std::vector<std::string> args, Callback callback) {
+  if (!link_ || !write_command(args)) {
+    if (callback) asio::post(io_, [callback = std::move(callback), message = unavailable()] { callback(nullptr, message); });
+    return;
+  }
+  link_->pending.push_back(Pending{std::move(callback), watch_begin()});
+}
+
+bool RedisConnection::pubsub_command(const std::vector<std::string>& args) {
+  if (state_ != State::ready || !link_) return false;
+  link_->subscribed = true;
+  return write_command(args);
+}
+
+bool RedisConnection::write_command(const std::vector<std::string>& args) {
   std::vector<const char*> argv;
   std::vector<std::size_t> lengths;
   argv.reserve(args.size());
   lengths.reserve(args.size());
+  std::size_t total = 0;
   for (const auto& arg : args) {
     argv.push_back(arg.data());
     lengths.push_back(arg.size());
+    total += arg.size() + 32;
   }
-  auto* pending = new Pending{this, std::move(callback), watch_begin()};
-  if (!ac_ || redisAsyncCommandArgv(ac_, &RedisConnection::on_reply, pending, static_cast<int>(argv.size()),
-                                    argv.data(), lengths.data()) != REDIS_OK) {
-    watch_end(pending->watch_id);
-    Callback failed = std::move(pending->callback);
-    delete pending;
-    if (failed) asio::post(io_, [failed = std::move(failed), message = unavailable()] { failed(nullptr, message); });
-  }
+  if (args.empty() || total > INT_MAX) return false;  // hiredis formats into an int-sized buffer
+  char* formatted = nullptr;
+  const int length = redisFormatCommandArgv(&formatted, static_cast<int>(argv.size()), argv.data(), lengths.data());
+  if (length < 0 || !formatted) return false;
+  link_->output.append(formatted, static_cast<std::size_t>(length));
+  redisFreeCommand(formatted);
+  start_write(link_);
+  return true;
 }
 
-bool RedisConnection::pubsub_command(const std::vector<std::string>& args) {
-  if (state_ != State::ready || !ac_) return false;
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  for (const auto& arg : args) {
-    argv.push_back(arg.data());
-    lengths.push_back(arg.size());
-  }
-  return redisAsyncCommandArgv(ac_, &RedisConnection::on_push_reply, this, static_cast<int>(argv.size()),
-                               argv.data(), lengths.data()) == REDIS_OK;
+void RedisConnection::start_write(const std::shared_ptr<Link>& link) {
+  if (link->write_in_flight || link->output.empty()) return;
+  link->write_in_flight = true;
+  link->writing.clear();
+  // A big command's buffer is not kept for the small ones after it.
+  if (link->writing.capacity() > (1u << 20)) std::string().swap(link->writing);
+  link->writing.swap(link->output);  // commands sent meanwhile queue in output: the next write takes them all
+  asio::async_write(link->socket, asio::buffer(link->writing), [this, link](const asio::error_code& ec, std::size_t) {
+    if (link->closed) return;
+    link->write_in_flight = false;
+    if (ec) return lost(describe(ec));
+    start_write(link);
+  });
 }
 
-void RedisConnection::on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
-  std::unique_ptr<Pending> pending(static_cast<Pending*>(privdata));
-  RedisConnection* self = pending->self;
-  if (!reply) {
-    self->lost(ac, ac->err && ac->errstr ? ac->errstr : "connection lost", false);
-    if (pending->callback) pending->callback(nullptr, self->unavailable());
+void RedisConnection::start_read(const std::shared_ptr<Link>& link) {
+  link->socket.async_read_some(asio::buffer(link->input), [this, link](const asio::error_code& ec, std::size_t size) {
+    if (link->closed) return;
+    if (ec) return lost(describe(ec));
+    on_bytes(link, size);
+    if (!link->closed) start_read(link);
+  });
+}
+
+void RedisConnection::on_bytes(const std::shared_ptr<Link>& link, std::size_t size) {
+  redisReader* reader = link->reader;
+  if (redisReaderFeed(reader, link->input.data(), size) != REDIS_OK)
+    return lost(std::string("protocol error: ") + reader->errstr);
+  link->unparsed += size;
+  while (!link->closed) {
+    void* parsed = nullptr;
+    if (redisReaderGetReply(reader, &parsed) != REDIS_OK) return lost(std::string("protocol error: ") + reader->errstr);
+    if (!parsed) break;
+    link->unparsed = reader->len - reader->pos;  // what is left belongs to the next reply
+    const std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(parsed), &freeReplyObject);
+    dispatch(link, reply.get());
+  }
+  if (!link->closed && link->unparsed > kMaxReplyBytes)
+    lost("a reply from the server exceeds " + std::to_string(kMaxReplyBytes >> 20) + " MiB");
+}
+
+void RedisConnection::dispatch(const std::shared_ptr<Link>& link, redisReply* reply) {
+  if (link->subscribed && is_push(reply)) {
+    if (on_push_) on_push_(reply);
     return;
   }
-  if (ac == self->ac_) self->watch_end(pending->watch_id);
-  auto* r = static_cast<redisReply*>(reply);
-  const bool demoted = self->options_.require_master && r->type == REDIS_REPLY_ERROR && r->len >= 8 &&
-                       std::string_view(r->str, 8) == "READONLY";
-  if (pending->callback) pending->callback(r, {});
-  if (demoted && ac == self->ac_) {
-    // The master became a replica under us: find the new one. Dropped
-    // after this callback returns (hiredis is still using the context).
-    asio::post(self->io_, [self, generation = self->generation_] {
-      if (generation == self->generation_ && self->ac_)
-        self->lost(self->ac_, self->address_ + " is a replica now (READONLY)", true);
+  if (link->pending.empty()) {
+    // Unasked: Redis says why it is about to close (e.g. max clients).
+    const std::string text = reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_STATUS
+                                 ? std::string(reply->str, std::min<std::size_t>(reply->len, 256))
+                                 : std::string("a reply no command asked for");
+    return lost("server: " + text);
+  }
+  Pending pending = std::move(link->pending.front());
+  link->pending.pop_front();
+  watch_end(pending.watch_id);
+  const bool demoted = options_.require_master && reply->type == REDIS_REPLY_ERROR && reply->len >= 8 &&
+                       std::string_view(reply->str, 8) == "READONLY";
+  if (pending.callback) pending.callback(reply, {});
+  if (demoted && !link->closed) {
+    // The master became a replica under us: find the new one, once the
+    // replies already received have been handed out.
+    asio::post(io_, [this, link] {
+      if (!link->closed) lost(address_ + " is a replica now (READONLY)");
     });
   }
-}
-
-void RedisConnection::on_push_reply(redisAsyncContext* ac, void* reply, void* privdata) {
-  auto* self = static_cast<RedisConnection*>(privdata);
-  if (!reply || ac != self->ac_) return;
-  if (self->on_push_) self->on_push_(static_cast<redisReply*>(reply));
 }
 
 std::uint64_t RedisConnection::watch_begin() {
@@ -450,7 +493,7 @@ void RedisConnection::watch_end(std::uint64_t id) {
 }
 
 void RedisConnection::arm_watchdog() {
-  if (watchdog_armed_ || deadlines_.empty() || !ac_) return;
+  if (watchdog_armed_ || deadlines_.empty() || !link_) return;
   watchdog_armed_ = true;
   const std::uint64_t generation = generation_;
   watchdog_.expires_at(deadlines_.front().second);
@@ -466,7 +509,7 @@ void RedisConnection::on_watchdog() {
   while (!deadlines_.empty() && !open_.count(deadlines_.front().first)) deadlines_.pop_front();
   if (deadlines_.empty()) return;
   if (deadlines_.front().second <= std::chrono::steady_clock::now()) {
-    lost(ac_, "no reply within " + std::to_string(options_.command_timeout.count()) + "ms (command timeout)", true);
+    lost("no reply within " + std::to_string(options_.command_timeout.count()) + "ms (command timeout)");
     return;
   }
   arm_watchdog();

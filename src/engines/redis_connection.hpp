@@ -1,10 +1,9 @@
-// One hiredis async connection driven by an Asio io_context (our own
-// adapter: hiredis' read/write interest maps to stream_descriptor waits).
+// One Redis connection on an Asio io_context: the socket I/O is ours (Asio),
+// hiredis only formats commands and parses replies (redisReader).
 // Everything runs on the io_context's thread: call every method there.
 //
-// hiredis 0.14 has no timeouts of its own, so this class adds them:
-// connect_timeout covers TCP connect plus the handshake (AUTH, SELECT and
-// the owner's extra step, e.g. SCRIPT LOAD); a command (or a watched
+// connect_timeout covers resolving, TCP connect plus the handshake (AUTH,
+// SELECT and the owner's extra step, e.g. SCRIPT LOAD); a command (or a watched
 // SUBSCRIBE confirmation) unanswered for command_timeout drops the
 // connection, which fails every pending command. A dropped connection
 // reconnects after a backoff that doubles from reconnect_min up to
@@ -26,7 +25,6 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
-struct redisAsyncContext;
 struct redisReply;
 
 namespace duplex::engines::detail {
@@ -117,39 +115,40 @@ class RedisConnection {
 
  private:
   enum class State : std::uint8_t { idle, connecting, handshaking, ready, down, stopped };
-  struct Watch;
+  struct Link;
   struct Pending;
 
   void connect();
-  // Opens the TCP connection to options_.host:port.
+  // Resolves and connects to options_.host:port.
   void open();
-  // An attempt failed before a hiredis context existed (locating, or the
-  // context could not be made): down, queued commands fail, reconnect.
+  // An attempt failed before a socket existed (locating): down, queued
+  // commands fail, reconnect.
   void fail_attempt(const std::string& why);
-  void on_connected(redisAsyncContext* ac, int status);
-  void on_disconnected(redisAsyncContext* ac, int status);
+  void on_connected(const std::shared_ptr<Link>& link);
   void run_handshake(int step);
   void handshake_done();
-  // The connection is gone: `free_context` when hiredis is not already
-  // freeing it. Idempotent per context.
-  void lost(redisAsyncContext* ac, const std::string& why, bool free_context);
+  // The connection is gone: pending commands fail (each callback once, now),
+  // then queued ones; reconnects unless stopping. No-op without a link.
+  void lost(const std::string& why);
   void schedule_reconnect();
   void send(std::vector<std::string> args, Callback callback);
+  // Appends a formatted command to the link's output and starts a write.
+  bool write_command(const std::vector<std::string>& args);
+  void start_write(const std::shared_ptr<Link>& link);
+  void start_read(const std::shared_ptr<Link>& link);
+  // Feeds received bytes to the reader and dispatches every whole reply.
+  void on_bytes(const std::shared_ptr<Link>& link, std::size_t size);
+  void dispatch(const std::shared_ptr<Link>& link, redisReply* reply);
   void arm_watchdog();
   void on_watchdog();
-
-  static void on_reply(redisAsyncContext* ac, void* reply, void* privdata);
-  static void on_push_reply(redisAsyncContext* ac, void* reply, void* privdata);
-  static void on_connect_cb(const redisAsyncContext* ac, int status);
-  static void on_disconnect_cb(const redisAsyncContext* ac, int status);
 
   asio::io_context& io_;
   RedisConnectionOptions options_;
   std::string address_;
   State state_ = State::idle;
   std::atomic<bool> up_{false};
-  redisAsyncContext* ac_ = nullptr;
-  std::shared_ptr<Watch> watch_;
+  // The current socket, reader and pending commands; null while down.
+  std::shared_ptr<Link> link_;
   std::string last_error_ = "not connected yet";
   bool ever_ready_ = false;
   bool stopping_ = false;
@@ -169,7 +168,7 @@ class RedisConnection {
   std::unordered_set<std::uint64_t> open_;
   std::uint64_t next_watch_ = 1;
   bool watchdog_armed_ = false;
-  // Bumped for every new context: stale timer handlers ignore themselves.
+  // Bumped for every attempt and loss: stale timer handlers ignore themselves.
   std::uint64_t generation_ = 0;
 };
 
