@@ -247,27 +247,29 @@ void RedisConnection::on_connected(const std::shared_ptr<Link>& link) {
 
 void RedisConnection::run_handshake(int step) {
   const std::uint64_t generation = generation_;
-  auto next = [this, generation, step](redisReply* reply, const std::string&) {
-    if (!reply || generation != generation_ || state_ != State::handshaking) return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-      // Says which user was refused (never the password: Redis' WRONGPASS
-      // reply does not contain it).
-      const std::string user = options_.username.empty() ? std::string("default") : options_.username;
-      const std::string what = step == 0 ? "AUTH as user \"" + user + "\" refused: " : "";
-      lost("handshake failed: " + what + std::string(reply->str, reply->len));
-      return;
-    }
-    run_handshake(step + 1);
+  // The reply to one step: an error reply fails the handshake (`refused`
+  // says what was refused), anything else moves on to `following`.
+  auto then = [this, generation](int following, std::string refused) {
+    return [this, generation, following, refused = std::move(refused)](redisReply* reply, const std::string&) {
+      if (!reply || generation != generation_ || state_ != State::handshaking) return;
+      if (reply->type == REDIS_REPLY_ERROR) return lost("handshake failed: " + refused + std::string(reply->str, reply->len));
+      run_handshake(following);
+    };
   };
   switch (step) {
     case 0:
       if (!options_.password.empty()) {
-        if (!options_.username.empty()) return send({"AUTH", options_.username, options_.password}, std::move(next));
-        return send({"AUTH", options_.password}, std::move(next));
+        // Says which user was refused (never the password: Redis' WRONGPASS
+        // reply does not contain it).
+        const std::string user = options_.username.empty() ? std::string("default") : options_.username;
+        const std::string refused = "AUTH as user \"" + user + "\" refused: ";
+        if (!options_.username.empty())
+          return send({"AUTH", options_.username, options_.password}, then(1, refused));
+        return send({"AUTH", options_.password}, then(1, refused));
       }
       [[fallthrough]];
     case 1:
-      if (options_.db != 0) return send({"SELECT", std::to_string(options_.db)}, std::move(next));
+      if (options_.db != 0) return send({"SELECT", std::to_string(options_.db)}, then(2, ""));
       [[fallthrough]];
     case 2:
       if (options_.require_master) {
