@@ -103,6 +103,11 @@ void warn_about(const hub::HubConfig& config) {
                    {});
   if (config.api.key.empty())
     hub::log::warn("the HTTP API is off (/api/* answers 404): set api.key or DUPLEX_API_KEY to enable it", {});
+  const auto& redis = config.engine.redis;
+  if ((config.engine.type == "redis" || config.engine.type == "nats") && redis.tls && !redis.tls_verify)
+    hub::log::warn("engine.redis.tls_verify is false: the Redis servers' certificates and names are not checked, "
+                   "anyone on the path can pose as them (for tests and self-signed servers only)",
+                   {});
 }
 
 int serve(const ServeFlags& f) {

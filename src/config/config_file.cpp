@@ -581,6 +581,11 @@ std::vector<std::string> config_problems(const HubConfig& config) {
       problems.push_back("[engine.redis] username is set but password is not (AUTH with a user needs its password)");
     if (r.prefix.empty() || !printable_without_spaces(r.prefix))
       problems.push_back("[engine.redis] prefix must be printable characters without spaces");
+    if (r.tls_cert.empty() != r.tls_key.empty())
+      problems.push_back(std::string("[engine.redis] ") + (r.tls_key.empty() ? "tls_cert" : "tls_key") + " is set but " +
+                         (r.tls_key.empty() ? "tls_key" : "tls_cert") + " is not (a client certificate needs its key)");
+    if (!r.tls && (!r.tls_ca.empty() || !r.tls_cert.empty() || !r.tls_key.empty() || !r.tls_server_name.empty()))
+      problems.push_back("[engine.redis] tls_ca, tls_cert, tls_key or tls_server_name is set but tls is false");
   }
   if (type == "nats") {
     if (config.engine.nats.url.rfind("nats://", 0) != 0)
@@ -627,12 +632,36 @@ std::vector<std::string> file_problems(const HubConfig& config) {
   check("server.tls.cert_file", config.server.tls.cert_file);
   check("server.tls.key_file", config.server.tls.key_file);
   check("auth.public_key_file", config.auth.public_key_file);
+  const auto& redis = config.engine.redis;
+  const bool redis_tls = (config.engine.type == "redis" || config.engine.type == "nats") && redis.tls;
+  if (redis_tls) {
+    check("engine.redis.tls_ca", redis.tls_ca);
+    check("engine.redis.tls_cert", redis.tls_cert);
+    check("engine.redis.tls_key", redis.tls_key);
+  }
   if (problems.empty() && !config.server.tls.cert_file.empty() && !config.server.tls.key_file.empty()) {
     // Readable is not usable: what OpenSSL would refuse at start, named by its key.
     if (auto problem = net::check_server_tls_files(config.server.tls)) {
       const bool cert = problem->file == net::TlsFileProblem::File::cert;
       problems.push_back(std::string(cert ? "server.tls.cert_file" : "server.tls.key_file") + " = " +
                          quoted(cert ? config.server.tls.cert_file : config.server.tls.key_file) + ": " + problem->what);
+    }
+  }
+  if (problems.empty() && redis_tls) {
+    if (!redis.tls_ca.empty()) {
+      if (auto problem = net::check_ca_file(redis.tls_ca))
+        problems.push_back("engine.redis.tls_ca = " + quoted(redis.tls_ca) + ": " + *problem);
+    }
+    if (!redis.tls_cert.empty() && !redis.tls_key.empty()) {
+      // A client certificate loads like a server's: the same checks and words.
+      net::TlsOptions client;
+      client.cert_file = redis.tls_cert;
+      client.key_file = redis.tls_key;
+      if (auto problem = net::check_server_tls_files(client)) {
+        const bool cert = problem->file == net::TlsFileProblem::File::cert;
+        problems.push_back(std::string(cert ? "engine.redis.tls_cert" : "engine.redis.tls_key") + " = " +
+                           quoted(cert ? redis.tls_cert : redis.tls_key) + ": " + problem->what);
+      }
     }
   }
   return problems;

@@ -6,6 +6,8 @@
 
 #include <asio/post.hpp>
 
+#include "redis_sentinels.hpp"
+
 namespace duplex::engines::detail {
 
 namespace {
@@ -31,6 +33,7 @@ RedisCluster::RedisCluster(asio::io_context& io, const RedisConfig& config, Setu
   base_.command_timeout = config.command_timeout;
   base_.reconnect_min = config.reconnect_min;
   base_.reconnect_max = config.reconnect_max;
+  base_.tls = redis_tls_options(config);
   owner_.fill(kNoOwner);
   for (const auto& seed : config.addresses) {
     const RedisConnectionOptions parsed = parse_redis_address(seed);

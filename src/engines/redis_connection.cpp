@@ -5,19 +5,27 @@
 #include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <climits>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string_view>
 
 #include <asio/connect.hpp>
+#include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl.hpp>
 #include <asio/write.hpp>
+
+#include "duplex/net/tls.hpp"
 
 namespace duplex::engines::detail {
 
@@ -44,8 +52,17 @@ std::string lowercase(std::string text) {
   return text;
 }
 
+// OpenSSL's reason alone ("certificate verify failed"), without the library
+// name Asio appends.
+std::string tls_reason(const asio::error_code& ec) {
+  const char* reason = ERR_reason_error_string(static_cast<unsigned long>(ec.value()));
+  return reason ? reason : lowercase(ec.message());
+}
+
 std::string describe(const asio::error_code& ec) {
-  if (ec == asio::error::eof) return "server closed the connection";
+  // A TLS peer that closes without close_notify truncates the stream.
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) return "server closed the connection";
+  if (ec.category() == asio::error::get_ssl_category()) return "TLS: " + tls_reason(ec);
   return lowercase(ec.message());
 }
 
@@ -64,6 +81,58 @@ bool is_push(const redisReply* reply) {
   for (const char* name : {"message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe"})
     if (iequals(kind, name)) return true;
   return false;
+}
+
+// The engine never waits on a terminal for a pass phrase: an encrypted key fails to load.
+int no_pass_phrase(char*, int, int, void*) { return 0; }
+
+// The client context every attempt of one connection shares. The files are
+// checked when the config loads; here a problem still names the key.
+std::unique_ptr<asio::ssl::context> make_tls_context(const RedisTlsOptions& tls) {
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX* ctx = context->native_handle();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // An idle pub/sub connection keeps no 16 KiB record buffers.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_default_passwd_cb(ctx, no_pass_phrase);
+  if (tls.verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    if (!tls.ca_file.empty()) {
+      if (auto problem = net::check_ca_file(tls.ca_file))
+        throw std::runtime_error("engine.redis.tls_ca = \"" + tls.ca_file + "\": " + *problem);
+      if (SSL_CTX_load_verify_locations(ctx, tls.ca_file.c_str(), nullptr) != 1)
+        throw std::runtime_error("engine.redis.tls_ca = \"" + tls.ca_file + "\": " + net::last_tls_error());
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      throw std::runtime_error("engine.redis.tls: cannot load the system CA store: " + net::last_tls_error());
+    }
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  }
+  if (!tls.cert_file.empty() || !tls.key_file.empty()) {
+    net::TlsOptions files;
+    files.cert_file = tls.cert_file;
+    files.key_file = tls.key_file;
+    if (auto problem = net::check_server_tls_files(files)) {
+      const bool cert = problem->file == net::TlsFileProblem::File::cert;
+      throw std::runtime_error(std::string(cert ? "engine.redis.tls_cert = \"" : "engine.redis.tls_key = \"") +
+                               (cert ? tls.cert_file : tls.key_file) + "\": " + problem->what);
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+      throw std::runtime_error("engine.redis.tls_cert/tls_key: " + net::last_tls_error());
+  }
+  return context;
+}
+
+// Why a TLS handshake failed: OpenSSL's reason, and for a refused
+// certificate the verifier's ("certificate verify failed (self-signed
+// certificate)", "... (hostname mismatch)").
+std::string tls_failure(const asio::error_code& ec, SSL* ssl) {
+  std::string why = ec.category() == asio::error::get_ssl_category() ? tls_reason(ec) : describe(ec);
+  const long verdict = SSL_get_verify_result(ssl);
+  if (verdict != X509_V_OK) why += std::string(" (") + X509_verify_cert_error_string(verdict) + ")";
+  return why;
 }
 
 }  // namespace
@@ -111,8 +180,19 @@ struct RedisConnection::Link {
     socket.close(ignored);
   }
 
+  // Reads and writes through TLS when it is on, else on the socket.
+  template <typename Operation>
+  void with_stream(Operation&& operation) {
+    if (tls) {
+      operation(*tls);
+    } else {
+      operation(socket);
+    }
+  }
+
   asio::ip::tcp::resolver resolver;
   asio::ip::tcp::socket socket;
+  std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls;
   redisReader* reader;
   std::deque<Pending> pending;  // in the order sent: replies come in that order
   std::string output;           // formatted commands not yet handed to a write
@@ -132,7 +212,9 @@ RedisConnection::RedisConnection(asio::io_context& io, RedisConnectionOptions op
       address_(options_.host + ":" + std::to_string(options_.port)),
       connect_timer_(io),
       reconnect_timer_(io),
-      watchdog_(io) {}
+      watchdog_(io) {
+  if (options_.tls.enabled) tls_ = make_tls_context(options_.tls);
+}
 
 RedisConnection::~RedisConnection() { stop(); }
 
@@ -240,9 +322,37 @@ void RedisConnection::on_connected(const std::shared_ptr<Link>& link) {
   // A silent peer (half-open TCP after a network partition) is found by
   // keepalive on idle pub/sub connections; commands have their timeout.
   set_keepalive(link->socket.native_handle());
+  if (tls_) return start_tls(link);
+  on_session(link);
+}
+
+void RedisConnection::start_tls(const std::shared_ptr<Link>& link) {
+  link->tls.emplace(link->socket, *tls_);
+  SSL* ssl = link->tls->native_handle();
+  const std::string& name = options_.tls.server_name.empty() ? options_.host : options_.tls.server_name;
+  std::string bare = name;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  asio::error_code not_an_address;
+  (void)asio::ip::make_address(bare, not_an_address);
+  if (!not_an_address) {
+    // An IP address is checked against the certificate's IP entries and is
+    // never sent as SNI (RFC 6066 allows host names only).
+    if (options_.tls.verify) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), bare.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl, bare.c_str());
+    if (options_.tls.verify) SSL_set1_host(ssl, bare.c_str());
+  }
+  link->tls->async_handshake(asio::ssl::stream_base::client, [this, link](const asio::error_code& ec) {
+    if (link->closed) return;
+    if (ec) return lost("TLS handshake failed: " + tls_failure(ec, link->tls->native_handle()));
+    on_session(link);
+  });
+}
+
+void RedisConnection::on_session(const std::shared_ptr<Link>& link) {
   state_ = State::handshaking;
   start_read(link);
-  run_handshake(0);
+  run_handshake(-1);
 }
 
 void RedisConnection::run_handshake(int step) {
@@ -257,6 +367,12 @@ void RedisConnection::run_handshake(int step) {
     };
   };
   switch (step) {
+    case -1:
+      // Over TLS 1.3 the server judges our certificate after our side of the
+      // handshake is done: a first command (AUTH, else this PING) makes its
+      // verdict part of connecting.
+      if (tls_ && options_.password.empty()) return send({"PING"}, then(0, ""));
+      [[fallthrough]];
     case 0:
       if (!options_.password.empty()) {
         // Says which user was refused (never the password: Redis' WRONGPASS
@@ -420,20 +536,24 @@ void RedisConnection::start_write(const std::shared_ptr<Link>& link) {
   // A big command's buffer is not kept for the small ones after it.
   if (link->writing.capacity() > (1u << 20)) std::string().swap(link->writing);
   link->writing.swap(link->output);  // commands sent meanwhile queue in output: the next write takes them all
-  asio::async_write(link->socket, asio::buffer(link->writing), [this, link](const asio::error_code& ec, std::size_t) {
-    if (link->closed) return;
-    link->write_in_flight = false;
-    if (ec) return lost(describe(ec));
-    start_write(link);
+  link->with_stream([&](auto& stream) {
+    asio::async_write(stream, asio::buffer(link->writing), [this, link](const asio::error_code& ec, std::size_t) {
+      if (link->closed) return;
+      link->write_in_flight = false;
+      if (ec) return lost(describe(ec));
+      start_write(link);
+    });
   });
 }
 
 void RedisConnection::start_read(const std::shared_ptr<Link>& link) {
-  link->socket.async_read_some(asio::buffer(link->input), [this, link](const asio::error_code& ec, std::size_t size) {
-    if (link->closed) return;
-    if (ec) return lost(describe(ec));
-    on_bytes(link, size);
-    if (!link->closed) start_read(link);
+  link->with_stream([&](auto& stream) {
+    stream.async_read_some(asio::buffer(link->input), [this, link](const asio::error_code& ec, std::size_t size) {
+      if (link->closed) return;
+      if (ec) return lost(describe(ec));
+      on_bytes(link, size);
+      if (!link->closed) start_read(link);
+    });
   });
 }
 

@@ -2,9 +2,11 @@
 // hiredis only formats commands and parses replies (redisReader).
 // Everything runs on the io_context's thread: call every method there.
 //
-// connect_timeout covers resolving, TCP connect plus the handshake (AUTH,
-// SELECT and the owner's extra step, e.g. SCRIPT LOAD); a command (or a watched
-// SUBSCRIBE confirmation) unanswered for command_timeout drops the
+// With options.tls.enabled the bytes go through TLS (asio::ssl on OpenSSL).
+//
+// connect_timeout covers resolving, TCP connect, the TLS handshake and the
+// Redis handshake (AUTH, SELECT and the owner's extra step, e.g. SCRIPT
+// LOAD); a command (or a watched SUBSCRIBE confirmation) unanswered for command_timeout drops the
 // connection, which fails every pending command. A dropped connection
 // reconnects after a backoff that doubles from reconnect_min up to
 // reconnect_max, with jitter.
@@ -27,7 +29,23 @@
 
 struct redisReply;
 
+namespace asio::ssl {
+class context;
+}  // namespace asio::ssl
+
 namespace duplex::engines::detail {
+
+// TLS to Redis (engine.redis.tls*): verified against ca_file (or the
+// system's store) and the server's name, optionally with a client
+// certificate (Redis' tls-auth-clients).
+struct RedisTlsOptions {
+  bool enabled = false;
+  std::string ca_file;      // empty: the system's default verify paths
+  std::string cert_file;    // client certificate; with key_file
+  std::string key_file;
+  std::string server_name;  // SNI and the name verified; empty: the host connected to
+  bool verify = true;       // false: neither certificate nor name is checked (tests, self-signed)
+};
 
 struct RedisConnectionOptions {
   std::string host = "127.0.0.1";
@@ -43,6 +61,7 @@ struct RedisConnectionOptions {
   // handshake (a demoted master is refused), and a READONLY error reply
   // drops the connection so the next attempt asks the sentinels again.
   bool require_master = false;
+  RedisTlsOptions tls;
 };
 
 // "host:port" -> options (port 6379 when absent). Throws on a bad port.
@@ -63,6 +82,7 @@ class RedisConnection {
   using Found = std::function<void(std::string host, int port, std::string error)>;
   using Locate = std::function<void(Found found)>;
 
+  // Throws std::runtime_error if TLS is on and its files cannot be used.
   RedisConnection(asio::io_context& io, RedisConnectionOptions options);
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
@@ -125,6 +145,9 @@ class RedisConnection {
   // commands fail, reconnect.
   void fail_attempt(const std::string& why);
   void on_connected(const std::shared_ptr<Link>& link);
+  void start_tls(const std::shared_ptr<Link>& link);
+  // Both start once the connection (and its TLS handshake) is up.
+  void on_session(const std::shared_ptr<Link>& link);
   void run_handshake(int step);
   void handshake_done();
   // The connection is gone: pending commands fail (each callback once, now),
@@ -149,6 +172,7 @@ class RedisConnection {
   std::atomic<bool> up_{false};
   // The current socket, reader and pending commands; null while down.
   std::shared_ptr<Link> link_;
+  std::unique_ptr<asio::ssl::context> tls_;  // null: plain TCP
   std::string last_error_ = "not connected yet";
   bool ever_ready_ = false;
   bool stopping_ = false;

@@ -35,6 +35,7 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisS
       options.command_timeout = config.command_timeout;
       options.reconnect_min = config.reconnect_min;
       options.reconnect_max = config.reconnect_max;
+      options.tls = redis_tls_options(config);
       auto link = std::make_unique<Link>();
       link->conn = std::make_unique<RedisConnection>(io_, std::move(options));
       if (sentinels) follow_sentinels(*link->conn, *sentinels);

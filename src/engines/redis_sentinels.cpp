@@ -79,6 +79,7 @@ RedisSentinels::RedisSentinels(asio::io_context& io, const RedisConfig& config) 
       o.command_timeout = config.command_timeout;
       o.reconnect_min = config.reconnect_min;
       o.reconnect_max = config.reconnect_max;
+      o.tls = redis_tls_options(config);
       return o;
     };
     Sentinel sentinel;
@@ -148,6 +149,17 @@ void RedisSentinels::ask(std::size_t index, std::size_t asked, std::shared_ptr<s
 std::vector<std::string> redis_targets(const RedisConfig& config) {
   if (config.sentinels.empty()) return config.addresses;
   return {std::string()};
+}
+
+RedisTlsOptions redis_tls_options(const RedisConfig& config) {
+  RedisTlsOptions tls;
+  tls.enabled = config.tls;
+  tls.ca_file = config.tls_ca;
+  tls.cert_file = config.tls_cert;
+  tls.key_file = config.tls_key;
+  tls.server_name = config.tls_server_name;
+  tls.verify = config.tls_verify;
+  return tls;
 }
 
 void follow_sentinels(RedisConnection& connection, RedisSentinels& sentinels) {

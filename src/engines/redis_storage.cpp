@@ -80,6 +80,7 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
     options.command_timeout = config_.command_timeout;
     options.reconnect_min = config_.reconnect_min;
     options.reconnect_max = config_.reconnect_max;
+    options.tls = redis_tls_options(config_);
     auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
     if (sentinels_) follow_sentinels(*conn, *sentinels_);
     conn->set_handshake(load_scripts);

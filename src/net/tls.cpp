@@ -131,6 +131,17 @@ std::optional<TlsFileProblem> check_server_tls_files(const TlsOptions& options) 
   return problem;
 }
 
+std::optional<std::string> check_ca_file(const std::string& path) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) throw std::runtime_error("SSL_CTX_new failed: " + last_tls_error());
+  ERR_clear_error();
+  std::optional<std::string> problem;
+  if (SSL_CTX_load_verify_locations(ctx, path.c_str(), nullptr) != 1)
+    problem = "not a usable CA bundle: " + refusal(path, false);
+  SSL_CTX_free(ctx);
+  return problem;
+}
+
 std::shared_ptr<TlsContext> TlsContext::server(const TlsOptions& options) {
   return std::shared_ptr<TlsContext>(new TlsContext(new_server_ctx(options)));
 }

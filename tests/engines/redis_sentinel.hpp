@@ -73,14 +73,17 @@ inline bool eventually(const std::function<bool()>& condition, std::chrono::mill
 // sentinel rewrites it).
 class RedisSentinel {
  public:
-  RedisSentinel(const std::string& master_name, int master_port)
+  // `extra_config`: more sentinel.conf lines (e.g. TLS settings).
+  RedisSentinel(const std::string& master_name, int master_port, const std::string& extra_config = "",
+                int quorum = 2)
       : port_(free_loopback_port()), dir_("duplex-sentinel-") {
     const std::string config = dir_.path() + "/sentinel.conf";
     {
       std::ofstream out(config);
       out << "port " << port_ << "\nbind 127.0.0.1\ndaemonize no\ndir " << dir_.path() << "\nlogfile "
           << dir_.path() << "/sentinel.log\n"
-          << "sentinel monitor " << master_name << " 127.0.0.1 " << master_port << " 2\n"
+          << extra_config << "sentinel monitor " << master_name << " 127.0.0.1 " << master_port << " " << quorum
+          << "\n"
           << "sentinel down-after-milliseconds " << master_name << " 1000\n"
           << "sentinel failover-timeout " << master_name << " 3000\n"
           << "sentinel parallel-syncs " << master_name << " 1\n";

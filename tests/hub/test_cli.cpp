@@ -408,6 +408,41 @@ TEST(CliServeStart, AnUnusableTlsFileNamesTheKeyAndWhy) {
   EXPECT_TRUE(serve.wait_log("duplex serve listening")) << serve.log();
 }
 
+// The Redis engine's TLS files are checked the same way, named by their keys.
+TEST(CliServeStart, AnUnusableRedisTlsFileNamesTheKeyAndWhy) {
+  const auto dir = scratch_dir("bad-redis-tls");
+  const std::string garbage = write_file(dir / "garbage.pem", "hello, not a PEM file\n");
+  std::string certs[2], keys[2];
+  for (int i = 0; i < 2; ++i) {
+    certs[i] = (dir / ("c" + std::to_string(i) + ".crt")).string();
+    keys[i] = (dir / ("k" + std::to_string(i) + ".key")).string();
+    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                            "-subj /CN=client -keyout '" + keys[i] + "' -out '" + certs[i] + "' >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  const std::string missing = (dir / "missing.pem").string();
+  struct Case {
+    std::string settings, expected;
+  } cases[] = {
+      {"tls_ca = \"" + garbage + "\"\n",
+       "engine.redis.tls_ca = \"" + garbage + "\": not a usable CA bundle: no PEM certificate"},
+      {"tls_ca = \"" + missing + "\"\n", "engine.redis.tls_ca = \"" + missing + "\": cannot read it"},
+      {"tls_cert = \"" + garbage + "\"\ntls_key = \"" + keys[0] + "\"\n",
+       "engine.redis.tls_cert = \"" + garbage + "\": not a usable certificate: no PEM certificate"},
+      {"tls_cert = \"" + certs[0] + "\"\ntls_key = \"" + keys[1] + "\"\n",
+       "engine.redis.tls_key = \"" + keys[1] + "\": not a usable private key: it does not match the certificate"},
+      {"tls_cert = \"" + certs[0] + "\"\n", "[engine.redis] tls_cert is set but tls_key is not"},
+  };
+  for (const Case& c : cases) {
+    const std::string config = write_file(dir / "redis-tls.toml", "[engine]\ntype = \"redis\"\n[engine.redis]\ntls = true\n" +
+                                                                      c.settings);
+    const Outcome outcome = run_duplex({"serve", "--config", config, "--listen", "127.0.0.1:0"});
+    EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+    EXPECT_NE(outcome.output.find(c.expected), std::string::npos) << outcome.output;
+    EXPECT_EQ(outcome.output.find("error:"), std::string::npos) << outcome.output;
+  }
+}
+
 namespace {
 
 // A loopback port nobody listens on (bound, read, closed: free again).

@@ -41,6 +41,14 @@ struct RedisConfig {
   // slot's master (docs/ENGINES.md, "Redis Cluster").
   bool cluster = false;
   std::size_t cluster_max_redirects = 5;  // MOVED/ASK followed per command; more: it fails
+  // TLS on every connection (servers and sentinels): the certificate is
+  // verified against tls_ca (empty: the system store) and the host name.
+  bool tls = false;
+  std::string tls_ca;              // CA bundle (PEM)
+  std::string tls_cert;            // client certificate (PEM), for tls-auth-clients; with tls_key
+  std::string tls_key;             // its unencrypted private key (PEM)
+  std::string tls_server_name;     // SNI and the name verified; empty: the host of each address
+  bool tls_verify = true;          // false: no certificate or name check (tests, self-signed; logged)
 };
 
 // [engine.nats]: fan-out over NATS subjects (type "nats"); offsets, history,

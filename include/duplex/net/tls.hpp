@@ -55,4 +55,8 @@ struct TlsFileProblem {
 };
 std::optional<TlsFileProblem> check_server_tls_files(const TlsOptions& options);
 
+// Why a CA bundle cannot verify peers ("no PEM certificate in it"), in the
+// same words; nullopt if OpenSSL loads it.
+std::optional<std::string> check_ca_file(const std::string& path);
+
 }  // namespace duplex::net

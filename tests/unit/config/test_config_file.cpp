@@ -614,6 +614,13 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nusername = \"alice\"\n"),
             Problems{"[engine.redis] username is set but password is not (AUTH with a user needs its password)"});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\nusername = \"alice\"\npassword = \"pw\"\n").empty());
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\ntls = true\ntls_key = \"k.pem\"\n"),
+            Problems{"[engine.redis] tls_key is set but tls_cert is not (a client certificate needs its key)"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\ntls_ca = \"ca.pem\"\n"),
+            Problems{"[engine.redis] tls_ca, tls_cert, tls_key or tls_server_name is set but tls is false"});
+  EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\ntls = true\ntls_ca = \"ca.pem\"\n"
+                          "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_server_name = \"redis.internal\"\n")
+                  .empty());
   const std::string sentinel = "[engine]\ntype = \"redis\"\n[engine.redis]\nsentinels = [\"127.0.0.1:26379\"]\n";
   EXPECT_TRUE(problems_of(sentinel + "sentinel_master = \"mymaster\"\n").empty());
   EXPECT_EQ(problems_of(sentinel + "sentinel_master = \"mymaster\"\naddresses = [\"10.0.0.1:6379\"]\n"),
