@@ -196,7 +196,7 @@ std::function<int()> add_serve_command(CLI::App& app) {
   cmd->add_option("--api-key", flags->api_key, "enables the HTTP API with this key (or env DUPLEX_API_KEY)");
   cmd->add_flag("--allow-anonymous", flags->allow_anonymous, "accept connections without a token");
   cmd->add_option("--web-root", flags->web_root, "directory served at / (default: <dir of this binary>/../share/duplex/web when it exists, "
-                  "else the source tree's web/)");
+                  "else the build tree's web/)");
   cmd->add_flag("--demo-tokens", flags->demo_tokens, "GET /demo/token?user=NAME mints tokens (development only)");
   cmd->add_option("--node", flags->node, "node name (default hostname-pid)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error");

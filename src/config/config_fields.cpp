@@ -267,7 +267,7 @@ std::vector<ConfigField> make_fields() {
 
       // [web]
       {"web.root", DUPLEX_REF(web.root), K::string, R::restart, 0, 0, {},
-       "directory served at /; empty = the installed or source tree's web/"},
+       "directory served at /; empty = the installed or build tree's web/"},
       {"web.demo_tokens", DUPLEX_REF(web.demo_tokens), K::boolean, R::live, 0, 0, {},
        "GET /demo/token?user=NAME mints HS256 tokens (development only)"},
       {"web.demo_token_ttl", DUPLEX_REF(web.demo_token_ttl), K::seconds, R::live, 1, 30 * day, {},

@@ -91,7 +91,7 @@ WebRoot resolve_web_root(const std::string& configured) {
     const fs::path installed = (exe.parent_path() / DUPLEX_INSTALLED_WEB_DIR).lexically_normal();
     if (fs::is_directory(installed, ec)) return {installed.string(), "install prefix"};
   }
-  return {DUPLEX_WEB_ROOT, "source tree"};
+  return {DUPLEX_WEB_ROOT, "build tree"};
 }
 
 // ---- HTTP routes -------------------------------------------------------------------

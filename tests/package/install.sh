@@ -2,8 +2,9 @@
 # An installed tree serves its own web files: `cmake --install BUILD --prefix
 # TMP`, then TMP/bin/duplex serve answers / and /duplex.js from
 # TMP/share/duplex/web (an edited copy there is what is served, not the
-# source tree's web/). The lookup order: --web-root over the installed
-# directory over the source tree's web/ (when the installed one is missing).
+# build tree's web/). The lookup order: --web-root over the installed
+# directory over the build tree's web/ (when the installed one is missing),
+# whose files are links to the source tree's: an edit there is served at once.
 #   tests/package/install.sh BUILD
 set -euo pipefail
 BUILD=$(realpath "$1")
@@ -46,11 +47,12 @@ expect_log "$RUN" "serving web files dir=$RUN/site from=web.root"
 [ "$(served /)" = "<p>site $$</p>" ]
 stop_serve
 
-echo "--- without the installed directory: the source tree's web/ (a developer build)"
+echo "--- without the installed directory: the build tree's web/ (a developer build)"
 mv "$WEB" "$RUN/moved-web"
 start_serve "$RUN" "$PREFIX/bin/duplex" --engine memory
-expect_log "$RUN" "serving web files dir=$SOURCE/web from=\"source tree\""
+expect_log "$RUN" "serving web files dir=$BUILD/web from=\"build tree\""
 served / | cmp - "$SOURCE/web/index.html"
+served /duplex.js | cmp - "$SOURCE/web/duplex.js"
 stop_serve
 
-echo "install: the installed tree serves share/duplex/web; --web-root and the source tree in that order"
+echo "install: the installed tree serves share/duplex/web; --web-root and the build tree in that order"

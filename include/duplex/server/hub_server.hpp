@@ -19,12 +19,12 @@ namespace duplex::transport {
 // The directory served at / (the demo pages, duplex.js) and why that one.
 struct WebRoot {
   std::string dir;
-  std::string source;  // "web.root" (the config key or --web-root), "install prefix" or "source tree"
+  std::string source;  // "web.root" (the config key or --web-root), "install prefix" or "build tree"
 };
 // `configured` (web.root) when set; else <directory of the executable>/
 // ../share/duplex/web when it exists (the installed layout: cmake --install,
-// the Debian package); else the web/ directory of the source tree the binary
-// was built from (a developer build).
+// the Debian package); else the web/ directory of the build tree the binary
+// was built in (a developer build: links to the source tree's files).
 WebRoot resolve_web_root(const std::string& configured);
 
 class HubServer {
