@@ -15,6 +15,7 @@
 #include "duplex/net/error_log.hpp"
 #include "duplex/net/loop_timer.hpp"
 #include "io_ring.hpp"
+#include "loop_tls_bio.hpp"
 
 namespace duplex::net {
 
@@ -341,6 +342,11 @@ std::string& EventLoop::cork_for(Connection* c) {
     corked_ = c;
   }
   return cork_;
+}
+
+detail::LoopTlsBio& EventLoop::tls_bio() {
+  if (!tls_bio_) tls_bio_ = std::make_unique<detail::LoopTlsBio>();
+  return *tls_bio_;
 }
 
 std::string& EventLoop::discard_buffer() {

@@ -31,6 +31,7 @@ class Connection;
 class LoopTimer;
 namespace detail {
 class IoRing;
+class LoopTlsBio;
 }
 
 // Something other than a connection with a socket in a loop's epoll set (a
@@ -113,6 +114,8 @@ class EventLoop {
   void schedule_reap(std::shared_ptr<Connection> c);
   // Where an ended connection's late output goes: nowhere (loop thread only).
   std::string& discard_buffer();
+  // The BIO this loop's TLS connections share (made on first use).
+  detail::LoopTlsBio& tls_bio();
 
   // Unique for the life of the process (never reused), so a connection
   // outliving its loop cannot reach another loop at the same address.
@@ -168,6 +171,10 @@ class EventLoop {
   std::vector<std::weak_ptr<Connection>> flush_list_;
   std::string cork_;
   std::string discard_;
+  // io_uring, TLS: the ciphertext of one SSL call, handed to the ring as a
+  // send (no copy) or appended behind the send in flight.
+  std::string tls_out_;
+  std::unique_ptr<detail::LoopTlsBio> tls_bio_;
   Connection* corked_ = nullptr;
   std::uint32_t id_;
   bool flush_posted_ = false;
