@@ -22,6 +22,7 @@
 #include "connection_config.hpp"
 #include "duplex/net/error_log.hpp"
 #include "io_ring.hpp"
+#include "loop_tls_bio.hpp"
 #include "per_ip_limiter.hpp"
 #include "slab_allocator.hpp"
 #include "duplex/protocol/handshake.hpp"
@@ -217,7 +218,9 @@ std::size_t Connection::buffered_amount() const {
 
 std::string& Connection::output() {
   if (finished_) return loop_->discard_buffer();  // an ended connection owes nothing more
-  if (backlogged()) {
+  // On the ring a TLS backlog is ciphertext: plaintext goes to the cork,
+  // encrypted behind it when uncorked.
+  if (backlogged() && !(ring_io_ && ssl_)) {
     if (loop_->corked_ == this) uncork();
     return backlog_->bytes;
   }
@@ -330,10 +333,11 @@ void Connection::start_server() {
   reschedule_timer();
   if (config_->tls) {
     ssl_ = SSL_new(config_->tls->native());
-    if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) {
+    if (!ssl_) {
       finish(protocol::close_code::abnormal, "TLS setup failed");
       return;
     }
+    loop_->tls_bio().attach(ssl_);
     SSL_set_accept_state(ssl_);
     phase_ = Phase::tls_handshake;
   } else {
@@ -481,10 +485,11 @@ void Connection::start_client_socket() {
 
 void Connection::start_client_tls(const std::string& sni_host) {
   ssl_ = SSL_new(config_->tls->native());
-  if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) {
+  if (!ssl_) {
     fail_connect("TLS setup failed: " + last_tls_error());
     return;
   }
+  loop_->tls_bio().attach(ssl_);
   HandshakeState::Address ignored;
   const bool is_ip = parse_ip_literal(sni_host, 0, ignored);
   if (!is_ip) SSL_set_tlsext_host_name(ssl_, sni_host.c_str());
@@ -518,6 +523,7 @@ void Connection::start_client_handshake() {
 
 void Connection::do_tls_handshake() {
   ERR_clear_error();
+  loop_->tls_bio().use_socket(fd_);
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     if (ws_.role() == protocol::Role::client) {
@@ -547,6 +553,7 @@ void Connection::do_tls_handshake() {
 long Connection::transport_read(std::uint8_t* buf, std::size_t cap, bool& want_write) {
   if (ssl_) {
     ERR_clear_error();
+    loop_->tls_bio().use_socket(fd_);
     const int n = SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(cap, 1u << 30)));
     if (n > 0) return n;
     const int err = SSL_get_error(ssl_, n);
@@ -569,8 +576,9 @@ long Connection::transport_read(std::uint8_t* buf, std::size_t cap, bool& want_w
 }
 
 long Connection::transport_write(const char* data, std::size_t size, bool& want_read) {
-  if (ssl_) {
+  if (ssl_ && !ring_io_) {  // on the ring a TLS backlog is ciphertext already
     ERR_clear_error();
+    loop_->tls_bio().use_socket(fd_);
     const int n = SSL_write(ssl_, data, static_cast<int>(std::min<std::size_t>(size, 1u << 30)));
     if (n > 0) return n;
     const int err = SSL_get_error(ssl_, n);
@@ -1164,7 +1172,7 @@ void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
 void Connection::opened() {
   phase_ = Phase::open;
   opened_ = true;
-  if (loop_->ring_ && !ssl_ && fd_ >= 0) start_ring_io();
+  if (loop_->ring_ && fd_ >= 0 && (!ssl_ || tls_ready_for_ring())) start_ring_io();
   last_rx_tick_ = last_message_tick_ = now();
   reschedule_timer();
   if (config_->handlers.on_open) guarded("on_open", [&] { config_->handlers.on_open(*this); });
@@ -1497,7 +1505,20 @@ void Connection::finish_as_recorded() { finish(close_code_, extras_ ? std::strin
 // Best effort: the socket is non-blocking, and a peer gone already is no error.
 void Connection::send_close_notify() {
   ERR_clear_error();
-  SSL_shutdown(ssl_);
+  if (ring_io_) {
+    // Written at once, as on readiness; but never behind ciphertext the
+    // ring has not sent (it would land inside a record).
+    if (!send_in_flight_ && !backlogged() && fd_ >= 0) {
+      std::string& out = loop_->tls_out_;
+      loop_->tls_bio().use_memory(nullptr, 0, &out);
+      SSL_shutdown(ssl_);
+      if (!out.empty()) (void)::send(fd_, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      out.clear();
+    }
+  } else {
+    loop_->tls_bio().use_socket(fd_);
+    SSL_shutdown(ssl_);
+  }
   ERR_clear_error();
 }
 
@@ -1574,14 +1595,18 @@ void Connection::ring_uncork() {
   std::string& cork = loop_->cork_;
   loop_->corked_ = nullptr;
   if (!cork.empty() && phase_ != Phase::closed) {
-    if (!backlog_) backlog_ = take_backlog();
-    if (send_in_flight_) {
-      backlog_->bytes.append(cork);
+    if (ssl_) {
+      ring_tls_send(cork);  // the ciphertext becomes the send instead
     } else {
-      // The cork's bytes become the send (no copy); the loop keeps the
-      // buffer the last send used.
-      backlog_->in_flight.swap(cork);
-      submit_ring_send();
+      if (!backlog_) backlog_ = take_backlog();
+      if (send_in_flight_) {
+        backlog_->bytes.append(cork);
+      } else {
+        // The cork's bytes become the send (no copy); the loop keeps the
+        // buffer the last send used.
+        backlog_->in_flight.swap(cork);
+        submit_ring_send();
+      }
     }
   }
   cork.clear();
@@ -1620,10 +1645,12 @@ bool Connection::write_backlog_now() {
     std::string& cork = loop_->cork_;
     loop_->corked_ = nullptr;
     if (!backlog_) backlog_ = take_backlog();
-    backlog_->bytes.append(cork);
+    const bool encrypted = !ssl_ || tls_encrypt(cork, backlog_->bytes);
+    if (!ssl_) backlog_->bytes.append(cork);
     cork.clear();
+    if (!encrypted) return false;
   }
-  bool want_read = false;  // plain sockets only here: never set
+  bool want_read = false;  // raw bytes only here (TLS on the ring: ciphertext): never set
   return write_backlog(want_read) >= 0;
 }
 
@@ -1654,7 +1681,10 @@ std::shared_ptr<Connection> Connection::on_ring_recv(int result, std::uint32_t c
     last_rx_tick_ = now();
     ping_sent_tick_ = 0;  // any byte proves the peer alive
     in_read_handler_ = true;
-    on_bytes(loop_->ring_->buffer(cqe_flags), static_cast<std::size_t>(result));
+    if (ssl_)
+      ring_tls_receive(loop_->ring_->buffer(cqe_flags), static_cast<std::size_t>(result));
+    else
+      on_bytes(loop_->ring_->buffer(cqe_flags), static_cast<std::size_t>(result));
     in_read_handler_ = false;
     if (!finished_) flush();
   } else if (result == 0) {
@@ -1683,8 +1713,14 @@ std::shared_ptr<Connection> Connection::on_ring_send(int result) {
     submit_ring_send();
     return nullptr;
   }
-  // The buffer goes back to the loop's cork when that has none (no allocation next turn).
-  if (loop_->cork_.capacity() < b.in_flight.capacity() && loop_->corked_ == nullptr) loop_->cork_.swap(b.in_flight);
+  // The buffer goes back to the loop when it has none (no allocation next
+  // turn): to the cork, or for TLS to the ciphertext buffer.
+  if (ssl_) {
+    b.in_flight.clear();  // sent: what the loop gets back is the empty buffer
+    if (loop_->tls_out_.capacity() < b.in_flight.capacity()) loop_->tls_out_.swap(b.in_flight);
+  } else if (loop_->cork_.capacity() < b.in_flight.capacity() && loop_->corked_ == nullptr) {
+    loop_->cork_.swap(b.in_flight);
+  }
   b.in_flight.clear();
   // What queued behind it (the peer was slow): offered to the socket now,
   // as epoll does on writable, so a backlog drains in this turn, not one
@@ -1695,6 +1731,90 @@ std::shared_ptr<Connection> Connection::on_ring_send(int result) {
   }
   flush();
   return release_if_unarmed();
+}
+
+// ---- TLS on the io_uring backend ------------------------------------------------
+
+// Moved to the ring only at a clean point: no ciphertext or plaintext
+// half-written on readiness (a readiness backlog is plaintext) and nothing
+// OpenSSL has read from the socket but not handed out yet.
+bool Connection::tls_ready_for_ring() const {
+  return !backlogged() && !write_wants_read_ && !read_wants_write_ && SSL_has_pending(ssl_) == 0;
+}
+
+// Where the next ciphertext goes: behind what already waits, or the loop's
+// buffer that becomes the next send.
+std::string& Connection::ring_tls_output() {
+  if (backlog_ && (send_in_flight_ || backlogged() || !backlog_->in_flight.empty())) return backlog_->bytes;
+  return loop_->tls_out_;
+}
+
+// Ciphertext written into the loop's buffer becomes the send (no copy).
+void Connection::ring_tls_ship(std::string& out) {
+  if (&out != &loop_->tls_out_ || out.empty()) return;
+  if (!backlog_) backlog_ = take_backlog();
+  backlog_->in_flight.swap(out);
+  out.clear();
+  submit_ring_send();
+}
+
+bool Connection::tls_encrypt(std::string_view plain, std::string& out) {
+  loop_->tls_bio().use_memory(nullptr, 0, &out);
+  while (!plain.empty()) {
+    ERR_clear_error();
+    const int n = SSL_write(ssl_, plain.data(), static_cast<int>(std::min<std::size_t>(plain.size(), 1u << 30)));
+    if (n <= 0) {
+      ERR_clear_error();
+      return false;
+    }
+    plain.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+void Connection::ring_tls_send(std::string_view plain) {
+  std::string& out = ring_tls_output();
+  if (!tls_encrypt(plain, out)) {
+    write_failed_ = true;  // reported by flush(), outside whoever uncorked us
+    if (!flush_scheduled_ && !in_read_handler_) {
+      flush_scheduled_ = true;
+      loop_->schedule_flush(this);
+    }
+  }
+  ring_tls_ship(out);
+}
+
+// Ciphertext from a provided buffer, fed to OpenSSL as it asks for it; each
+// record's plaintext goes to the protocol before the next is decrypted. The
+// BIO is pointed at what is left before every call: a handler may have used
+// it for another connection in between.
+void Connection::ring_tls_receive(const std::uint8_t* data, std::size_t size) {
+  detail::LoopTlsBio& bio = loop_->tls_bio();
+  std::uint8_t* plain = loop_->read_buffer();
+  const int cap = static_cast<int>(std::min<std::size_t>(loop_->read_buffer_size(), 1u << 30));
+  for (;;) {
+    std::string& out = ring_tls_output();  // OpenSSL may answer (an alert, a key update)
+    bio.use_memory(data, size, &out);
+    ERR_clear_error();
+    const int n = SSL_read(ssl_, plain, cap);
+    data = bio.input();
+    size = bio.input_left();
+    ring_tls_ship(out);
+    if (n > 0) {
+      on_bytes(plain, static_cast<std::size_t>(n));
+      if (finished_ || lingering_) return;  // lingering: nothing more is read through TLS
+      continue;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ) return;  // all consumed; a partial record waits inside OpenSSL
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      on_eof();  // the peer's close_notify
+      return;
+    }
+    ERR_clear_error();
+    finish(protocol::close_code::abnormal, "connection reset");
+    return;
+  }
 }
 
 std::shared_ptr<Connection> Connection::release_if_unarmed() {

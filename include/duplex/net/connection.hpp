@@ -139,6 +139,10 @@ class Connection : public std::enable_shared_from_this<Connection>,
   std::string remote_address() const;
   bool compression_enabled() const { return extras_ && extras_->deflate; }
   EventLoop& loop() const { return *loop_; }
+  // The backend carrying this connection's bytes now: io_uring once an open
+  // connection (plain or TLS) moved onto its loop's ring, else epoll
+  // (readiness: the epoll backend, and every handshake).
+  IoBackend io() const { return ring_io_ ? IoBackend::io_uring : IoBackend::epoll; }
 
   // Application data; the library never touches it.
   void* user_data = nullptr;
@@ -224,6 +228,16 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // `want_read`: TLS must read first); the bytes written, or -1 if the
   // socket failed. Both backends' synchronous writes go through it.
   long write_backlog(bool& want_read);
+  // TLS on the ring: the connection's SSL reads ciphertext from the ring's
+  // receive buffers and writes it to the ring's send path, through the
+  // loop's shared BIO (LoopTlsBio, memory mode).
+  bool tls_ready_for_ring() const;
+  std::string& ring_tls_output();
+  void ring_tls_ship(std::string& out);
+  // Encrypts `plain` onto `out`; false if OpenSSL failed.
+  bool tls_encrypt(std::string_view plain, std::string& out);
+  void ring_tls_send(std::string_view plain);
+  void ring_tls_receive(const std::uint8_t* data, std::size_t size);
   // An ended connection's last reference once no ring request needs it.
   std::shared_ptr<Connection> release_if_unarmed();
   // Ends the connection: marks it closed, closes the socket, and asks the
