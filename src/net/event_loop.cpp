@@ -93,7 +93,16 @@ EventLoop::~EventLoop() {
   }
   // The kernel lets go of every buffer it may still read or fill before
   // anything is freed.
-  if (ring_) ring_->cancel_all_and_wait();
+  // A connection that ended with a request still in the ring (a TLS peer's
+  // close_notify ends it before its receive does) is kept alive by that
+  // request: its last completion lets it go, here as in a turn.
+  if (ring_)
+    ring_->cancel_all_and_wait([](std::uint64_t data, int result, std::uint32_t flags) {
+      auto* connection = reinterpret_cast<Connection*>(static_cast<std::uintptr_t>(data & ~IoRing::op_mask));
+      const auto op = static_cast<IoRing::Op>(data & IoRing::op_mask);
+      if ((op != IoRing::Op::recv && op != IoRing::Op::send) || !connection->ended()) return;  // abandon() below
+      auto last = op == IoRing::Op::recv ? connection->on_ring_recv(result, flags) : connection->on_ring_send(result);
+    });
   // Connections still open keep themselves alive; release them (no callbacks).
   for (auto& c : connections()) c->abandon();
   for (auto& c : reap_list_) c->abandon();

@@ -163,14 +163,14 @@ void IoRing::cancel(std::uint64_t tag) {
   io_uring_sqe_set_data64(sqe, static_cast<std::uint64_t>(Op::ignored));
 }
 
-void IoRing::cancel_all_and_wait() {
+void IoRing::cancel_all_and_wait(const std::function<void(std::uint64_t, int, std::uint32_t)>& fn) {
   if (in_flight_ == 0 || !enabled_ || submitter_ != std::this_thread::get_id()) return;
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
   io_uring_sqe_set_data64(sqe, static_cast<std::uint64_t>(Op::ignored));
   for (int round = 0; round < 100 && in_flight_ > 0; ++round) {
     submit_and_wait(10);
-    drain([](std::uint64_t, int, std::uint32_t) {});
+    drain(fn);
   }
 }
 

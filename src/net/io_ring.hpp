@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -85,9 +86,10 @@ class IoRing {
   // Cancels every request carrying `tag` (their completions still come).
   void cancel(std::uint64_t tag);
   // Cancels every request and waits (at most about a second) until the
-  // kernel has let go of them all; their completions are discarded. For the
-  // loop's end, before the buffers those requests name are freed.
-  void cancel_all_and_wait();
+  // kernel has let go of them all; their completions go to `fn` (user_data,
+  // res, flags). For the loop's end, before the buffers those requests name
+  // are freed.
+  void cancel_all_and_wait(const std::function<void(std::uint64_t, int, std::uint32_t)>& fn);
   // A one-shot readiness poll (POLLIN) of `fd`.
   void poll_in(int fd, std::uint64_t tag);
   // Multishot accept on the listening socket `fd`: one completion per
