@@ -154,7 +154,7 @@ class EventLoop {
   std::size_t read_buffer_size_;
   int epoll_fd_ = -1;
   // io_uring backend (null: epoll). The epoll set stays for the wake-up
-  // eventfd and connections still in a handshake or on TLS: the ring polls
+  // eventfd and connections still in a handshake (plain or TLS): the ring polls
   // the epoll descriptor itself. Listening sockets are multishot accepts.
   std::unique_ptr<detail::IoRing> ring_;
   std::string io_fallback_reason_;
