@@ -1,5 +1,5 @@
 // Chromium behind nginx (tests/proxy/): a proxy that drops the WebSocket
-// Upgrade makes web/duplex.js fall back to SSE, which chats with a WebSocket
+// Upgrade makes web/client/duplex.js fall back to SSE, which chats with a WebSocket
 // client with nothing lost; a correct WebSocket proxy keeps WebSocket.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from '../interop/node_modules/ws/wrapper.mjs';
-import { Duplex } from '../../web/duplex.js';
+import { Duplex } from '../../web/client/duplex.js';
 import { HERE, demoToken, launchChromium, screenshot, serverUrl, waitFor, websocketUrl } from './lib.mjs';
 
 const NGINX = process.env.NGINX || '/usr/sbin/nginx';
@@ -62,7 +62,7 @@ function upgradeStatus(url) {
   });
 }
 
-// A page behind the proxy running web/duplex.js; messages land in window.received.
+// A page behind the proxy running web/client/duplex.js; messages land in window.received.
 async function browserClient(browser, proxyUrl, user, channel, extra = {}) {
   const page = await browser.newPage();
   await page.goto(`${proxyUrl}/healthz`);

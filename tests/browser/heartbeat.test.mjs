@@ -1,4 +1,4 @@
-// web/duplex.js in Chromium when the network dies without a close: the
+// web/client/duplex.js in Chromium when the network dies without a close: the
 // heartbeat must notice (a browser sees no TCP keepalives or WebSocket pings).
 // A frozen server (SIGSTOP) is a dead network as far as the page can tell.
 import { test } from 'node:test';

@@ -1,9 +1,9 @@
-// web/duplex.js on Node with the `ws` package against the real server:
+// web/client/duplex.js on Node with the `ws` package against the real server:
 // subscribe, publish, presence, history, idempotency, recovery, offline queue.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from '../interop/node_modules/ws/wrapper.mjs';
-import { Duplex } from '../../web/duplex.js';
+import { Duplex } from '../../web/client/duplex.js';
 import { demoToken, waitFor, websocketUrl } from './lib.mjs';
 
 const channel = `chat:node-${Date.now().toString(36)}`;

@@ -70,7 +70,6 @@ type = "memory"
 level = "warn"
 
 [web]
-root = "$ROOT/web"
 demo_tokens = true
 demo_token_ttl = "1h"
 

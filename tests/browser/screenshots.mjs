@@ -37,7 +37,7 @@ function freePort() {
 async function startServer() {
   const port = await freePort();
   const child = spawn(DUPLEX, ['serve', '--config', join(ROOT, 'config', 'demo.toml'), '--listen', `127.0.0.1:${port}`,
-    '--engine', 'memory', '--web-root', join(ROOT, 'web'), '--log-level', 'warn'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    '--engine', 'memory', '--log-level', 'warn'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     if (child.exitCode != null) throw new Error(`duplex serve exited with ${child.exitCode}`);

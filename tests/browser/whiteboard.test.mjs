@@ -1,4 +1,4 @@
-// The whiteboard page (web/whiteboard.html) in Chromium against the real
+// The whiteboard page (web/demo/whiteboard.html) in Chromium against the real
 // `duplex serve`: strokes drawn on one page appear on the others with the same
 // points (the board model window.__board builds, and the canvas pixels), at
 // most ~30 publishes a second however fast the mouse moves; cursors follow

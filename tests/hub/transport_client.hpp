@@ -3,7 +3,7 @@
 // sockets speaking HTTP/1.1 with keep-alive). The same test code drives all
 // three: send commands, wait for replies and pushes by type, drop the
 // session. Fallback commands are batched into POSTs (at most 100 lines, one
-// POST at a time, like web/duplex.js); their replies come in the POST's
+// POST at a time, like web/client/duplex.js); their replies come in the POST's
 // response and are queued with the pushes.
 #pragma once
 #include <poll.h>

@@ -1,4 +1,4 @@
-// Connection lifecycle of web/duplex.js against a scripted fake WebSocket:
+// Connection lifecycle of web/client/duplex.js against a scripted fake WebSocket:
 // authentication, backoff, disconnect codes, heartbeat, refresh, offline.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

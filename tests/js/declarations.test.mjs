@@ -1,13 +1,13 @@
-// web/duplex.d.ts names only what web/duplex.js has: every method and
+// web/client/duplex.d.ts names only what web/client/duplex.js has: every method and
 // property it declares on Duplex and Subscription, every ErrorCode entry and
 // value. (tsc in tests/types checks the declarations themselves.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import * as duplex from '../../web/duplex.js';
+import * as duplex from '../../web/client/duplex.js';
 import { makeClient } from './harness.mjs';
 
-const declarations = readFileSync(new URL('../../web/duplex.d.ts', import.meta.url), 'utf8');
+const declarations = readFileSync(new URL('../../web/client/duplex.d.ts', import.meta.url), 'utf8');
 
 // Member names declared in `export declare class NAME ... { ... }` (one level of braces).
 function membersOf(className) {

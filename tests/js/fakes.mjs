@@ -1,5 +1,5 @@
 // Scripted stand-ins for the WebSocket class, the clock and the browser's
-// network events, so tests/js can drive web/duplex.js frame by frame.
+// network events, so tests/js can drive web/client/duplex.js frame by frame.
 
 export class FakeClock {
   constructor() {

@@ -1,4 +1,4 @@
-// Transport fallback of web/duplex.js: WebSocket, then SSE, then long-polling,
+// Transport fallback of web/client/duplex.js: WebSocket, then SSE, then long-polling,
 // against scripted EventSource and fetch fakes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

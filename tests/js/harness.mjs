@@ -1,6 +1,6 @@
 // A Duplex client wired to fakes, plus the steps every scripted test repeats.
 import assert from 'node:assert/strict';
-import { Duplex } from '../../web/duplex.js';
+import { Duplex } from '../../web/client/duplex.js';
 import { FakeClock, FakeNetwork, makeFakeWebSocket, flush } from './fakes.mjs';
 
 export function makeClient(options = {}) {

@@ -1,4 +1,4 @@
-// Publishing with web/duplex.js: acknowledgements, the offline queue and
+// Publishing with web/client/duplex.js: acknowledgements, the offline queue and
 // resending with the same idempotency key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Subscriptions of web/duplex.js against a scripted fake WebSocket: reply
+// Subscriptions of web/client/duplex.js against a scripted fake WebSocket: reply
 // matching, dedupe by offset, resubscribe with recovery, gaps, presence.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -51,8 +51,8 @@ echo "--- without the installed directory: the build tree's web/ (a developer bu
 mv "$WEB" "$RUN/moved-web"
 start_serve "$RUN" "$PREFIX/bin/duplex" --engine memory
 expect_log "$RUN" "serving web files dir=$BUILD/web from=\"build tree\""
-served / | cmp - "$SOURCE/web/index.html"
-served /duplex.js | cmp - "$SOURCE/web/duplex.js"
+served / | cmp - "$SOURCE/web/demo/index.html"
+served /duplex.js | cmp - "$SOURCE/web/client/duplex.js"
 stop_serve
 
 echo "install: the installed tree serves share/duplex/web; --web-root and the build tree in that order"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The JS client as a package: web/duplex.d.ts type-checks (tsc, strict) with
-# usage.ts, and `npm pack` of web/ gives a tarball that installs into a scratch
+# The JS client as a package: web/client/duplex.d.ts type-checks (tsc, strict) with
+# usage.ts, and `npm pack` of web/client/ gives a tarball that installs into a scratch
 # project, imports by name (ESM exports) and type-checks there too.
 #   tests/types/run.sh
 set -euo pipefail
@@ -9,13 +9,13 @@ ROOT=$(cd "$HERE/../.." && pwd)
 TSC="$HERE/node_modules/.bin/tsc"
 [ -x "$TSC" ] || { echo "tests/types: typescript missing: (cd tests/types && npm ci)" >&2; exit 1; }
 
-echo "--- tsc: web/duplex.d.ts with tests/types/usage.ts"
+echo "--- tsc: web/client/duplex.d.ts with tests/types/usage.ts"
 "$TSC" -p "$HERE"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/duplex-pack.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-echo "--- npm pack web/"
-tarball=$(cd "$work" && npm pack "$ROOT/web" --silent --loglevel=error | tail -1)
+echo "--- npm pack web/client/"
+tarball=$(cd "$work" && npm pack "$ROOT/web/client" --silent --loglevel=error | tail -1)
 tar -tzf "$work/$tarball" | sort > "$work/contents"
 expected=$(printf 'package/duplex.d.ts\npackage/duplex.js\npackage/package.json\n')
 if [ "$(cat "$work/contents")" != "$expected" ]; then

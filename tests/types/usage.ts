@@ -1,8 +1,8 @@
-// Every call docs/CLIENT-JS.md shows, written against web/duplex.d.ts; tsc
+// Every call docs/CLIENT-JS.md shows, written against web/client/duplex.d.ts; tsc
 // (strict) must accept it. The @ts-expect-error lines must stay errors: they
 // prove the declarations are not `any`.
-import Duplex, { Duplex as Named, DuplexError, ErrorCode } from '../../web/duplex.js';
-import type { Publication, PublishAck, Subscription } from '../../web/duplex.js';
+import Duplex, { Duplex as Named, DuplexError, ErrorCode } from '../../web/client/duplex.js';
+import type { Publication, PublishAck, Subscription } from '../../web/client/duplex.js';
 
 const client: Duplex = new Named('ws://127.0.0.1:8080/connection/websocket', {
   token: 'eyJ...',

@@ -1,4 +1,4 @@
-// The whiteboard demo: a shared board with live cursors, on web/duplex.js.
+// The whiteboard demo: a shared board with live cursors, on web/client/duplex.js.
 //
 // - Strokes are client publishes on `board:NAME` (history: the board's log).
 //   A stroke in progress goes out in chunks, at most one publish per

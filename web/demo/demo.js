@@ -1,6 +1,6 @@
 // The demo page: a chat (rooms, presence, history, offline queue, typing
 // indicators, a "new since you were last here" divider) and a live dashboard
-// of the server's figures, on web/duplex.js. User data only ever reaches the
+// of the server's figures, on web/client/duplex.js. User data only ever reaches the
 // page through textContent.
 import { Duplex } from './duplex.js';
 
