@@ -200,8 +200,8 @@ std::function<int()> add_echo_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Event loops, one per thread (0 = one per core)")->capture_default_str();
   cmd->add_option("--io", args->io,
-                  "Event loop backend: auto (the DUPLEX_IO environment variable decides; unset: epoll), epoll or "
-                  "io_uring (an error where io_uring is unavailable)")
+                  "Event loop backend: auto (DUPLEX_IO decides; unset: io_uring where the kernel allows it, else "
+                  "epoll), epoll or io_uring (an error where io_uring is unavailable)")
       ->check(CLI::IsMember({"auto", "epoll", "io_uring"}))
       ->capture_default_str();
   cmd->add_flag("--reuse-port", args->reuse_port,

@@ -71,7 +71,7 @@ std::vector<ConfigField> make_fields() {
       {"server.read_buffer_size", DUPLEX_REF(server.read_buffer_size), K::size, R::restart, 4 * kib, 64 * mib, {},
        "one per event loop, shared by its connections"},
       {"server.io", DUPLEX_REF(server.io), K::choice, R::restart, 0, 0, {"auto", "epoll", "io_uring"},
-       "event loop backend: auto (the DUPLEX_IO environment variable decides; unset: epoll), epoll or io_uring"},
+       "event loop backend: auto (DUPLEX_IO decides; unset: io_uring where the kernel allows it, else epoll), epoll or io_uring"},
 
       {"server.http.max_line_bytes", DUPLEX_REF(server.http.max_line_bytes), K::size, R::restart, 256, 1 * mib, {},
        "request line and each header line"},

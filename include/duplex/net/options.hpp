@@ -26,7 +26,7 @@ inline constexpr std::size_t max_size_option = std::size_t{1} << 30;  // 1 GiB
 // How an event loop talks to the kernel.
 enum class IoBackend : std::uint8_t {
   automatic,  // the environment variable DUPLEX_IO decides: epoll, io_uring, or auto (io_uring
-              // where this kernel and its policy allow it, else epoll); unset: epoll for now
+              // where this kernel and its policy allow it, else epoll); unset: as auto
   epoll,      // readiness: one epoll_wait per turn, then a recv and a send per socket
   io_uring,   // completions: multishot receive into a provided-buffer ring and every
               // send of a turn submitted together, one io_uring_enter per turn
