@@ -87,8 +87,7 @@ std::optional<std::string_view> HttpApi::Call::channel() const {
 }
 
 void HttpApi::nodes(net::Connection& c, std::vector<HttpHeader> headers) {
-  hub::Hub& hub = hub_;
-  hub.engine().nodes([conn = c.shared_from_this(), headers](std::vector<engines::NodeInfo> nodes) {
+  hub_.engine().nodes([conn = c.shared_from_this(), headers](std::vector<engines::NodeInfo> nodes) {
     std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     std::string out = "{\"nodes\":[";
     for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -106,13 +105,12 @@ void HttpApi::nodes(net::Connection& c, std::vector<HttpHeader> headers) {
 }
 
 void HttpApi::publish(Call& call) {
-  hub::Hub& hub = hub_;
   const auto channel = call.channel();
   simdjson::dom::element data;
   if (!channel || call.body["data"].get(data) != simdjson::SUCCESS) return call.bad("publish needs \"channel\" and \"data\"");
   std::string_view key_text;
   if (call.body["idempotency_key"].get(key_text)) {}  // optional field
-  hub.api_publish(std::string(*channel), simdjson::minify(data), std::string(key_text),
+  hub_.api_publish(std::string(*channel), simdjson::minify(data), std::string(key_text),
                   [conn = call.c.shared_from_this(), headers = call.headers](hub::ApiError e, hub::StreamPosition p, bool dup) {
                     if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
                     std::string out = "{\"result\":{\"epoch\":" + hub::json_string(p.epoch) +
@@ -122,7 +120,6 @@ void HttpApi::publish(Call& call) {
 }
 
 void HttpApi::broadcast(Call& call) {
-  hub::Hub& hub = hub_;
   simdjson::dom::array channels;
   simdjson::dom::element data;
   if (call.body["channels"].get(channels) != simdjson::SUCCESS || call.body["data"].get(data) != simdjson::SUCCESS)
@@ -144,7 +141,7 @@ void HttpApi::broadcast(Call& call) {
   gather->left = names.size();
   const std::string payload = simdjson::minify(data);
   for (std::size_t i = 0; i < names.size(); ++i) {
-    hub.api_publish(names[i], payload, {}, [gather, i, conn = call.c.shared_from_this(), headers = call.headers](hub::ApiError e, hub::StreamPosition p, bool) {
+    hub_.api_publish(names[i], payload, {}, [gather, i, conn = call.c.shared_from_this(), headers = call.headers](hub::ApiError e, hub::StreamPosition p, bool) {
       std::string part = e.code ? api_error_json(e.code, e.message)
                                 : "{\"epoch\":" + hub::json_string(p.epoch) + ",\"offset\":" + std::to_string(p.offset) + "}";
       std::lock_guard lock(gather->m);
@@ -162,10 +159,9 @@ void HttpApi::broadcast(Call& call) {
 }
 
 void HttpApi::presence(Call& call) {
-  hub::Hub& hub = hub_;
   const auto channel = call.channel();
   if (!channel) return call.bad("presence needs \"channel\"");
-  hub.api_presence(std::string(*channel), [conn = call.c.shared_from_this(), headers = call.headers](hub::ApiError e, std::vector<hub::ClientInfo> clients) {
+  hub_.api_presence(std::string(*channel), [conn = call.c.shared_from_this(), headers = call.headers](hub::ApiError e, std::vector<hub::ClientInfo> clients) {
     if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
     std::string out = "{\"result\":{\"clients\":[";
     for (std::size_t i = 0; i < clients.size(); ++i) {
@@ -178,10 +174,9 @@ void HttpApi::presence(Call& call) {
 }
 
 void HttpApi::history(Call& call) {
-  hub::Hub& hub = hub_;
   const auto channel = call.channel();
   if (!channel) return call.bad("history needs \"channel\"");
-  std::uint64_t limit = hub.config().limits.max_history_size;
+  std::uint64_t limit = hub_.config().limits.max_history_size;
   if (call.body["limit"].get(limit)) {}  // optional field
   bool reverse = false;
   if (call.body["reverse"].get(reverse)) {}  // optional field
@@ -194,7 +189,7 @@ void HttpApi::history(Call& call) {
       return call.bad("\"since\" needs \"epoch\" and \"offset\"");
     since = hub::StreamPosition{std::string(epoch), offset};
   }
-  hub.api_history(std::string(*channel), limit, since, reverse,
+  hub_.api_history(std::string(*channel), limit, since, reverse,
                   [conn = call.c.shared_from_this(), headers = call.headers](hub::ApiError e, engines::HistoryResult h) {
                     if (e.code) return respond_later(*conn, http_status_for(e.code), api_error_json(e.code, e.message), headers);
                     std::string out = "{\"result\":{\"epoch\":" + hub::json_string(h.top.epoch) +
@@ -209,32 +204,29 @@ void HttpApi::history(Call& call) {
 }
 
 void HttpApi::disconnect(Call& call) {
-  hub::Hub& hub = hub_;
   std::string_view user;
   if (call.body["user"].get(user) != simdjson::SUCCESS) return call.bad("disconnect needs \"user\"");
   bool reconnect = false;
   if (call.body["reconnect"].get(reconnect)) {}  // optional field
   std::string_view reason = reconnect ? "reconnect requested by the server" : "disconnected by the server";
   if (call.body["reason"].get(reason)) {}  // optional field
-  hub.api_disconnect(std::string(user), reconnect ? hub::disconnect_code::force_reconnect : hub::disconnect_code::disconnected,
+  hub_.api_disconnect(std::string(user), reconnect ? hub::disconnect_code::force_reconnect : hub::disconnect_code::disconnected,
                      std::string(reason.substr(0, 120)));
   return call.c.http_respond(200, "application/json", "{\"result\":{}}", call.headers);
 }
 
 void HttpApi::unsubscribe(Call& call) {
-  hub::Hub& hub = hub_;
   const auto channel = call.channel();
   std::string_view user;
   if (call.body["user"].get(user) != simdjson::SUCCESS || !channel) return call.bad("unsubscribe needs \"user\" and \"channel\"");
-  hub.api_unsubscribe(std::string(user), std::string(*channel));
+  hub_.api_unsubscribe(std::string(user), std::string(*channel));
   return call.c.http_respond(200, "application/json", "{\"result\":{}}", call.headers);
 }
 
 void HttpApi::channels(Call& call) {
-  hub::Hub& hub = hub_;
   std::string out = "{\"result\":{\"channels\":[";
   bool first = true;
-  for (const auto& [name, count] : hub.api_channels()) {
+  for (const auto& [name, count] : hub_.api_channels()) {
     if (!first) out += ',';
     first = false;
     out += "{\"channel\":" + hub::json_string(name) + ",\"subscribers\":" + std::to_string(count) + "}";
@@ -244,17 +236,16 @@ void HttpApi::channels(Call& call) {
 }
 
 void HttpApi::info(Call& call) {
-  hub::Hub& hub = hub_;
-  const auto& k = hub.counters();
+  const auto& k = hub_.counters();
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
-  std::string out = "{\"result\":{\"node\":" + hub::json_string(hub.node_name()) +
-                    ",\"started_ms\":" + std::to_string(hub.started_ms()) + ",\"version\":\"" DUPLEX_VERSION
-                    "\",\"engine\":" + hub::json_string(hub.engine().name()) +
-                    ",\"engine_healthy\":" + (hub.engine().healthy() ? "true" : "false") +
+  std::string out = "{\"result\":{\"node\":" + hub::json_string(hub_.node_name()) +
+                    ",\"started_ms\":" + std::to_string(hub_.started_ms()) + ",\"version\":\"" DUPLEX_VERSION
+                    "\",\"engine\":" + hub::json_string(hub_.engine().name()) +
+                    ",\"engine_healthy\":" + (hub_.engine().healthy() ? "true" : "false") +
                     ",\"uptime\":" + std::to_string(uptime) + ",\"connections\":" + std::to_string(k.connections.load()) +
                     ",\"subscriptions\":" + std::to_string(k.subscriptions.load()) +
                     ",\"publications\":" + std::to_string(k.publications.load()) +
-                    ",\"channels\":" + std::to_string(hub.channel_count()) + "}}";
+                    ",\"channels\":" + std::to_string(hub_.channel_count()) + "}}";
   return call.c.http_respond(200, "application/json", out, call.headers);
 }
 
