@@ -7,24 +7,14 @@
 
 namespace duplex::protocol {
 
-namespace {
-// The key rotated so that byte i of the output uses rotated[i % 4].
-inline std::uint32_t rotated_key(MaskKey key, std::size_t offset) {
-  std::uint8_t k[4];
-  for (std::size_t i = 0; i < 4; ++i) k[i] = key[(i + offset) & 3];
-  std::uint32_t k32;
-  std::memcpy(&k32, k, 4);
-  return k32;
-}
-}  // namespace
-
 void apply_mask(std::uint8_t* data, std::size_t size, MaskKey key, std::size_t offset) {
   copy_masked(data, data, size, MaskKey{key[offset & 3], key[(offset + 1) & 3], key[(offset + 2) & 3],
                                         key[(offset + 3) & 3]});
 }
 
 void copy_masked(std::uint8_t* dst, const std::uint8_t* src, std::size_t size, MaskKey key) {
-  const std::uint32_t k32 = rotated_key(key, 0);
+  std::uint32_t k32;
+  std::memcpy(&k32, key.data(), 4);
   std::size_t i = 0;
 #if defined(__SSE2__)
   // 16 bytes per step; 16 is a multiple of 4 so the key phase never shifts.
@@ -50,6 +40,14 @@ void copy_masked(std::uint8_t* dst, const std::uint8_t* src, std::size_t size, M
     std::memcpy(&w, src + i, 8);
     w ^= k64;
     std::memcpy(dst + i, &w, 8);
+  }
+  // i is a multiple of 8 here, so the key's phase is 0 again.
+  if (i + 4 <= size) {
+    std::uint32_t w;
+    std::memcpy(&w, src + i, 4);
+    w ^= k32;
+    std::memcpy(dst + i, &w, 4);
+    i += 4;
   }
   for (; i < size; ++i) dst[i] = static_cast<std::uint8_t>(src[i] ^ key[i & 3]);
 }
