@@ -119,7 +119,7 @@ int serve(const ServeFlags& f) {
     std::fprintf(stderr, "duplex serve: %s\n", e.what());
     return 2;
   }
-  hub::log::configure(config.log);
+  hub::log::configure(config.log.level, config.log.format);
   // What the network layer cannot return to a caller (a handler that threw) goes to the structured log.
   net::set_error_log([](std::string_view message) { hub::log::error("network", {{"error", std::string(message)}}); });
   warn_about(config);

@@ -352,7 +352,7 @@ HubServer::ReloadResult HubServer::reload(hub::HubConfig next) {
   }
   // The live fields' consumers: the logger, the hub (token verifier, limits,
   // origins); the rest (api.key, web.*) are read from live_config() per request.
-  hub::log::configure(next.log);
+  hub::log::configure(next.log.level, next.log.format);
   hub_->reload(std::move(verifier), next.limits, next.auth.allowed_origins);
   if (tls_reloadable) live->server.tls = new_tls;
   live_.store(std::move(live), std::memory_order_release);

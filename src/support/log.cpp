@@ -8,7 +8,6 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "duplex/hub/config.hpp"
 #include "support/json.hpp"
 #include "duplex/protocol/utf8.hpp"
 
@@ -233,12 +232,14 @@ bool is_secret_key(std::string_view key) {
   return false;
 }
 
-void configure(const LogConfig& config) {
-  const auto new_level = parse_level(config.level);
+void configure(std::string_view level_text, std::string_view format_text) {
+  const auto new_level = parse_level(level_text);
   if (!new_level)
-    throw std::runtime_error("unknown log level \"" + config.level + "\" (expected trace, debug, info, warn or error)");
-  const auto new_format = parse_format(config.format);
-  if (!new_format) throw std::runtime_error("unknown log format \"" + config.format + "\" (expected text or json)");
+    throw std::runtime_error("unknown log level \"" + std::string(level_text) +
+                             "\" (expected trace, debug, info, warn or error)");
+  const auto new_format = parse_format(format_text);
+  if (!new_format)
+    throw std::runtime_error("unknown log format \"" + std::string(format_text) + "\" (expected text or json)");
   set_format(*new_format);
   set_level(*new_level);
 }

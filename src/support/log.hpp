@@ -19,10 +19,6 @@
 #include <string_view>
 #include <type_traits>
 
-namespace duplex::hub {
-struct LogConfig;  // [log], duplex/hub/config.hpp
-}  // namespace duplex::hub
-
 namespace duplex::hub::log {
 
 enum class Level : std::uint8_t { trace, debug, info, warn, error };
@@ -80,7 +76,7 @@ using Fields = std::initializer_list<Field>;
 
 // Sets level and format from [log]; throws std::runtime_error on an unknown
 // level or format (and changes nothing then).
-void configure(const LogConfig& config);
+void configure(std::string_view level, std::string_view format);
 void set_level(Level level);
 Level level();
 void set_format(Format format);
