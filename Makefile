@@ -5,6 +5,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 TSAN_BUILD ?= build-tsan
+RELEASE_BUILD ?= build-release
 FUZZ_SECONDS ?= 12
 CMAKE_FLAGS ?=
 WERROR ?= ON
@@ -12,7 +13,7 @@ WERROR ?= ON
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: all deps build run test unit interop examples consumer asan fuzz bench deb clean help
+.PHONY: all deps build run test unit interop examples consumer asan fuzz bench deb release clean help
 
 all: build
 
@@ -21,6 +22,8 @@ help:
 	@echo "              (another port: make run PORT=9000; another address: HOST=0.0.0.0)"
 	@echo "make test   - install, build, run every test (unit, examples, consumer, interop, ASan+UBSan, TSan, fuzz)"
 	@echo "make bench  - micro-benchmarks"
+	@echo "make release - the production binary: $(RELEASE_BUILD)/duplex with -O3, LTO and PGO from duplex's own"
+	@echo "              benchmarks (scripts/build-release; about twice a build's time; make deb BUILD=$(RELEASE_BUILD))"
 	@echo "make deb    - the Debian package: $(BUILD)/packages/duplex_<version>-1_<arch>.deb (duplex, web files,"
 	@echo "              /etc/duplex/duplex.toml, the systemd unit; docs/OPERATIONS.md)"
 
@@ -47,5 +50,8 @@ bench: build
 deb: deps $(BUILD)/build.ninja
 	JOBS=$(JOBS) scripts/deb $(BUILD)
 
+release: deps
+	scripts/build-release --jobs $(JOBS) $(RELEASE_BUILD)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD) $(RELEASE_BUILD)
