@@ -72,9 +72,49 @@ void WebSocket::receive(std::uint8_t* data, std::size_t size, EventHandler& hand
   while (pos < size && state_ != State::closed) pos += receive_event(data + pos, size - pos, handler, out);
 }
 
+std::size_t WebSocket::receive_small_message(std::uint8_t* data, std::size_t size, EventHandler& handler,
+                                             std::string& out) {
+  if (stage_ != Stage::header || header_size_ != 0 || in_message_ || size < 2) return 0;
+  const std::uint8_t b0 = data[0];
+  const std::uint8_t b1 = data[1];
+  const std::uint8_t op = b0 & 0x0F;
+  // FIN, no RSV bit, text or binary, a 7-bit length, masked exactly when we
+  // are the server: anything else takes the general path, which checks it.
+  const bool masked = role_ == Role::server;
+  if ((b0 & 0xF0) != 0x80 || (op != static_cast<std::uint8_t>(Opcode::text) &&
+                                op != static_cast<std::uint8_t>(Opcode::binary)))
+    return 0;
+  if (((b1 & 0x80) != 0) != masked || (b1 & 0x7F) >= 126) return 0;
+  const std::size_t length = b1 & 0x7F;
+  const std::size_t header = masked ? 6 : 2;
+  if (size < header + length || length > limits_->max_frame_size || length > limits_->max_message_size) return 0;
+  std::uint8_t* payload = data + header;
+  if (masked) {
+    MaskKey key;
+    std::memcpy(key.data(), data + 2, 4);
+    copy_masked(payload, payload, length, key);
+  }
+  const auto kind = static_cast<Opcode>(op);
+  if (kind == Opcode::text) {
+    Utf8Validator utf8;
+    if (!utf8.feed(payload, length)) {
+      fail(close_code::invalid_payload, "text message is not valid UTF-8", handler, out);
+      return header + length;
+    }
+    if (!utf8.complete()) {
+      fail(close_code::invalid_payload, "text message ends inside a UTF-8 sequence", handler, out);
+      return header + length;
+    }
+  }
+  deliver(kind, std::string_view(reinterpret_cast<const char*>(payload), length), handler);
+  return header + length;
+}
+
 std::size_t WebSocket::receive_event(std::uint8_t* data, std::size_t size, EventHandler& handler, std::string& out) {
-  std::size_t pos = 0;
   event_passed_ = false;
+  if (state_ == State::closed) return 0;
+  if (const std::size_t used = receive_small_message(data, size, handler, out)) return used;
+  std::size_t pos = 0;
   // Every event sets event_passed_ after its bytes went to `out`; the loop
   // stops at the next check, before anything else could touch `out`.
   while (pos < size && state_ != State::closed && !event_passed_) {

@@ -116,6 +116,10 @@ class WebSocket {
  private:
   enum class Stage : std::uint8_t { header, payload };
 
+  // The common case in one step: a whole unfragmented text or binary frame
+  // of under 126 bytes at the start of `data`, between messages. Returns the
+  // bytes it consumed (the event passed on), or 0 to take the general path.
+  std::size_t receive_small_message(std::uint8_t* data, std::size_t size, EventHandler& handler, std::string& out);
   bool parse_header(const std::uint8_t* h, EventHandler& handler, std::string& out);
   std::size_t header_size_needed(const std::uint8_t* h, std::size_t available) const;
   void consume_data(std::uint8_t* p, std::size_t n, bool whole_frame_here, EventHandler& handler, std::string& out);

@@ -1273,3 +1273,51 @@ TEST(WebSocketSend, FullCloseHandshakeBetweenTwoEndpoints) {
   EXPECT_FALSE(client.failed());
   EXPECT_FALSE(server.failed());
 }
+
+// ---- the small-message fast path against the general path --------------------
+
+// A whole small frame in one read takes receive_small_message; the same bytes
+// fed one at a time never can. Random streams of frames near its edges (text
+// and binary, valid and invalid UTF-8, 125/126-byte lengths, RSV bits, wrong
+// masking, control frames, fragments, messages over the limits) must give
+// the same events, the same output and the same end state both ways.
+TEST(WebSocketFastPath, SameEventsAndOutputAsBytewise) {
+  std::mt19937 rng(20261205);
+  auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
+  const std::vector<std::string> payloads = {"", "hello", "caf\xC3\xA9", "bad\xC3", "\xFF", "\xED\xA0\x80",
+                                             std::string(125, 'a'), std::string(126, 'b'), pattern(100, 3)};
+  for (Role role : kRoles) {
+    SCOPED_TRACE(role_name(role));
+    for (int round = 0; round < 400; ++round) {
+      Limits limits;
+      if (pick(4) == 0) limits.max_message_size = limits.max_frame_size = 4 + pick(8);
+      std::string stream;
+      const std::size_t frames = 1 + pick(6);
+      for (std::size_t i = 0; i < frames; ++i) {
+        const std::string& payload = payloads[pick(payloads.size())];
+        std::uint8_t b0;
+        switch (pick(10)) {
+          case 0: b0 = OP_TEXT; break;                            // a fragment
+          case 1: b0 = FIN | OP_CONT; break;
+          case 2: b0 = FIN | OP_PING; break;
+          case 3: b0 = static_cast<std::uint8_t>(FIN | RSV1 | OP_TEXT); break;
+          case 4: b0 = static_cast<std::uint8_t>(FIN | RSV2 | OP_BIN); break;
+          case 5: b0 = FIN | OP_BIN; break;
+          default: b0 = FIN | OP_TEXT; break;
+        }
+        if (is_control(static_cast<Opcode>(b0 & 0x0F)) && payload.size() > 125) b0 = FIN | OP_BIN;
+        // Now and then the wrong masking for this receiver.
+        const Role as = pick(12) == 0 ? (role == Role::server ? Role::client : Role::server) : role;
+        stream += frame_for(as, b0, payload);
+      }
+      Peer whole(role, limits);
+      whole.feed(stream);
+      Peer bytewise(role, limits);
+      bytewise.feed_bytewise(stream);
+      ASSERT_EQ(whole.rec.events, bytewise.rec.events) << "round " << round;
+      ASSERT_EQ(whole.out, bytewise.out) << "round " << round;
+      ASSERT_EQ(whole.ws.state(), bytewise.ws.state()) << "round " << round;
+      ASSERT_EQ(whole.ws.failed(), bytewise.ws.failed()) << "round " << round;
+    }
+  }
+}
