@@ -15,11 +15,6 @@ namespace duplex::hub {
 
 using Seconds = std::chrono::seconds;
 
-// [engine], [engine.redis], [engine.nats]: the engines' own settings.
-using engines::EngineConfig;
-using engines::NatsConfig;
-using engines::RedisConfig;
-
 // [namespaces.<name>] (and [namespace_defaults] for the default namespace and
 // for names not listed when `namespaces_strict` is off).
 struct NamespaceOptions {
@@ -99,7 +94,7 @@ struct HubConfig {
   net::ServerOptions server;       // [server], [server.tls], [server.timeouts], [server.deflate]
   AuthConfig auth;
   ApiConfig api;
-  EngineConfig engine;
+  engines::EngineConfig engine;  // [engine], [engine.redis], [engine.nats]: the engines' own settings
   HubLimits limits;
   LogConfig log;
   WebConfig web;

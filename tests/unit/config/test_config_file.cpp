@@ -320,9 +320,9 @@ TEST(ConfigFields, EveryMemberHasARow) {
   EXPECT_EQ(member_count<net::DeflateOptions>() - 1 + member_count<protocol::DeflateTuning>(), rows_in("server.deflate"));
   EXPECT_EQ(member_count<hub::AuthConfig>(), rows_in("auth"));
   EXPECT_EQ(member_count<hub::ApiConfig>(), rows_in("api"));
-  EXPECT_EQ(member_count<hub::EngineConfig>(), rows_in("engine") + 2);  // + redis, nats
-  EXPECT_EQ(member_count<hub::RedisConfig>(), rows_in("engine.redis"));
-  EXPECT_EQ(member_count<hub::NatsConfig>(), rows_in("engine.nats"));
+  EXPECT_EQ(member_count<engines::EngineConfig>(), rows_in("engine") + 2);  // + redis, nats
+  EXPECT_EQ(member_count<engines::RedisConfig>(), rows_in("engine.redis"));
+  EXPECT_EQ(member_count<engines::NatsConfig>(), rows_in("engine.nats"));
   EXPECT_EQ(member_count<hub::HubLimits>(), rows_in("limits"));
   EXPECT_EQ(member_count<hub::LogConfig>(), rows_in("log"));
   EXPECT_EQ(member_count<hub::WebConfig>(), rows_in("web"));
