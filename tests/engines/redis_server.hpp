@@ -49,8 +49,12 @@ class RedisServer {
                                   "--daemonize", "no", "--loglevel", "warning", "--logfile", dir + "/redis.log"};
     args.insert(args.end(), extra_.begin(), extra_.end());
     process_.spawn(std::move(args), false);
-    process_.wait_ready([this] { return answers_ping(); }, "redis-server", port_, "did not answer PING within 10s",
-                        true);
+    try {
+      process_.wait_ready([this] { return answers_ping(); }, "redis-server", port_, "did not answer PING within 10s",
+                          true);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(e.what() + std::string("; its log:") + log_tail(dir + "/redis.log"));
+    }
   }
 
   // SIGTERM and wait (Redis finishes its append-only file).
@@ -100,7 +104,7 @@ class RedisServer {
     redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeout);
     if (!c) return false;
     bool pong = false;
-    if (!c->err) {
+    if (!c->err && redisSetTimeout(c, timeout) == REDIS_OK) {  // a reply that never comes must not hang the wait
       auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
       // NOAUTH is an answer too: the server is up.
       pong = reply && (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_ERROR);

@@ -14,12 +14,15 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
+
+#include "../common/exec_argv.hpp"
 
 namespace duplex::test {
 
@@ -38,6 +41,20 @@ inline int free_loopback_port() {
   }
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+// The last `lines` lines of a server's log file, for a failure message
+// ("" when it cannot be read).
+inline std::string log_tail(const std::string& path, std::size_t lines = 20) {
+  std::ifstream in(path);
+  std::vector<std::string> kept;
+  for (std::string line; std::getline(in, line);) {
+    kept.push_back(std::move(line));
+    if (kept.size() > lines) kept.erase(kept.begin());
+  }
+  std::string text;
+  for (const auto& line : kept) text += "\n  " + line;
+  return text;
 }
 
 // A fresh directory under the system temp dir, named `prefix` + six random
@@ -77,6 +94,7 @@ class ChildProcess {
 
   // stdout and stderr appended to `output` (a file; empty: inherited).
   void spawn(std::vector<std::string> args, const std::string& output) {
+    const ExecArgv argv(std::move(args));
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -90,10 +108,7 @@ class ChildProcess {
           ::dup2(fd, STDERR_FILENO);
         }
       }
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
+      ::execvp(argv.file(), argv.argv());
       ::_exit(127);
     }
   }

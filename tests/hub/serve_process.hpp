@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "../common/exec_argv.hpp"
+
 namespace hub_test {
 
 using namespace std::chrono_literals;
@@ -28,18 +30,16 @@ class DuplexProcess {
   DuplexProcess(std::vector<std::string> args, const std::string& log_path) : log_path_(log_path) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe");
+    std::vector<std::string> all = {DUPLEX_BINARY};
+    all.insert(all.end(), args.begin(), args.end());
+    const duplex::test::ExecArgv argv(std::move(all));
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(out[1], 1);
       const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       ::dup2(log, 2);
       ::close(out[0]);
-      std::vector<std::string> argv = {DUPLEX_BINARY};
-      argv.insert(argv.end(), args.begin(), args.end());
-      std::vector<char*> c_argv;
-      for (auto& a : argv) c_argv.push_back(a.data());
-      c_argv.push_back(nullptr);
-      ::execv(DUPLEX_BINARY, c_argv.data());
+      ::execv(argv.file(), argv.argv());
       std::_Exit(127);
     }
     ::close(out[1]);

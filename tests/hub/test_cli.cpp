@@ -38,6 +38,7 @@ Outcome run_program(std::vector<std::string> argv, std::chrono::milliseconds tim
                     const std::string& input = "") {
   int out[2], in[2];
   if (::pipe(out) != 0 || ::pipe(in) != 0) throw std::runtime_error("pipe");
+  const duplex::test::ExecArgv exec_argv(std::move(argv));
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(in[0], 0);
@@ -45,10 +46,7 @@ Outcome run_program(std::vector<std::string> argv, std::chrono::milliseconds tim
     ::dup2(out[1], 2);
     ::close(in[1]);
     ::close(out[0]);
-    std::vector<char*> c_argv;
-    for (auto& a : argv) c_argv.push_back(a.data());
-    c_argv.push_back(nullptr);
-    ::execvp(c_argv[0], c_argv.data());
+    ::execvp(exec_argv.file(), exec_argv.argv());
     std::_Exit(127);
   }
   ::close(in[0]);
@@ -111,16 +109,14 @@ class EchoProcess {
   explicit EchoProcess(std::vector<std::string> args) {
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe");
+    std::vector<std::string> all = {DUPLEX_BINARY, "echo", "--threads", "2"};
+    all.insert(all.end(), args.begin(), args.end());
+    const duplex::test::ExecArgv argv(std::move(all));
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(out[1], 1);
       ::close(out[0]);
-      std::vector<std::string> argv = {DUPLEX_BINARY, "echo", "--threads", "2"};
-      argv.insert(argv.end(), args.begin(), args.end());
-      std::vector<char*> c_argv;
-      for (auto& a : argv) c_argv.push_back(a.data());
-      c_argv.push_back(nullptr);
-      ::execv(DUPLEX_BINARY, c_argv.data());
+      ::execv(argv.file(), argv.argv());
       std::_Exit(127);
     }
     ::close(out[1]);
