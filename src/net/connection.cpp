@@ -1,7 +1,6 @@
 #include "duplex/net/connection.hpp"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -16,7 +15,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <utility>
 
 #include "connection_config.hpp"
@@ -65,29 +63,6 @@ std::uint64_t ticks(Millis d) {
   const auto t = (d.count() + EventLoop::tick.count() - 1) / EventLoop::tick.count();
   return static_cast<std::uint64_t>(t < 1 ? 1 : t);
 }
-}  // namespace
-
-namespace {
-
-// An IP address literal (v4 or v6) as a socket address with `port`.
-bool parse_ip_literal(const std::string& host, std::uint16_t port, HandshakeState::Address& out) {
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
-  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    out.length = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
-  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    out.length = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 struct Connection::Private {};
@@ -277,7 +252,7 @@ Connection::Extras& Connection::extras() {
 std::string_view Connection::subprotocol() const { return extras_ ? std::string_view(extras_->subprotocol) : ""; }
 
 std::string_view Connection::target() const {
-  if (handshake_ && !handshake_->target.empty()) return handshake_->target;
+  if (handshake_ && handshake_->http && !handshake_->http->target().empty()) return handshake_->http->target();
   return extras_ ? std::string_view(extras_->target) : "";
 }
 
@@ -328,7 +303,8 @@ std::shared_ptr<Connection> Connection::accept(EventLoop& loop, int fd, std::sha
 void Connection::start_server() {
   const int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::request, config_->http);
+  handshake_ = std::make_unique<HandshakeState>();
+  handshake_->http.emplace(config_->http, static_cast<bool>(config_->handlers.on_http));
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
   reschedule_timer();
   if (config_->tls) {
@@ -379,13 +355,13 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
     return c;
   }
   c->extras().target = config->url.target;
-  c->handshake_ = std::make_unique<HandshakeState>(protocol::HttpHeadParser::Kind::response, config->http);
+  c->handshake_ = std::make_unique<HandshakeState>();
+  c->handshake_->response.emplace(protocol::HttpHeadParser::Kind::response, config->http);
   c->phase_deadline_ = static_cast<std::uint32_t>(loop.deadline_after(options.timeouts.handshake));
   c->reschedule_timer();
   // An IP literal needs no resolver thread.
-  HandshakeState::Address literal;
-  if (parse_ip_literal(config->url.host, config->url.port, literal)) {
-    c->handshake_->addresses.push_back(literal);
+  if (auto literal = Dialer::ip_literal(config->url.host, config->url.port)) {
+    c->handshake_->dialer.set_addresses({*literal});
     loop.post([c] { c->connect_next_address(); });  // never inside connect()
     return c;
   }
@@ -393,80 +369,43 @@ std::shared_ptr<Connection> Connection::connect(EventLoop& loop, std::string_vie
   return c;
 }
 
-// getaddrinfo blocks: it runs on a thread of its own, and the answer comes
-// back to the loop as a task (dropped if the loop or the connection is gone).
+// The answer comes back to the loop as a task (dropped if the loop or the
+// connection is gone).
 void Connection::resolve() {
-  std::thread([w = weak_from_this(), loop_id = loop_id_, host = config_->url.host,
-               port = std::to_string(config_->url.port)] {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* found = nullptr;
-    const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
-    std::vector<HandshakeState::Address> addresses;
-    for (addrinfo* a = found; a; a = a->ai_next) {
-      if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
-      HandshakeState::Address address;
-      std::memcpy(&address.storage, a->ai_addr, a->ai_addrlen);
-      address.length = static_cast<socklen_t>(a->ai_addrlen);
-      addresses.push_back(address);
-    }
-    if (found) ::freeaddrinfo(found);
-    std::string error = rc != 0 ? ::gai_strerror(rc) : addresses.empty() ? "no address" : "";
-    std::lock_guard lock(EventLoop::live_mutex());
-    if (EventLoop* loop = EventLoop::live(loop_id))
-      loop->post([w, addresses = std::move(addresses), error = std::move(error), host]() mutable {
-        auto c = w.lock();
-        if (!c || c->phase_ != Phase::connecting || !c->handshake_) return;
-        if (!error.empty()) {
-          c->fail_connect("cannot resolve " + host + ": " + error);
-          return;
-        }
-        c->handshake_->addresses = std::move(addresses);
-        c->connect_next_address();
-      });
-  }).detach();
+  Dialer::resolve(loop_id_, config_->url.host, config_->url.port,
+                  [w = weak_from_this(), host = config_->url.host](std::vector<Dialer::Address> addresses,
+                                                                    std::string error) {
+                    auto c = w.lock();
+                    if (!c || c->phase_ != Phase::connecting || !c->handshake_) return;
+                    if (!error.empty()) {
+                      c->fail_connect("cannot resolve " + host + ": " + error);
+                      return;
+                    }
+                    c->handshake_->dialer.set_addresses(std::move(addresses));
+                    c->connect_next_address();
+                  });
 }
 
 // A non-blocking connect to the next address; EPOLLOUT (on_connect_events)
 // says how it went. Out of addresses: the connection fails, naming the last error.
 void Connection::connect_next_address() {
   if (phase_ != Phase::connecting || !handshake_) return;
-  HandshakeState& hs = *handshake_;
-  while (hs.next_address < hs.addresses.size()) {
-    const HandshakeState::Address& a = hs.addresses[hs.next_address++];
-    const int fd = ::socket(a.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      hs.connect_error = errno;
-      continue;
+  Dialer& dialer = handshake_->dialer;
+  for (int fd = dialer.connect_next(); fd >= 0; fd = dialer.connect_next()) {
+    if (loop_->watch(fd, this)) {
+      fd_ = fd;
+      return;
     }
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a.storage), a.length) != 0 && errno != EINPROGRESS) {
-      hs.connect_error = errno;
-      ::close(fd);
-      continue;
-    }
-    fd_ = fd;
-    if (!loop_->watch(fd_, this)) {
-      hs.connect_error = errno;
-      ::close(fd_);
-      fd_ = -1;
-      continue;
-    }
-    return;
+    dialer.abandon(fd, errno);
   }
-  fail_connect("cannot connect to " + config_->url.host + ":" + std::to_string(config_->url.port) + ": " +
-               std::strerror(hs.connect_error ? hs.connect_error : ECONNREFUSED));
+  fail_connect(dialer.failure(config_->url.host, config_->url.port));
 }
 
 void Connection::on_connect_events(std::uint32_t events) {
   if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-  int error = 0;
-  socklen_t length = sizeof error;
-  if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
-  if (error != 0) {
-    handshake_->connect_error = error;
+  if (const int error = Dialer::connect_error(fd_); error != 0) {
     loop_->unwatch(fd_);
-    ::close(fd_);
+    handshake_->dialer.abandon(fd_, error);
     fd_ = -1;
     connect_next_address();
     return;
@@ -490,8 +429,7 @@ void Connection::start_client_tls(const std::string& sni_host) {
     return;
   }
   loop_->tls_bio().attach(ssl_);
-  HandshakeState::Address ignored;
-  const bool is_ip = parse_ip_literal(sni_host, 0, ignored);
+  const bool is_ip = Dialer::ip_literal(sni_host, 0).has_value();
   if (!is_ip) SSL_set_tlsext_host_name(ssl_, sni_host.c_str());
   if (config_->tls->verify_peer()) {
     if (is_ip)
@@ -726,8 +664,9 @@ void Connection::flush() {
         writable_ = false;
     }
   }
-  if (written > 0 && phase_ == Phase::http_handshake && handshake_ && ws_.role() == protocol::Role::server &&
-      handshake_->http_state == HandshakeState::HttpState::reading_head) {
+  if (written > 0 && phase_ == Phase::http_handshake && handshake_ && handshake_->http &&
+      (handshake_->http->state() == protocol::HttpServerSession::State::reading_head ||
+       handshake_->http->state() == protocol::HttpServerSession::State::last_response_done)) {
     // A keep-alive client that reads is given time for its answers; one
     // that stops reading is dropped once the handshake timeout passes.
     phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
@@ -760,9 +699,9 @@ void Connection::flush() {
       guarded("on_drain", [&] { config_->handlers.on_drain(*this); });
     if (finished_) return;
   }
-  if (phase_ == Phase::http_handshake && handshake_ && !close_after_flush_ &&
-      handshake_->http_state == HandshakeState::HttpState::reading_head &&
-      (read_paused_ || !handshake_->pending_input.empty()))
+  if (phase_ == Phase::http_handshake && handshake_ && handshake_->http && !close_after_flush_ &&
+      handshake_->http->state() == protocol::HttpServerSession::State::reading_head &&
+      (read_paused_ || handshake_->http->holding()))
     schedule_http_drain();
   if (close_after_flush_ || (phase_ == Phase::closing && ws_.wants_transport_close())) end_after_last_write();
 }
@@ -813,10 +752,10 @@ void Connection::on_eof() {
     fail_connect("server closed the connection during the handshake");
     return;
   }
-  if (phase_ == Phase::http_handshake && handshake_ &&
-      handshake_->http_state == HandshakeState::HttpState::awaiting_response) {
+  if (phase_ == Phase::http_handshake && handshake_ && handshake_->http &&
+      handshake_->http->state() == protocol::HttpServerSession::State::awaiting_response) {
     // The client half-closed after its request: answer, then close.
-    handshake_->keep_alive = false;
+    handshake_->http->close_after_answer();
     return;
   }
   if (ws_.close_received()) {
@@ -837,10 +776,10 @@ void Connection::on_bytes(std::uint8_t* data, std::size_t size) {
     }
     std::size_t consumed = 0;
     const auto status =
-        handshake_->parser.feed(std::string_view(reinterpret_cast<const char*>(data), size), consumed);
+        handshake_->response->feed(std::string_view(reinterpret_cast<const char*>(data), size), consumed);
     if (status == protocol::HttpParseStatus::incomplete) return;
     if (status == protocol::HttpParseStatus::error) {
-      fail_connect("invalid HTTP response: " + std::string(handshake_->parser.error()));
+      fail_connect("invalid HTTP response: " + std::string(handshake_->response->error()));
       return;
     }
     handle_client_head(data + consumed, size - consumed);
@@ -874,7 +813,7 @@ void Connection::reject_and_close(int status, std::string_view message) {
 }
 
 void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
-  const protocol::HttpHead& head = handshake_->parser.head();
+  const protocol::HttpHead& head = handshake_->http->head();
   protocol::UpgradeRequest request;
   protocol::HandshakeRejection rejection;
   if (!protocol::validate_upgrade_request(head, request, rejection)) {
@@ -883,7 +822,6 @@ void Connection::handle_server_head(std::uint8_t* rest, std::size_t rest_size) {
   }
   UpgradeDecision decision;
   decision.subprotocol = std::string(protocol::select_subprotocol(request.subprotocols, config_->subprotocols));
-  handshake_->target = std::string(request.target);
   if (config_->handlers.on_upgrade) {
     guarded("on_upgrade", [&] { config_->handlers.on_upgrade(*this, request, head, decision); });
     if (finished_ || close_after_flush_) return;  // it threw (answered 500) or ended the connection
@@ -929,149 +867,90 @@ std::size_t Connection::http_pipelined_limit() const {
 }
 
 void Connection::http_feed(std::uint8_t* data, std::size_t size) {
-  std::string& pending = handshake_->pending_input;
-  if (!pending.empty()) {
+  protocol::HttpServerSession& http = *handshake_->http;
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  if (http.holding()) {
     // Older requests wait (for an answer, or for the budget): these go after them.
-    if (pending.size() + size > http_pipelined_limit()) {
+    if (!http.hold(bytes)) {
       finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
       return;
     }
-    pending.append(reinterpret_cast<const char*>(data), size);
-    if (handshake_->http_state == HandshakeState::HttpState::reading_head && !http_output_over_budget())
+    if (http.state() == protocol::HttpServerSession::State::reading_head && !http_output_over_budget())
       schedule_http_drain();
     return;
   }
   const std::size_t used = http_parse(data, size);
   if (used == size || finished_ || close_after_flush_ || phase_ != Phase::http_handshake || !handshake_) return;
-  if (size - used > http_pipelined_limit()) {
-    finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
-    return;
-  }
-  handshake_->pending_input.assign(reinterpret_cast<const char*>(data) + used, size - used);
+  if (!handshake_->http->hold(bytes.substr(used))) finish(protocol::close_code::abnormal, "too much pipelined HTTP input");
 }
 
 std::size_t Connection::http_parse(std::uint8_t* data, std::size_t size) {
-  using HttpState = HandshakeState::HttpState;
+  using Event = protocol::HttpServerSession::Event;
   std::size_t pos = 0;
   while (pos < size && phase_ == Phase::http_handshake && handshake_ && !close_after_flush_) {
-    HandshakeState& hs = *handshake_;
-    if (hs.http_state == HttpState::reading_head) {
-      if (http_output_over_budget()) break;  // read no further until the answers drain
-      std::size_t consumed = 0;
-      const auto status =
-          hs.parser.feed(std::string_view(reinterpret_cast<const char*>(data + pos), size - pos), consumed);
-      if (status == protocol::HttpParseStatus::incomplete) return size;  // the parser keeps the partial head
-      if (status == protocol::HttpParseStatus::error) {
-        reject_and_close(hs.parser.error_status(), hs.parser.error());
+    protocol::HttpServerSession& http = *handshake_->http;
+    // Answers owed past the budget: read no further until they drain.
+    if (http.state() == protocol::HttpServerSession::State::reading_head && http_output_over_budget()) break;
+    std::size_t used = 0;
+    const Event event = http.feed(std::string_view(reinterpret_cast<const char*>(data + pos), size - pos), used);
+    pos += used;
+    if (http.saw_plain_request()) served_http_ = true;
+    switch (event) {
+      case Event::need_more:
         return size;
-      }
-      pos += consumed;
-      const protocol::HttpHead& head = hs.parser.head();
-      if (!config_->handlers.on_http || protocol::list_contains_token(head.joined("Upgrade"), "websocket")) {
+      case Event::rejected:
+        reject_and_close(http.rejection_status(), http.rejection_message());
+        return size;
+      case Event::upgrade:
         handle_server_head(data + pos, size - pos);  // the rest is WebSocket bytes
         return size;
-      }
-      if (!start_http_request()) return size;
-      if (hs.body_expected == 0) dispatch_http();
-      continue;
+      case Event::request:
+        dispatch_http();
+        continue;
+      case Event::busy:
+        return pos;  // awaiting_response or streaming: one request at a time, in order
     }
-    if (hs.http_state == HttpState::reading_body) {
-      const std::size_t take = std::min(size - pos, hs.body_expected - hs.body.size());
-      hs.body.append(reinterpret_cast<const char*>(data + pos), take);
-      pos += take;
-      if (hs.body.size() == hs.body_expected) dispatch_http();
-      continue;
-    }
-    break;  // awaiting_response or streaming: one request at a time, in order
   }
   return pos;
 }
 
-bool Connection::start_http_request() {
-  const protocol::HttpHead& head = handshake_->parser.head();
-  served_http_ = true;
-  if (head.has("Transfer-Encoding")) {
-    reject_and_close(411, "chunked request bodies are not supported: send Content-Length");
-    return false;
-  }
-  std::size_t length = 0;
-  if (head.has("Content-Length")) {
-    if (head.count("Content-Length") != 1) {
-      reject_and_close(400, "more than one Content-Length");
-      return false;
-    }
-    const std::string_view text = head.get("Content-Length");
-    if (text.empty() || text.size() > 12) {
-      reject_and_close(text.empty() ? 400 : 413, "bad Content-Length");
-      return false;
-    }
-    for (char ch : text) {
-      if (ch < '0' || ch > '9') {
-        reject_and_close(400, "bad Content-Length");
-        return false;
-      }
-      length = length * 10 + static_cast<std::size_t>(ch - '0');
-    }
-    if (length > config_->http.max_body_bytes) {
-      reject_and_close(413, "request body too large");
-      return false;
-    }
-  }
-  handshake_->target = head.target;
-  handshake_->keep_alive = protocol::wants_keep_alive(head);
-  handshake_->head_request = head.method == "HEAD";
-  handshake_->body.clear();
-  handshake_->body_expected = length;
-  handshake_->http_state = HandshakeState::HttpState::reading_body;
-  if (length > 0) handshake_->body.reserve(length);
-  return true;
-}
-
 void Connection::dispatch_http() {
-  auto& hs = *handshake_;
-  hs.http_state = HandshakeState::HttpState::awaiting_response;
+  const protocol::HttpServerSession& http = *handshake_->http;
   phase_deadline_ = ~std::uint32_t{0};  // the application answers when it will (long-poll, SSE)
   reschedule_timer();
-  const protocol::HttpHead& head = hs.parser.head();
-  const std::string_view target = hs.target;
+  const protocol::HttpHead& head = http.head();
+  const std::string_view target = http.target();
   HttpRequest request{head, head.method, target, protocol::target_path(target), protocol::target_query(target),
-                      hs.body};
+                      http.body()};
   guarded("on_http", [&] { config_->handlers.on_http(*this, request); });
 }
 
-bool Connection::http_response_pending() const {
-  return handshake_ && (handshake_->http_state == HandshakeState::HttpState::awaiting_response ||
-                        handshake_->http_state == HandshakeState::HttpState::streaming);
+protocol::HttpServerSession* Connection::http_session() {
+  return phase_ == Phase::http_handshake && handshake_ && handshake_->http ? &*handshake_->http : nullptr;
 }
 
-bool Connection::http_streaming() const {
-  return handshake_ && handshake_->http_state == HandshakeState::HttpState::streaming;
+bool Connection::http_response_pending() const {
+  return handshake_ && handshake_->http && handshake_->http->response_pending();
 }
+
+bool Connection::http_streaming() const { return handshake_ && handshake_->http && handshake_->http->streaming(); }
 
 void Connection::http_respond(int status, std::string_view content_type, std::string_view body,
                               const std::vector<protocol::HttpHeader>& headers) {
-  if (phase_ != Phase::http_handshake || !handshake_ ||
-      handshake_->http_state != HandshakeState::HttpState::awaiting_response)
-    return;
-  protocol::HttpResponseHead head{status, content_type, &headers, handshake_->keep_alive};
-  protocol::append_http_response(output(), head, body, !handshake_->head_request);
-  http_response_done();
+  protocol::HttpServerSession* http = http_session();
+  if (http && http->respond(output(), status, content_type, body, headers)) http_response_done();
 }
 
 void Connection::http_begin_stream(int status, std::string_view content_type,
                                    const std::vector<protocol::HttpHeader>& headers) {
-  if (phase_ != Phase::http_handshake || !handshake_ ||
-      handshake_->http_state != HandshakeState::HttpState::awaiting_response)
-    return;
-  protocol::HttpResponseHead head{status, content_type, &headers, handshake_->keep_alive};
-  protocol::append_http_stream_head(output(), head);
-  handshake_->http_state = HandshakeState::HttpState::streaming;
-  note_queued();
+  protocol::HttpServerSession* http = http_session();
+  if (http && http->begin_stream(output(), status, content_type, headers)) note_queued();
 }
 
 SendStatus Connection::http_stream_write(std::string_view data) {
-  if (phase_ != Phase::http_handshake || !http_streaming() || close_after_flush_) return SendStatus::closed;
-  protocol::append_http_chunk(output(), data);
+  protocol::HttpServerSession* http = http_session();
+  if (!http || !http->streaming() || close_after_flush_) return SendStatus::closed;
+  http->write_chunk(output(), data);
   note_queued();
   if (buffered_amount() <= config_->max_send_buffer) return SendStatus::ok;
   flush();
@@ -1082,28 +961,23 @@ SendStatus Connection::http_stream_write(std::string_view data) {
 }
 
 void Connection::http_end_stream() {
-  if (phase_ != Phase::http_handshake || !http_streaming()) return;
-  protocol::append_http_last_chunk(output());
-  http_response_done();
+  protocol::HttpServerSession* http = http_session();
+  if (http && http->end_stream(output())) http_response_done();
 }
 
 void Connection::http_response_done() {
-  auto& hs = *handshake_;
-  hs.http_state = HandshakeState::HttpState::reading_head;
-  if (!hs.keep_alive) {
+  const protocol::HttpServerSession& http = *handshake_->http;
+  if (http.state() == protocol::HttpServerSession::State::last_response_done) {
     close_after_flush_ = true;
     if (!in_read_handler_) flush();
     return;
   }
-  hs.parser.reset();
-  hs.body.clear();
-  hs.body.shrink_to_fit();
   // Keep-alive: the next request must start within the handshake timeout
   // (progress writing the answers extends it: see flush).
   phase_deadline_ = static_cast<std::uint32_t>(loop_->deadline_after(config_->timeouts.handshake));
   reschedule_timer();
   note_queued();
-  if (!hs.pending_input.empty()) schedule_http_drain();
+  if (http.holding()) schedule_http_drain();
 }
 
 void Connection::schedule_http_drain() {
@@ -1117,19 +991,15 @@ void Connection::schedule_http_drain() {
 
 void Connection::drain_pending_http() {
   http_drain_posted_ = false;
-  if (phase_ != Phase::http_handshake || !handshake_ ||
-      handshake_->http_state != HandshakeState::HttpState::reading_head || http_output_over_budget())
-    return;
-  if (!handshake_->pending_input.empty()) {
-    std::string input = std::move(handshake_->pending_input);
-    handshake_->pending_input.clear();
+  protocol::HttpServerSession* http = http_session();
+  if (!http || http->state() != protocol::HttpServerSession::State::reading_head || http_output_over_budget()) return;
+  if (http->holding()) {
+    std::string input = http->take_held();
     in_read_handler_ = true;
     const std::size_t used = http_parse(reinterpret_cast<std::uint8_t*>(input.data()), input.size());
     in_read_handler_ = false;
-    if (phase_ == Phase::http_handshake && handshake_ && used < input.size()) {
-      input.erase(0, used);
-      handshake_->pending_input.insert(0, input);
-    }
+    if (used < input.size() && (http = http_session()) != nullptr)
+      http->put_back(std::string_view(input).substr(used));
   }
   if (read_paused_ && !http_output_over_budget()) {
     read_paused_ = false;
@@ -1140,7 +1010,7 @@ void Connection::drain_pending_http() {
 }
 
 void Connection::handle_client_head(std::uint8_t* rest, std::size_t rest_size) {
-  const protocol::HttpHead& head = handshake_->parser.head();
+  const protocol::HttpHead& head = handshake_->response->head();
   protocol::UpgradeResponse response;
   std::string error;
   if (!protocol::validate_upgrade_response(head, handshake_->key, config_->client.subprotocols, response, error)) {
@@ -1205,13 +1075,13 @@ void Connection::handler_threw(const char* what, const char* error) {
     close(protocol::close_code::internal_error, "internal error");
     return;
   }
-  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server && handshake_) {
-    if (handshake_->http_state == HandshakeState::HttpState::awaiting_response) {
-      handshake_->keep_alive = false;
+  if (protocol::HttpServerSession* http = http_session()) {
+    if (http->state() == protocol::HttpServerSession::State::awaiting_response) {
+      http->close_after_answer();
       http_respond(500, "text/plain", "internal server error\n");
       return;
     }
-    if (handshake_->http_state == HandshakeState::HttpState::reading_head) {  // on_upgrade
+    if (http->state() == protocol::HttpServerSession::State::upgrade) {  // on_upgrade
       reject_and_close(500, "internal server error");
       return;
     }
@@ -1350,7 +1220,7 @@ bool Connection::ping(std::string_view payload) {
 
 CloseStatus Connection::close(std::uint16_t code, std::string_view reason) {
   if (phase_ == Phase::closed) return CloseStatus::closed;
-  if (phase_ == Phase::http_handshake && ws_.role() == protocol::Role::server && handshake_) return close_http();
+  if (http_session()) return close_http();
   if (phase_ == Phase::closing) return CloseStatus::closing;
   if (phase_ != Phase::open) return CloseStatus::not_open;
   if (!ws_.close(output(), code, reason)) return CloseStatus::closing;
@@ -1362,17 +1232,18 @@ CloseStatus Connection::close(std::uint16_t code, std::string_view reason) {
 }
 
 CloseStatus Connection::close_http() {
-  using HttpState = HandshakeState::HttpState;
-  handshake_->keep_alive = false;  // the answer in progress is the last one
-  switch (handshake_->http_state) {
-    case HttpState::streaming:
+  protocol::HttpServerSession& http = *handshake_->http;
+  http.close_after_answer();  // the answer in progress is the last one
+  switch (http.state()) {
+    case protocol::HttpServerSession::State::streaming:
       http_end_stream();  // after every chunk already queued
       break;
-    case HttpState::awaiting_response:
+    case protocol::HttpServerSession::State::awaiting_response:
       break;  // closes once the application answers (or the shutdown deadline passes)
-    case HttpState::reading_head:
-    case HttpState::reading_body:
-      close_after_flush_ = true;  // idle keep-alive: nothing more is read; closes once what is owed is written
+    default:
+      // Idle keep-alive (or inside on_upgrade): nothing more is read; closes
+      // once what is owed is written.
+      close_after_flush_ = true;
       if (!in_read_handler_) flush();
       break;
   }

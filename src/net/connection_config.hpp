@@ -8,11 +8,13 @@
 #include <optional>
 #include <string>
 
+#include "dialer.hpp"
 #include "duplex/net/handlers.hpp"
 #include "duplex/net/options.hpp"
 #include "duplex/net/tls.hpp"
 #include "duplex/net/url.hpp"
 #include "duplex/protocol/http_head.hpp"
+#include "duplex/protocol/http_server.hpp"
 
 namespace duplex::net {
 
@@ -34,27 +36,16 @@ struct ConnectionConfig {
   WsUrl url;
 };
 
+// What a connection needs until it is open, freed then.
 struct HandshakeState {
-  HandshakeState(protocol::HttpHeadParser::Kind kind, const protocol::HttpLimits& limits) : parser(kind, limits) {}
-  protocol::HttpHeadParser parser;
-  // Client, connecting: the addresses the host resolved to, tried in order.
-  struct Address {
-    sockaddr_storage storage{};
-    socklen_t length = 0;
-  };
-  std::vector<Address> addresses;
-  std::size_t next_address = 0;
-  int connect_error = 0;                            // errno of the last address that failed
-  std::string key;                                  // client: our Sec-WebSocket-Key
-  std::string target;                // server: the request target, until on_open returns
-  // Server, plain HTTP requests (keep-alive: one request at a time).
-  enum class HttpState : std::uint8_t { reading_head, reading_body, awaiting_response, streaming };
-  HttpState http_state = HttpState::reading_head;
-  std::size_t body_expected = 0;
-  std::string body;
-  std::string pending_input;   // bytes of the next request, received while this one is served
-  bool keep_alive = true;
-  bool head_request = false;   // HEAD: no body in the response
+  // Server: the HTTP/1.1 side of the connection (the upgrade request, or
+  // plain requests one at a time).
+  std::optional<protocol::HttpServerSession> http;
+  // Client: the server's answer to our upgrade request.
+  std::optional<protocol::HttpHeadParser> response;
+  // Client, connecting: the host's addresses, tried in order.
+  Dialer dialer;
+  std::string key;  // client: our Sec-WebSocket-Key
 };
 
 }  // namespace duplex::net

@@ -37,6 +37,10 @@
 
 typedef struct ssl_st SSL;
 
+namespace duplex::protocol {
+class HttpServerSession;
+}
+
 namespace duplex::net {
 
 class TlsContext;
@@ -205,7 +209,6 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void handle_server_head(std::uint8_t* rest, std::size_t rest_size);
   void handle_client_head(std::uint8_t* rest, std::size_t rest_size);
   void reject_and_close(int status, std::string_view message);
-  bool start_http_request();  // false: rejected
   void dispatch_http();
   void http_response_done();
   void drain_pending_http();
@@ -257,6 +260,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // Parses and dispatches requests from `data`; returns the bytes it used.
   std::size_t http_parse(std::uint8_t* data, std::size_t size);
   bool http_output_over_budget() const;
+  // The HTTP/1.1 session of a server connection still speaking HTTP, else null.
+  protocol::HttpServerSession* http_session();
   std::size_t http_pipelined_limit() const;
   void schedule_http_drain();
   // Runs an application callback; an exception ends this connection (1011).
