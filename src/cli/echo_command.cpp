@@ -17,7 +17,7 @@
 
 #include "commands.hpp"
 #include "duplex/duplex.hpp"
-#include "duplex/hub/config_file.hpp"
+#include "duplex/config/config_file.hpp"
 #include "duplex/protocol/frame.hpp"
 
 namespace duplex::cli {

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "commands.hpp"
-#include "duplex/hub/config_file.hpp"
+#include "duplex/config/config_file.hpp"
 #include "support/log.hpp"
 #include "duplex/net/error_log.hpp"
 #include "duplex/server/hub_server.hpp"

@@ -1,4 +1,4 @@
-#include "duplex/hub/config_file.hpp"
+#include "duplex/config/config_file.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -11,7 +11,7 @@
 #include <unordered_set>
 
 #include "duplex/engines/factory.hpp"
-#include "duplex/hub/config_file.hpp"
+#include "duplex/config/config_file.hpp"
 #include "support/json.hpp"
 #include "support/log.hpp"
 #include "duplex/hub/token.hpp"

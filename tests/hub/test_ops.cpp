@@ -20,7 +20,7 @@
 #include <sstream>
 
 #include "../../src/config/config_fields.hpp"
-#include "duplex/hub/config_file.hpp"
+#include "duplex/config/config_file.hpp"
 #include "hub_fixture.hpp"
 #include "serve_process.hpp"
 
