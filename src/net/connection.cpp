@@ -862,10 +862,6 @@ bool Connection::http_output_over_budget() const {
          buffered_amount() > config_->max_send_buffer;
 }
 
-std::size_t Connection::http_pipelined_limit() const {
-  return config_->http.max_head_bytes + config_->http.max_body_bytes;
-}
-
 void Connection::http_feed(std::uint8_t* data, std::size_t size) {
   protocol::HttpServerSession& http = *handshake_->http;
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);

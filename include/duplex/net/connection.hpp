@@ -262,7 +262,6 @@ class Connection : public std::enable_shared_from_this<Connection>,
   bool http_output_over_budget() const;
   // The HTTP/1.1 session of a server connection still speaking HTTP, else null.
   protocol::HttpServerSession* http_session();
-  std::size_t http_pipelined_limit() const;
   void schedule_http_drain();
   // Runs an application callback; an exception ends this connection (1011).
   template <typename Fn>
