@@ -74,9 +74,12 @@ namespace detail {
 // loop is being destroyed. Done by the allocator of allocate_shared, which
 // destroys the object through allocator_traits::destroy: the connection and
 // its control block stay one 16-byte-overhead slab block, as an idle
-// connection should. The storage is freed when the last weak reference goes,
-// and the object's own (enable_shared_from_this) is one of them, released by
-// its destructor: so the memory stays until the deferred destructor has run.
+// connection should. The storage is freed when the last weak reference goes.
+// A deferred destructor runs after the shared count's own weak reference is
+// gone, so the object's (enable_shared_from_this) would be the last: released
+// by its base destructor, it would free the block while ~Connection is still
+// running. The posted task holds one more weak reference, dropped after the
+// destructor has returned.
 template <typename T>
 struct ConnectionAllocator : detail::SlabAllocator<T> {
   ConnectionAllocator() = default;
@@ -89,11 +92,13 @@ struct ConnectionAllocator : detail::SlabAllocator<T> {
   void destroy(Connection* c) {
     struct Doomed {
       Connection* c;
-      explicit Doomed(Connection* p) : c(p) {}
-      Doomed(Doomed&& o) noexcept : c(std::exchange(o.c, nullptr)) {}
+      std::weak_ptr<Connection> storage;  // keeps the block until ~Connection has returned
+      explicit Doomed(Connection* p) : c(p), storage(p->weak_from_this()) {}
+      Doomed(Doomed&& o) noexcept : c(std::exchange(o.c, nullptr)), storage(std::move(o.storage)) {}
       Doomed(const Doomed&) = delete;
       ~Doomed() {
         if (c) c->~Connection();  // also when a loop that never runs again drops the handler
+        // storage is released after this body, once the object is gone
       }
       void operator()() {}
     };
