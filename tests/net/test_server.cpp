@@ -28,6 +28,7 @@ namespace {
 
 using test_support::RawClient;
 using test_support::TestServer;
+using test_support::eventually;
 
 std::string upgrade_request(std::string_view extra = {}) {
   std::string r =
@@ -405,7 +406,7 @@ TEST(ServerLimits, ClientThatNeverReadsIsCutOffAtTheSendBufferLimit) {
   TestServer server(options, h);
   RawClient client(server.port());
   client.send(upgrade_request());
-  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(eventually([&] { return close_code.load() != 0; }));
   EXPECT_EQ(close_code.load(), 1008);
   EXPECT_TRUE(echo_works(server.port()));
 }
@@ -550,7 +551,7 @@ TEST(ServerLimits, ConnectionsPerIpAreCappedAndFreedOnClose) {
   EXPECT_TRUE(fourth.peer_closed());
   // Closing one (even by reset) frees its slot.
   clients.pop_back();
-  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(eventually([&] { return server.server().connection_count() == clients.size(); }));
   RawClient again(server.port());
   ASSERT_TRUE(again.send(upgrade_request()));
   EXPECT_NE(again.read_head().find(" 101 "), std::string::npos);
