@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -66,6 +67,12 @@ std::uint64_t ticks(Millis d) {
 }  // namespace
 
 struct Connection::Private {};
+
+namespace {
+std::atomic<std::size_t> alive_connections{0};  // per connection, never per message
+}  // namespace
+
+std::size_t Connection::alive() { return alive_connections.load(std::memory_order_relaxed); }
 
 namespace detail {
 
@@ -138,6 +145,7 @@ Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const C
       phase_(Phase::connecting) {
   ws_.set_auto_pong(false);  // answer_ping: one budget, and coalescing while the peer does not read
   ++loop_->connection_count_;
+  alive_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Memory only: everything the loop shares (socket, timers, cork, counts) was
@@ -145,6 +153,7 @@ Connection::Connection(Private, EventLoop& loop, int fd, std::shared_ptr<const C
 Connection::~Connection() {
   if (ssl_) SSL_free(ssl_);
   if (fd_ >= 0) ::close(fd_);
+  alive_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // A loop thread keeps the backlogs its connections gave back, buffers and
@@ -1360,8 +1369,9 @@ void Connection::release_loop_resources() {
 void Connection::abandon() {
   finished_ = true;
   phase_ = Phase::closed;
+  loop_->awaiting_ring_.erase(this);
   if (fd_ >= 0) {
-    if (ring_file_) loop_->ring_->release_file(fd_);
+    if (ring_file_ && loop_->ring_) loop_->ring_->release_file(fd_);
     ring_file_ = false;
     loop_->unwatch(fd_);
     ::close(fd_);
@@ -1426,9 +1436,10 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   // Nothing is freed here: callers up the stack (the protocol core, the
   // application's handler) may still hold this connection and its buffers.
   // A ring request still in flight keeps self_ (release_if_unarmed drops it).
-  if (recv_armed_ || send_in_flight_)
+  if (recv_armed_ || send_in_flight_) {
+    if (self_) loop_->awaiting_ring_.insert(this);
     loop_->schedule_reap(shared_from_this());
-  else
+  } else
     loop_->schedule_reap(self_ ? std::move(self_) : shared_from_this());
 }
 
@@ -1691,7 +1702,14 @@ void Connection::ring_tls_receive(const std::uint8_t* data, std::size_t size) {
 
 std::shared_ptr<Connection> Connection::release_if_unarmed() {
   if (!finished_ || recv_armed_ || send_in_flight_) return nullptr;
+  loop_->awaiting_ring_.erase(this);
   return std::move(self_);
+}
+
+std::shared_ptr<Connection> Connection::release_after_ring_closed() {
+  recv_armed_ = false;
+  send_in_flight_ = false;
+  return release_if_unarmed();
 }
 
 }  // namespace duplex::net

@@ -103,6 +103,15 @@ EventLoop::~EventLoop() {
       if ((op != IoRing::Op::recv && op != IoRing::Op::send) || !connection->ended()) return;  // abandon() below
       auto last = op == IoRing::Op::recv ? connection->on_ring_recv(result, flags) : connection->on_ring_send(result);
     });
+  // Off the loop's thread nothing was drained: closing the ring ends its
+  // requests (the kernel lets go of their buffers as it closes), so the ended
+  // connections they held are released, before anything else is freed.
+  if (!awaiting_ring_.empty()) {
+    ring_.reset();
+    auto held = std::move(awaiting_ring_);
+    awaiting_ring_.clear();
+    for (Connection* c : held) auto last = c->release_after_ring_closed();
+  }
   // Connections still open keep themselves alive; release them (no callbacks).
   for (auto& c : connections()) c->abandon();
   for (auto& c : reap_list_) c->abandon();

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -198,6 +199,57 @@ TEST(IoBackend, DestroyingRingLoopsDoesNotInterruptTheThreadThatOwnedThem) {
   EXPECT_EQ(interrupted, 0) << "a blocking recv on the owner's thread was interrupted after a loop was destroyed";
   ::close(pair[0]);
   ::close(pair[1]);
+}
+
+// The server ends a connection and is stopped in the same turn: the cancel
+// of its multishot receive never completes on the loop, and the loop is then
+// destroyed on another thread (the test's), where the ring cannot be drained.
+// The connection that request held must still be freed (it leaked, with its
+// TLS session, before the loop kept a list of them).
+TEST(IoBackend, AConnectionEndedInTheLoopsLastTurnIsFreedWhenTheLoopIsDestroyedElsewhere) {
+  if (!io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  const std::size_t before = net::Connection::alive();
+  for (int round = 0; round < 5; ++round) {
+    net::ServerOptions options;
+    options.io = net::IoBackend::io_uring;
+    net::Server* running = nullptr;
+    std::atomic<bool> ended{false};
+    net::Handlers server_handlers;
+    server_handlers.on_message = [&](net::Connection& c, protocol::Opcode, std::string_view) {
+      c.terminate();
+      running->stop();
+      ended = true;
+    };
+    auto server = std::make_unique<test_support::TestServer>(options, server_handlers);
+    running = &server->server();
+    ASSERT_EQ(running->loops().front()->io(), net::IoBackend::io_uring);
+    {
+      net::EventLoop loop;
+      bool closed = false;
+      net::Handlers h;
+      h.on_open = [](net::Connection& c) { c.send_text("end"); };
+      h.on_close = [&](net::Connection&, std::uint16_t, std::string_view) {
+        closed = true;
+        loop.stop();
+      };
+      h.on_error = [&](std::string_view) { loop.stop(); };
+      auto client = net::Connection::connect(loop, "ws://127.0.0.1:" + std::to_string(server->port()) + "/", {}, h);
+      net::LoopTimer poll(loop);
+      std::function<void()> check = [&] {
+        if (ended) return loop.stop();
+        poll.start(5ms, [&] { check(); });
+      };
+      check();
+      net::LoopTimer give_up(loop);
+      give_up.start(5s, [&] { loop.stop(); });
+      loop.run();  // until the server has ended the connection and stopped
+      ASSERT_TRUE(ended) << "round " << round;
+      server.reset();  // joins the server's thread, then destroys its loop on this one
+      loop.run();  // the server's side of the socket is closed now
+      EXPECT_TRUE(closed) << "round " << round;
+    }
+    EXPECT_EQ(net::Connection::alive(), before) << "round " << round;
+  }
 }
 
 class RingEcho : public ::testing::TestWithParam<net::IoBackend> {};

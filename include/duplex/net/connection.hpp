@@ -160,6 +160,11 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // User-space bytes this connection holds right now (object + buffers).
   std::size_t memory_footprint() const;
 
+  // Connections constructed and not yet destroyed in this process, closed
+  // ones that something still references included: zero once every server,
+  // client and loop is gone (net_tests checks it after every test).
+  static std::size_t alive();
+
   // Entry points used by EventLoop.
   void on_events(std::uint32_t epoll_events);
   void on_timer();
@@ -243,6 +248,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void ring_tls_receive(const std::uint8_t* data, std::size_t size);
   // An ended connection's last reference once no ring request needs it.
   std::shared_ptr<Connection> release_if_unarmed();
+  // The last reference of an ended connection whose ring requests ended with
+  // the ring itself (no completion will come).
+  std::shared_ptr<Connection> release_after_ring_closed();
   // Ends the connection: marks it closed, closes the socket, and asks the
   // loop to reap it (callback and memory) later. Frees nothing.
   void finish(std::uint16_t code, std::string_view reason);

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "duplex/net/options.hpp"
@@ -187,6 +188,11 @@ class EventLoop {
   std::mutex remote_mutex_;
   std::vector<Task> remote_tasks_;
   std::vector<std::shared_ptr<Connection>> reap_list_;
+  // Ended connections that only their ring requests still keep alive (their
+  // self_ until the last completion): the destructor releases them when it
+  // cannot wait for those completions (off the loop's thread, the ring has
+  // one issuer).
+  std::unordered_set<Connection*> awaiting_ring_;
 };
 
 }  // namespace duplex::net
