@@ -1559,8 +1559,10 @@ std::shared_ptr<Connection> Connection::on_ring_recv(int result, std::uint32_t c
     }
   } recycle{loop_->ring_.get(), cqe_flags};
   if (finished_) return release_if_unarmed();
-  if (result > 0) {
-    if (lingering_) return nullptr;  // read to the peer's FIN and dropped
+  if (result > 0 && lingering_) {
+    // Read to the peer's FIN and dropped; a multishot the kernel ended is
+    // asked again below, or the FIN would only be seen at the deadline.
+  } else if (result > 0) {
     last_rx_tick_ = now();
     ping_sent_tick_ = 0;  // any byte proves the peer alive
     in_read_handler_ = true;
