@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "duplex/net/connection.hpp"
-#include "support.hpp"
+#include "../net/support.hpp"
 
 namespace {
 
