@@ -162,7 +162,7 @@ class Connection : public std::enable_shared_from_this<Connection>,
 
   // Connections constructed and not yet destroyed in this process, closed
   // ones that something still references included: zero once every server,
-  // client and loop is gone (net_tests checks it after every test).
+  // client and loop is gone (the net and hub tests check it after every test).
   static std::size_t alive();
 
   // Entry points used by EventLoop.
