@@ -71,6 +71,8 @@ void print_error(const char* what, const client::Error& error) {
 // Subscribes, queries and publishes as asked; runs until interrupted, until
 // the server refuses us for good, or (with nothing to follow) until every
 // answer and acknowledgement is in.
+// Long on purpose: the whole `duplex connect` session in the order the user
+// sees it.
 int run_hub(const ConnectArgs& args, const net::ClientOptions& net_options) {
   client::HubClientOptions options;
   options.url = args.hub_url;
@@ -261,6 +263,8 @@ int run_hub(const ConnectArgs& args, const net::ClientOptions& net_options) {
 
 }  // namespace
 
+// Long on purpose: every option of `duplex connect` with its help text, in
+// --help's order.
 std::function<int()> add_connect_command(CLI::App& app) {
   auto args = std::make_shared<ConnectArgs>();
   CLI::App* cmd = app.add_subcommand(

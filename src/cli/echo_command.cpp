@@ -193,6 +193,8 @@ class Broadcaster {
 };
 }  // namespace
 
+// Long on purpose: every option of `duplex echo` with its help text, in
+// --help's order.
 std::function<int()> add_echo_command(CLI::App& app) {
   auto args = std::make_shared<EchoArgs>();
   CLI::App* cmd = app.add_subcommand("echo", "Run a WebSocket echo server (text back as text, binary as binary)");

@@ -41,6 +41,8 @@ std::vector<NamespaceField> make_namespace_fields() {
 #undef DUPLEX_NS_REF
 #define DUPLEX_REF(member) [](HubConfig& c) -> Ref { return &c.member; }
 
+// Long on purpose: the table of every config field, one row each, in
+// config/duplex.toml's order.
 std::vector<ConfigField> make_fields() {
   std::vector<ConfigField> f{
       // top level

@@ -651,6 +651,8 @@ SessionRef ref_of(Session& c) { return SessionRef{c.weak_from_this(), &c.shard_.
 
 }  // namespace
 
+// Long on purpose: the one dispatcher of every command: size and decode
+// checks, authentication, then one case per command type.
 void Hub::command(Session& client, std::string_view frame) {
   // Nothing in a command ends the session (the Transport rule), and this
   // keeps it allocated even if something did.
@@ -779,6 +781,9 @@ bool Hub::fits_in_one_reply(const std::vector<PublicationPtr>& publications) con
   return true;
 }
 
+// Long on purpose: the subscribe sequence (permission, limits, registration
+// before the history read, recovery) happens in this order, each step marked
+// by its comment.
 void Hub::subscribe(Session& client, Command cmd) {
   const std::uint64_t id = cmd.id;
   const NamespaceOptions* ns = nullptr;

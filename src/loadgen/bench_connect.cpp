@@ -229,6 +229,9 @@ class NetWorker final : public Worker {
   unsigned in_flight_ = 0;
 };
 
+// Long on purpose: one benchmark run top to bottom (checks, connecting, the
+// measured window, the report), each phase reading the counters of the one
+// before.
 int run_connect(const ConnectArgs& args) {
   const auto bench_target = open_bench_target("connect", args.url, args.engine);
   if (!bench_target) return exit_usage;

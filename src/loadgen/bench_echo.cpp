@@ -392,6 +392,9 @@ std::string make_payload(std::size_t size) {
   return p;
 }
 
+// Long on purpose: one benchmark run top to bottom (checks, connecting, warm-
+// up, the measured window, the report), each phase reading the counters of the
+// one before.
 int run_echo(const EchoArgs& args) {
   const auto bench_target = open_bench_target("echo", args.url, args.engine);
   if (!bench_target) return exit_usage;

@@ -331,6 +331,9 @@ std::string channel_target(const std::string& target, unsigned i) {
   return path + "/ch/" + std::to_string(i) + query;
 }
 
+// Long on purpose: one benchmark run top to bottom (checks, subscribing,
+// publishing, the measured window, the report), each phase reading the
+// counters of the one before.
 int run_fanout(const FanoutArgs& args) {
   if (args.size < header_size) {
     std::fprintf(stderr, "duplex bench fanout: --size must be at least %zu (timestamp + sequence)\n", header_size);

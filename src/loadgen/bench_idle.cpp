@@ -247,6 +247,9 @@ class NetIdle final : public IdleDriver {
   std::thread thread_;
 };
 
+// Long on purpose: one benchmark run top to bottom (checks, opening, holding
+// until the RSS settles, the report), each phase reading the counters of the
+// one before.
 int run_idle(const IdleArgs& args) {
   const auto bench_target = open_bench_target("idle", args.url, args.engine);
   if (!bench_target) return exit_usage;

@@ -189,6 +189,8 @@ std::string compute_accept_key(std::string_view client_key) {
 
 // ---- server side --------------------------------------------------------
 
+// Long on purpose: RFC 6455 section 4.2.1's checks in the RFC's order, each
+// with its own status and reason.
 bool validate_upgrade_request(const HttpHead& head, UpgradeRequest& out,
                               HandshakeRejection& rejection) {
   out = UpgradeRequest{};

@@ -9,6 +9,8 @@
 namespace duplex::transport {
 
 // Prometheus text format 0.0.4: HELP and TYPE once per family, then its samples.
+// Long on purpose: one family after another, in the order /metrics lists them
+// and docs/OPERATIONS.md documents them.
 std::string prometheus_metrics(hub::Hub& hub, const FallbackSessions* fallback) {
   const auto& k = hub.counters();
   std::string out;
