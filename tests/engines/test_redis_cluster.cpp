@@ -170,6 +170,12 @@ TEST_F(RedisClusterContract, NodeRegistryAndNodeMessagesWork) {
 
   std::mutex mutex;
   std::vector<std::string> got;
+  // The handler writes to these locals: the engine stops before they go
+  // (a "hello" sent twice may still arrive while the test ends).
+  struct StopEngineFirst {
+    RedisEngine& engine;
+    ~StopEngineFirst() { engine.stop(); }
+  } stop_engine_first{*engine_};
   engine_->set_node_message_handler([&](std::string payload) {
     std::lock_guard lock(mutex);
     got.push_back(std::move(payload));
@@ -370,8 +376,8 @@ TEST(RedisClusterFailover, AManualFailoverUnderLoadLosesNoAcknowledgedPublish) {
   RedisClusterGroup cluster;
   const std::string channel = "load";
   const int master = cluster.owner_of(cluster.keyslot(channel_key("t", channel, "meta")));
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(cluster_options(seeds_with_master_first(cluster, master), "t"));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, channel) == EngineErrc::ok; }, 10s));
   EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");
@@ -407,8 +413,8 @@ TEST(RedisClusterFailover, AKilledMasterLosesNoAcknowledgedPublishWithWaitReplic
   RedisEngineOptions options = cluster_options(seeds_with_master_first(cluster, master), "t");
   options.config.wait_replicas = 1;
   options.config.wait_timeout = 500ms;
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(std::move(options));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, channel) == EngineErrc::ok; }, 10s));
   EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");

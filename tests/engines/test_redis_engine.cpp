@@ -413,11 +413,13 @@ TEST_F(RedisNodes, NodeRegistryListsLiveNodesUntilNodeTtl) {
 }
 
 TEST_F(RedisNodes, SendToNodeReachesOnlyThatNode) {
-  auto a = node("a", recorder_a_);
-  auto b = node("b", recorder_b_);
+  // Declared before the engines, so destroyed after them: a "hello b" sent
+  // twice may still arrive while the test ends, on an engine's thread.
   std::mutex mutex;
   std::vector<std::string> got_a;
   std::vector<std::string> got_b;
+  auto a = node("a", recorder_a_);
+  auto b = node("b", recorder_b_);
   a->set_node_message_handler([&](std::string payload) {
     std::lock_guard lock(mutex);
     got_a.push_back(std::move(payload));
@@ -739,8 +741,8 @@ TEST(RedisAuth, AuthAndSelectOnConnect) {
   RedisEngineOptions options = options_for({redis.address()});
   options.config.password = "s3cret";
   options.config.db = 3;
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(std::move(options));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   const PublishResult published = publish_sync(engine, message("c", "1"));
   ASSERT_EQ(published.error, EngineErrc::ok) << published.message;
@@ -766,8 +768,8 @@ TEST(RedisAuth, AclUserWithPassword) {
   RedisEngineOptions options = options_for({redis.address()});
   options.config.username = "alice";
   options.config.password = "pw-alice";
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(std::move(options));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   const PublishResult published = publish_sync(engine, message("c", "1"));
   ASSERT_EQ(published.error, EngineErrc::ok) << published.message;

@@ -129,8 +129,8 @@ TEST(RedisSentinel, FindsTheMasterThroughTheSentinelsInTurn) {
   // The first sentinel listed is not running: the next ones are asked.
   std::vector<std::string> sentinels{dead_address()};
   for (const auto& a : group.sentinel_addresses()) sentinels.push_back(a);
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(sentinel_options(sentinels));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, "room") == EngineErrc::ok; }, 10s));
   for (int i = 1; i <= 3; ++i) {
@@ -197,8 +197,8 @@ TEST(RedisSentinel, MalformedSentinelAnswersAreRefused) {
 
 TEST(RedisSentinel, AManualFailoverMovesTheCommandAndPubSubConnections) {
   RedisSentinelGroup group;
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(sentinel_options(group.sentinel_addresses()));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, "room") == EngineErrc::ok; }, 10s));
   ASSERT_EQ(publish_sync(engine, message("room", "before")).error, EngineErrc::ok);
@@ -230,8 +230,8 @@ TEST(RedisSentinel, AKilledMasterLosesNoAcknowledgedPublishWithWaitReplicas) {
   RedisEngineOptions options = sentinel_options(group.sentinel_addresses());
   options.config.wait_replicas = 1;
   options.config.wait_timeout = 500ms;
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(std::move(options));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, "load") == EngineErrc::ok; }, 10s));
 

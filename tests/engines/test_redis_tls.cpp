@@ -274,8 +274,8 @@ TEST(RedisTls, MutualTlsWorksWithTheClientCertificateAndFailsWithout) {
     RedisEngineOptions options = tls_options(redis.tls_address());
     options.config.tls_cert = certificates().client_cert();
     options.config.tls_key = certificates().client_key();
+    Recorder recorder;  // outlives the engine, whose thread delivers to it
     RedisEngine engine(std::move(options));
-    Recorder recorder;
     engine.set_deliver(recorder.callback());
     ASSERT_EQ(publish_sync(engine, message("c", "1")).error, EngineErrc::ok);
     ASSERT_TRUE(recorder.wait_until([&] { return subscribe_sync(engine, "c") == EngineErrc::ok; }));
@@ -302,8 +302,8 @@ TEST(RedisTls, AclUserWithPasswordOverTls) {
     RedisEngineOptions options = tls_options(redis.tls_address());
     options.config.username = "alice";
     options.config.password = "pw-alice";
+    Recorder recorder;  // outlives the engine, whose thread delivers to it
     RedisEngine engine(std::move(options));
-    Recorder recorder;
     engine.set_deliver(recorder.callback());
     ASSERT_EQ(publish_sync(engine, message("c", "1")).error, EngineErrc::ok);
     ASSERT_TRUE(recorder.wait_until([&] { return subscribe_sync(engine, "c") == EngineErrc::ok; }));
@@ -364,8 +364,8 @@ TEST(RedisTls, SentinelsAndTheMasterOverTls) {
   options.config.addresses.clear();
   options.config.sentinels = {"127.0.0.1:" + std::to_string(sentinel_tls_port)};
   options.config.sentinel_master = RedisSentinelGroup::kMaster;
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
   RedisEngine engine(std::move(options));
-  Recorder recorder;
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(recorder.wait_until([&] { return subscribe_sync(engine, "c") == EngineErrc::ok; }, 10s));
   const PublishResult published = publish_sync(engine, message("c", "1"));
