@@ -48,12 +48,38 @@ void WebSocket::append_frame_for_role(std::string& out, Opcode opcode, std::stri
     append_frame(out, opcode, payload, flags);
 }
 
+namespace {
+// The message buffer a connection gave back after delivering an assembled
+// or inflated message, kept by its thread for the next one (any
+// connection's): a message split over reads (on io_uring, every message
+// larger than one provided buffer) or compressed otherwise cost a malloc, a
+// few reallocations as it grew and a free. One per thread, and only up to
+// keep_spare_capacity: idle connections hold none.
+constexpr std::size_t keep_spare_capacity = 256u << 10;
+std::unique_ptr<std::string>& spare_message_buffer() {
+  thread_local std::unique_ptr<std::string> spare;
+  return spare;
+}
+}  // namespace
+
 std::string& WebSocket::message() {
-  if (!message_) message_ = std::make_unique<std::string>();
+  if (!message_) {
+    auto& spare = spare_message_buffer();
+    message_ = spare ? std::move(spare) : std::make_unique<std::string>();
+  }
   return *message_;
 }
 
-void WebSocket::release_message_buffer() { message_.reset(); }
+void WebSocket::release_message_buffer() {
+  if (!message_) return;
+  auto& spare = spare_message_buffer();
+  if (spare || message_->capacity() > keep_spare_capacity) {
+    message_.reset();
+    return;
+  }
+  message_->clear();
+  spare = std::move(message_);
+}
 
 // ---- receiving --------------------------------------------------------------
 

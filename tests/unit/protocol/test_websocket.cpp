@@ -235,6 +235,31 @@ std::string pattern(std::size_t n, unsigned seed = 1) {
 
 // ---- RFC 6455 §5.7 examples ---------------------------------------------------
 
+// Connections on one thread share the buffer an assembled message leaves
+// behind: each message is still exactly its own bytes, whichever connection
+// had the buffer before and however large its message was.
+TEST(WebSocketMessageBuffer, AssembledMessagesOfConnectionsTakingTurnsAreTheirOwn) {
+  Peer a(Role::server), b(Role::server);
+  const std::string big = pattern(100000, 7), small = "xy", huge = pattern(300000, 9);
+  for (int round = 0; round < 3; ++round) {
+    a.feed(frame_for(Role::server, OP_BIN, big.substr(0, 60000)));
+    b.feed(frame_for(Role::server, OP_BIN, small.substr(0, 1)));  // both mid-message at once
+    a.feed(frame_for(Role::server, FIN | OP_CONT, big.substr(60000)));
+    b.feed(frame_for(Role::server, FIN | OP_CONT, small.substr(1)));
+    const std::string whole = frame_for(Role::server, FIN | OP_BIN, huge);
+    b.feed_split(whole, whole.size() / 2);  // assembled across two reads, larger than what is kept
+  }
+  ASSERT_EQ(a.rec.events.size(), 3u);
+  ASSERT_EQ(b.rec.events.size(), 6u);
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(a.rec.events[round], "binary:" + big) << round;
+    EXPECT_EQ(b.rec.events[2 * round], "binary:" + small) << round;
+    EXPECT_EQ(b.rec.events[2 * round + 1], "binary:" + huge) << round;
+  }
+  EXPECT_EQ(a.ws.buffered_message_bytes(), 0u);
+  EXPECT_EQ(b.ws.buffered_message_bytes(), 0u);
+}
+
 TEST(WebSocketRfcExamples, MaskedHelloToServer) {
   Peer p(Role::server);
   p.feed(bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58}));
