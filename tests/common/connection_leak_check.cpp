@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <thread>
 
 #include "duplex/net/connection.hpp"
+#include "eventually.hpp"
 
 namespace {
 
@@ -20,12 +20,8 @@ class ConnectionLeakCheck : public testing::EmptyTestEventListener {
     // A reference dropped on another thread destroys its connection a moment
     // later, on its loop: allow for it. Compared with the count at the start,
     // so that one leak fails one test.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (duplex::net::Connection::alive() > before_) {
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (duplex::net::Connection::alive() <= before_) return;
+    if (test_support::eventually([&] { return duplex::net::Connection::alive() <= before_; }, std::chrono::seconds(2)))
+      return;
     ADD_FAILURE() << duplex::net::Connection::alive() - before_ << " connection(s) still alive after "
                   << test.test_suite_name() << "." << test.name()
                   << ": nothing should hold them once its loops are gone";

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hub_fixture.hpp"
+#include "../common/eventually.hpp"
 
 namespace {
 
@@ -133,15 +134,7 @@ void collect_queries(simdjson::dom::element element, std::vector<std::string>& o
   }
 }
 
-template <typename Fn>
-bool eventually(Fn check, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!check()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
+using test_support::eventually;
 
 }  // namespace
 

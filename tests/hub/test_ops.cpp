@@ -23,6 +23,7 @@
 #include "duplex/config/config_file.hpp"
 #include "hub_fixture.hpp"
 #include "serve_process.hpp"
+#include "../common/eventually.hpp"
 
 using namespace hub_test;
 namespace fs = std::filesystem;
@@ -168,16 +169,7 @@ std::string tls_section(const std::string& cert, const std::string& key, const s
 
 int status_of(const std::string& response) { return response.size() > 12 ? std::stoi(response.substr(9, 3)) : 0; }
 
-// Polls `check` for up to 5 s.
-template <typename Fn>
-bool eventually(Fn check, std::chrono::milliseconds timeout = 5000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!check()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
+using test_support::eventually;
 
 }  // namespace
 

@@ -13,25 +13,13 @@
 #include <string>
 #include <thread>
 
+#include "../common/eventually.hpp"
 #include "duplex/duplex.hpp"
 
 namespace test_support {
 
 using namespace duplex;
 using namespace std::chrono_literals;
-
-// Polls `done` every 10 ms until it holds or `limit` passes: a test waits as
-// long as a slow (sanitizer, loaded CI) machine needs and no longer. Returns
-// the last answer.
-template <typename Predicate>
-bool eventually(Predicate done, std::chrono::milliseconds limit = 5000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return done();
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 // A server on 127.0.0.1:<free port> running on its own threads.
 class TestServer {
