@@ -6,6 +6,8 @@
 // replaced within a few seconds. Every process is killed when the object
 // goes.
 #pragma once
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -127,22 +129,32 @@ class RedisClusterGroup {
 
   // CLUSTER FAILOVER on the replica of the master on `port`; returns the
   // promoted replica's port once every running node sees it as a master
-  // (0 after `limit`).
+  // (0 after `limit`). Redis aborts a manual failover whose replica does not
+  // catch up with the paused master within 5 s ("Manual failover timed
+  // out", likely under load on a busy machine), so the request is repeated
+  // every 7 s, as an operator would.
   int manual_failover(int port, std::chrono::milliseconds limit) {
     const int replica = replica_of(port);
-    if (replica == 0 || !redis_text(replica, {"CLUSTER", "FAILOVER"})) return 0;
-    const bool done = eventually(
-        [&] {
-          const auto role = redis_text(replica, {"ROLE"}).value_or("");
-          if (role.rfind("master", 0) != 0) return false;
-          for (const auto& line : topology()) {
-            if (line.port == replica && !line.master) return false;
-          }
-          return serving();
-        },
-        limit);
-    return done ? replica : 0;
+    if (replica == 0) return 0;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    auto promoted = [&] {
+      const auto role = redis_text(replica, {"ROLE"}).value_or("");
+      if (role.rfind("master", 0) != 0) return false;
+      for (const auto& line : topology()) {
+        if (line.port == replica && !line.master) return false;
+      }
+      return serving();
+    };
+    while (std::chrono::steady_clock::now() < until) {
+      const auto info = redis_text(replica, {"INFO", "replication"}).value_or("");
+      if (info.find("master_link_status:up") != std::string::npos) redis_text(replica, {"CLUSTER", "FAILOVER"});
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (eventually(promoted, std::min<std::chrono::milliseconds>(left, std::chrono::seconds(7)))) return replica;
+    }
+    return promoted() ? replica : 0;
   }
+  // The last lines of the log of the node on `port` (for a failure message).
+  std::string log_of(int port) { return node(port).log(); }
   // SIGKILL the master on `port`; returns its replica's port once the
   // cluster promoted it and serves every slot again (0 after `limit`).
   int kill_master(int port, std::chrono::milliseconds limit) {

@@ -65,6 +65,8 @@ class RedisServer {
     process_.signal_and_wait(SIGKILL);
   }
   void pause() { process_.signal(SIGSTOP); }
+  // The last lines of its log file (loglevel warning), for failure messages.
+  std::string log() const { return log_tail(dir_.path() + "/redis.log"); }
   void resume() { process_.signal(SIGCONT); }
   void restart() {
     stop();

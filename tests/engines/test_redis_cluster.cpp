@@ -383,8 +383,11 @@ TEST(RedisClusterFailover, AManualFailoverUnderLoadLosesNoAcknowledgedPublish) {
   EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");
   PublishLoad load(engine, channel);
   ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= 50; }, 10s));
-  const int promoted = cluster.manual_failover(master, 20s);
-  ASSERT_NE(promoted, 0) << "the replica took over";
+  const int replica = cluster.replica_of(master);
+  ASSERT_NE(replica, 0) << "the master has a replica";
+  const int promoted = cluster.manual_failover(master, 30s);
+  ASSERT_NE(promoted, 0) << "the replica took over; the master's log:" << cluster.log_of(master)
+                         << "\nthe replica's log:" << cluster.log_of(replica);
   const std::size_t before = load.acknowledged_count();
   ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= before + 50; }, 15s))
       << "publishes go to the promoted replica: " << (load.failures().empty() ? "" : load.failures().back());
