@@ -93,6 +93,12 @@ std::string RedisCluster::address_of(std::uint16_t slot) const {
   return nodes_[static_cast<std::size_t>(owner)]->conn->address();
 }
 
+std::optional<RedisNodeAddress> RedisCluster::master_of(std::uint16_t slot) const {
+  const std::int32_t owner = owner_[slot];
+  if (owner == kNoOwner) return std::nullopt;
+  return nodes_[static_cast<std::size_t>(owner)]->address;
+}
+
 std::size_t RedisCluster::masters_up() const {
   std::lock_guard lock(nodes_mutex_);
   return static_cast<std::size_t>(

@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -67,6 +68,11 @@ class RedisCluster {
   // first.
   void locate_any(RedisConnection::Found found);
   std::string label() const { return "redis cluster"; }
+  // The master the map names for `slot` (nullopt: none known yet).
+  std::optional<RedisNodeAddress> master_of(std::uint16_t slot) const;
+  // The map may be stale (a shard channel's node refused or dropped it):
+  // read it again soon.
+  void refresh_soon() { request_refresh(std::chrono::milliseconds(0)); }
 
   // Any thread.
   std::size_t masters_known() const { return masters_known_.load(std::memory_order_relaxed); }

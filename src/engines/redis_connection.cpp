@@ -78,7 +78,8 @@ bool is_push(const redisReply* reply) {
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
     return false;
   const std::string_view kind(reply->element[0]->str, reply->element[0]->len);
-  for (const char* name : {"message", "pmessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe"})
+  for (const char* name : {"message", "pmessage", "smessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+                           "ssubscribe", "sunsubscribe"})
     if (iequals(kind, name)) return true;
   return false;
 }
@@ -577,6 +578,12 @@ void RedisConnection::on_bytes(const std::shared_ptr<Link>& link, std::size_t si
 void RedisConnection::dispatch(const std::shared_ptr<Link>& link, redisReply* reply) {
   if (link->subscribed && is_push(reply)) {
     if (on_push_) on_push_(reply);
+    return;
+  }
+  if (link->pending.empty() && link->subscribed && reply->type == REDIS_REPLY_ERROR && on_pubsub_error_) {
+    // The answer to a pub/sub command (SSUBSCRIBE to a node that does not
+    // own the slot: MOVED); the owner knows which one it was.
+    on_pubsub_error_(std::string_view(reply->str, std::min<std::size_t>(reply->len, 512)));
     return;
   }
   if (link->pending.empty()) {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -100,6 +101,11 @@ class RedisConnection {
   void set_on_down(std::function<void(const std::string& why)> on_down) { on_down_ = std::move(on_down); }
   // Pub/sub replies (subscribe/unsubscribe confirmations and messages).
   void set_on_push(std::function<void(redisReply* reply)> on_push) { on_push_ = std::move(on_push); }
+  // Error replies on a pub/sub connection, which answer the pub/sub
+  // commands in order; unset, such a reply drops the connection.
+  void set_on_pubsub_error(std::function<void(std::string_view error)> on_error) {
+    on_pubsub_error_ = std::move(on_error);
+  }
 
   void start();
   // Fails queued and pending commands, closes the connection, no reconnect.
@@ -185,6 +191,7 @@ class RedisConnection {
   std::function<void()> on_ready_;
   std::function<void(const std::string&)> on_down_;
   std::function<void(redisReply*)> on_push_;
+  std::function<void(std::string_view)> on_pubsub_error_;
   asio::steady_timer connect_timer_;
   asio::steady_timer reconnect_timer_;
   asio::steady_timer watchdog_;

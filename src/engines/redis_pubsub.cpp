@@ -7,6 +7,7 @@
 #include <asio/post.hpp>
 
 #include "jump_hash.hpp"
+#include "redis_cluster_slots.hpp"
 #include "redis_wire.hpp"
 
 namespace duplex::engines::detail {
@@ -18,74 +19,148 @@ std::string_view text(const redisReply* reply) {
   return {reply->str, reply->len};
 }
 
+RedisConnectionOptions pubsub_options(const RedisConfig& config, RedisConnectionOptions options) {
+  options.username = config.username;
+  options.password = config.password;  // pub/sub ignores the db: no SELECT
+  options.connect_timeout = config.connect_timeout;
+  options.command_timeout = config.command_timeout;
+  options.reconnect_min = config.reconnect_min;
+  options.reconnect_max = config.reconnect_max;
+  options.tls = redis_tls_options(config);
+  return options;
+}
+
+std::size_t connection_of(const std::string& channel, std::size_t per_address) {
+  const std::uint64_t hash = fnv1a64(channel);
+  return static_cast<std::size_t>((hash ^ (hash >> 29)) % per_address);
+}
+
 }  // namespace
 
 RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisSentinels* sentinels,
                          RedisCluster* cluster)
-    : io_(io), channel_prefix_(config.prefix + ":ch:"), per_address_(std::max<std::size_t>(config.subscriber_connections, 1)) {
+    : io_(io),
+      names_(redis_channel_names(config)),
+      cluster_(cluster),
+      shard_options_(pubsub_options(config, {})),
+      per_address_(std::max<std::size_t>(config.subscriber_connections, 1)),
+      placement_min_(std::max(config.reconnect_min, std::chrono::milliseconds(1))),
+      placement_max_(std::max(config.reconnect_max, placement_min_)),
+      command_timeout_(config.command_timeout),
+      placement_timer_(io),
+      placement_backoff_(placement_min_) {
+  if (names_.sharded) {
+    // The node channel's connection; channels get theirs per master.
+    Link& link = make_link(shard_options_);
+    link.conn->set_locate([cluster](RedisConnection::Found found) { cluster->locate_any(std::move(found)); },
+                          cluster->label());
+    return;
+  }
   const std::vector<std::string> targets = cluster ? std::vector<std::string>{std::string()} : redis_targets(config);
   for (const auto& address : targets) {
     for (std::size_t i = 0; i < per_address_; ++i) {
       RedisConnectionOptions options =
-          sentinels || cluster ? RedisConnectionOptions{} : parse_redis_address(address);
+          pubsub_options(config, sentinels || cluster ? RedisConnectionOptions{} : parse_redis_address(address));
       options.require_master = sentinels != nullptr;
-      options.username = config.username;
-      options.password = config.password;  // pub/sub ignores the db: no SELECT
-      options.connect_timeout = config.connect_timeout;
-      options.command_timeout = config.command_timeout;
-      options.reconnect_min = config.reconnect_min;
-      options.reconnect_max = config.reconnect_max;
-      options.tls = redis_tls_options(config);
-      auto link = std::make_unique<Link>();
-      link->conn = std::make_unique<RedisConnection>(io_, std::move(options));
-      if (sentinels) follow_sentinels(*link->conn, *sentinels);
+      Link& link = make_link(std::move(options));
+      if (sentinels) follow_sentinels(*link.conn, *sentinels);
       if (cluster) {
-        link->conn->set_locate([cluster](RedisConnection::Found found) { cluster->locate_any(std::move(found)); },
-                               cluster->label());
+        link.conn->set_locate([cluster](RedisConnection::Found found) { cluster->locate_any(std::move(found)); },
+                              cluster->label());
       }
-      Link* raw = link.get();
-      link->conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });
-      link->conn->set_on_ready([this, raw] { on_ready(*raw); });
-      link->conn->set_on_down([this, raw](const std::string&) { on_down(*raw); });
-      links_.push_back(std::move(link));
     }
   }
 }
 
 RedisPubSub::~RedisPubSub() { stop(); }
 
+RedisPubSub::Link& RedisPubSub::make_link(RedisConnectionOptions options) {
+  auto link = std::make_unique<Link>();
+  link->conn = std::make_unique<RedisConnection>(io_, std::move(options));
+  Link* raw = link.get();
+  link->conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });
+  link->conn->set_on_ready([this, raw] { on_ready(*raw); });
+  link->conn->set_on_down([this, raw](const std::string&) { on_down(*raw); });
+  std::lock_guard lock(links_mutex_);
+  links_.push_back(std::move(link));
+  return *raw;
+}
+
 void RedisPubSub::start() {
+  started_ = true;
   for (auto& link : links_) link->conn->start();
 }
 
 void RedisPubSub::stop() {
   if (stopped_) return;
   stopped_ = true;
+  placement_timer_.cancel();
+  std::vector<std::function<void(EngineErrc)>> failed;
   for (auto& link : links_) {
     link->conn->stop();
     for (auto& [name, state] : link->channels) {
-      auto waiters = std::move(state.waiters);
-      for (auto& ready : waiters) ready(EngineErrc::unavailable);
+      for (auto& ready : state.waiters) failed.push_back(std::move(ready));
     }
     link->channels.clear();
   }
+  for (auto& [name, state] : homeless_) {
+    for (auto& ready : state.waiters) failed.push_back(std::move(ready));
+  }
+  homeless_.clear();
+  home_.clear();
+  for (auto& ready : failed) ready(EngineErrc::unavailable);
 }
 
 bool RedisPubSub::all_up() const {
-  return std::all_of(links_.begin(), links_.end(), [](const auto& link) { return link->conn->up(); });
+  std::lock_guard lock(links_mutex_);
+  // A shard link that goes down gives its channels away at once (they wait
+  // in homeless_ for a master), so it may stay down (its master left).
+  return homeless_count_.load(std::memory_order_relaxed) == 0 &&
+         std::all_of(links_.begin(), links_.end(), [](const auto& link) { return link->shard || link->conn->up(); });
 }
 
 std::uint64_t RedisPubSub::reconnects() const {
+  std::lock_guard lock(links_mutex_);
   std::uint64_t total = 0;
   for (const auto& link : links_) total += link->conn->reconnects();
   return total;
 }
 
 RedisPubSub::Link& RedisPubSub::link_for(const std::string& channel) {
-  const std::uint64_t hash = fnv1a64(channel);
-  const std::size_t address = jump_hash(hash, links_.size() / per_address_);  // = RedisStorage::shard_of
-  const std::size_t connection = static_cast<std::size_t>((hash ^ (hash >> 29)) % per_address_);
-  return *links_[address * per_address_ + connection];
+  const std::size_t address = jump_hash(fnv1a64(channel), links_.size() / per_address_);  // = RedisStorage::shard_of
+  return *links_[address * per_address_ + connection_of(channel, per_address_)];
+}
+
+RedisPubSub::Link* RedisPubSub::shard_link_for(const std::string& channel) {
+  const auto master = cluster_->master_of(cluster_key_slot(names_.pubsub(channel)));
+  if (!master) return nullptr;
+  const std::string address = master->host + ":" + std::to_string(master->port);
+  auto& group = shard_links_[address];
+  if (group.empty()) {
+    for (std::size_t i = 0; i < per_address_; ++i) {
+      RedisConnectionOptions options = shard_options_;
+      options.host = master->host;
+      options.port = master->port;
+      Link& link = make_link(std::move(options));
+      link.shard = true;
+      link.address = address;
+      link.conn->set_on_pubsub_error([this, raw = &link](std::string_view error) { on_pubsub_error(*raw, error); });
+      if (started_) link.conn->start();
+      group.push_back(&link);
+    }
+  }
+  return group[connection_of(channel, per_address_)];
+}
+
+RedisPubSub::Link* RedisPubSub::home_of(const std::string& channel) {
+  if (!names_.sharded) return &link_for(channel);
+  const auto it = home_.find(channel);
+  return it == home_.end() ? nullptr : it->second;
+}
+
+void RedisPubSub::forget(Link& link, const std::string& channel) {
+  if (link.shard) home_.erase(channel);
+  link.channels.erase(channel);
 }
 
 void RedisPubSub::subscribe(const std::string& channel, std::function<void(EngineErrc)> ready) {
@@ -93,8 +168,23 @@ void RedisPubSub::subscribe(const std::string& channel, std::function<void(Engin
     if (ready) ready(EngineErrc::unavailable);
     return;
   }
-  Link& link = link_for(channel);
-  ChannelState& state = link.channels[channel];
+  Link* link = home_of(channel);
+  if (!link && names_.sharded) {
+    auto homeless = homeless_.find(channel);
+    if (homeless == homeless_.end()) {
+      link = shard_link_for(channel);
+      if (link) home_[channel] = link;
+    }
+    if (!link) {  // waits for the slot map or a placement
+      ChannelState& state = homeless_[channel];
+      if (state.refs++ == 0) state.homeless_since = std::chrono::steady_clock::now();
+      if (ready) state.waiters.push_back(std::move(ready));
+      homeless_count_.store(homeless_.size(), std::memory_order_relaxed);
+      schedule_placement(placement_min_);
+      return;
+    }
+  }
+  ChannelState& state = link->channels[channel];
   ++state.refs;
   switch (state.status) {
     case Status::active:
@@ -105,37 +195,42 @@ void RedisPubSub::subscribe(const std::string& channel, std::function<void(Engin
       if (ready) state.waiters.push_back(std::move(ready));
       return;
     case Status::idle:
-      if (!link.conn->ready() && !link.conn->connecting()) {
+      if (!link->conn->ready() && !link->conn->connecting()) {
         if (ready) ready(EngineErrc::unavailable);
         return;  // refs stay counted: the hub's node_unsubscribe follows
       }
       state.status = Status::subscribing;
       state.sent = false;
       if (ready) state.waiters.push_back(std::move(ready));
-      link.to_subscribe.push_back(channel);
-      schedule_flush(link);
+      link->to_subscribe.push_back(channel);
+      schedule_flush(*link);
       return;
   }
 }
 
 void RedisPubSub::unsubscribe(const std::string& channel) {
   if (stopped_) return;
-  Link& link = link_for(channel);
-  auto it = link.channels.find(channel);
-  if (it == link.channels.end()) return;
+  if (auto homeless = homeless_.find(channel); homeless != homeless_.end()) {
+    if (homeless->second.refs > 0) --homeless->second.refs;  // place_homeless drops it at 0
+    return;
+  }
+  Link* link = home_of(channel);
+  if (!link) return;
+  auto it = link->channels.find(channel);
+  if (it == link->channels.end()) return;
   ChannelState& state = it->second;
   if (state.refs > 0) --state.refs;
   if (state.refs > 0) return;
   switch (state.status) {
     case Status::idle:
-      if (state.waiters.empty()) link.channels.erase(it);
+      if (state.waiters.empty()) forget(*link, channel);
       return;
     case Status::subscribing:  // flush drops it if unsent; the confirmation handler otherwise
     case Status::unsubscribing:
       return;
     case Status::active:
-      link.to_unsubscribe.push_back(channel);
-      schedule_flush(link);
+      link->to_unsubscribe.push_back(channel);
+      schedule_flush(*link);
       return;
   }
 }
@@ -148,48 +243,124 @@ void RedisPubSub::subscribe_node(const std::string& node_channel) {
   schedule_flush(link);
 }
 
+void RedisPubSub::evict(Link& link, const std::string& channel) {
+  auto it = link.channels.find(channel);
+  if (it == link.channels.end()) return;
+  ChannelState state = std::move(it->second);
+  forget(link, channel);
+  if (state.refs == 0 && state.waiters.empty()) return;
+  state.status = Status::idle;
+  state.sent = false;
+  state.epoch.clear();
+  state.last_offset = 0;
+  state.homeless_since = std::chrono::steady_clock::now();
+  homeless_[channel] = std::move(state);
+  homeless_count_.store(homeless_.size(), std::memory_order_relaxed);
+  cluster_->refresh_soon();
+  schedule_placement(placement_backoff_);
+}
+
+void RedisPubSub::schedule_placement(std::chrono::milliseconds delay) {
+  if (stopped_ || placement_scheduled_) return;
+  placement_scheduled_ = true;
+  placement_timer_.expires_after(delay);
+  placement_timer_.async_wait([this](const asio::error_code& ec) {
+    placement_scheduled_ = false;
+    if (!ec && !stopped_) place_homeless();
+  });
+}
+
+void RedisPubSub::place_homeless() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::function<void(EngineErrc)>> failed;
+  for (auto it = homeless_.begin(); it != homeless_.end();) {
+    ChannelState& state = it->second;
+    if (state.refs == 0) {
+      for (auto& ready : state.waiters) failed.push_back(std::move(ready));
+      it = homeless_.erase(it);
+      continue;
+    }
+    Link* link = shard_link_for(it->first);
+    if (!link || link->channels.count(it->first) || (!link->conn->ready() && !link->conn->connecting())) {
+      if (now - state.homeless_since > command_timeout_) {  // refs stay: the hub's node_unsubscribe follows
+        for (auto& ready : state.waiters) failed.push_back(std::move(ready));
+        state.waiters.clear();
+      }
+      ++it;
+      continue;
+    }
+    ChannelState& placed = link->channels[it->first];
+    placed = std::move(state);
+    placed.status = Status::subscribing;
+    placed.sent = false;
+    home_[it->first] = link;
+    link->to_subscribe.push_back(it->first);
+    schedule_flush(*link);
+    it = homeless_.erase(it);
+  }
+  homeless_count_.store(homeless_.size(), std::memory_order_relaxed);
+  if (homeless_.empty()) {
+    placement_backoff_ = placement_min_;
+  } else {
+    placement_backoff_ = std::min(placement_backoff_ * 2, placement_max_);
+    cluster_->refresh_soon();
+    schedule_placement(placement_backoff_);
+  }
+  for (auto& ready : failed) ready(EngineErrc::unavailable);
+}
+
 void RedisPubSub::schedule_flush(Link& link) {
   if (link.flush_posted) return;
   link.flush_posted = true;
   asio::post(io_, [this, &link] { flush(link); });
 }
 
+// One pass over what the link should (un)subscribe: SUBSCRIBE batches, or
+// one SSUBSCRIBE per channel on a shard link.
 void RedisPubSub::flush(Link& link) {
   link.flush_posted = false;
   if (stopped_ || !link.conn->ready()) return;  // on_ready sends what is still wanted
   std::vector<std::string> subscribe{"SUBSCRIBE"};
   std::vector<std::string> unsubscribe{"UNSUBSCRIBE"};
-  for (const auto& name : link.to_subscribe) {
+  auto send = [&](bool subscribing, const std::string& name) {
+    if (!link.shard) return (subscribing ? subscribe : unsubscribe).push_back(names_.pubsub(name));
+    link.conn->pubsub_command({subscribing ? "SSUBSCRIBE" : "SUNSUBSCRIBE", names_.pubsub(name)});
+    link.unanswered.emplace_back(name, subscribing);
+  };
+  const auto to_subscribe = std::move(link.to_subscribe);
+  const auto to_unsubscribe = std::move(link.to_unsubscribe);
+  link.to_subscribe.clear();
+  link.to_unsubscribe.clear();
+  std::vector<std::function<void(EngineErrc)>> dropped;
+  for (const auto& name : to_subscribe) {
     auto it = link.channels.find(name);
     if (it == link.channels.end()) continue;
     ChannelState& state = it->second;
     if (state.status != Status::subscribing || state.sent) continue;
     if (state.refs == 0) {  // unsubscribed before it went out
-      auto waiters = std::move(state.waiters);
-      link.channels.erase(it);
-      for (auto& ready : waiters) ready(EngineErrc::unavailable);
+      for (auto& ready : state.waiters) dropped.push_back(std::move(ready));
+      forget(link, name);
       continue;
     }
     state.sent = true;
     state.watch = link.conn->watch_begin();
-    subscribe.push_back(channel_prefix_ + name);
+    send(true, name);
   }
-  for (const auto& name : link.to_unsubscribe) {
+  for (const auto& name : to_unsubscribe) {
     auto it = link.channels.find(name);
     if (it == link.channels.end()) continue;
     ChannelState& state = it->second;
     if (state.status != Status::active || state.refs > 0) continue;
     state.status = Status::unsubscribing;
-    unsubscribe.push_back(channel_prefix_ + name);
+    send(false, name);
   }
-  link.to_subscribe.clear();
-  link.to_unsubscribe.clear();
   if (!link.node_channel.empty() && !link.node_subscribed) {
     link.node_subscribed = true;
     subscribe.push_back(link.node_channel);
   }
   if (subscribe.size() > 1) link.conn->pubsub_command(subscribe);
   if (unsubscribe.size() > 1) link.conn->pubsub_command(unsubscribe);
+  for (auto& ready : dropped) ready(EngineErrc::unavailable);
 }
 
 void RedisPubSub::emit_resubscribe(const std::string& channel) {
@@ -204,22 +375,22 @@ void RedisPubSub::on_push(Link& link, redisReply* reply) {
   if (stopped_ || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) return;
   const std::string_view kind = text(reply->element[0]);
   const std::string_view name = text(reply->element[1]);
-  if (kind == "message") {
+  if (kind == "message" || kind == "smessage") {
     const std::string_view payload = text(reply->element[2]);
     if (!link.node_channel.empty() && name == link.node_channel) {
       if (node_handler_) node_handler_(std::string(payload));
       return;
     }
-    if (name.substr(0, channel_prefix_.size()) != channel_prefix_) return;
-    const std::string channel(name.substr(channel_prefix_.size()));
-    auto it = link.channels.find(channel);
+    const auto channel = names_.channel_of(name);
+    if (!channel) return;
+    auto it = link.channels.find(*channel);
     if (it == link.channels.end()) return;
     ChannelState& state = it->second;
     auto message = redis_wire::decode_message(payload);
     if (!message || !deliver_) return;
     ChannelEvent event;
     event.kind = message->kind;
-    event.channel = channel;
+    event.channel = *channel;
     if (message->kind == ChannelEvent::Kind::publication) {
       const std::uint64_t offset = message->publication->offset;
       // Defensive: pub/sub does not lose messages on a live connection, but
@@ -230,51 +401,104 @@ void RedisPubSub::on_push(Link& link, redisReply* reply) {
       event.epoch = std::move(message->epoch);
       event.publication = std::move(message->publication);
       deliver_(event);
-      if (gap) emit_resubscribe(channel);
+      if (gap) emit_resubscribe(*channel);
     } else {
       event.client = std::move(message->client);
       deliver_(event);
     }
     return;
   }
-  if (kind == "subscribe") {
-    if (name.substr(0, channel_prefix_.size()) != channel_prefix_) return;  // the node channel
-    auto it = link.channels.find(std::string(name.substr(channel_prefix_.size())));
-    if (it == link.channels.end()) return;
-    ChannelState& state = it->second;
-    if (state.status != Status::subscribing) return;
-    link.conn->watch_end(state.watch);
-    state.sent = false;
-    state.status = Status::active;
-    state.epoch.clear();
-    state.last_offset = 0;
-    auto waiters = std::move(state.waiters);
-    state.waiters.clear();
-    if (state.refs == 0) {
-      link.to_unsubscribe.push_back(it->first);
-      schedule_flush(link);
-    }
-    for (auto& ready : waiters) ready(EngineErrc::ok);
+  const bool subscribed = kind == "subscribe" || kind == "ssubscribe";
+  if (!subscribed && kind != "unsubscribe" && kind != "sunsubscribe") return;
+  const auto channel = names_.channel_of(name);
+  if (!channel) return;  // the node channel
+  // A shard link's answer pops its command; an sunsubscribe nobody asked
+  // for means the node gave the slot away.
+  bool asked = !link.shard;
+  if (link.shard && !link.unanswered.empty() && link.unanswered.front().first == *channel &&
+      link.unanswered.front().second == subscribed) {
+    link.unanswered.pop_front();
+    asked = true;
+  }
+  if (subscribed) {
+    on_subscribed(link, *channel);
+  } else {
+    on_unsubscribed(link, *channel, asked);
+  }
+}
+
+void RedisPubSub::on_subscribed(Link& link, const std::string& channel) {
+  auto it = link.channels.find(channel);
+  if (it == link.channels.end()) return;
+  ChannelState& state = it->second;
+  if (state.status != Status::subscribing) return;
+  link.conn->watch_end(state.watch);
+  state.sent = false;
+  state.status = Status::active;
+  state.placements = 0;
+  state.epoch.clear();
+  state.last_offset = 0;
+  auto waiters = std::move(state.waiters);
+  state.waiters.clear();
+  if (state.refs == 0) {
+    link.to_unsubscribe.push_back(channel);
+    schedule_flush(link);
+  }
+  for (auto& ready : waiters) ready(EngineErrc::ok);
+}
+
+void RedisPubSub::on_unsubscribed(Link& link, const std::string& channel, bool asked) {
+  auto it = link.channels.find(channel);
+  if (it == link.channels.end()) return;
+  ChannelState& state = it->second;
+  if (!asked) {
+    if (state.status != Status::active && state.status != Status::unsubscribing) return;
+    // Its slot moved (failover, migration): publications from now on go to
+    // the new owner, and some may have been missed meanwhile.
+    const bool live = state.status == Status::active && state.refs > 0;
+    evict(link, channel);
+    if (live) emit_resubscribe(channel);
     return;
   }
-  if (kind == "unsubscribe") {
-    if (name.substr(0, channel_prefix_.size()) != channel_prefix_) return;
-    auto it = link.channels.find(std::string(name.substr(channel_prefix_.size())));
-    if (it == link.channels.end() || it->second.status != Status::unsubscribing) return;
-    ChannelState& state = it->second;
-    if (state.refs > 0) {  // subscribed again meanwhile
-      state.status = Status::subscribing;
-      state.sent = false;
-      link.to_subscribe.push_back(it->first);
-      schedule_flush(link);
-    } else {
-      link.channels.erase(it);
-    }
+  if (state.status != Status::unsubscribing) return;
+  if (state.refs > 0) {  // subscribed again meanwhile
+    state.status = Status::subscribing;
+    state.sent = false;
+    link.to_subscribe.push_back(channel);
+    schedule_flush(link);
+  } else {
+    forget(link, channel);
   }
+}
+
+void RedisPubSub::on_pubsub_error(Link& link, std::string_view error) {
+  if (stopped_ || link.unanswered.empty()) return;
+  const auto [channel, subscribing] = link.unanswered.front();
+  link.unanswered.pop_front();
+  auto it = link.channels.find(channel);
+  if (it == link.channels.end()) return;
+  ChannelState& state = it->second;
+  if (!subscribing) {  // SUNSUBSCRIBE refused: the node no longer has the slot, so no subscription either
+    if (state.status == Status::unsubscribing) on_unsubscribed(link, channel, true);
+    return;
+  }
+  if (state.status != Status::subscribing) return;
+  link.conn->watch_end(state.watch);
+  // MOVED (a stale map) or CLUSTERDOWN: place it again after a refresh, a
+  // few times, before its waiters hear `unavailable`.
+  if (++state.placements >= kMaxPlacements) {
+    auto waiters = std::move(state.waiters);
+    state.waiters.clear();
+    state.placements = 0;
+    for (auto& ready : waiters) ready(EngineErrc::unavailable);
+    (void)error;
+  }
+  evict(link, channel);
 }
 
 void RedisPubSub::on_ready(Link& link) {
   if (stopped_) return;
+  link.unanswered.clear();
   for (auto& [name, state] : link.channels) {
     if (state.refs > 0 && state.status == Status::idle) {
       state.status = Status::subscribing;
@@ -288,10 +512,14 @@ void RedisPubSub::on_ready(Link& link) {
   schedule_flush(link);
 }
 
+// Fails waiters, tells live channels to resubscribe, and keeps (or,
+// sharded, re-places) what is still wanted.
 void RedisPubSub::on_down(Link& link) {
   link.node_subscribed = false;
+  link.unanswered.clear();
   if (stopped_) return;
   std::vector<std::string> lost;
+  std::vector<std::string> wanted;
   std::vector<std::function<void(EngineErrc)>> failed;
   for (auto it = link.channels.begin(); it != link.channels.end();) {
     ChannelState& state = it->second;
@@ -300,15 +528,21 @@ void RedisPubSub::on_down(Link& link) {
     for (auto& ready : state.waiters) failed.push_back(std::move(ready));
     state.waiters.clear();
     if (state.refs == 0) {
+      if (link.shard) home_.erase(it->first);
       it = link.channels.erase(it);
     } else {
       state.status = Status::idle;
       state.sent = false;
       state.epoch.clear();
       state.last_offset = 0;
+      state.placements = 0;
+      if (link.shard) wanted.push_back(it->first);
       ++it;
     }
   }
+  // Sharded: the master may have gone for good; its slots' new owner is
+  // known after a map refresh.
+  for (const auto& channel : wanted) evict(link, channel);
   for (auto& ready : failed) ready(EngineErrc::unavailable);
   for (const auto& channel : lost) emit_resubscribe(channel);
 }

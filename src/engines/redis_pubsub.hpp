@@ -1,8 +1,9 @@
 // The fan-out half of the Redis engine: this node's subscriptions to the
-// channels' pub/sub channels (P:ch:<channel>) and to its own node channel
-// (P:node:<name>). Per address, `subscriber_connections` pub/sub
-// connections; a channel lives on the address that stores it (pub/sub
-// does not cross Redis servers) and on one of its connections by hash.
+// channels' pub/sub channels (RedisChannelNames::pubsub) and to its own
+// node channel (P:node:<name>). Per address, `subscriber_connections`
+// pub/sub connections; a channel lives on the address that stores it
+// (pub/sub does not cross Redis servers) and on one of its connections by
+// hash.
 //
 // subscribe() is called once per local subscriber and counted: the first
 // one SUBSCRIBEs (channels asked for in the same io turn go out in one
@@ -14,26 +15,45 @@
 // waiters get `unavailable`; on reconnect channels still wanted are
 // subscribed again.
 //
-// Cluster mode: a PUBLISH (the publish script's too) reaches every node of
-// the cluster, so the `subscriber_connections` connections go to any node,
-// the next one in turn at each reconnect (RedisCluster::locate_any); a
-// failover that takes their node away is a dropped connection as above.
-// Sharded pub/sub (SSUBSCRIBE) would keep the traffic on the slot's
-// shard, but hiredis 0.14's async API cannot dispatch its replies.
+// Cluster mode, cluster_pubsub = "global": a PUBLISH (the publish script's
+// too) reaches every node of the cluster, so the `subscriber_connections`
+// connections go to any node, the next one in turn at each reconnect
+// (RedisCluster::locate_any); a failover that takes their node away is a
+// dropped connection as above.
+//
+// Cluster mode, "sharded" (SSUBSCRIBE, Redis 7): a channel's messages reach
+// only its slot's shard, so its connection goes to the master the slot map
+// names, `subscriber_connections` per master, made as channels need them;
+// one SSUBSCRIBE per channel (a command's shard channels must share a
+// slot). A channel leaves its connection, with a resubscribe event if it
+// was live, and is placed again on the slot's (new) master after a map
+// refresh when: the node unsubscribes it (its slot moved: failover or
+// migration), the node refuses the SSUBSCRIBE (MOVED: the map was stale;
+// up to kMaxPlacements tries before its waiters get `unavailable`), or the
+// connection drops. The node channel stays on one connection to any node,
+// with SUBSCRIBE (node messages are PUBLISHed).
 //
 // Threading: call everything on the io_context's thread.
 #pragma once
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "duplex/engines/engine.hpp"
 #include "duplex/engines/config.hpp"
+#include "redis_channel_names.hpp"
 #include "redis_cluster.hpp"
 #include "redis_connection.hpp"
 #include "redis_sentinels.hpp"
@@ -76,6 +96,8 @@ class RedisPubSub {
     std::vector<std::function<void(EngineErrc)>> waiters;
     std::string epoch;        // of the last publication delivered
     std::uint64_t last_offset = 0;
+    unsigned placements = 0;  // sharded: SSUBSCRIBEs refused in a row
+    std::chrono::steady_clock::time_point homeless_since{};
   };
   struct Link {
     std::unique_ptr<RedisConnection> conn;
@@ -85,22 +107,58 @@ class RedisPubSub {
     bool flush_posted = false;
     std::string node_channel;
     bool node_subscribed = false;
+    bool shard = false;  // sharded mode: SSUBSCRIBE to one master
+    std::string address;  // a shard link's master, "host:port"
+    // A shard link's SSUBSCRIBE (true) / SUNSUBSCRIBE (false) commands not
+    // yet answered, in order: an error reply answers the first one.
+    std::deque<std::pair<std::string, bool>> unanswered;
   };
+  static constexpr unsigned kMaxPlacements = 5;
 
+  Link& make_link(RedisConnectionOptions options);
   Link& link_for(const std::string& channel);
+  // Sharded: the link of the channel's slot master (made when new); null
+  // while the map names none.
+  Link* shard_link_for(const std::string& channel);
+  // The link holding `channel`'s state: sharded, where it was placed (null:
+  // nowhere yet); else link_for.
+  Link* home_of(const std::string& channel);
+  // Erases a channel from its link (and from home_).
+  void forget(Link& link, const std::string& channel);
+  // Sharded: takes the channel off `link` to be placed again.
+  void evict(Link& link, const std::string& channel);
+  void schedule_placement(std::chrono::milliseconds delay);
+  void place_homeless();
   void schedule_flush(Link& link);
   void flush(Link& link);
   void on_push(Link& link, struct ::redisReply* reply);
+  void on_pubsub_error(Link& link, std::string_view error);
+  void on_subscribed(Link& link, const std::string& channel);
+  void on_unsubscribed(Link& link, const std::string& channel, bool asked);
   void on_ready(Link& link);
   void on_down(Link& link);
   void emit_resubscribe(const std::string& channel);
 
   asio::io_context& io_;
-  std::string channel_prefix_;  // "<prefix>:ch:"
+  RedisChannelNames names_;
+  RedisCluster* cluster_ = nullptr;
+  RedisConnectionOptions shard_options_;  // sharded: a shard link's options but the address
   std::size_t per_address_ = 1;
+  std::chrono::milliseconds placement_min_;
+  std::chrono::milliseconds placement_max_;
+  std::chrono::milliseconds command_timeout_;
+  mutable std::mutex links_mutex_;  // links_ grows on the io thread (sharded); counters read it from others
   std::vector<std::unique_ptr<Link>> links_;
+  std::unordered_map<std::string, std::vector<Link*>> shard_links_;  // by master address
+  std::unordered_map<std::string, Link*> home_;                       // sharded: channel -> its link
+  std::unordered_map<std::string, ChannelState> homeless_;            // sharded: waiting for a placement
+  std::atomic<std::size_t> homeless_count_{0};                        // its size, for all_up
+  asio::steady_timer placement_timer_;
+  bool placement_scheduled_ = false;
+  std::chrono::milliseconds placement_backoff_;
   Engine::Deliver deliver_;
   Engine::NodeMessage node_handler_;
+  bool started_ = false;
   bool stopped_ = false;
 };
 

@@ -18,7 +18,8 @@ namespace duplex::engines::detail::redis_scripts {
 
 // KEYS[1] meta hash {epoch, top}, KEYS[2] history list, KEYS[3] idempotency key
 // ARGV[1] epoch to create, [2] now ms, [3] history size, [4] history ttl ms,
-// [5] idempotency window ms, [6] meta ttl s, [7] "1": PUBLISH, [8] pub/sub
+// [5] idempotency window ms, [6] meta ttl s, [7] "1": PUBLISH, "s": SPUBLISH
+// (sharded, cluster), "0": neither, [8] pub/sub
 // channel, [9] publisher, [10] data, [11] "1": has an idempotency key
 // Returns {epoch, offset, duplicate (0/1)}.
 inline constexpr const char* kPublish = R"lua(
@@ -67,7 +68,11 @@ if ARGV[11] == '1' then
     redis.call('SET', KEYS[3], epoch .. ':' .. offset .. ':' .. string.format('%d', now + window), 'PX', window + 1000)
   end
 end
-if ARGV[7] == '1' then redis.call('PUBLISH', ARGV[8], 'p' .. epoch .. ':' .. entry) end
+if ARGV[7] == '1' then
+  redis.call('PUBLISH', ARGV[8], 'p' .. epoch .. ':' .. entry)
+elseif ARGV[7] == 's' then
+  redis.call('SPUBLISH', ARGV[8], 'p' .. epoch .. ':' .. entry)
+end
 return {epoch, offset, 0}
 )lua";
 
@@ -134,7 +139,7 @@ return {epoch, string.format('%d', top), out}
 
 // KEYS[1] presence hash (client id -> client), KEYS[2] expiry zset
 // ARGV[1] client id, [2] encoded client, [3] now ms, [4] expires at ms,
-// [5] key ttl s, [6] "1": PUBLISH the join when new, [7] pub/sub channel,
+// [5] key ttl s, [6] "1"/"s": PUBLISH/SPUBLISH the join when new, [7] pub/sub channel,
 // [8] join message. Returns 1 when the entry is new (or had expired).
 inline constexpr const char* kPresenceAdd = R"lua(
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[3])
@@ -147,16 +152,18 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 if added == 1 and ARGV[6] == '1' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+if added == 1 and ARGV[6] == 's' then redis.call('SPUBLISH', ARGV[7], ARGV[8]) end
 return added
 )lua";
 
 // KEYS[1] presence hash, KEYS[2] expiry zset
-// ARGV[1] client id, [2] "1": PUBLISH the leave when removed, [3] pub/sub
+// ARGV[1] client id, [2] "1"/"s": PUBLISH/SPUBLISH the leave when removed, [3] pub/sub
 // channel, [4] leave message. Returns 1 when an entry was removed.
 inline constexpr const char* kPresenceRemove = R"lua(
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if removed == 1 and ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if removed == 1 and ARGV[2] == 's' then redis.call('SPUBLISH', ARGV[3], ARGV[4]) end
 return removed
 )lua";
 

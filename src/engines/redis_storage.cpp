@@ -43,7 +43,7 @@ std::int64_t ms(std::chrono::seconds s) { return seconds_to_ms(s); }
 }  // namespace
 
 RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clock)
-    : io_(io), config_(std::move(config)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
+    : io_(io), config_(std::move(config)), names_(redis_channel_names(config_)), clock_(std::move(clock)), shas_(kScriptCount), presence_timer_(io) {
   // Every command connection loads the scripts before its first command.
   auto load_scripts = [this](RedisConnection& c, std::function<void(std::string)> finish) {
     auto remaining = std::make_shared<std::size_t>(kScriptCount);
@@ -134,10 +134,12 @@ std::uint64_t RedisStorage::reconnects() const {
 }
 
 std::string RedisStorage::channel_key(const std::string& channel, std::string_view kind) const {
-  if (cluster_) {
-    return "{" + config_.prefix + ":" + std::to_string(channel.size()) + ":" + channel + "}:" + std::string(kind);
-  }
-  return config_.prefix + ":" + std::string(kind) + ":" + channel;
+  return names_.key(channel, kind);
+}
+
+const char* RedisStorage::publish_mode(bool redis_publish) const {
+  if (!redis_publish) return "0";
+  return names_.sharded ? "s" : "1";
 }
 
 std::string RedisStorage::idempotency_key(const std::string& channel, const std::string& key) const {
@@ -218,7 +220,7 @@ void RedisStorage::publish(PublishRequest request, bool redis_publish, std::func
                                 std::to_string(ms(request.history.ttl)),
                                 std::to_string(ms(request.history.idempotency_window)),
                                 std::to_string(config_.history_meta_ttl.count()),
-                                redis_publish ? "1" : "0",
+                                publish_mode(redis_publish),
                                 pubsub_channel(channel),
                                 publication->publisher,
                                 publication->data,
@@ -342,7 +344,7 @@ void RedisStorage::presence_add(const std::string& channel, const ClientInfo& cl
                                 std::to_string(now),
                                 std::to_string(now + ttl_ms),
                                 std::to_string(std::max<std::int64_t>(config_.presence_ttl.count(), 1)),
-                                announce && redis_publish ? "1" : "0",
+                                publish_mode(announce && redis_publish),
                                 pubsub_channel(channel),
                                 redis_wire::encode_join(client)};
   const Route shard = route_of_channel(channel);
@@ -358,7 +360,7 @@ void RedisStorage::presence_remove(const std::string& channel, const ClientInfo&
                                    bool redis_publish, std::function<void(bool)> done) {
   own_presence_.erase({channel, client.client});
   std::vector<std::string> keys{channel_key(channel, "presence"), channel_key(channel, "presence_exp")};
-  std::vector<std::string> args{client.client, announce && redis_publish ? "1" : "0", pubsub_channel(channel),
+  std::vector<std::string> args{client.client, publish_mode(announce && redis_publish), pubsub_channel(channel),
                                 redis_wire::encode_leave(client)};
   const Route shard = route_of_channel(channel);
   run_script(shard, kPresenceRemove, std::move(keys), std::move(args),

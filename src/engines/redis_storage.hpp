@@ -40,6 +40,7 @@
 #include "duplex/engines/engine.hpp"
 #include "duplex/engines/config.hpp"
 #include "engine_clock.hpp"
+#include "redis_channel_names.hpp"
 #include "redis_cluster.hpp"
 #include "redis_connection.hpp"
 #include "redis_sentinels.hpp"
@@ -69,7 +70,7 @@ class RedisStorage {
   // Which address holds `channel` (index into config().addresses); cluster
   // mode: the hash slot of its keys.
   std::size_t shard_of(const std::string& channel) const;
-  std::string pubsub_channel(const std::string& channel) const { return config_.prefix + ":ch:" + channel; }
+  std::string pubsub_channel(const std::string& channel) const { return names_.pubsub(channel); }
   std::string node_channel(const std::string& node) const { return config_.prefix + ":node:" + node; }
 
   struct Published {
@@ -118,6 +119,8 @@ class RedisStorage {
   std::string failure(const redisReply* reply, const std::string& error, Route route) const;
   // The name of `kind`'s key for `channel` ("meta", "hist", "presence", ...).
   std::string channel_key(const std::string& channel, std::string_view kind) const;
+  // The scripts' publish argument: "0" none, "1" PUBLISH, "s" SPUBLISH.
+  const char* publish_mode(bool redis_publish) const;
   std::string idempotency_key(const std::string& channel, const std::string& key) const;
   std::string registry_key(std::string_view kind) const;
 
@@ -131,6 +134,7 @@ class RedisStorage {
 
   asio::io_context& io_;
   RedisConfig config_;
+  RedisChannelNames names_;
   ClockMs clock_;
   std::unique_ptr<RedisSentinels> sentinels_;
   std::unique_ptr<RedisCluster> cluster_;

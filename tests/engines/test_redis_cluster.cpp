@@ -51,6 +51,15 @@ std::string channel_key(const std::string& prefix, const std::string& channel, c
   return "{" + prefix + ":" + std::to_string(channel.size()) + ":" + channel + "}:" + kind;
 }
 
+// The engine's pub/sub connections subscribed to `channel` on the node at
+// `port`: SHARDNUMSUB of "{t:4:load}:ch" (sharded) or NUMSUB of "t:ch:load".
+int subscribers_on(int port, const std::string& mode, const std::string& prefix, const std::string& channel) {
+  const std::string name = mode == "sharded" ? channel_key(prefix, channel, "ch") : prefix + ":ch:" + channel;
+  const auto reply = redis_text(port, {"PUBSUB", mode == "sharded" ? "SHARDNUMSUB" : "NUMSUB", name});
+  if (!reply || reply->rfind(name + " ", 0) != 0) return -1;
+  return std::stoi(reply->substr(name.size() + 1));
+}
+
 // One cluster for the whole contract suite; every test has its own prefix.
 class RedisClusterContract : public ::testing::Test {
  protected:
@@ -257,6 +266,58 @@ TEST_F(RedisClusterContract, FollowsAskDuringAMigrationAndMovedAfterIt) {
   EXPECT_EQ(redis_text(from, {"CLUSTER", "COUNTKEYSINSLOT", s}), "0") << "nothing left on the old owner";
 }
 
+// cluster_pubsub = "sharded" (the default): the subscription is an
+// SSUBSCRIBE on the channel's slot master only, and when the slot migrates
+// the old owner drops it (sunsubscribe); the subscriber is told to
+// resubscribe and the engine subscribes on the new owner by itself.
+TEST_F(RedisClusterContract, ShardedPubSubStaysOnTheChannelsShardAndFollowsAMigratedSlot) {
+  const std::string channel = "sharded";
+  ASSERT_EQ(subscribe_sync(*engine_, channel), EngineErrc::ok);
+  const int slot = cluster_->keyslot(channel_key(prefix_, channel, "meta"));
+  ASSERT_EQ(cluster_->keyslot(channel_key(prefix_, channel, "ch")), slot) << "the shard channel shares the keys' slot";
+  const int from = cluster_->owner_of(slot);
+  for (int port : cluster_->master_ports()) {
+    EXPECT_EQ(subscribers_on(port, "sharded", prefix_, channel), port == from ? 1 : 0) << "master " << port;
+    EXPECT_EQ(subscribers_on(port, "global", prefix_, channel), 0) << "no global subscription on " << port;
+  }
+  const PublishResult first = publish_sync(*engine_, message(channel, "1", keep(10)));
+  ASSERT_EQ(first.error, EngineErrc::ok) << first.message;
+  ASSERT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel) == std::vector<std::uint64_t>{1}; }));
+
+  int to = 0;
+  for (int port : cluster_->master_ports()) {
+    if (port != from) to = port;
+  }
+  ASSERT_NE(to, 0);
+  auto id_of = [&](int port) {
+    for (const auto& line : cluster_->topology()) {
+      if (line.port == port) return line.id;
+    }
+    return std::string();
+  };
+  const std::string s = std::to_string(slot);
+  ASSERT_TRUE(redis_text(to, {"CLUSTER", "SETSLOT", s, "IMPORTING", id_of(from)}));
+  ASSERT_TRUE(redis_text(from, {"CLUSTER", "SETSLOT", s, "MIGRATING", id_of(to)}));
+  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "5000", "KEYS"};
+  for (const std::string kind : {"meta", "hist"}) migrate.push_back(channel_key(prefix_, channel, kind));
+  ASSERT_TRUE(redis_text(from, migrate));
+  for (int port : cluster_->master_ports()) ASSERT_TRUE(redis_text(port, {"CLUSTER", "SETSLOT", s, "NODE", id_of(to)}));
+
+  EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.count(ChannelEvent::Kind::resubscribe, channel) > 0; }))
+      << "the old owner dropped the shard channel: publications may have been missed";
+  EXPECT_TRUE(wait_for([&] { return subscribers_on(to, "sharded", prefix_, channel) == 1; }, 10s))
+      << "subscribed again on the new owner";
+  EXPECT_EQ(subscribers_on(from, "sharded", prefix_, channel), 0);
+  const PublishResult second = publish_sync(*engine_, message(channel, "2", keep(10)));
+  ASSERT_EQ(second.error, EngineErrc::ok) << second.message;
+  EXPECT_EQ(second.position.epoch, first.position.epoch);
+  EXPECT_TRUE(recorder_.wait_until([&] {
+    const auto offsets = recorder_.offsets(channel);
+    return !offsets.empty() && offsets.back() == second.position.offset;
+  })) << "delivered live from the new owner";
+  EXPECT_TRUE(wait_for([&] { return engine_->healthy(); }, 10s));
+}
+
 TEST_F(RedisClusterContract, AStaleSeedListStillFindsEveryMaster) {
   // Only one seed, and a dead one before it: the map names the rest.
   std::vector<std::string> seeds{"127.0.0.1:" + std::to_string(free_loopback_port()), cluster_->addresses().back()};
@@ -370,17 +431,31 @@ std::vector<std::string> seeds_with_master_first(const RedisClusterGroup& cluste
   return seeds;
 }
 
-// The pub/sub connection stays on the demoted master, which still relays
-// the publications: the subscriber misses nothing.
-TEST(RedisClusterFailover, AManualFailoverUnderLoadLosesNoAcknowledgedPublish) {
+// Both pub/sub modes (engine.redis.cluster_pubsub) under every failover.
+class RedisClusterFailover : public ::testing::TestWithParam<std::string> {
+ protected:
+  RedisEngineOptions options(const RedisClusterGroup& cluster, int master) const {
+    RedisEngineOptions out = cluster_options(seeds_with_master_first(cluster, master), "t");
+    out.config.cluster_pubsub = GetParam();
+    return out;
+  }
+  bool sharded() const { return GetParam() == "sharded"; }
+};
+
+// Global: the pub/sub connection stays on the demoted master, which still
+// relays the publications, so the subscriber misses nothing. Sharded: the
+// demoted master gives the slot's shard channels up (sunsubscribe), the
+// subscriber is told to resubscribe, and the engine subscribes on the
+// promoted replica by itself.
+TEST_P(RedisClusterFailover, AManualFailoverUnderLoadLosesNoAcknowledgedPublish) {
   RedisClusterGroup cluster;
   const std::string channel = "load";
   const int master = cluster.owner_of(cluster.keyslot(channel_key("t", channel, "meta")));
   Recorder recorder;  // outlives the engine, whose thread delivers to it
-  RedisEngine engine(cluster_options(seeds_with_master_first(cluster, master), "t"));
+  RedisEngine engine(options(cluster, master));
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, channel) == EngineErrc::ok; }, 10s));
-  EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");
+  EXPECT_EQ(subscribers_on(master, GetParam(), "t", channel), 1);
   PublishLoad load(engine, channel);
   ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= 50; }, 10s));
   const int replica = cluster.replica_of(master);
@@ -399,28 +474,41 @@ TEST(RedisClusterFailover, AManualFailoverUnderLoadLosesNoAcknowledgedPublish) {
            (!offsets.empty() && offsets.back() == acknowledged.rbegin()->first);
   })) << "the subscriber keeps receiving, or is told to resubscribe";
   expect_nothing_acknowledged_lost(engine, load, recorder, channel);
-  const auto delivered = recorder.offsets(channel);
-  const std::set<std::uint64_t> received(delivered.begin(), delivered.end());
-  for (const auto& [offset, data] : load.acknowledged()) EXPECT_TRUE(received.count(offset)) << offset << " not delivered";
   EXPECT_EQ(cluster.node(promoted).query({"EXISTS", channel_key("t", channel, "meta")}), 1)
       << "served by the promoted replica";
+  if (!sharded()) {
+    const auto delivered = recorder.offsets(channel);
+    const std::set<std::uint64_t> received(delivered.begin(), delivered.end());
+    for (const auto& [offset, data] : load.acknowledged()) EXPECT_TRUE(received.count(offset)) << offset << " not delivered";
+  } else {
+    EXPECT_GT(recorder.count(ChannelEvent::Kind::resubscribe, channel), 0u) << "the slot's shard channels moved";
+    EXPECT_TRUE(wait_for([&] { return subscribers_on(promoted, "sharded", "t", channel) == 1; }, 10s))
+        << "subscribed again on the promoted replica";
+    EXPECT_EQ(subscribers_on(master, "sharded", "t", channel), 0) << "and no longer on the demoted master";
+    const auto after = publish_sync(engine, message(channel, "{\"after\":1}", keep(100'000)));
+    ASSERT_EQ(after.error, EngineErrc::ok) << after.message;
+    EXPECT_TRUE(recorder.wait_until([&] {
+      const auto offsets = recorder.offsets(channel);
+      return !offsets.empty() && offsets.back() == after.position.offset;
+    })) << "a publication after the failover arrives live";
+  }
   engine.stop();
 }
 
 // The killed master also held the engine's pub/sub connection: the
 // subscriber is told to resubscribe, and history has what it missed.
-TEST(RedisClusterFailover, AKilledMasterLosesNoAcknowledgedPublishWithWaitReplicas) {
+TEST_P(RedisClusterFailover, AKilledMasterLosesNoAcknowledgedPublishWithWaitReplicas) {
   RedisClusterGroup cluster;
   const std::string channel = "load";
   const int master = cluster.owner_of(cluster.keyslot(channel_key("t", channel, "meta")));
-  RedisEngineOptions options = cluster_options(seeds_with_master_first(cluster, master), "t");
-  options.config.wait_replicas = 1;
-  options.config.wait_timeout = 500ms;
+  RedisEngineOptions with_wait = options(cluster, master);
+  with_wait.config.wait_replicas = 1;
+  with_wait.config.wait_timeout = 500ms;
   Recorder recorder;  // outlives the engine, whose thread delivers to it
-  RedisEngine engine(std::move(options));
+  RedisEngine engine(std::move(with_wait));
   engine.set_deliver(recorder.callback());
   ASSERT_TRUE(wait_for([&] { return subscribe_sync(engine, channel) == EngineErrc::ok; }, 10s));
-  EXPECT_EQ(redis_text(master, {"PUBSUB", "NUMSUB", "t:ch:load"}), "t:ch:load 1");
+  EXPECT_EQ(subscribers_on(master, GetParam(), "t", channel), 1);
   PublishLoad load(engine, channel);
   ASSERT_TRUE(wait_for([&] { return load.acknowledged_count() >= 50; }, 10s));
   const int promoted = cluster.kill_master(master, 20s);
@@ -442,7 +530,14 @@ TEST(RedisClusterFailover, AKilledMasterLosesNoAcknowledgedPublishWithWaitReplic
   });
   expect_nothing_acknowledged_lost(engine, load, recorder, channel);
   EXPECT_GT(recorder.count(ChannelEvent::Kind::resubscribe, channel), 0u) << "the pub/sub connection dropped";
+  if (sharded()) {
+    EXPECT_TRUE(wait_for([&] { return subscribers_on(promoted, "sharded", "t", channel) == 1; }, 10s))
+        << "subscribed again on the promoted replica";
+  }
   engine.stop();
 }
+
+INSTANTIATE_TEST_SUITE_P(PubSub, RedisClusterFailover, ::testing::Values("sharded", "global"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -56,8 +56,8 @@ TEST(RedisClusterHub, ASubscriberStaysConnectedThroughAKilledMasterAndMissesNoth
   auto r = sub->call(1, R"({"type":"subscribe","id":1,"channel":")" + channel + "\"}");
   ASSERT_FALSE(r->has("/error")) << r->text;
   const std::string epoch = r->str_at("/result/epoch");
-  ASSERT_EQ(duplex::test::redis_text(master, {"PUBSUB", "NUMSUB", prefix + ":ch:" + channel}),
-            prefix + ":ch:" + channel + " 1")
+  const std::string shard_channel = "{" + tag + "}:ch";  // cluster_pubsub = "sharded", the default
+  ASSERT_EQ(duplex::test::redis_text(master, {"PUBSUB", "SHARDNUMSUB", shard_channel}), shard_channel + " 1")
       << "the node's pub/sub connection is on the channel's master";
 
   std::mutex mutex;

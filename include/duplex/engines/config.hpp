@@ -41,6 +41,10 @@ struct RedisConfig {
   // slot's master (docs/ENGINES.md, "Redis Cluster").
   bool cluster = false;
   std::size_t cluster_max_redirects = 5;  // MOVED/ASK followed per command; more: it fails
+  // "sharded": SPUBLISH/SSUBSCRIBE (Redis 7), each channel's messages stay
+  // on its slot's shard; "global": PUBLISH/SUBSCRIBE, every message goes to
+  // every node (Redis 6). Every hub node of one cluster must use the same.
+  std::string cluster_pubsub = "sharded";
   // TLS on every connection (servers and sentinels): the certificate is
   // verified against tls_ca (empty: the system store) and the host name.
   bool tls = false;
