@@ -4,7 +4,7 @@
 #include <random>
 
 #include "support/json.hpp"
-#include "server_frame.hpp"
+#include "wire/server_frames.hpp"
 
 namespace duplex::client {
 
@@ -48,7 +48,7 @@ std::string_view kind_name(int kind) {
 HubSession::HubSession(SessionOptions options, Random random)
     : options_(std::move(options)),
       random_(std::move(random)),
-      parser_(std::make_unique<detail::ServerFrameParser>()) {
+      parser_(std::make_unique<wire::ServerFrameParser>()) {
   if (!random_) {
     std::random_device device;
     std::seed_seq seed{device(), device(), device(), device()};
@@ -643,7 +643,7 @@ void HubSession::tick(TimePoint now) {
 void HubSession::on_text(std::string_view text, TimePoint now) {
   if (phase_ == Phase::idle || phase_ == Phase::closed) return;  // a frame from a transport we gave up
   last_frame_at_ = now;
-  detail::ServerFrame frame;
+  wire::ServerFrame frame;
   std::string error;
   if (!parser_->parse(text, frame, error)) {
     ++malformed_frames_;
@@ -702,7 +702,7 @@ void HubSession::on_text(std::string_view text, TimePoint now) {
   // Other types: newer than this client; ignored.
 }
 
-void HubSession::handle_reply(Command command, detail::ServerFrame& frame, TimePoint now) {
+void HubSession::handle_reply(Command command, wire::ServerFrame& frame, TimePoint now) {
   std::optional<Error> error;
   if (frame.has_error) error = Error{static_cast<int>(frame.error_code), std::move(frame.error_message)};
   else if (!frame.has_result) error = Error{error_code::bad_frame, "reply without result or error"};
@@ -781,7 +781,7 @@ void HubSession::handle_reply(Command command, detail::ServerFrame& frame, TimeP
   }
 }
 
-void HubSession::handle_connected(detail::ServerFrame& frame, TimePoint now) {
+void HubSession::handle_connected(wire::ServerFrame& frame, TimePoint now) {
   phase_ = Phase::connected;
   attempt_ = 0;
   const std::uint64_t ping_seconds = std::min(frame.ping.value_or(0), max_ping_seconds);
@@ -809,7 +809,7 @@ void HubSession::handle_auth_error(const Error& error) {
     request_close(session_close::auth_failed, "authentication failed: " + error.message, true);
 }
 
-void HubSession::handle_subscribe_reply(const Command& command, detail::ServerFrame& frame, TimePoint) {
+void HubSession::handle_subscribe_reply(const Command& command, wire::ServerFrame& frame, TimePoint) {
   const auto sub = find_subscription(command.channel);
   sub->state = SubscriptionState::subscribed;
   sub->retry_attempt = 0;
@@ -817,7 +817,7 @@ void HubSession::handle_subscribe_reply(const Command& command, detail::ServerFr
   SubscribedEvent subscribed{sub->channel, resumed_at, frame.recoverable, command.recover,
                              command.recover && frame.recovered.value_or(false)};
   std::optional<GapEvent> gap;
-  std::vector<detail::RawPublication> recovered;
+  std::vector<wire::RawPublication> recovered;
   if (subscribed.recovered) {
     recovered = std::move(frame.publications);
     if (!sub->positioned || sub->position.epoch != resumed_at.epoch) {
@@ -861,7 +861,7 @@ void HubSession::handle_subscribe_reply(const Command& command, detail::ServerFr
     if (!deliver(sub, message)) return;
 }
 
-void HubSession::handle_message(detail::ServerFrame& frame) {
+void HubSession::handle_message(wire::ServerFrame& frame) {
   const auto sub = find_subscription(frame.channel);
   if (!sub) return;
   Message message{sub->channel, std::move(frame.epoch), frame.offset.value_or(0),

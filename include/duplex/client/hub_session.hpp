@@ -33,12 +33,12 @@
 
 #include "duplex/client/hub_types.hpp"
 
-namespace duplex::client {
-
-namespace detail {
-class ServerFrameParser;
+namespace duplex::wire {
+class ServerFrameParser;  // the duplex.v1 reader (src/wire/server_frames.hpp)
 struct ServerFrame;
-}  // namespace detail
+}  // namespace duplex::wire
+
+namespace duplex::client {
 
 struct SessionOptions {
   std::string token;                // sent in `authenticate` when no provider is used; empty = anonymous
@@ -185,11 +185,11 @@ class HubSession {
   void send_subscribe(const SubscriptionPtr& sub, TimePoint now);
   std::uint64_t request_token();
 
-  void handle_reply(Command command, detail::ServerFrame& frame, TimePoint now);
-  void handle_connected(detail::ServerFrame& frame, TimePoint now);
+  void handle_reply(Command command, wire::ServerFrame& frame, TimePoint now);
+  void handle_connected(wire::ServerFrame& frame, TimePoint now);
   void handle_auth_error(const Error& error);
-  void handle_subscribe_reply(const Command& command, detail::ServerFrame& frame, TimePoint now);
-  void handle_message(detail::ServerFrame& frame);
+  void handle_subscribe_reply(const Command& command, wire::ServerFrame& frame, TimePoint now);
+  void handle_message(wire::ServerFrame& frame);
   // Delivers one publication to a subscribed channel unless it is a
   // duplicate; false if the subscription went away during the callback.
   bool deliver(const SubscriptionPtr& sub, Message& message);
@@ -200,7 +200,7 @@ class HubSession {
   SessionOptions options_;
   Random random_;
   StateHandlers state_handlers_;
-  std::unique_ptr<detail::ServerFrameParser> parser_;
+  std::unique_ptr<wire::ServerFrameParser> parser_;
 
   Phase phase_ = Phase::idle;
   unsigned attempt_ = 0;  // consecutive reconnects since the last successful connect

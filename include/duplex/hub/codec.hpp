@@ -14,29 +14,6 @@
 
 namespace duplex::hub {
 
-enum class DecodeStatus : std::uint8_t {
-  ok,
-  malformed,    // not a command at all: the connection is closed with 4500
-  bad_request,  // a command with an id but a bad or missing field: error 107
-};
-
-struct ConnectedInfo {
-  std::string client;
-  std::string user;
-  std::int64_t expires = 0;  // 0: none
-  std::string node;
-  int ping_seconds = 0;
-};
-
-struct SubscribeResult {
-  std::string channel;
-  StreamPosition position;
-  bool recoverable = false;
-  bool recover_requested = false;
-  bool recovered = false;
-  std::vector<PublicationPtr> publications;
-};
-
 class Codec {
  public:
   virtual ~Codec() = default;

@@ -12,6 +12,13 @@ enum class CommandType : std::uint8_t {
   authenticate, subscribe, unsubscribe, publish, presence, history, refresh, ping, unknown
 };
 
+// How a frame decoded as a command.
+enum class DecodeStatus : std::uint8_t {
+  ok,
+  malformed,    // not a command at all: the connection is closed with 4500
+  bad_request,  // a command with an id but a bad or missing field: error 107
+};
+
 struct Command {
   CommandType type = CommandType::unknown;
   std::uint64_t id = 0;

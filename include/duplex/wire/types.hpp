@@ -33,4 +33,23 @@ struct Publication {
 
 using PublicationPtr = std::shared_ptr<const Publication>;
 
+// What the connected reply and push say about the connection.
+struct ConnectedInfo {
+  std::string client;
+  std::string user;
+  std::int64_t expires = 0;  // 0: none
+  std::string node;
+  int ping_seconds = 0;
+};
+
+// What a subscribe reply says.
+struct SubscribeResult {
+  std::string channel;
+  StreamPosition position;
+  bool recoverable = false;
+  bool recover_requested = false;
+  bool recovered = false;
+  std::vector<PublicationPtr> publications;
+};
+
 }  // namespace duplex::hub

@@ -1,8 +1,8 @@
-#include "server_frame.hpp"
+#include "server_frames.hpp"
 
 #include <new>
 
-namespace duplex::client::detail {
+namespace duplex::wire {
 
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
@@ -241,4 +241,4 @@ bool ServerFrameParser::parse(std::string_view text, ServerFrame& out, std::stri
   return true;
 }
 
-}  // namespace duplex::client::detail
+}  // namespace duplex::wire
