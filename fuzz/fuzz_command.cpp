@@ -14,6 +14,7 @@
 
 #include "duplex/hub/codec.hpp"
 #include "support/json.hpp"
+#include "wire/server_frames.hpp"
 
 using namespace duplex::hub;
 
@@ -30,6 +31,16 @@ void check(bool ok, const char* what, std::string_view text) {
 }
 
 void check_json(const std::string& text, const char* what) { check(is_valid_json(text, check_depth), what, text); }
+
+// What the server writes, the C++ client reads back (the writer and the
+// reader of src/wire/server_frames.hpp agree).
+duplex::wire::ServerFrame read_back(const std::string& written, const char* what) {
+  static duplex::wire::ServerFrameParser reader;
+  duplex::wire::ServerFrame frame;
+  std::string error;
+  check(reader.parse(written, frame, error), what, written);
+  return frame;
+}
 
 }  // namespace
 
@@ -66,6 +77,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   check_json(codec.push_join_leave(true, command.channel, ClientInfo{command.token, command.epoch, command.data}),
              "push_join_leave");
   check_json(codec.push_unsubscribe(command.channel, 2000, command.token), "push_unsubscribe");
+  const auto unsubscribe = read_back(codec.push_unsubscribe(command.channel, 2000, command.token), "unsubscribe unread");
+  check(unsubscribe.type == "unsubscribe" && unsubscribe.channel == command.channel && unsubscribe.code == 2000 &&
+            unsubscribe.reason == command.token,
+        "unsubscribe read back differently", command.channel);
+  const auto published = read_back(codec.reply_publish(command.id, StreamPosition{command.epoch, command.offset}, true),
+                                   "publish reply unread");
+  check(published.id == command.id && published.epoch == command.epoch && published.offset == command.offset &&
+            published.duplicate,
+        "publish reply read back differently", command.epoch);
+  if (command.data.size() < 32) {  // nested well below the reader's depth limit
+    const auto message = read_back(codec.push_message(command.channel, command.epoch, publication), "message unread");
+    check(message.type == "message" && message.channel == command.channel && message.epoch == command.epoch &&
+              message.offset == publication.offset && message.data == (command.data.empty() ? "null" : command.data),
+          "message read back differently", command.data);
+  }
   check_json(codec.push_disconnect(4500, command.idempotency_key, false), "push_disconnect");
   ConnectedInfo connected{command.token, command.channel, static_cast<std::int64_t>(command.limit >> 1), command.epoch, 25};
   check_json(codec.reply_connected(command.id, connected), "reply_connected");
