@@ -4,6 +4,7 @@
 #include <random>
 
 #include "support/json.hpp"
+#include "wire/commands.hpp"
 #include "wire/server_frames.hpp"
 
 namespace duplex::client {
@@ -37,10 +38,8 @@ struct HubSession::Subscription {
 
 namespace {
 
-std::string_view kind_name(int kind) {
-  static constexpr std::string_view names[] = {"authenticate", "subscribe", "unsubscribe", "publish",
-                                               "presence",     "history",   "refresh",     "ping"};
-  return names[kind];
+std::string_view kind_name(hub::CommandType kind) {
+  return kind == hub::CommandType::unknown ? "unknown" : wire::command_names[static_cast<std::size_t>(kind)];
 }
 
 }  // namespace
@@ -201,69 +200,31 @@ std::uint64_t HubSession::request_token() {
 
 // ---- commands ---------------------------------------------------------------------
 
-namespace {
-
-void append_position(std::string& out, const hub::StreamPosition& position) {
-  out += "\"epoch\":";
-  hub::append_json_string(out, position.epoch);
-  out += ",\"offset\":";
-  out += std::to_string(position.offset);
-}
-
-}  // namespace
-
 void HubSession::send_command(Command command, TimePoint now) {
   command.id = next_id_++;
   command.deadline = now + options_.command_timeout;
-  std::string frame;
-  frame.reserve(96 + command.payload.size() + command.channel.size());
-  frame += "{\"type\":\"";
-  frame += kind_name(static_cast<int>(command.kind));
-  frame += "\",\"id\":";
-  frame += std::to_string(command.id);
-  if (command.kind != CommandKind::authenticate && command.kind != CommandKind::refresh &&
-      command.kind != CommandKind::ping) {
-    frame += ",\"channel\":";
-    hub::append_json_string(frame, command.channel);
+  hub::Command out;
+  out.type = command.kind;
+  out.id = command.id;
+  out.channel = command.channel;
+  if (command.kind == CommandKind::publish) {
+    out.data = command.payload;
+    out.idempotency_key = command.key;
+  } else {
+    out.token = command.payload;
   }
-  switch (command.kind) {
-    case CommandKind::authenticate:
-    case CommandKind::refresh:
-    case CommandKind::subscribe:
-      if (!command.payload.empty()) {
-        frame += ",\"token\":";
-        hub::append_json_string(frame, command.payload);
-      }
-      if (command.kind == CommandKind::subscribe && command.recover) {
-        frame += ",\"recover\":true,";
-        append_position(frame, command.since);
-      }
-      break;
-    case CommandKind::publish:
-      frame += ",\"data\":";
-      frame += command.payload;  // validated JSON, spliced as is
-      frame += ",\"idempotency_key\":";
-      hub::append_json_string(frame, command.key);
-      break;
-    case CommandKind::history:
-      if (command.history.limit) {
-        frame += ",\"limit\":";
-        frame += std::to_string(*command.history.limit);
-      }
-      if (command.history.since) {
-        frame += ",\"since\":{";
-        append_position(frame, *command.history.since);
-        frame += '}';
-      }
-      if (command.history.reverse) frame += ",\"reverse\":true";
-      break;
-    case CommandKind::unsubscribe:
-    case CommandKind::presence:
-    case CommandKind::ping:
-      break;
+  out.recover = command.recover;
+  out.epoch = command.since.epoch;
+  out.offset = command.since.offset;
+  out.has_limit = command.history.limit.has_value();
+  out.limit = command.history.limit.value_or(0);
+  out.has_since = command.history.since.has_value();
+  if (out.has_since) {
+    out.since_epoch = command.history.since->epoch;
+    out.since_offset = command.history.since->offset;
   }
-  frame += '}';
-  outgoing_.push_back(std::move(frame));
+  out.reverse = command.history.reverse;
+  outgoing_.push_back(wire::write_command(out));
   const std::uint64_t id = command.id;
   in_flight_.emplace(id, std::move(command));
 }
@@ -596,7 +557,7 @@ void HubSession::tick(TimePoint now) {
         it = in_flight_.erase(it);
         break;
       default:
-        if (stale_command.empty()) stale_command = kind_name(static_cast<int>(it->second.kind));
+        if (stale_command.empty()) stale_command = kind_name(it->second.kind);
         ++it;
         break;
     }
@@ -777,6 +738,7 @@ void HubSession::handle_reply(Command command, wire::ServerFrame& frame, TimePoi
       break;
     case CommandKind::unsubscribe:
     case CommandKind::ping:
+    case CommandKind::unknown:  // never sent
       break;
   }
 }

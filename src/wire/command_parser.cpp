@@ -32,14 +32,9 @@ simdjson::dom::parser& thread_parser(std::size_t depth) {
 }
 
 CommandType command_type(std::string_view t) {
-  if (t == "subscribe") return CommandType::subscribe;
-  if (t == "publish") return CommandType::publish;
-  if (t == "unsubscribe") return CommandType::unsubscribe;
-  if (t == "ping") return CommandType::ping;
-  if (t == "presence") return CommandType::presence;
-  if (t == "history") return CommandType::history;
-  if (t == "authenticate") return CommandType::authenticate;
-  if (t == "refresh") return CommandType::refresh;
+  for (std::size_t i = 0; i < command_names.size(); ++i) {
+    if (command_names[i] == t) return static_cast<CommandType>(i);
+  }
   return CommandType::unknown;
 }
 

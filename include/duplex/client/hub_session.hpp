@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "duplex/client/hub_types.hpp"
+#include "duplex/wire/command.hpp"
 
 namespace duplex::wire {
 class ServerFrameParser;  // the duplex.v1 reader (src/wire/server_frames.hpp)
@@ -147,7 +148,7 @@ class HubSession {
 
  private:
   enum class Phase : std::uint8_t { idle, opening, awaiting_token, authenticating, connected, closed };
-  enum class CommandKind : std::uint8_t { authenticate, subscribe, unsubscribe, publish, presence, history, refresh, ping };
+  using CommandKind = hub::CommandType;  // the wire's (never `unknown` here)
   struct Command {
     CommandKind kind = CommandKind::ping;
     std::uint64_t seq = 0;  // creation order: resends keep it
