@@ -14,6 +14,7 @@
 
 #include "duplex/hub/codec.hpp"
 #include "support/json.hpp"
+#include "wire/commands.hpp"
 #include "wire/server_frames.hpp"
 
 using namespace duplex::hub;
@@ -59,6 +60,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   if (status == DecodeStatus::bad_request) return 0;
 
   if (command.type == CommandType::publish) check_json(command.data, "publish data is not valid JSON");
+  if (command.type != CommandType::unknown && !(command.type == CommandType::refresh && command.token.empty())) {
+    // What the C++ client would write for this command reads back the same.
+    const std::string written = duplex::wire::write_command(command);
+    Command again;
+    std::string why;
+    check(codec.decode(written, again, why) == DecodeStatus::ok, "a written command does not read back", written);
+    const bool recovering = command.type == CommandType::subscribe && command.recover;
+    check(again.type == command.type && again.id == command.id && again.channel == command.channel &&
+              again.token == command.token && again.data == command.data &&
+              again.idempotency_key == command.idempotency_key && again.recover == command.recover &&
+              (!recovering || (again.epoch == command.epoch && again.offset == command.offset)) &&
+              again.has_limit == command.has_limit && again.limit == command.limit &&
+              again.has_since == command.has_since && again.since_epoch == command.since_epoch &&
+              again.since_offset == command.since_offset && again.reverse == command.reverse,
+          "a written command reads back differently", written);
+  }
   SubscribeResult subscribed;
   subscribed.channel = command.channel;
   subscribed.position = StreamPosition{command.epoch, command.offset};
