@@ -78,6 +78,37 @@ class RedisClusterContract : public ::testing::Test {
     if (engine_) engine_->stop();
   }
   std::string epoch(const std::string& channel) { return history_sync(*engine_, newest(channel, 0)).top.epoch; }
+  // A master other than `port` (0: none).
+  static int other_master(int port) {
+    int other = 0;
+    for (int master : cluster_->master_ports()) {
+      if (master != port) other = master;
+    }
+    return other;
+  }
+  static std::string id_of(int port) {
+    for (const auto& line : cluster_->topology()) {
+      if (line.port == port) return line.id;
+    }
+    return std::string();
+  }
+  // The first half of a slot migration: `to` imports, `from` migrates, and
+  // `channel`'s keys of these kinds move (MIGRATE). True when Redis agreed.
+  bool migrate_keys(int slot, int from, int to, const std::string& channel, const std::vector<std::string>& kinds) {
+    const std::string s = std::to_string(slot);
+    if (!redis_text(to, {"CLUSTER", "SETSLOT", s, "IMPORTING", id_of(from)})) return false;
+    if (!redis_text(from, {"CLUSTER", "SETSLOT", s, "MIGRATING", id_of(to)})) return false;
+    std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "5000", "KEYS"};
+    for (const auto& kind : kinds) migrate.push_back(channel_key(prefix_, channel, kind));
+    return redis_text(from, migrate).has_value();
+  }
+  // The second half: every master names `to` the slot's owner.
+  static bool assign_slot(int slot, int to) {
+    for (int port : cluster_->master_ports()) {
+      if (!redis_text(port, {"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", id_of(to)})) return false;
+    }
+    return true;
+  }
 
   static RedisClusterGroup* cluster_;
   static int tests_;
@@ -229,25 +260,9 @@ TEST_F(RedisClusterContract, FollowsAskDuringAMigrationAndMovedAfterIt) {
   ASSERT_EQ(first.error, EngineErrc::ok) << first.message;
   const int slot = cluster_->keyslot(channel_key(prefix_, channel, "meta"));
   const int from = cluster_->owner_of(slot);
-  int to = 0;
-  for (int port : cluster_->master_ports()) {
-    if (port != from) to = port;
-  }
+  const int to = other_master(from);
   ASSERT_NE(to, 0);
-  auto id_of = [&](int port) {
-    for (const auto& line : cluster_->topology()) {
-      if (line.port == port) return line.id;
-    }
-    return std::string();
-  };
-  const std::string from_id = id_of(from);
-  const std::string to_id = id_of(to);
-  const std::string s = std::to_string(slot);
-  ASSERT_TRUE(redis_text(to, {"CLUSTER", "SETSLOT", s, "IMPORTING", from_id}));
-  ASSERT_TRUE(redis_text(from, {"CLUSTER", "SETSLOT", s, "MIGRATING", to_id}));
-  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "5000", "KEYS"};
-  for (const std::string kind : {"meta", "hist", "idem:key-1"}) migrate.push_back(channel_key(prefix_, channel, kind));
-  ASSERT_TRUE(redis_text(from, migrate));
+  ASSERT_TRUE(migrate_keys(slot, from, to, channel, {"meta", "hist", "idem:key-1"}));
 
   // Every key is on the importing node now: the old owner answers ASK.
   const PublishResult repeat = publish_sync(*engine_, message(channel, "1", keep(10, 0s, 60s), "key-1"));
@@ -255,7 +270,7 @@ TEST_F(RedisClusterContract, FollowsAskDuringAMigrationAndMovedAfterIt) {
   EXPECT_TRUE(repeat.duplicate) << "the script ran on the importing node, which has the key";
   EXPECT_EQ(repeat.position, first.position);
 
-  for (int port : cluster_->master_ports()) ASSERT_TRUE(redis_text(port, {"CLUSTER", "SETSLOT", s, "NODE", to_id}));
+  ASSERT_TRUE(assign_slot(slot, to));
   // The old owner answers MOVED now: the engine updates its map and follows.
   const PublishResult second = publish_sync(*engine_, message(channel, "2", keep(10)));
   ASSERT_EQ(second.error, EngineErrc::ok) << second.message;
@@ -263,7 +278,8 @@ TEST_F(RedisClusterContract, FollowsAskDuringAMigrationAndMovedAfterIt) {
   EXPECT_EQ(second.position.epoch, first.position.epoch) << "the channel moved with its epoch";
   EXPECT_EQ(offsets_of(history_sync(*engine_, newest(channel, 10))), range(1, 2));
   EXPECT_EQ(cluster_->node(to).query({"LLEN", channel_key(prefix_, channel, "hist")}), 2);
-  EXPECT_EQ(redis_text(from, {"CLUSTER", "COUNTKEYSINSLOT", s}), "0") << "nothing left on the old owner";
+  EXPECT_EQ(redis_text(from, {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}), "0")
+      << "nothing left on the old owner";
 }
 
 // cluster_pubsub = "sharded" (the default): the subscription is an
@@ -284,24 +300,10 @@ TEST_F(RedisClusterContract, ShardedPubSubStaysOnTheChannelsShardAndFollowsAMigr
   ASSERT_EQ(first.error, EngineErrc::ok) << first.message;
   ASSERT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel) == std::vector<std::uint64_t>{1}; }));
 
-  int to = 0;
-  for (int port : cluster_->master_ports()) {
-    if (port != from) to = port;
-  }
+  const int to = other_master(from);
   ASSERT_NE(to, 0);
-  auto id_of = [&](int port) {
-    for (const auto& line : cluster_->topology()) {
-      if (line.port == port) return line.id;
-    }
-    return std::string();
-  };
-  const std::string s = std::to_string(slot);
-  ASSERT_TRUE(redis_text(to, {"CLUSTER", "SETSLOT", s, "IMPORTING", id_of(from)}));
-  ASSERT_TRUE(redis_text(from, {"CLUSTER", "SETSLOT", s, "MIGRATING", id_of(to)}));
-  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "5000", "KEYS"};
-  for (const std::string kind : {"meta", "hist"}) migrate.push_back(channel_key(prefix_, channel, kind));
-  ASSERT_TRUE(redis_text(from, migrate));
-  for (int port : cluster_->master_ports()) ASSERT_TRUE(redis_text(port, {"CLUSTER", "SETSLOT", s, "NODE", id_of(to)}));
+  ASSERT_TRUE(migrate_keys(slot, from, to, channel, {"meta", "hist"}));
+  ASSERT_TRUE(assign_slot(slot, to));
 
   EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.count(ChannelEvent::Kind::resubscribe, channel) > 0; }))
       << "the old owner dropped the shard channel: publications may have been missed";
