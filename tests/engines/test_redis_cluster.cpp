@@ -320,6 +320,29 @@ TEST_F(RedisClusterContract, ShardedPubSubStaysOnTheChannelsShardAndFollowsAMigr
   EXPECT_TRUE(wait_for([&] { return engine_->healthy(); }, 10s));
 }
 
+// The engine's slot map is stale (the slot moved while nothing was sent
+// there): the old owner answers the SSUBSCRIBE with MOVED, which drops no
+// connection; the engine refreshes the map and subscribes on the new owner.
+TEST_F(RedisClusterContract, ShardedSubscribeWithAStaleSlotMapFollowsMoved) {
+  const std::string channel = "stale-map";
+  ASSERT_EQ(publish_sync(*engine_, message("warm-up", "1")).error, EngineErrc::ok);  // the map is loaded
+  const int slot = cluster_->keyslot(channel_key(prefix_, channel, "meta"));
+  const int from = cluster_->owner_of(slot);
+  const int to = other_master(from);
+  ASSERT_NE(to, 0);
+  ASSERT_EQ(redis_text(from, {"CLUSTER", "COUNTKEYSINSLOT", std::to_string(slot)}), "0") << "an empty slot";
+  ASSERT_TRUE(assign_slot(slot, to));
+  const auto reconnects = engine_->health().reconnects;
+
+  ASSERT_EQ(subscribe_sync(*engine_, channel), EngineErrc::ok) << "subscribed despite the MOVED";
+  EXPECT_EQ(subscribers_on(to, "sharded", prefix_, channel), 1);
+  EXPECT_EQ(subscribers_on(from, "sharded", prefix_, channel), 0);
+  EXPECT_EQ(engine_->health().reconnects, reconnects) << "the MOVED dropped no connection";
+  const PublishResult published = publish_sync(*engine_, message(channel, "1", keep(10)));
+  ASSERT_EQ(published.error, EngineErrc::ok) << published.message;
+  EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel) == std::vector<std::uint64_t>{1}; }));
+}
+
 TEST_F(RedisClusterContract, AStaleSeedListStillFindsEveryMaster) {
   // Only one seed, and a dead one before it: the map names the rest.
   std::vector<std::string> seeds{"127.0.0.1:" + std::to_string(free_loopback_port()), cluster_->addresses().back()};
