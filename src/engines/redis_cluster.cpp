@@ -35,6 +35,7 @@ RedisCluster::RedisCluster(asio::io_context& io, const RedisConfig& config, Setu
   base_.reconnect_max = config.reconnect_max;
   base_.tls = redis_tls_options(config);
   owner_.fill(kNoOwner);
+  applied_owner_.fill(kNoOwner);
   for (const auto& seed : config.addresses) {
     const RedisConnectionOptions parsed = parse_redis_address(seed);
     node(RedisNodeAddress{parsed.host, parsed.port});
@@ -274,8 +275,13 @@ void RedisCluster::ask_for_slots(std::vector<std::size_t> candidates, std::size_
   });
 }
 
+bool RedisCluster::is_master(const RedisNodeAddress& address) const {
+  return std::any_of(nodes_.begin(), nodes_.end(), [&](const auto& n) { return n->master && n->address == address; });
+}
+
 void RedisCluster::apply(const std::vector<SlotRange>& ranges) {
   refreshes_.fetch_add(1, std::memory_order_relaxed);
+  ++map_version_;
   owner_.fill(kNoOwner);
   std::vector<bool> is_master;
   for (const auto& range : ranges) {
@@ -311,6 +317,10 @@ void RedisCluster::apply(const std::vector<SlotRange>& ranges) {
     backoff_ = std::min(backoff_ * 2, backoff_max_);
   } else {
     backoff_ = backoff_min_;
+  }
+  if (owner_ != applied_owner_) {
+    applied_owner_ = owner_;
+    if (on_map_change_) on_map_change_();
   }
 }
 

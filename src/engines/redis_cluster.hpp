@@ -73,6 +73,15 @@ class RedisCluster {
   // The map may be stale (a shard channel's node refused or dropped it):
   // read it again soon.
   void refresh_soon() { request_refresh(std::chrono::milliseconds(0)); }
+  // How many full maps were applied; a map read after some event has a
+  // higher version than at the event.
+  std::uint64_t map_version() const { return map_version_; }
+  // Whether the map names `address` the master of some slot.
+  bool is_master(const RedisNodeAddress& address) const;
+  // Called after a refresh that changed the owner of some slot (not inside
+  // any RedisConnection callback of the caller's). May call refresh_soon;
+  // must not destroy the cluster.
+  void set_on_map_change(std::function<void()> listener) { on_map_change_ = std::move(listener); }
 
   // Any thread.
   std::size_t masters_known() const { return masters_known_.load(std::memory_order_relaxed); }
@@ -125,6 +134,9 @@ class RedisCluster {
   std::set<std::shared_ptr<asio::steady_timer>> retry_timers_;  // TRYAGAIN waits, cancelled by stop()
   std::atomic<std::size_t> masters_known_{0};
   std::atomic<std::uint64_t> refreshes_{0};
+  std::uint64_t map_version_ = 0;
+  std::array<std::int32_t, kClusterSlotCount> applied_owner_;  // owner_ as the last refresh left it (MOVED edits owner_)
+  std::function<void()> on_map_change_;
   asio::steady_timer refresh_timer_;
   bool refresh_scheduled_ = false;
   bool refreshing_ = false;

@@ -54,6 +54,7 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisS
     Link& link = make_link(shard_options_);
     link.conn->set_locate([cluster](RedisConnection::Found found) { cluster->locate_any(std::move(found)); },
                           cluster->label());
+    cluster->set_on_map_change([this] { on_map_change(); });
     return;
   }
   const std::vector<std::string> targets = cluster ? std::vector<std::string>{std::string()} : redis_targets(config);
@@ -76,14 +77,26 @@ RedisPubSub::~RedisPubSub() { stop(); }
 
 RedisPubSub::Link& RedisPubSub::make_link(RedisConnectionOptions options) {
   auto link = std::make_unique<Link>();
-  link->conn = std::make_unique<RedisConnection>(io_, std::move(options));
   Link* raw = link.get();
-  link->conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });
-  link->conn->set_on_ready([this, raw] { on_ready(*raw); });
-  link->conn->set_on_down([this, raw](const std::string&) { on_down(*raw); });
+  connect_link(*raw, std::move(options));
   std::lock_guard lock(links_mutex_);
   links_.push_back(std::move(link));
   return *raw;
+}
+
+void RedisPubSub::connect_link(Link& link, RedisConnectionOptions options) {
+  auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
+  Link* raw = &link;
+  conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });
+  conn->set_on_ready([this, raw] { on_ready(*raw); });
+  conn->set_on_down([this, raw](const std::string&) { on_down(*raw); });
+  if (link.shard) conn->set_on_pubsub_error([this, raw](std::string_view error) { on_pubsub_error(*raw, error); });
+  std::lock_guard lock(links_mutex_);
+  if (link.conn) {
+    retired_connections_.push_back(std::move(link.conn));
+    asio::post(io_, [this] { retired_connections_.clear(); });
+  }
+  link.conn = std::move(conn);
 }
 
 void RedisPubSub::start() {
@@ -94,6 +107,7 @@ void RedisPubSub::start() {
 void RedisPubSub::stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (names_.sharded) cluster_->set_on_map_change(nullptr);
   placement_timer_.cancel();
   std::vector<std::function<void(EngineErrc)>> failed;
   for (auto& link : links_) {
@@ -121,7 +135,7 @@ bool RedisPubSub::all_up() const {
 
 std::uint64_t RedisPubSub::reconnects() const {
   std::lock_guard lock(links_mutex_);
-  std::uint64_t total = 0;
+  std::uint64_t total = retired_reconnects_;
   for (const auto& link : links_) total += link->conn->reconnects();
   return total;
 }
@@ -136,17 +150,26 @@ RedisPubSub::Link* RedisPubSub::shard_link_for(const std::string& channel) {
   if (!master) return nullptr;
   const std::string address = master->host + ":" + std::to_string(master->port);
   auto& group = shard_links_[address];
+  RedisConnectionOptions options = shard_options_;
+  options.host = master->host;
+  options.port = master->port;
   if (group.empty()) {
     for (std::size_t i = 0; i < per_address_; ++i) {
-      RedisConnectionOptions options = shard_options_;
-      options.host = master->host;
-      options.port = master->port;
-      Link& link = make_link(std::move(options));
-      link.shard = true;
-      link.address = address;
-      link.conn->set_on_pubsub_error([this, raw = &link](std::string_view error) { on_pubsub_error(*raw, error); });
-      if (started_) link.conn->start();
-      group.push_back(&link);
+      auto made = std::make_unique<Link>();
+      made->shard = true;
+      made->node = *master;
+      connect_link(*made, options);
+      if (started_) made->conn->start();
+      group.push_back(made.get());
+      std::lock_guard lock(links_mutex_);
+      links_.push_back(std::move(made));
+    }
+  } else if (group.front()->retired) {  // a master again
+    for (Link* link : group) {
+      link->retired = false;
+      link->was_up = false;
+      connect_link(*link, options);
+      if (started_) link->conn->start();
     }
   }
   return group[connection_of(channel, per_address_)];
@@ -243,7 +266,7 @@ void RedisPubSub::subscribe_node(const std::string& node_channel) {
   schedule_flush(link);
 }
 
-void RedisPubSub::evict(Link& link, const std::string& channel) {
+void RedisPubSub::evict(Link& link, const std::string& channel, bool map_is_current) {
   auto it = link.channels.find(channel);
   if (it == link.channels.end()) return;
   ChannelState state = std::move(it->second);
@@ -254,10 +277,65 @@ void RedisPubSub::evict(Link& link, const std::string& channel) {
   state.epoch.clear();
   state.last_offset = 0;
   state.homeless_since = std::chrono::steady_clock::now();
+  state.evicted_at_map = map_is_current ? 0 : cluster_->map_version();
   homeless_[channel] = std::move(state);
   homeless_count_.store(homeless_.size(), std::memory_order_relaxed);
-  cluster_->refresh_soon();
+  if (!map_is_current) cluster_->refresh_soon();
   schedule_placement(placement_backoff_);
+}
+
+bool RedisPubSub::placeable(const Link& link) {
+  return !link.retired && (link.conn->ready() || (!link.was_up && link.conn->connecting()));
+}
+
+// Sharded: channels follow the map to their slot's master, homeless ones
+// are placed now, and links whose node is no master any more close.
+void RedisPubSub::on_map_change() {
+  if (stopped_ || !names_.sharded) return;
+  std::vector<std::pair<Link*, std::string>> moving;
+  for (const auto& [channel, link] : home_) {
+    const auto master = cluster_->master_of(cluster_key_slot(names_.pubsub(channel)));
+    if (master && !(*master == link->node)) moving.emplace_back(link, channel);
+  }
+  for (const auto& [link, channel] : moving) move_away(*link, channel);
+  place_homeless();
+  retire_idle_links();
+}
+
+// Its node may still serve it (a demoted master serves its new master's
+// shard channels as a replica), but a channel lives on its master: it is
+// unsubscribed there and placed again, with a resubscribe event if it was
+// live (the move may have lost publications).
+void RedisPubSub::move_away(Link& link, const std::string& channel) {
+  auto it = link.channels.find(channel);
+  if (it == link.channels.end()) return;
+  ChannelState& state = it->second;
+  const bool live = state.status == Status::active && state.refs > 0;
+  const bool in_flight = state.status == Status::subscribing && state.sent;
+  if (in_flight) link.conn->watch_end(state.watch);
+  if ((live || in_flight || state.status == Status::active) && link.conn->ready()) {
+    link.conn->pubsub_command({"SUNSUBSCRIBE", names_.pubsub(channel)});
+    link.unanswered.emplace_back(channel, false);
+  }
+  evict(link, channel, true);
+  if (live) emit_resubscribe(channel);
+}
+
+void RedisPubSub::retire_idle_links() {
+  for (auto& [address, group] : shard_links_) {
+    if (group.empty() || group.front()->retired || cluster_->is_master(group.front()->node)) continue;
+    const bool idle = std::all_of(group.begin(), group.end(),
+                                  [](const Link* link) { return link->channels.empty() && link->unanswered.empty(); });
+    if (!idle) continue;
+    for (Link* link : group) {
+      link->retired = true;
+      {
+        std::lock_guard lock(links_mutex_);
+        retired_reconnects_ += link->conn->reconnects();
+      }
+      link->conn->stop();
+    }
+  }
 }
 
 void RedisPubSub::schedule_placement(std::chrono::milliseconds delay) {
@@ -280,8 +358,8 @@ void RedisPubSub::place_homeless() {
       it = homeless_.erase(it);
       continue;
     }
-    Link* link = shard_link_for(it->first);
-    if (!link || link->channels.count(it->first) || (!link->conn->ready() && !link->conn->connecting())) {
+    Link* link = cluster_->map_version() > state.evicted_at_map ? shard_link_for(it->first) : nullptr;
+    if (!link || link->channels.count(it->first) || !placeable(*link)) {
       if (now - state.homeless_since > command_timeout_) {  // refs stay: the hub's node_unsubscribe follows
         for (auto& ready : state.waiters) failed.push_back(std::move(ready));
         state.waiters.clear();
@@ -498,6 +576,7 @@ void RedisPubSub::on_pubsub_error(Link& link, std::string_view error) {
 
 void RedisPubSub::on_ready(Link& link) {
   if (stopped_) return;
+  link.was_up = true;
   link.unanswered.clear();
   for (auto& [name, state] : link.channels) {
     if (state.refs > 0 && state.status == Status::idle) {

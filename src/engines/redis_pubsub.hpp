@@ -30,8 +30,17 @@
 // refresh when: the node unsubscribes it (its slot moved: failover or
 // migration), the node refuses the SSUBSCRIBE (MOVED: the map was stale;
 // up to kMaxPlacements tries before its waiters get `unavailable`), or the
-// connection drops. The node channel stays on one connection to any node,
-// with SUBSCRIBE (node messages are PUBLISHed).
+// connection drops. It is placed only from a map read after that event,
+// and only on a connection that is up (or making its first attempt): a
+// master that went away keeps its channels homeless until the map names
+// the replica that took over. When a refresh changes the map, a channel
+// whose connection is not to its slot's master any more moves there
+// (SUNSUBSCRIBE, resubscribe event if live): a demoted master goes on
+// serving shard channels as a replica, so nothing else would move it. The
+// connections to a node that is no master and holds no channel stop, and
+// start again if the node becomes a master again. The node channel stays
+// on one connection to any node, with SUBSCRIBE (node messages are
+// PUBLISHed).
 //
 // Threading: call everything on the io_context's thread.
 #pragma once
@@ -98,6 +107,9 @@ class RedisPubSub {
     std::uint64_t last_offset = 0;
     unsigned placements = 0;  // sharded: SSUBSCRIBEs refused in a row
     std::chrono::steady_clock::time_point homeless_since{};
+    // Sharded, homeless: placed only from a slot map newer than this
+    // version (the one that sent it away may be stale); 0: from any map.
+    std::uint64_t evicted_at_map = 0;
   };
   struct Link {
     std::unique_ptr<RedisConnection> conn;
@@ -108,7 +120,9 @@ class RedisPubSub {
     std::string node_channel;
     bool node_subscribed = false;
     bool shard = false;  // sharded mode: SSUBSCRIBE to one master
-    std::string address;  // a shard link's master, "host:port"
+    RedisNodeAddress node;  // a shard link's master
+    bool was_up = false;   // connected at least once
+    bool retired = false;  // its node is no master: connection stopped until it is again
     // A shard link's SSUBSCRIBE (true) / SUNSUBSCRIBE (false) commands not
     // yet answered, in order: an error reply answers the first one.
     std::deque<std::pair<std::string, bool>> unanswered;
@@ -116,6 +130,8 @@ class RedisPubSub {
   static constexpr unsigned kMaxPlacements = 5;
 
   Link& make_link(RedisConnectionOptions options);
+  // Gives `link` a new connection to its node (wired to this, not started).
+  void connect_link(Link& link, RedisConnectionOptions options);
   Link& link_for(const std::string& channel);
   // Sharded: the link of the channel's slot master (made when new); null
   // while the map names none.
@@ -125,10 +141,18 @@ class RedisPubSub {
   Link* home_of(const std::string& channel);
   // Erases a channel from its link (and from home_).
   void forget(Link& link, const std::string& channel);
-  // Sharded: takes the channel off `link` to be placed again.
-  void evict(Link& link, const std::string& channel);
+  // Sharded: takes the channel off `link` to be placed again, from a map
+  // read after now (`map_is_current`: from the current one).
+  void evict(Link& link, const std::string& channel, bool map_is_current = false);
   void schedule_placement(std::chrono::milliseconds delay);
   void place_homeless();
+  // Sharded: a link a channel may be placed on now: connected, or making
+  // its first connection (a link that lost its node waits for the map).
+  static bool placeable(const Link& link);
+  void on_map_change();
+  // Sharded: the map names another master for `channel`'s slot.
+  void move_away(Link& link, const std::string& channel);
+  void retire_idle_links();
   void schedule_flush(Link& link);
   void flush(Link& link);
   void on_push(Link& link, struct ::redisReply* reply);
@@ -153,6 +177,9 @@ class RedisPubSub {
   std::unordered_map<std::string, Link*> home_;                       // sharded: channel -> its link
   std::unordered_map<std::string, ChannelState> homeless_;            // sharded: waiting for a placement
   std::atomic<std::size_t> homeless_count_{0};                        // its size, for all_up
+  // Stopped connections of links revived since, freed off their call stack.
+  std::vector<std::unique_ptr<RedisConnection>> retired_connections_;
+  std::uint64_t retired_reconnects_ = 0;  // under links_mutex_: the stopped connections' part of reconnects()
   asio::steady_timer placement_timer_;
   bool placement_scheduled_ = false;
   std::chrono::milliseconds placement_backoff_;

@@ -562,6 +562,41 @@ TEST_P(RedisClusterFailover, AKilledMasterLosesNoAcknowledgedPublishWithWaitRepl
   engine.stop();
 }
 
+// The engine's map still names the demoted master (nothing it did since the
+// failover was redirected), so the SSUBSCRIBE goes there, and the node, now
+// a replica of the slot's master, serves it without a MOVED. The first
+// redirected publish refreshes the map, and the channel moves to the master.
+TEST(RedisClusterShardedFailover, AChannelSubscribedOnADemotedMasterMovesToTheNewMaster) {
+  RedisClusterGroup cluster;
+  const std::string channel = "demoted";
+  const int master = cluster.owner_of(cluster.keyslot(channel_key("t", channel, "meta")));
+  Recorder recorder;  // outlives the engine, whose thread delivers to it
+  RedisEngine engine(cluster_options(seeds_with_master_first(cluster, master), "t"));
+  engine.set_deliver(recorder.callback());
+  const PublishResult first = publish_sync(engine, message(channel, "1", keep(100)));
+  ASSERT_EQ(first.error, EngineErrc::ok) << first.message;  // the map is loaded
+  const int promoted = cluster.manual_failover(master, 30s);
+  ASSERT_NE(promoted, 0) << "the replica took over; the master's log:" << cluster.log_of(master);
+
+  ASSERT_EQ(subscribe_sync(engine, channel), EngineErrc::ok);
+  ASSERT_EQ(subscribers_on(master, "sharded", "t", channel), 1) << "the demoted master serves it as a replica";
+  const PublishResult second = publish_sync(engine, message(channel, "2", keep(100)));
+  ASSERT_EQ(second.error, EngineErrc::ok) << second.message;
+  EXPECT_TRUE(wait_for([&] { return subscribers_on(promoted, "sharded", "t", channel) == 1; }, 10s))
+      << "subscribed on the new master";
+  EXPECT_TRUE(wait_for([&] { return subscribers_on(master, "sharded", "t", channel) == 0; }, 10s))
+      << "and no longer on the replica";
+  EXPECT_TRUE(recorder.wait_until([&] { return recorder.count(ChannelEvent::Kind::resubscribe, channel) > 0; }))
+      << "told to resubscribe: the move may have lost publications";
+  const PublishResult third = publish_sync(engine, message(channel, "3", keep(100)));
+  ASSERT_EQ(third.error, EngineErrc::ok) << third.message;
+  EXPECT_TRUE(recorder.wait_until([&] {
+    const auto offsets = recorder.offsets(channel);
+    return !offsets.empty() && offsets.back() == third.position.offset;
+  })) << "live from the new master";
+  engine.stop();
+}
+
 INSTANTIATE_TEST_SUITE_P(PubSub, RedisClusterFailover, ::testing::Values("sharded", "global"),
                          [](const auto& info) { return info.param; });
 
