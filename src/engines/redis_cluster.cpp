@@ -6,6 +6,7 @@
 
 #include <asio/post.hpp>
 
+#include "redis_connection_options.hpp"
 #include "redis_sentinels.hpp"
 
 namespace duplex::engines::detail {
@@ -26,14 +27,7 @@ RedisCluster::RedisCluster(asio::io_context& io, const RedisConfig& config, Setu
       setup_(std::move(setup)),
       refresh_timer_(io),
       backoff_(config.reconnect_min) {
-  base_.username = config.username;
-  base_.password = config.password;
-  base_.db = 0;  // a cluster has only db 0
-  base_.connect_timeout = config.connect_timeout;
-  base_.command_timeout = config.command_timeout;
-  base_.reconnect_min = config.reconnect_min;
-  base_.reconnect_max = config.reconnect_max;
-  base_.tls = redis_tls_options(config);
+  base_ = redis_connection_options(config);  // db 0: a cluster has only db 0
   owner_.fill(kNoOwner);
   applied_owner_.fill(kNoOwner);
   for (const auto& seed : config.addresses) {

@@ -8,6 +8,7 @@
 
 #include "jump_hash.hpp"
 #include "redis_cluster_slots.hpp"
+#include "redis_connection_options.hpp"
 #include "redis_wire.hpp"
 
 namespace duplex::engines::detail {
@@ -17,17 +18,6 @@ namespace {
 std::string_view text(const redisReply* reply) {
   if (!reply || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_STATUS)) return {};
   return {reply->str, reply->len};
-}
-
-RedisConnectionOptions pubsub_options(const RedisConfig& config, RedisConnectionOptions options) {
-  options.username = config.username;
-  options.password = config.password;  // pub/sub ignores the db: no SELECT
-  options.connect_timeout = config.connect_timeout;
-  options.command_timeout = config.command_timeout;
-  options.reconnect_min = config.reconnect_min;
-  options.reconnect_max = config.reconnect_max;
-  options.tls = redis_tls_options(config);
-  return options;
 }
 
 std::size_t connection_of(const std::string& channel, std::size_t per_address) {
@@ -42,7 +32,7 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisS
     : io_(io),
       names_(redis_channel_names(config)),
       cluster_(cluster),
-      shard_options_(pubsub_options(config, {})),
+      shard_options_(redis_connection_options(config)),  // pub/sub ignores the db: no SELECT
       per_address_(std::max<std::size_t>(config.subscriber_connections, 1)),
       placement_min_(std::max(config.reconnect_min, std::chrono::milliseconds(1))),
       placement_max_(std::max(config.reconnect_max, placement_min_)),
@@ -60,8 +50,8 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisS
   const std::vector<std::string> targets = cluster ? std::vector<std::string>{std::string()} : redis_targets(config);
   for (const auto& address : targets) {
     for (std::size_t i = 0; i < per_address_; ++i) {
-      RedisConnectionOptions options =
-          pubsub_options(config, sentinels || cluster ? RedisConnectionOptions{} : parse_redis_address(address));
+      RedisConnectionOptions options = redis_connection_options(
+          config, sentinels || cluster ? RedisConnectionOptions{} : parse_redis_address(address));
       options.require_master = sentinels != nullptr;
       Link& link = make_link(std::move(options));
       if (sentinels) follow_sentinels(*link.conn, *sentinels);

@@ -73,13 +73,9 @@ std::optional<RedisNodeAddress> parse_switch_master(std::string_view message, st
 RedisSentinels::RedisSentinels(asio::io_context& io, const RedisConfig& config) : master_name_(config.sentinel_master) {
   for (const auto& address : config.sentinels) {
     auto options = [&] {
-      RedisConnectionOptions o = parse_redis_address(address);
+      RedisConnectionOptions o = redis_connection_options(config, parse_redis_address(address));
+      o.username.clear();  // a sentinel has its own password, no ACL user
       o.password = config.sentinel_password;
-      o.connect_timeout = config.connect_timeout;
-      o.command_timeout = config.command_timeout;
-      o.reconnect_min = config.reconnect_min;
-      o.reconnect_max = config.reconnect_max;
-      o.tls = redis_tls_options(config);
       return o;
     };
     Sentinel sentinel;
@@ -149,17 +145,6 @@ void RedisSentinels::ask(std::size_t index, std::size_t asked, std::shared_ptr<s
 std::vector<std::string> redis_targets(const RedisConfig& config) {
   if (config.sentinels.empty()) return config.addresses;
   return {std::string()};
-}
-
-RedisTlsOptions redis_tls_options(const RedisConfig& config) {
-  RedisTlsOptions tls;
-  tls.enabled = config.tls;
-  tls.ca_file = config.tls_ca;
-  tls.cert_file = config.tls_cert;
-  tls.key_file = config.tls_key;
-  tls.server_name = config.tls_server_name;
-  tls.verify = config.tls_verify;
-  return tls;
 }
 
 void follow_sentinels(RedisConnection& connection, RedisSentinels& sentinels) {

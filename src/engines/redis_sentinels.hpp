@@ -26,6 +26,7 @@
 
 #include "duplex/engines/config.hpp"
 #include "redis_connection.hpp"
+#include "redis_connection_options.hpp"
 
 struct redisReply;
 
@@ -81,8 +82,6 @@ class RedisSentinels {
 // The servers to connect to: `addresses`, or in Sentinel mode one entry
 // (empty) for the master.
 std::vector<std::string> redis_targets(const RedisConfig& config);
-// engine.redis.tls*: every connection's TLS settings (servers and sentinels).
-RedisTlsOptions redis_tls_options(const RedisConfig& config);
 // Makes `connection` locate the master through `sentinels` before every
 // attempt and move when a sentinel announces a new one.
 void follow_sentinels(RedisConnection& connection, RedisSentinels& sentinels);

@@ -7,6 +7,7 @@
 
 #include "history_rules.hpp"
 #include "jump_hash.hpp"
+#include "redis_connection_options.hpp"
 #include "redis_scripts.hpp"
 #include "redis_wire.hpp"
 
@@ -71,16 +72,10 @@ RedisStorage::RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clo
   }
   if (!config_.sentinels.empty()) sentinels_ = std::make_unique<RedisSentinels>(io_, config_);
   for (const auto& address : redis_targets(config_)) {
-    RedisConnectionOptions options = sentinels_ ? RedisConnectionOptions{} : parse_redis_address(address);
+    RedisConnectionOptions options =
+        redis_connection_options(config_, sentinels_ ? RedisConnectionOptions{} : parse_redis_address(address));
     options.require_master = sentinels_ != nullptr;
-    options.username = config_.username;
-    options.password = config_.password;
     options.db = config_.db;
-    options.connect_timeout = config_.connect_timeout;
-    options.command_timeout = config_.command_timeout;
-    options.reconnect_min = config_.reconnect_min;
-    options.reconnect_max = config_.reconnect_max;
-    options.tls = redis_tls_options(config_);
     auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
     if (sentinels_) follow_sentinels(*conn, *sentinels_);
     conn->set_handshake(load_scripts);
