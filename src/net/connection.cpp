@@ -37,6 +37,11 @@ constexpr std::size_t keep_cork_capacity = 4u << 20;
 // (a small message's frame; larger buffers go back to the allocator).
 constexpr std::size_t spare_backlog_count = 1024;
 constexpr std::size_t spare_buffer_capacity = 2048;
+// A TLS record's plaintext at most, and what a record adds to it at most
+// (TLS 1.3: 5-byte header, content type, 16-byte tag; TLS 1.2 with CBC and
+// an explicit IV adds more, which a reserve only has to cover roughly).
+constexpr std::size_t tls_record_plaintext = 16384;
+constexpr std::size_t tls_record_overhead = 64;
 // Reads per readiness event before yielding to other connections.
 constexpr int read_budget = 16;
 
@@ -1644,6 +1649,9 @@ void Connection::ring_tls_ship(std::string& out) {
 }
 
 bool Connection::tls_encrypt(std::string_view plain, std::string& out) {
+  // Room for every record at once: growing by appends reallocates and
+  // copies the ciphertext written so far once per record.
+  out.reserve(out.size() + plain.size() + (plain.size() / tls_record_plaintext + 1) * tls_record_overhead);
   loop_->tls_bio().use_memory(nullptr, 0, &out);
   while (!plain.empty()) {
     ERR_clear_error();
