@@ -46,6 +46,13 @@ void configure_common(SSL_CTX* ctx, const TlsOptions& options) {
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                             SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // Read-ahead: one recv brings what the socket holds, up to OpenSSL's
+  // record buffer, instead of a record's 5-byte header and then its body.
+  // Records read ahead sit inside OpenSSL where epoll cannot see them, so
+  // every reader drains SSL_read to WANT_READ or comes back by itself (the
+  // read budget's repost, on_readable after the handshake and after a
+  // paused HTTP phase), and the move to the ring waits for SSL_has_pending.
+  SSL_CTX_set_read_ahead(ctx, 1);
   if (!options.ciphers.empty() && SSL_CTX_set_cipher_list(ctx, options.ciphers.c_str()) != 1)
     throw std::runtime_error("invalid TLS cipher list: " + last_tls_error());
 }
