@@ -28,6 +28,10 @@ detail::NatsBrokerOptions broker_options(const NatsConfig& config) {
   return options;
 }
 
+std::unique_ptr<detail::ChannelStores> make_stores(asio::io_context& io, NatsEngineOptions& options) {
+  return std::make_unique<detail::RedisStorage>(io, options.redis, std::move(options.clock));
+}
+
 }  // namespace
 
 struct NatsEngine::Impl {
@@ -45,7 +49,7 @@ struct NatsEngine::Impl {
 
   explicit Impl(NatsEngineOptions options)
       : gate(io, options.max_in_flight),
-        storage(io, options.redis, std::move(options.clock)),
+        storage(make_stores(io, options)),
         ordered(detail::OrderedDeliveryOptions{options.nats.reorder_window, options.max_held}, ordered_callbacks()),
         tick_timer(io) {
     broker = std::make_unique<detail::NatsBroker>(io, broker_options(options.nats), broker_handlers());
@@ -54,7 +58,7 @@ struct NatsEngine::Impl {
   asio::io_context io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
   detail::OperationGate gate;  // before storage: its completions leave the gate
-  detail::RedisStorage storage;
+  std::unique_ptr<detail::ChannelStores> storage;  // history, presence, registry (channel_stores.hpp)
   std::unique_ptr<detail::NatsBroker> broker;
   detail::OrderedDelivery ordered;
   asio::steady_timer tick_timer;
@@ -148,7 +152,7 @@ struct NatsEngine::Impl {
     read.limit = static_cast<std::size_t>(request.to - request.from + 1);
     // No TTL filter: a late publication still in Redis is better delivered
     // than turned into a resubscribe.
-    storage.history(std::move(read), [this, request](HistoryResult result) {
+    storage->history(std::move(read), [this, request](HistoryResult result) {
       if (shut) return;
       const bool complete = result.error == EngineErrc::ok && result.top.epoch == request.epoch;
       ordered.filled(request.channel, request.id, result.publications, complete, now());
@@ -190,7 +194,7 @@ struct NatsEngine::Impl {
       HistoryRequest top;
       top.channel = name;
       top.limit = 0;
-      storage.history(std::move(top), [this, name, attempt](HistoryResult result) {
+      storage->history(std::move(top), [this, name, attempt](HistoryResult result) {
         auto read = channels.find(name);
         if (shut || read == channels.end() || read->second.attempt != attempt) return;
         Channel& state = read->second;
@@ -262,7 +266,7 @@ struct NatsEngine::Impl {
     if (shut || !channels.count(channel)) return;
     auto message = redis_wire::decode_message(payload);
     if (!message) {
-      storage.count_error();
+      storage->count_error();
       return;
     }
     if (message->kind == ChannelEvent::Kind::publication) {
@@ -329,8 +333,8 @@ struct NatsEngine::Impl {
       return;
     }
     std::string channel = request.channel;
-    storage.publish(std::move(request), false,
-                    [this, channel = std::move(channel), done = std::move(done)](detail::RedisStorage::Published out) {
+    storage->store(std::move(request),
+                    [this, channel = std::move(channel), done = std::move(done)](detail::Published out) {
                       if (!shut && out.result.error == EngineErrc::ok && out.publication) {
                         broker->publish(channel, redis_wire::encode_publication(out.epoch, *out.publication));
                         // This node's own subscribers need not wait for the
@@ -369,7 +373,7 @@ struct NatsEngine::Impl {
     broker->stop();
     for (auto& [name, channel] : channels) fail_waiters(channel);
     channels.clear();
-    storage.stop();
+    storage->stop();
     save_stats();
   }
 };
@@ -402,7 +406,7 @@ NatsEngine::NatsEngine(NatsEngineOptions options) {
   // when a server answers slowly, never when it is down.
   if (std::string error = impl_->broker->start(); !error.empty()) throw std::runtime_error(error);
   Impl* impl = impl_.get();
-  impl->gate.post([impl] { impl->storage.start(); });
+  impl->gate.post([impl] { impl->storage->start(); });
   // The thread shares the implementation: destroyed from one of its own
   // callbacks, the engine leaves it to the thread, which frees it last.
   impl->thread = std::thread([keep = impl_] { keep->run(); });
@@ -454,7 +458,7 @@ void NatsEngine::publish(PublishRequest request, std::function<void(PublishResul
 void NatsEngine::history(HistoryRequest request, std::function<void(HistoryResult)> done) {
   Impl* impl = impl_.get();
   const auto admission = impl->gate.submit(done, [impl, request = std::move(request)](auto completion) mutable {
-    impl->storage.history(std::move(request), std::move(completion));
+    impl->storage->history(std::move(request), std::move(completion));
   });
   if (admission != detail::OperationGate::Admission::accepted && done) done(refused_history(impl->gate, admission));
 }
@@ -462,7 +466,7 @@ void NatsEngine::history(HistoryRequest request, std::function<void(HistoryResul
 void NatsEngine::presence_add(const std::string& channel, const ClientInfo& client, bool announce) {
   Impl* impl = impl_.get();
   impl->gate.post([impl, channel, client, announce] {
-    impl->storage.presence_add(channel, client, announce, false, [impl, channel, client, announce](bool added) {
+    impl->storage->add_presence(channel, client, [impl, channel, client, announce](bool added) {
       if (added && announce && !impl->shut) impl->broker->publish(channel, redis_wire::encode_join(client));
     });
   });
@@ -471,7 +475,7 @@ void NatsEngine::presence_add(const std::string& channel, const ClientInfo& clie
 void NatsEngine::presence_remove(const std::string& channel, const ClientInfo& client, bool announce) {
   Impl* impl = impl_.get();
   impl->gate.post([impl, channel, client, announce] {
-    impl->storage.presence_remove(channel, client, announce, false, [impl, channel, client, announce](bool removed) {
+    impl->storage->remove_presence(channel, client, [impl, channel, client, announce](bool removed) {
       if (removed && announce && !impl->shut) impl->broker->publish(channel, redis_wire::encode_leave(client));
     });
   });
@@ -480,7 +484,7 @@ void NatsEngine::presence_remove(const std::string& channel, const ClientInfo& c
 void NatsEngine::presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) {
   Impl* impl = impl_.get();
   const auto admission = impl->gate.submit(done, [impl, channel](auto completion) mutable {
-    impl->storage.presence(channel, std::move(completion));
+    impl->storage->presence(channel, std::move(completion));
   });
   if (admission != detail::OperationGate::Admission::accepted && done) done({});
 }
@@ -502,13 +506,13 @@ void NatsEngine::node_unsubscribe(const std::string& channel) {
 
 void NatsEngine::node_heartbeat(const NodeInfo& self) {
   Impl* impl = impl_.get();
-  impl->gate.post([impl, self] { impl->storage.node_heartbeat(self); });
+  impl->gate.post([impl, self] { impl->storage->node_heartbeat(self); });
 }
 
 void NatsEngine::nodes(std::function<void(std::vector<NodeInfo>)> done) {
   Impl* impl = impl_.get();
   const auto admission =
-      impl->gate.submit(done, [impl](auto completion) mutable { impl->storage.nodes(std::move(completion)); });
+      impl->gate.submit(done, [impl](auto completion) mutable { impl->storage->nodes(std::move(completion)); });
   if (admission != detail::OperationGate::Admission::accepted && done) done({});
 }
 
@@ -522,18 +526,18 @@ bool NatsEngine::send_to_node(const std::string& node, std::string payload) {
 
 bool NatsEngine::healthy() const {
   return !impl_->gate.closed() && impl_->broker->connected() &&
-         impl_->storage.backends_up() == impl_->storage.shard_count();
+         impl_->storage->backends_up() == impl_->storage->shard_count();
 }
 
 EngineHealth NatsEngine::health() const {
   EngineHealth h;
-  h.backends_total = impl_->storage.shard_count() + 1;
-  h.backends_up = impl_->gate.closed() ? 0 : impl_->storage.backends_up() + (impl_->broker->connected() ? 1 : 0);
+  h.backends_total = impl_->storage->shard_count() + 1;
+  h.backends_up = impl_->gate.closed() ? 0 : impl_->storage->backends_up() + (impl_->broker->connected() ? 1 : 0);
   h.healthy = healthy();
   h.in_flight = impl_->gate.in_flight();
   h.refused = impl_->gate.refused();
-  h.reconnects = impl_->storage.reconnects() + impl_->broker->reconnects();
-  h.errors = impl_->storage.errors() + impl_->broker->errors();
+  h.reconnects = impl_->storage->reconnects() + impl_->broker->reconnects();
+  h.errors = impl_->storage->errors() + impl_->broker->errors();
   return h;
 }
 

@@ -39,6 +39,7 @@
 
 #include "duplex/engines/engine.hpp"
 #include "duplex/engines/config.hpp"
+#include "channel_stores.hpp"
 #include "engine_clock.hpp"
 #include "redis_channel_names.hpp"
 #include "redis_cluster.hpp"
@@ -47,21 +48,21 @@
 
 namespace duplex::engines::detail {
 
-class RedisStorage {
+class RedisStorage final : public ChannelStores {
  public:
   RedisStorage(asio::io_context& io, RedisConfig config, ClockMs clock);
-  ~RedisStorage();
+  ~RedisStorage() override;
   RedisStorage(const RedisStorage&) = delete;
   RedisStorage& operator=(const RedisStorage&) = delete;
 
-  void start();
+  void start() override;
   // Fails pending operations (unavailable), closes the connections.
-  void stop();
+  void stop() override;
 
   std::int64_t now_ms() const { return clock_ ? clock_() : system_now_ms(); }
   const RedisConfig& config() const { return config_; }
   // Addresses (Sentinel: 1); cluster mode: the masters in the slot map.
-  std::size_t shard_count() const;
+  std::size_t shard_count() const override;
   // Sentinel mode: the discovery every connection to the master follows
   // (the pub/sub half uses it too); null with `addresses`.
   RedisSentinels* sentinels() { return sentinels_.get(); }
@@ -73,15 +74,15 @@ class RedisStorage {
   std::string pubsub_channel(const std::string& channel) const { return names_.pubsub(channel); }
   std::string node_channel(const std::string& node) const { return config_.prefix + ":node:" + node; }
 
-  struct Published {
-    PublishResult result;
-    std::string epoch;
-    PublicationPtr publication;  // what was stored; null for duplicates and failures
-  };
+  using Published = detail::Published;
   // The publish script: idempotency check, epoch, offset, history, key;
   // and, when `redis_publish`, the PUBLISH to pubsub_channel(channel).
   void publish(PublishRequest request, bool redis_publish, std::function<void(Published)> done);
-  void history(HistoryRequest request, std::function<void(HistoryResult)> done);
+  void history(HistoryRequest request, std::function<void(HistoryResult)> done) override;
+  // HistoryStore: the publish script without PUBLISH.
+  void store(PublishRequest request, std::function<void(Published)> done) override {
+    publish(std::move(request), false, std::move(done));
+  }
 
   // `done(changed)`: the entry was new (add) or existed (remove); false also
   // when Redis failed. With `announce && redis_publish` the script PUBLISHes
@@ -90,20 +91,27 @@ class RedisStorage {
                     std::function<void(bool)> done = {});
   void presence_remove(const std::string& channel, const ClientInfo& client, bool announce, bool redis_publish,
                        std::function<void(bool)> done = {});
-  void presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done);
+  void presence(const std::string& channel, std::function<void(std::vector<ClientInfo>)> done) override;
+  // PresenceStore: the scripts without PUBLISH.
+  void add_presence(const std::string& channel, const ClientInfo& client, std::function<void(bool)> done) override {
+    presence_add(channel, client, false, false, std::move(done));
+  }
+  void remove_presence(const std::string& channel, const ClientInfo& client, std::function<void(bool)> done) override {
+    presence_remove(channel, client, false, false, std::move(done));
+  }
 
-  void node_heartbeat(const NodeInfo& self);
-  void nodes(std::function<void(std::vector<NodeInfo>)> done);
+  void node_heartbeat(const NodeInfo& self) override;
+  void nodes(std::function<void(std::vector<NodeInfo>)> done) override;
   // PUBLISH on the first address (cluster mode: the registry's master);
   // false when it is not connected.
   bool publish_raw(const std::string& channel, std::string payload);
 
   // Any thread. Cluster mode: whether any master is up (`shard` unused).
   bool up(std::size_t shard) const;
-  std::size_t backends_up() const;
-  std::uint64_t reconnects() const;
-  std::uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
-  void count_error() { errors_.fetch_add(1, std::memory_order_relaxed); }
+  std::size_t backends_up() const override;
+  std::uint64_t reconnects() const override;
+  std::uint64_t errors() const override { return errors_.load(std::memory_order_relaxed); }
+  void count_error() override { errors_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   enum Script : std::size_t { kPublish, kHistory, kPresenceAdd, kPresenceRemove, kLiveEntries, kNodeBeat, kScriptCount };
