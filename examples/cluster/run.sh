@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The example deployment on loopback: Redis (and NATS with `nats`), 3 duplex
-# nodes and haproxy in front of them. Ctrl-C stops everything.
+# The example deployment on loopback: Redis (and NATS with `nats`; NATS
+# with JetStream and no Redis with `jetstream`), 3 duplex nodes and haproxy
+# in front of them. Ctrl-C stops everything.
 #
-#   examples/cluster/run.sh [redis|nats]    (after `make build`)
+#   examples/cluster/run.sh [redis|nats|jetstream]    (after `make build`)
 #
 # Clients connect to ws://127.0.0.1:8100/connection/websocket (haproxy);
 # the nodes listen on 8101-8103, Redis on 6390, NATS on 4232.
@@ -10,17 +11,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENGINE=${1:-redis}
-case "$ENGINE" in redis|nats) ;; *) echo "usage: $0 [redis|nats]" >&2; exit 2 ;; esac
+case "$ENGINE" in redis|nats|jetstream) ;; *) echo "usage: $0 [redis|nats|jetstream]" >&2; exit 2 ;; esac
 DUPLEX=${DUPLEX:-build/duplex}
 BASE=${BASE_PORT:-8100}
 REDIS_PORT=${REDIS_PORT:-6390}
 NATS_PORT=${NATS_PORT:-4232}
 SECRET=${SECRET:-example-cluster-secret}
 API_KEY=${API_KEY:-example-api-key}
-for tool in redis-server haproxy "$DUPLEX"; do
+TOOLS=(haproxy "$DUPLEX")
+[ "$ENGINE" = jetstream ] || TOOLS+=(redis-server)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "$0: $tool not found (run scripts/deps and make build)" >&2; exit 1; }
 done
-[ "$ENGINE" = nats ] && { command -v nats-server >/dev/null || { echo "$0: nats-server not found" >&2; exit 1; }; }
+[ "$ENGINE" != redis ] && { command -v nats-server >/dev/null || { echo "$0: nats-server not found" >&2; exit 1; }; }
 
 DIR=$(mktemp -d /tmp/duplex-cluster.XXXXXX)
 pids=()
@@ -42,14 +45,19 @@ render() {  # render TEMPLATE OUTPUT KEY=VALUE...
   printf '%s\n' "$text" > "$out"
 }
 
-render examples/cluster/redis.conf.in "$DIR/redis.conf" REDIS_PORT="$REDIS_PORT" DIR="$DIR"
-redis-server "$DIR/redis.conf" & pids+=($!)
-if [ "$ENGINE" = nats ]; then
-  nats-server -a 127.0.0.1 -p "$NATS_PORT" > "$DIR/nats.log" 2>&1 & pids+=($!)
+if [ "$ENGINE" != jetstream ]; then
+  render examples/cluster/redis.conf.in "$DIR/redis.conf" REDIS_PORT="$REDIS_PORT" DIR="$DIR"
+  redis-server "$DIR/redis.conf" & pids+=($!)
 fi
+case "$ENGINE" in
+  nats) nats-server -a 127.0.0.1 -p "$NATS_PORT" > "$DIR/nats.log" 2>&1 & pids+=($!) ;;
+  jetstream) nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$DIR/jetstream" > "$DIR/nats.log" 2>&1 & pids+=($!) ;;
+esac
+NODE_ENGINE=$ENGINE NATS_STORAGE=redis
+[ "$ENGINE" = jetstream ] && NODE_ENGINE=nats NATS_STORAGE=jetstream
 for i in 1 2 3; do
-  render examples/cluster/node.toml.in "$DIR/n$i.toml" NODE="n$i" PORT=$((BASE + i)) ENGINE="$ENGINE" \
-    REDIS_PORT="$REDIS_PORT" NATS_PORT="$NATS_PORT" SECRET="$SECRET" API_KEY="$API_KEY"
+  render examples/cluster/node.toml.in "$DIR/n$i.toml" NODE="n$i" PORT=$((BASE + i)) ENGINE="$NODE_ENGINE" \
+    NATS_STORAGE="$NATS_STORAGE" REDIS_PORT="$REDIS_PORT" NATS_PORT="$NATS_PORT" SECRET="$SECRET" API_KEY="$API_KEY"
   "$DUPLEX" serve --config "$DIR/n$i.toml" > "$DIR/n$i.log" 2>&1 & pids+=($!)
 done
 render examples/cluster/haproxy.cfg.in "$DIR/haproxy.cfg" LISTEN_PORT="$BASE" \

@@ -218,6 +218,21 @@ std::vector<ConfigField> make_fields() {
        "wait this long for an offset that arrives out of order"},
       {"engine.nats.max_held", DUPLEX_REF(engine.nats.max_held), K::integer, R::restart, 1, 10'000'000, {},
        "publications held per channel meanwhile; more: its subscribers resubscribe"},
+      {"engine.nats.storage", DUPLEX_REF(engine.nats.storage), K::choice, R::restart, 0, 0, {"redis", "jetstream"},
+       "where offsets, history, idempotency keys, presence and the registry live: redis ([engine.redis]) or "
+       "jetstream (these NATS servers, run with -js)"},
+      {"engine.nats.jetstream_storage", DUPLEX_REF(engine.nats.jetstream_storage), K::choice, R::restart, 0, 0,
+       {"file", "memory"}, "jetstream: streams on disk (survive a server restart) or in memory"},
+      {"engine.nats.jetstream_replicas", DUPLEX_REF(engine.nats.jetstream_replicas), K::integer, R::restart, 1, 5, {},
+       "jetstream: copies of each stream and bucket (3 in a 3-server cluster)"},
+      {"engine.nats.request_timeout", DUPLEX_REF(engine.nats.request_timeout), K::millis, R::restart, 100, 60'000, {},
+       "jetstream: a request unanswered this long fails (unavailable)"},
+      {"engine.nats.history_meta_ttl", DUPLEX_REF(engine.nats.history_meta_ttl), K::seconds, R::restart, 0, 365 * day,
+       {}, "jetstream: a channel idle this long is forgotten, its next publish starts a new epoch (0 = never)"},
+      {"engine.nats.presence_ttl", DUPLEX_REF(engine.nats.presence_ttl), K::seconds, R::restart, 3, day, {},
+       "jetstream: presence entries of dead nodes vanish after this; refreshed every third of it"},
+      {"engine.nats.node_ttl", DUPLEX_REF(engine.nats.node_ttl), K::seconds, R::restart, 2, 3600, {},
+       "jetstream: a node missing heartbeats this long leaves the registry"},
 
       // [fallback]
       {"fallback.max_sessions", DUPLEX_REF(fallback.max_sessions), K::integer, R::restart, 0, 1'000'000, {},

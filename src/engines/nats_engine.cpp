@@ -14,6 +14,7 @@
 #include "nats_broker.hpp"
 #include "operation_gate.hpp"
 #include "ordered_delivery.hpp"
+#include "jetstream_storage.hpp"
 #include "redis_storage.hpp"
 #include "redis_wire.hpp"
 
@@ -28,7 +29,24 @@ detail::NatsBrokerOptions broker_options(const NatsConfig& config) {
   return options;
 }
 
+detail::JetStreamOptions jetstream_options(const NatsConfig& config) {
+  detail::JetStreamOptions options;
+  options.url = config.url;
+  options.subject_prefix = config.subject_prefix;
+  options.storage = config.jetstream_storage;
+  options.replicas = config.jetstream_replicas;
+  options.request_timeout = config.request_timeout;
+  options.history_meta_ttl = config.history_meta_ttl;
+  options.presence_ttl = config.presence_ttl;
+  options.node_ttl = config.node_ttl;
+  return options;
+}
+
+bool on_jetstream(const NatsConfig& config) { return config.storage == "jetstream"; }
+
 std::unique_ptr<detail::ChannelStores> make_stores(asio::io_context& io, NatsEngineOptions& options) {
+  if (on_jetstream(options.nats))
+    return std::make_unique<detail::JetStreamStorage>(io, jetstream_options(options.nats), std::move(options.clock));
   return std::make_unique<detail::RedisStorage>(io, options.redis, std::move(options.clock));
 }
 
@@ -397,8 +415,14 @@ HistoryResult refused_history(const detail::OperationGate& gate, detail::Operati
 }  // namespace
 
 NatsEngine::NatsEngine(NatsEngineOptions options) {
-  if (options.redis.addresses.empty() && options.redis.sentinels.empty())
+  if (options.nats.storage != "redis" && !on_jetstream(options.nats))
+    throw std::runtime_error("engine.nats.storage '" + options.nats.storage + "': expected \"redis\" or \"jetstream\"");
+  if (on_jetstream(options.nats)) {
+    if (std::string error = detail::JetStreamStorage::validate(jetstream_options(options.nats)); !error.empty())
+      throw std::runtime_error(error);
+  } else if (options.redis.addresses.empty() && options.redis.sentinels.empty()) {
     throw std::runtime_error("engine.redis.addresses and engine.redis.sentinels are both empty");
+  }
   if (options.nats.subject_prefix.empty()) throw std::runtime_error("engine.nats.subject_prefix is empty");
   if (options.nats.reorder_window.count() <= 0) throw std::runtime_error("engine.nats.reorder_window must be positive");
   impl_ = std::make_shared<Impl>(std::move(options));

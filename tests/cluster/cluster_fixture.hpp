@@ -157,19 +157,24 @@ class Child {
 // Redis, 3 duplex nodes and haproxy in front of them, from examples/cluster.
 class Cluster {
  public:
-  // engine: "redis" or "nats".
+  // engine: "redis", "nats" (NATS + Redis) or "jetstream" (NATS with
+  // JetStream alone: no redis-server runs).
   explicit Cluster(std::string engine, std::size_t nodes = 3) : engine_(std::move(engine)) {
     dir_ = fs::temp_directory_path() / ("duplex-cluster-" + std::to_string(::getpid()) + "-" + engine_);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     redis_port_ = free_port();
-    write_file(dir_ / "redis.conf", render(repo_root() / "examples/cluster/redis.conf.in",
-                                           {{"REDIS_PORT", std::to_string(redis_port_)}, {"DIR", dir_.string()}}));
-    redis_.start({"redis-server", (dir_ / "redis.conf").string()}, dir_ / "redis.stdout");
-    if (!wait_until([&] { return port_open(redis_port_); }, 10s)) throw std::runtime_error("redis-server did not start");
-    if (engine_ == "nats") {
+    if (engine_ != "jetstream") {
+      write_file(dir_ / "redis.conf", render(repo_root() / "examples/cluster/redis.conf.in",
+                                             {{"REDIS_PORT", std::to_string(redis_port_)}, {"DIR", dir_.string()}}));
+      redis_.start({"redis-server", (dir_ / "redis.conf").string()}, dir_ / "redis.stdout");
+      if (!wait_until([&] { return port_open(redis_port_); }, 10s)) throw std::runtime_error("redis-server did not start");
+    }
+    if (engine_ == "nats" || engine_ == "jetstream") {
       nats_port_ = free_port();
-      nats_.start({"nats-server", "-a", "127.0.0.1", "-p", std::to_string(nats_port_)}, dir_ / "nats.log");
+      std::vector<std::string> args{"nats-server", "-a", "127.0.0.1", "-p", std::to_string(nats_port_)};
+      if (engine_ == "jetstream") args.insert(args.end(), {"-js", "-sd", (dir_ / "jetstream").string()});
+      nats_.start(args, dir_ / "nats.log");
       if (!wait_until([&] { return port_open(nats_port_); }, 10s)) throw std::runtime_error("nats-server did not start");
     }
     for (std::size_t i = 0; i < nodes; ++i) ports_.push_back(free_port());
@@ -205,7 +210,8 @@ class Cluster {
     write_file(config, render(repo_root() / "examples/cluster/node.toml.in",
                               {{"NODE", name},
                                {"PORT", std::to_string(ports_[i])},
-                               {"ENGINE", engine_},
+                               {"ENGINE", engine_ == "jetstream" ? "nats" : engine_},
+                               {"NATS_STORAGE", engine_ == "jetstream" ? "jetstream" : "redis"},
                                {"REDIS_PORT", std::to_string(redis_port_)},
                                {"NATS_PORT", std::to_string(nats_port_ ? nats_port_ : 4222)},
                                {"SECRET", secret},

@@ -320,6 +320,9 @@ TEST(ClusterRedis, TenThousandMessagesThroughThreeNodesReachEverySubscriberInOrd
 
 TEST(ClusterNats, TenThousandMessagesThroughThreeNodesReachEverySubscriberInOrder) { fan_out_test("nats"); }
 
+// NATS alone: history, presence and the registry on JetStream, no Redis.
+TEST(ClusterJetStream, TenThousandMessagesThroughThreeNodesReachEverySubscriberInOrder) { fan_out_test("jetstream"); }
+
 TEST(ClusterRedis, Kill9ANodeMidStreamItsClientsMoveAndRecoverWithoutLoss) {
   Cluster cluster("redis");
   cluster.start_haproxy();

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,21 @@
 
 namespace duplex::test {
 
+// JetStream and clustering, for the JetStream storage's tests.
+struct NatsServerSettings {
+  bool jetstream = false;   // -js, its store in a temp dir kept across restarts
+  std::string name;         // server_name (a JetStream cluster needs one per server)
+  int cluster_port = 0;     // > 0: --cluster on this port, --cluster_name duplex-test
+  std::vector<int> routes;  // the other servers' cluster ports
+};
+
 class NatsServer {
  public:
-  NatsServer() : port_(free_loopback_port()) { start(); }
+  NatsServer() : NatsServer(NatsServerSettings{}) {}
+  explicit NatsServer(NatsServerSettings settings, bool start_now = true)
+      : settings_(std::move(settings)), port_(free_loopback_port()) {
+    if (start_now) start();
+  }
   ~NatsServer() { kill(); }
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
@@ -30,9 +43,29 @@ class NatsServer {
 
   void start() {
     if (process_.running()) return;
-    process_.spawn({"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port_)}, true);
+    std::vector<std::string> args{"nats-server", "-a", "127.0.0.1", "-p", std::to_string(port_)};
+    if (settings_.jetstream) {
+      args.insert(args.end(), {"-js", "-sd", store_.path()});
+    }
+    if (!settings_.name.empty()) args.insert(args.end(), {"-n", settings_.name});
+    if (settings_.cluster_port > 0) {
+      args.insert(args.end(), {"--cluster_name", "duplex-test", "--cluster",
+                               "nats://127.0.0.1:" + std::to_string(settings_.cluster_port)});
+      std::string routes;
+      for (int route : settings_.routes)
+        routes += (routes.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(route);
+      if (!routes.empty()) args.insert(args.end(), {"--routes", routes});
+    }
+    process_.spawn(std::move(args), log_.empty() ? std::string("/dev/null") : log_);
     process_.wait_ready([this] { return says_info(); }, "nats-server", port_, "did not answer within 10s", false);
   }
+
+  // The JetStream store is gone (a server that lost its disk); call stopped.
+  void wipe_store() {
+    for (const auto& entry : std::filesystem::directory_iterator(store_.path())) std::filesystem::remove_all(entry);
+  }
+  // The server's output goes to this file from the next start (for failure messages).
+  void log_to(std::string path) { log_ = std::move(path); }
 
   // SIGKILL and wait: connections drop at once, in-flight messages are lost.
   void kill() { process_.signal_and_wait(SIGKILL); }
@@ -57,7 +90,10 @@ class NatsServer {
     return ok;
   }
 
+  NatsServerSettings settings_;
   int port_;
+  TempDir store_{"duplex-nats-js-"};
+  std::string log_;
   ChildProcess process_;
 };
 

@@ -56,12 +56,21 @@ struct RedisConfig {
 };
 
 // [engine.nats]: fan-out over NATS subjects (type "nats"); offsets, history,
-// presence and the registry stay in [engine.redis].
+// presence and the registry in [engine.redis] (storage "redis") or in the
+// same NATS servers' JetStream (storage "jetstream": a cluster of NATS only).
 struct NatsConfig {
   std::string url = "nats://127.0.0.1:4222";  // comma-separated for a cluster
   std::string subject_prefix = "duplex";
   std::chrono::milliseconds reorder_window{500};  // wait this long for an offset that arrives out of order
   std::size_t max_held = 10'000;  // publications held per channel meanwhile; more: its subscribers resubscribe
+  std::string storage = "redis";  // "redis" ([engine.redis]) or "jetstream"
+  // JetStream storage (docs/ENGINES.md, "History on JetStream"):
+  std::string jetstream_storage = "file";  // "file" (survives a server restart) or "memory"
+  std::size_t jetstream_replicas = 1;      // copies of each stream and bucket (3 in a 3-server cluster)
+  std::chrono::milliseconds request_timeout{5000};  // a JetStream request unanswered this long fails
+  Seconds history_meta_ttl{0};  // a channel idle this long is forgotten (its next publish starts a new epoch); 0 = never
+  Seconds presence_ttl{60};     // entries of dead nodes vanish after this; refreshed every third of it
+  Seconds node_ttl{10};         // a node missing heartbeats this long leaves the registry
 };
 
 // [engine]

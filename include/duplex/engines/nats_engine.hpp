@@ -1,21 +1,24 @@
 // The NATS engine ([engine] type = "nats"): fan-out over core NATS
 // subjects; offsets, history, idempotency keys, presence and the node
-// registry in Redis ([engine.redis], the Redis engine's storage). See
-// docs/ENGINES.md.
+// registry in Redis ([engine.redis], the Redis engine's storage) or, with
+// engine.nats.storage = "jetstream", in the JetStream of the same NATS
+// servers (no Redis at all). See docs/ENGINES.md.
 //
-// A publish runs the Redis publish script (offset, history, idempotency
-// key; no Redis PUBLISH), then sends the same encoded message to the
+// A publish stores the publication (offset, history, idempotency key: the
+// Redis publish script without PUBLISH, or a JetStream publish), then
+// sends the same encoded message to the
 // channel's NATS subject. NATS is at-most-once and two nodes' publishes to
 // one channel race, so every node passes what it receives through a reorder
 // stage: publications are delivered strictly in offset order, a missing
-// offset is waited for up to `reorder_window`, then read from Redis history;
+// offset is waited for up to `reorder_window`, then read from the stored history;
 // when it cannot be read (expired, no history, another epoch) or NATS
 // dropped messages (disconnect, slow consumer), the channel's subscribers
 // are told to resubscribe (ChannelEvent::Kind::resubscribe) and recover.
 //
 // Threading: one io thread runs the Redis connections, the reorder stage
 // and every callback (done, ready, deliver, node messages); nats.c's own
-// threads only post to it. Every method may be called from any thread.
+// threads and the JetStream workers only post to it. Every method may be
+// called from any thread.
 #pragma once
 #include <cstdint>
 #include <functional>
