@@ -244,6 +244,31 @@ inline void concurrent_publishers_get_unique_offsets_delivered_in_order(
   }
 }
 
+// The presence and concurrent-publisher cases for an engine that delivers on its own thread (Redis,
+// NATS): subscribed first, the events waited for through `recorder`.
+inline void presence_announced_through_the_fan_out(engines::Engine& engine, Recorder& recorder) {
+  ASSERT_EQ(subscribe_sync(engine, "room"), engines::EngineErrc::ok);
+  auto joins_and_leaves = [&] {
+    std::vector<engines::ChannelEvent> found;
+    for (auto& e : recorder.events())
+      if (e.kind == engines::ChannelEvent::Kind::join || e.kind == engines::ChannelEvent::Kind::leave) found.push_back(e);
+    return found;
+  };
+  presence_lists_entries_and_announces_real_changes(engine, [&] {
+    EXPECT_TRUE(recorder.wait_until([&] { return joins_and_leaves().size() >= 3; }));
+    std::this_thread::sleep_for(100ms);
+    return joins_and_leaves();
+  });
+}
+
+inline void concurrent_publishers_delivered_through_the_fan_out(engines::Engine& engine, Recorder& recorder) {
+  for (const auto& channel : {"hot", "warm"}) ASSERT_EQ(subscribe_sync(engine, channel), engines::EngineErrc::ok);
+  concurrent_publishers_get_unique_offsets_delivered_in_order(
+      engine, recorder, [&](const std::string& channel, std::size_t count) {
+        EXPECT_TRUE(recorder.wait_until([&] { return recorder.offsets(channel).size() >= count; }));
+      });
+}
+
 inline void completions_may_call_back_into_the_engine(engines::Engine& engine) {
   std::promise<std::uint64_t> second_offset;
   engine.publish(message("c", "1"), [&](engines::PublishResult) {

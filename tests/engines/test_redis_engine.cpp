@@ -214,27 +214,11 @@ TEST_F(RedisContract, IdempotencyHoldsWithinOneBurst) {
 }
 
 TEST_F(RedisContract, PresenceListsEntriesAndAnnouncesRealChanges) {
-  ASSERT_EQ(subscribe_sync(*engine_, "room"), EngineErrc::ok);
-  auto joins_and_leaves = [&] {
-    std::vector<ChannelEvent> found;
-    for (auto& e : recorder_.events()) {
-      if (e.kind == ChannelEvent::Kind::join || e.kind == ChannelEvent::Kind::leave) found.push_back(e);
-    }
-    return found;
-  };
-  contract::presence_lists_entries_and_announces_real_changes(*engine_, [&] {
-    EXPECT_TRUE(recorder_.wait_until([&] { return joins_and_leaves().size() >= 3; }));
-    std::this_thread::sleep_for(100ms);
-    return joins_and_leaves();
-  });
+  contract::presence_announced_through_the_fan_out(*engine_, recorder_);
 }
 
 TEST_F(RedisContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
-  for (const auto& channel : {"hot", "warm"}) ASSERT_EQ(subscribe_sync(*engine_, channel), EngineErrc::ok);
-  contract::concurrent_publishers_get_unique_offsets_delivered_in_order(
-      *engine_, recorder_, [&](const std::string& channel, std::size_t count) {
-        EXPECT_TRUE(recorder_.wait_until([&] { return recorder_.offsets(channel).size() >= count; }));
-      });
+  contract::concurrent_publishers_delivered_through_the_fan_out(*engine_, recorder_);
 }
 
 TEST_F(RedisContract, CompletionsMayCallBackIntoTheEngine) {
