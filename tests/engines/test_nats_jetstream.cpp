@@ -1,7 +1,7 @@
 // The NATS engine with engine.nats.storage = "jetstream": a cluster that
 // needs only NATS. Real nats-server processes with JetStream on free
 // loopback ports: the engine contract (offsets, epochs, history, TTL,
-// idempotency, presence, stop) as the Redis storage passes it, several
+// idempotency, presence, stop) on both storages of the NATS engine, several
 // nodes racing for one channel's offsets, a nats-server restart with and
 // without its data, and a 3-server JetStream cluster losing a server
 // under publish load.
@@ -23,6 +23,7 @@
 #include "engine_test_support.hpp"
 #include "jetstream_storage.hpp"
 #include "nats_server.hpp"
+#include "redis_server.hpp"
 
 namespace {
 
@@ -65,10 +66,19 @@ PublishResult publish_when_ready(Engine& engine, const std::string& channel, std
   return result;
 }
 
-class JetStreamContract : public ::testing::Test {
+// The engine contract for both storages of the NATS engine (the
+// parameter: "jetstream", or "redis" with a redis-server of its own).
+class NatsStorageContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    engine_ = std::make_unique<NatsEngine>(jetstream_options(nats_.url(), clock_.function()));
+    NatsEngineOptions options = jetstream_options(nats_.url(), clock_.function());
+    if (GetParam() == "redis") {
+      redis_ = std::make_unique<RedisServer>();
+      options.nats.storage = "redis";
+      options.redis.addresses = {redis_->address()};
+      options.redis.prefix = "t";
+    }
+    engine_ = std::make_unique<NatsEngine>(options);
     engine_->set_deliver(recorder_.callback());
     engine_->set_node_name("a");
   }
@@ -78,22 +88,26 @@ class JetStreamContract : public ::testing::Test {
   std::string epoch(const std::string& channel) { return history_sync(*engine_, newest(channel, 0)).top.epoch; }
 
   NatsServer nats_{with_jetstream()};
+  std::unique_ptr<RedisServer> redis_;
   TestClock clock_;
   Recorder recorder_;
   std::unique_ptr<NatsEngine> engine_;
 };
 
-TEST_F(JetStreamContract, NameAndHealthNeedNoRedis) {
+INSTANTIATE_TEST_SUITE_P(Storage, NatsStorageContract, ::testing::Values("jetstream", "redis"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(NatsStorageContract, NameAndHealth) {
   EXPECT_EQ(engine_->name(), "nats");
   ASSERT_EQ(publish_sync(*engine_, message("warmup", "1")).error, EngineErrc::ok);
   ASSERT_TRUE(wait_for([&] { return engine_->healthy(); }));
   const EngineHealth health = engine_->health();
-  EXPECT_EQ(health.backends_total, 2u) << "the JetStream connection and the fan-out connection";
+  EXPECT_EQ(health.backends_total, 2u) << "the storage's connection (JetStream or one Redis) and the fan-out's";
   EXPECT_EQ(health.backends_up, 2u);
   EXPECT_EQ(health.errors, 0u);
 }
 
-TEST_F(JetStreamContract, OffsetsStartAtOneAndGrowPerChannelWithAStableEpoch) {
+TEST_P(NatsStorageContract, OffsetsStartAtOneAndGrowPerChannelWithAStableEpoch) {
   Engine& engine = *engine_;
   const HistoryResult untouched = history_sync(engine, newest("chat:a", 10));
   ASSERT_EQ(untouched.error, EngineErrc::ok) << untouched.message;
@@ -114,7 +128,7 @@ TEST_F(JetStreamContract, OffsetsStartAtOneAndGrowPerChannelWithAStableEpoch) {
   EXPECT_EQ(history_sync(engine, newest("chat:a", 0)).top, (StreamPosition{epoch, 3}));
 }
 
-TEST_F(JetStreamContract, DeliversEachPublicationInOrderToASubscribedNode) {
+TEST_P(NatsStorageContract, DeliversEachPublicationInOrderToASubscribedNode) {
   ASSERT_EQ(subscribe_sync(*engine_, "room"), EngineErrc::ok);
   for (int i = 1; i <= 5; ++i) ASSERT_EQ(publish_sync(*engine_, message("room", std::to_string(i))).error, EngineErrc::ok);
   ASSERT_TRUE(recorder_.wait_until([&] { return recorder_.offsets("room").size() == 5; }));
@@ -125,22 +139,23 @@ TEST_F(JetStreamContract, DeliversEachPublicationInOrderToASubscribedNode) {
   }
 }
 
-TEST_F(JetStreamContract, HistoryKeepsDataPublisherAndTime) {
+TEST_P(NatsStorageContract, HistoryKeepsDataPublisherAndTime) {
   contract::history_keeps_data_publisher_and_time(*engine_, clock_, R"({"text":"hi:there\r\nNats-Msg-Id: x"})");
 }
 
-TEST_F(JetStreamContract, HistoryWithoutSinceGivesNewestInOrderOrReversed) {
+TEST_P(NatsStorageContract, HistoryWithoutSinceGivesNewestInOrderOrReversed) {
   HistoryResult all;
   ASSERT_NO_FATAL_FAILURE(all = contract::history_without_since_gives_newest_in_order_or_reversed(*engine_));
   EXPECT_TRUE(all.complete);
 }
 
-TEST_F(JetStreamContract, HistoryIsTrimmedToSize) {
+TEST_P(NatsStorageContract, HistoryIsTrimmedToSize) {
   const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
   ASSERT_NO_FATAL_FAILURE(contract::history_is_trimmed_to_size(*engine_, epoch_of));
 }
 
-TEST_F(JetStreamContract, TheStreamKeepsAChannelsHistorySizeAndItsTop) {
+TEST_P(NatsStorageContract, TheStreamKeepsAChannelsHistorySizeAndItsTop) {
+  if (GetParam() != "jetstream") GTEST_SKIP() << "JetStream's purge; Redis trims in the publish script";
   // 100 publications with history.size 3: purged every 32nd, so at most
   // 3 + 1 + 31 messages of the channel stay in the stream.
   for (int i = 1; i <= 100; ++i) ASSERT_EQ(publish_sync(*engine_, message("c", "x", keep(3))).error, EngineErrc::ok);
@@ -151,17 +166,17 @@ TEST_F(JetStreamContract, TheStreamKeepsAChannelsHistorySizeAndItsTop) {
   EXPECT_EQ(all.top.offset, 100u);
 }
 
-TEST_F(JetStreamContract, CompleteFlagWithSince) {
+TEST_P(NatsStorageContract, CompleteFlagWithSince) {
   const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
   contract::complete_flag_with_since(*engine_, epoch_of);
 }
 
-TEST_F(JetStreamContract, HistoryTtlHidesExpiredPublications) {
+TEST_P(NatsStorageContract, HistoryTtlHidesExpiredPublications) {
   const contract::EpochOf epoch_of = [this](const std::string& channel) { return epoch(channel); };
   contract::history_ttl_hides_expired_publications(*engine_, clock_, epoch_of);
 }
 
-TEST_F(JetStreamContract, OffsetsGrowWithoutHistory) {
+TEST_P(NatsStorageContract, OffsetsGrowWithoutHistory) {
   const std::string epoch = this->epoch("c");
   for (std::uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(publish_sync(*engine_, message("c", "x", keep(0))).position.offset, i);
   const HistoryResult none = history_sync(*engine_, newest("c", 10, keep(0)));
@@ -174,7 +189,7 @@ TEST_F(JetStreamContract, OffsetsGrowWithoutHistory) {
   EXPECT_TRUE(one.complete);
 }
 
-TEST_F(JetStreamContract, IdempotentRepeatReturnsFirstPositionWithoutDelivery) {
+TEST_P(NatsStorageContract, IdempotentRepeatReturnsFirstPositionWithoutDelivery) {
   Engine& engine = *engine_;
   const std::string epoch = this->epoch("c");
   ASSERT_EQ(subscribe_sync(engine, "c"), EngineErrc::ok);
@@ -210,31 +225,31 @@ TEST_F(JetStreamContract, IdempotentRepeatReturnsFirstPositionWithoutDelivery) {
   EXPECT_TRUE(wide_repeat.duplicate) << "300 s have not passed";
 }
 
-TEST_F(JetStreamContract, IdempotencyHoldsWithinOneBurst) { contract::idempotency_holds_within_one_burst(*engine_); }
+TEST_P(NatsStorageContract, IdempotencyHoldsWithinOneBurst) { contract::idempotency_holds_within_one_burst(*engine_); }
 
-TEST_F(JetStreamContract, PresenceListsEntriesAndAnnouncesRealChanges) {
+TEST_P(NatsStorageContract, PresenceListsEntriesAndAnnouncesRealChanges) {
   contract::presence_announced_through_the_fan_out(*engine_, recorder_);
 }
 
-TEST_F(JetStreamContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
+TEST_P(NatsStorageContract, ConcurrentPublishersGetUniqueOffsetsDeliveredInOrder) {
   contract::concurrent_publishers_delivered_through_the_fan_out(*engine_, recorder_);
 }
 
-TEST_F(JetStreamContract, CompletionsMayCallBackIntoTheEngine) {
+TEST_P(NatsStorageContract, CompletionsMayCallBackIntoTheEngine) {
   contract::completions_may_call_back_into_the_engine(*engine_);
 }
 
-TEST_F(JetStreamContract, StopRacingPublishersCompletesEveryPublishExactlyOnce) {
+TEST_P(NatsStorageContract, StopRacingPublishersCompletesEveryPublishExactlyOnce) {
   contract::stop_racing_publishers_completes_every_publish_exactly_once(*engine_);
   EXPECT_EQ(publish_sync(*engine_, message("race", "after")).error, EngineErrc::unavailable);
 }
 
-TEST_F(JetStreamContract, StopFromACompletionCompletesTheRestOnce) {
+TEST_P(NatsStorageContract, StopFromACompletionCompletesTheRestOnce) {
   const PublishResult late = contract::stop_from_a_completion_completes_the_rest_once(*engine_);
   EXPECT_EQ(late.error, EngineErrc::unavailable);
 }
 
-TEST_F(JetStreamContract, RegistryListsLiveNodes) {
+TEST_P(NatsStorageContract, RegistryListsLiveNodes) {
   NodeInfo self;
   self.name = "a";
   self.connections = 7;
