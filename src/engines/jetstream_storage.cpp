@@ -671,22 +671,13 @@ std::string JetStreamStorage::subject_of(const std::string& channel) const {
 void JetStreamStorage::start() {
   if (started_ || stopped_) return;
   started_ = true;
-  const auto urls = split_urls(options_.url);
-  std::vector<const char*> servers;
-  for (const auto& url : urls) servers.push_back(url.c_str());
   natsOptions* opts = nullptr;
   natsStatus s = natsOptions_Create(&opts);
   auto check = [&s](natsStatus r) {
     if (s == NATS_OK) s = r;
   };
-  check(natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size())));
-  if (!options_.name.empty()) check(natsOptions_SetName(opts, options_.name.c_str()));
-  check(natsOptions_SetTimeout(opts, options_.connect_timeout.count()));
-  check(natsOptions_SetAllowReconnect(opts, true));
-  check(natsOptions_SetMaxReconnect(opts, -1));
-  check(natsOptions_SetReconnectWait(opts, options_.reconnect_wait.count()));
-  check(natsOptions_SetPingInterval(opts, 2000));
-  check(natsOptions_SetMaxPingsOut(opts, 3));
+  check(set_connection_options(opts, split_urls(options_.url), options_.name, options_.connect_timeout,
+                               options_.reconnect_wait, std::chrono::milliseconds(2000)));
   // With a connected callback the first connect retries in the background
   // (without one, nats.c would retry inside natsConnection_Connect, for ever).
   check(natsOptions_SetRetryOnFailedConnect(

@@ -187,8 +187,6 @@ std::string NatsBroker::start() {
   if (conn_ || stopped_) return {};
   const auto urls = split_urls(options_.url);
   if (urls.empty()) return "engine.nats.url is empty";
-  std::vector<const char*> servers;
-  for (const auto& url : urls) servers.push_back(url.c_str());
 
   natsOptions* opts = nullptr;
   natsStatus s = natsOptions_Create(&opts);
@@ -197,15 +195,9 @@ std::string NatsBroker::start() {
   auto check = [&s](natsStatus r) {
     if (s == NATS_OK) s = r;
   };
-  check(natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size())));
-  if (!options_.name.empty()) check(natsOptions_SetName(opts, options_.name.c_str()));
-  check(natsOptions_SetTimeout(opts, options_.connect_timeout.count()));
-  check(natsOptions_SetAllowReconnect(opts, true));
-  check(natsOptions_SetMaxReconnect(opts, -1));
-  check(natsOptions_SetReconnectWait(opts, bridge_->reconnect_min_ms));
+  check(set_connection_options(opts, urls, options_.name, options_.connect_timeout,
+                               std::chrono::milliseconds(bridge_->reconnect_min_ms), options_.ping_interval));
   check(natsOptions_SetCustomReconnectDelay(opts, &BridgeAccess::reconnect_delay, closure));
-  check(natsOptions_SetPingInterval(opts, options_.ping_interval.count()));
-  check(natsOptions_SetMaxPingsOut(opts, 3));
   // One library delivery pool instead of a thread per subscription (one
   // subscription per channel).
   check(natsOptions_UseGlobalMessageDelivery(opts, true));

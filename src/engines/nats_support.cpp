@@ -24,4 +24,23 @@ std::vector<std::string> split_urls(const std::string& urls) {
   return out;
 }
 
+natsStatus set_connection_options(natsOptions* opts, const std::vector<std::string>& urls, const std::string& name,
+                                  std::chrono::milliseconds connect_timeout, std::chrono::milliseconds reconnect_wait,
+                                  std::chrono::milliseconds ping_interval) {
+  std::vector<const char*> servers;
+  for (const auto& url : urls) servers.push_back(url.c_str());
+  natsStatus s = natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size()));
+  auto check = [&s](natsStatus r) {
+    if (s == NATS_OK) s = r;
+  };
+  if (!name.empty()) check(natsOptions_SetName(opts, name.c_str()));
+  check(natsOptions_SetTimeout(opts, connect_timeout.count()));
+  check(natsOptions_SetAllowReconnect(opts, true));
+  check(natsOptions_SetMaxReconnect(opts, -1));
+  check(natsOptions_SetReconnectWait(opts, reconnect_wait.count()));
+  check(natsOptions_SetPingInterval(opts, ping_interval.count()));
+  check(natsOptions_SetMaxPingsOut(opts, 3));
+  return s;
+}
+
 }  // namespace duplex::engines::detail
