@@ -145,6 +145,11 @@ std::vector<ConfigField> make_fields() {
       // [engine]
       {"engine.type", DUPLEX_REF(engine.type), K::choice, R::restart, 0, 0, {"sqlite", "memory", "redis", "nats"},
        "sqlite (durable), memory, redis or nats"},
+      {"engine.broker", DUPLEX_REF(engine.broker), K::choice, R::restart, 0, 0, {"", "local", "redis", "nats"},
+       "instead of type, with history: the fan-out to other nodes (local: none)"},
+      {"engine.history", DUPLEX_REF(engine.history), K::choice, R::restart, 0, 0,
+       {"", "sqlite", "memory", "redis", "jetstream"},
+       "instead of type, with broker: where offsets, history, idempotency keys and presence live"},
       {"engine.data_dir", DUPLEX_REF(engine.data_dir), K::string, R::restart, 0, 0, {},
        "sqlite: <data_dir>/duplex.db"},
       {"engine.fsync", DUPLEX_REF(engine.fsync), K::boolean, R::restart, 0, 0, {},

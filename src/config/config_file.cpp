@@ -13,6 +13,7 @@
 #include <variant>
 
 #include "config_fields.hpp"
+#include "duplex/config/engine_composition.hpp"
 #include "support/log.hpp"
 #include "duplex/net/tls.hpp"
 
@@ -421,6 +422,27 @@ void check_namespace(std::string_view name, const NamespaceOptions& ns, const Hu
                        " exceeds limits.max_history_size = " + std::to_string(limits.max_history_size));
 }
 
+
+// engine.broker and engine.history name the engine by its parts. A file that
+// also sets engine.type (or engine.nats.storage, for a NATS engine) must
+// agree with them: two different answers are an error, not a precedence rule.
+void reject_two_engine_choices(const toml::table& root, const Section& top, const HubConfig& config) {
+  const auto& engine = config.engine;
+  const auto result = compose_engine(engine.broker, engine.history);
+  if (!result.composition) return;  // nothing set, or a pair load_config_file refuses
+  std::string named;
+  if (!engine.broker.empty()) named = "engine.broker = " + quoted(engine.broker);
+  if (!engine.history.empty()) named += (named.empty() ? "" : " with ") + ("engine.history = " + quoted(engine.history));
+  auto check = [&](const char* path, const std::string& value, const std::string& composed) {
+    const toml::node* node = root.at_path(path).node();
+    if (!node || value == composed) return;
+    top.fail(node->source(), std::string(path) + " = " + quoted(value) + " contradicts " + named + " (" + path +
+                                 " " + quoted(composed) + "): remove " + path);
+  };
+  check("engine.type", engine.type, result.composition->type);
+  if (result.composition->type == "nats") check("engine.nats.storage", engine.nats.storage, result.composition->nats_storage);
+}
+
 }  // namespace
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
@@ -510,6 +532,7 @@ HubConfig parse_config(std::string_view toml_text, std::string_view source_name)
     }
   }
   top.finish();
+  reject_two_engine_choices(root, top, config);
   return config;
 }
 
@@ -681,6 +704,7 @@ HubConfig load_config_file(const std::string& path) {
   HubConfig config = parse_config(text, path);
   apply_env_overrides(config);
   try {
+    if (auto problem = apply_engine_composition(config.engine)) throw std::runtime_error(*problem);
     validate_config(config);
   } catch (const std::runtime_error& error) {
     throw std::runtime_error(path + ": " + error.what());

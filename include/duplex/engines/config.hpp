@@ -76,6 +76,13 @@ struct NatsConfig {
 // [engine]
 struct EngineConfig {
   std::string type = "sqlite";     // "sqlite" (durable), "memory", "redis" or "nats"
+  // The engine named by its parts instead of `type` (config file only):
+  // broker "local", "redis" or "nats"; history "sqlite", "memory", "redis" or
+  // "jetstream"; empty: `type` decides. Loading the file turns them into
+  // `type` and `nats.storage` (config/engine_composition.hpp); make_engine
+  // reads only those.
+  std::string broker;
+  std::string history;
   std::string data_dir = "data";   // sqlite: <data_dir>/duplex.db (+ -wal)
   bool fsync = false;              // sqlite: synchronous=FULL (survives power loss) vs NORMAL (process crash)
   std::size_t max_batch = 1024;    // publishes per commit
