@@ -53,11 +53,14 @@ case "$ENGINE" in
   nats) nats-server -a 127.0.0.1 -p "$NATS_PORT" > "$DIR/nats.log" 2>&1 & pids+=($!) ;;
   jetstream) nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$DIR/jetstream" > "$DIR/nats.log" 2>&1 & pids+=($!) ;;
 esac
-NODE_ENGINE=$ENGINE NATS_STORAGE=redis
-[ "$ENGINE" = jetstream ] && NODE_ENGINE=nats NATS_STORAGE=jetstream
+case "$ENGINE" in
+  redis) BROKER=redis HISTORY=redis ;;
+  nats) BROKER=nats HISTORY=redis ;;
+  jetstream) BROKER=nats HISTORY=jetstream ;;
+esac
 for i in 1 2 3; do
-  render examples/cluster/node.toml.in "$DIR/n$i.toml" NODE="n$i" PORT=$((BASE + i)) ENGINE="$NODE_ENGINE" \
-    NATS_STORAGE="$NATS_STORAGE" REDIS_PORT="$REDIS_PORT" NATS_PORT="$NATS_PORT" SECRET="$SECRET" API_KEY="$API_KEY"
+  render examples/cluster/node.toml.in "$DIR/n$i.toml" NODE="n$i" PORT=$((BASE + i)) BROKER="$BROKER" \
+    HISTORY="$HISTORY" REDIS_PORT="$REDIS_PORT" NATS_PORT="$NATS_PORT" SECRET="$SECRET" API_KEY="$API_KEY"
   "$DUPLEX" serve --config "$DIR/n$i.toml" > "$DIR/n$i.log" 2>&1 & pids+=($!)
 done
 render examples/cluster/haproxy.cfg.in "$DIR/haproxy.cfg" LISTEN_PORT="$BASE" \
