@@ -185,33 +185,23 @@ struct JetStreamStorage::Blocking {
     if (js_PurgeStream(self.js_, self.stream_name().c_str(), &options, &jerr) != NATS_OK) self.count_error();
   }
 
-  // The last message on `subject`: nullopt in `out` when there is none.
-  std::string read_last(const std::string& stream, const std::string& subject, std::optional<Stored>& out) {
+  // One message of `stream`: the last on `subject` (seq 0) or the one at
+  // stream sequence `seq`; nullopt in `out` when there is none. One that is
+  // not a duplex publication (another writer's on our subjects) is an error.
+  std::string read_message(const std::string& stream, const std::string& subject, std::uint64_t seq,
+                           std::optional<Stored>& out) {
     natsMsg* raw = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_GetLastMsg(&raw, self.js_, stream.c_str(), subject.c_str(), nullptr, &jerr);
+    const natsStatus s = seq == 0 ? js_GetLastMsg(&raw, self.js_, stream.c_str(), subject.c_str(), nullptr, &jerr)
+                                  : js_GetMsg(&raw, self.js_, stream.c_str(), seq, nullptr, &jerr);
     MsgPtr msg(raw);
-    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
-      out.reset();
-      return {};
-    }
-    if (s != NATS_OK) return failure("cannot read the top of " + subject, s, jerr);
-    out = decode_stored(msg.get(), natsMsg_GetSequence(msg.get()));
-    if (!out) return where() + ": the last message of " + subject + " is not a duplex publication";
-    return {};
-  }
-
-  std::string read_at(const std::string& stream, std::uint64_t seq, std::optional<Stored>& out) {
-    natsMsg* raw = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    const natsStatus s = js_GetMsg(&raw, self.js_, stream.c_str(), seq, nullptr, &jerr);
-    MsgPtr msg(raw);
-    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
-      out.reset();
-      return {};
-    }
-    if (s != NATS_OK) return failure("cannot read message " + std::to_string(seq) + " of " + stream, s, jerr);
-    out = decode_stored(msg.get(), seq);
+    out.reset();
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return {};
+    const std::string which = seq == 0 ? "the last message of " + subject
+                                       : "message " + std::to_string(seq) + " of " + subject;
+    if (s != NATS_OK) return failure("cannot read " + which, s, jerr);
+    out = decode_stored(msg.get(), seq == 0 ? natsMsg_GetSequence(msg.get()) : seq);
+    if (!out) return where() + ": " + which + " is not a duplex publication";
     return {};
   }
 
@@ -274,7 +264,7 @@ struct JetStreamStorage::Blocking {
       out = std::move(known);
       return {};
     }
-    std::string error = read_last(stream, subject, out);
+    std::string error = read_message(stream, subject, 0, out);
     if (error.empty() && out) remember(subject, *out);
     return error;
   }
@@ -337,7 +327,7 @@ struct JetStreamStorage::Blocking {
             continue;
           }
           std::optional<Stored> original;
-          if (std::string error = read_at(stream, appended.seq, original); !error.empty()) return fail(error);
+          if (std::string error = read_message(stream, subject, appended.seq, original); !error.empty()) return fail(error);
           if (original && original->publication &&
               now - original->publication->time_ms >= seconds_to_ms(request.history.idempotency_window)) {
             // The stream remembers ids for its (widest) window, this
@@ -386,7 +376,7 @@ struct JetStreamStorage::Blocking {
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
       if (std::string error = ensure_stream(history.idempotency_window); !error.empty()) return error;
       std::optional<Stored> last;
-      if (std::string error = read_last(stream, subject, last); !error.empty()) return error;
+      if (std::string error = read_message(stream, subject, 0, last); !error.empty()) return error;
       if (last) {
         remember(subject, *last);
         top = std::move(*last);
@@ -405,7 +395,7 @@ struct JetStreamStorage::Blocking {
         continue;
       }
       if (marker.outcome == Append::duplicate) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the other node's marker is on its way
+        back_off(attempt);  // the other node's marker is stored, and on its way to the replica we read
         continue;
       }
       if (marker.outcome != Append::conflict) return marker.error;
