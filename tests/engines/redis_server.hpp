@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include <chrono>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -70,6 +71,13 @@ class RedisServer {
   void resume() { process_.signal(SIGCONT); }
   void restart() {
     stop();
+    start();
+  }
+  // A crash that loses the data: SIGKILL, its files gone (the log kept), start.
+  void restart_empty() {
+    kill();
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path()))
+      if (entry.path().filename() != "redis.log") std::filesystem::remove_all(entry.path());
     start();
   }
 
