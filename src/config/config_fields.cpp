@@ -178,6 +178,8 @@ std::vector<ConfigField> make_fields() {
        "first backoff after a lost connection, doubling with jitter"},
       {"engine.redis.reconnect_max", DUPLEX_REF(engine.redis.reconnect_max), K::millis, R::restart, 1, 600'000, {},
        "upper bound of that backoff"},
+      {"engine.redis.pubsub_ping_interval", DUPLEX_REF(engine.redis.pubsub_ping_interval), K::millis, R::restart, 0,
+       600'000, {}, "pub/sub connections PING this often; unanswered within command_timeout: dropped, subscribers resubscribe (0 = off)"},
       {"engine.redis.presence_ttl", DUPLEX_REF(engine.redis.presence_ttl), K::seconds, R::restart, 3, day, {},
        "presence entries of a dead node vanish after this"},
       {"engine.redis.history_meta_ttl", DUPLEX_REF(engine.redis.history_meta_ttl), K::seconds, R::restart, 0,

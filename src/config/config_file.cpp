@@ -600,6 +600,8 @@ std::vector<std::string> config_problems(const HubConfig& config) {
       problems.push_back("[engine.redis] wait_timeout must be shorter than command_timeout (WAIT blocks the "
                          "connection that long)");
     if (r.reconnect_min > r.reconnect_max) problems.push_back("[engine.redis] reconnect_min exceeds reconnect_max");
+    if (r.pubsub_ping_interval.count() > 0 && r.pubsub_ping_interval < std::chrono::milliseconds(100))
+      problems.push_back("[engine.redis] pubsub_ping_interval must be 0 (off) or at least 100ms");
     if (!r.username.empty() && r.password.empty())
       problems.push_back("[engine.redis] username is set but password is not (AUTH with a user needs its password)");
     if (r.prefix.empty() || !printable_without_spaces(r.prefix))

@@ -74,6 +74,14 @@ bool iequals(std::string_view a, std::string_view b) {
 
 // A pub/sub message or (un)subscribe confirmation, which answers no command
 // of its own (RESP2: an array whose first element names its kind).
+// The answer to PING on a subscribed connection (RESP2: ["pong", ""]), or
+// +PONG once the last unsubscribe left subscribed mode.
+bool is_pong(const redisReply* reply) {
+  if (reply->type == REDIS_REPLY_STATUS) return iequals(std::string_view(reply->str, reply->len), "pong");
+  return reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 && reply->element[0]->type == REDIS_REPLY_STRING &&
+         iequals(std::string_view(reply->element[0]->str, reply->element[0]->len), "pong");
+}
+
 bool is_push(const redisReply* reply) {
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
     return false;
@@ -203,6 +211,7 @@ struct RedisConnection::Link {
   // A pub/sub command was sent: from now on messages and (un)subscribe
   // confirmations go to on_push, other replies still answer commands.
   bool subscribed = false;
+  std::uint64_t ping_watch = 0;  // the watch of the PING awaiting its answer; 0: none
   std::size_t unparsed = 0;  // bytes of the reply being received
   std::array<char, 16 * 1024> input;
 };
@@ -213,7 +222,8 @@ RedisConnection::RedisConnection(asio::io_context& io, RedisConnectionOptions op
       address_(options_.host + ":" + std::to_string(options_.port)),
       connect_timer_(io),
       reconnect_timer_(io),
-      watchdog_(io) {
+      watchdog_(io),
+      ping_timer_(io) {
   if (options_.tls.enabled) tls_ = make_tls_context(options_.tls);
 }
 
@@ -232,6 +242,7 @@ void RedisConnection::stop() {
   reconnect_timer_.cancel();
   connect_timer_.cancel();
   watchdog_.cancel();
+  ping_timer_.cancel();
   if (link_) {
     lost("engine stopped");
   } else {
@@ -427,6 +438,7 @@ void RedisConnection::handshake_done() {
   auto queued = std::move(queued_);
   queued_.clear();
   for (auto& [args, callback] : queued) send(std::move(args), std::move(callback));
+  arm_ping();
   if (on_ready_) on_ready_();
 }
 
@@ -442,6 +454,7 @@ void RedisConnection::lost(const std::string& why) {
   connect_timer_.cancel();
   watchdog_.cancel();
   watchdog_armed_ = false;
+  ping_timer_.cancel();
   deadlines_.clear();
   open_.clear();
   // Every pending command's callback runs now with a null reply.
@@ -580,6 +593,13 @@ void RedisConnection::dispatch(const std::shared_ptr<Link>& link, redisReply* re
     if (on_push_) on_push_(reply);
     return;
   }
+  if (link->ping_watch != 0 && is_pong(reply)) {
+    // A PING goes out only with no command pending, so whatever was sent
+    // after it is answered after this.
+    watch_end(link->ping_watch);
+    link->ping_watch = 0;
+    return;
+  }
   if (link->pending.empty() && link->subscribed && reply->type == REDIS_REPLY_ERROR && on_pubsub_error_) {
     // The answer to a pub/sub command (SSUBSCRIBE to a node that does not
     // own the slot: MOVED); the owner knows which one it was.
@@ -642,6 +662,25 @@ void RedisConnection::on_watchdog() {
     return;
   }
   arm_watchdog();
+}
+
+void RedisConnection::arm_ping() {
+  if (options_.ping_interval.count() <= 0 || !link_) return;
+  const std::uint64_t generation = generation_;
+  ping_timer_.expires_after(options_.ping_interval);
+  ping_timer_.async_wait([this, generation](const asio::error_code& ec) {
+    if (ec || generation != generation_) return;
+    on_ping_timer();
+  });
+}
+
+void RedisConnection::on_ping_timer() {
+  if (state_ != State::ready || !link_) return;
+  // Only a subscribed connection is otherwise silent; one with commands in
+  // flight has their deadlines already.
+  if (link_->subscribed && link_->pending.empty() && link_->ping_watch == 0 && write_command({"PING"}))
+    link_->ping_watch = watch_begin();
+  arm_ping();
 }
 
 }  // namespace duplex::engines::detail

@@ -58,6 +58,10 @@ struct RedisConnectionOptions {
   std::chrono::milliseconds command_timeout{5000};
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
+  // Subscribed connections send PING this often and drop the connection when
+  // it goes unanswered for command_timeout: a silent server (paused, or a
+  // partition) is noticed although nothing else is sent. 0: never.
+  std::chrono::milliseconds ping_interval{0};
   // Sentinel mode: the node must answer ROLE with "master" during the
   // handshake (a demoted master is refused), and a READONLY error reply
   // drops the connection so the next attempt asks the sentinels again.
@@ -170,6 +174,8 @@ class RedisConnection {
   void dispatch(const std::shared_ptr<Link>& link, redisReply* reply);
   void arm_watchdog();
   void on_watchdog();
+  void arm_ping();
+  void on_ping_timer();
 
   asio::io_context& io_;
   RedisConnectionOptions options_;
@@ -195,6 +201,7 @@ class RedisConnection {
   asio::steady_timer connect_timer_;
   asio::steady_timer reconnect_timer_;
   asio::steady_timer watchdog_;
+  asio::steady_timer ping_timer_;
   std::deque<std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> deadlines_;
   std::unordered_set<std::uint64_t> open_;
   std::uint64_t next_watch_ = 1;

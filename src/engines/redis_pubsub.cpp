@@ -37,6 +37,7 @@ RedisPubSub::RedisPubSub(asio::io_context& io, const RedisConfig& config, RedisS
       placement_min_(std::max(config.reconnect_min, std::chrono::milliseconds(1))),
       placement_max_(std::max(config.reconnect_max, placement_min_)),
       command_timeout_(config.command_timeout),
+      ping_interval_(config.pubsub_ping_interval),
       placement_timer_(io),
       placement_backoff_(placement_min_) {
   if (names_.sharded) {
@@ -75,6 +76,7 @@ RedisPubSub::Link& RedisPubSub::make_link(RedisConnectionOptions options) {
 }
 
 void RedisPubSub::connect_link(Link& link, RedisConnectionOptions options) {
+  options.ping_interval = ping_interval_;
   auto conn = std::make_unique<RedisConnection>(io_, std::move(options));
   Link* raw = &link;
   conn->set_on_push([this, raw](redisReply* reply) { on_push(*raw, reply); });

@@ -171,6 +171,7 @@ class RedisPubSub {
   std::chrono::milliseconds placement_min_;
   std::chrono::milliseconds placement_max_;
   std::chrono::milliseconds command_timeout_;
+  std::chrono::milliseconds ping_interval_;  // of every pub/sub connection (engine.redis.pubsub_ping_interval)
   mutable std::mutex links_mutex_;  // links_ grows on the io thread (sharded); counters read it from others
   std::vector<std::unique_ptr<Link>> links_;
   std::unordered_map<std::string, std::vector<Link*>> shard_links_;  // by master address

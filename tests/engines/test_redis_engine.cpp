@@ -628,6 +628,54 @@ TEST_F(RedisNodes, PausedRedisFailsUnconfirmedSubscriptions) {
   b->stop();
 }
 
+// A node that only listens still notices a Redis gone silent (SIGSTOP here;
+// a partition between the node and Redis looks the same from the node): the
+// pub/sub connection's PING goes unanswered, the connection drops, and the
+// channel's subscribers are told to resubscribe — not after TCP keepalive's
+// 30 s, and not only when the node next publishes. Without pings the same
+// pause goes unnoticed.
+TEST_F(RedisNodes, APausedRedisIsNoticedByAnIdleSubscriptionThroughItsPings) {
+  auto listening_node = [&](std::chrono::milliseconds ping_interval) {
+    RedisEngineOptions options = options_for({redis_.address()}, clock_.function());
+    options.config.pubsub_ping_interval = ping_interval;
+    auto engine = std::make_unique<RedisEngine>(std::move(options));
+    engine->set_deliver(recorder_b_.callback());
+    engine->set_node_name("b");
+    return engine;
+  };
+  const auto resubscribes = [&] { return recorder_b_.of_kind(ChannelEvent::Kind::resubscribe).size(); };
+
+  auto deaf = listening_node(0ms);
+  ASSERT_EQ(subscribe_sync(*deaf, "idle"), EngineErrc::ok);
+  redis_.pause();
+  std::this_thread::sleep_for(2500ms);  // three command timeouts
+  EXPECT_EQ(resubscribes(), 0u) << "with no pings and nothing sent, the pause cannot be seen";
+  redis_.resume();
+  deaf->stop();
+  deaf.reset();
+
+  auto b = listening_node(200ms);
+  ASSERT_EQ(subscribe_sync(*b, "idle"), EngineErrc::ok);
+  std::this_thread::sleep_for(1s);  // pings answered: nothing happens while Redis answers
+  ASSERT_EQ(resubscribes(), 0u);
+  redis_.pause();
+  const auto paused = std::chrono::steady_clock::now();
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return resubscribes() > 0; }, 5s)) << "the silent Redis was never noticed";
+  const auto took = std::chrono::steady_clock::now() - paused;
+  EXPECT_LT(took, 2000ms) << "ping interval + command timeout (1 s), plus slack";
+  EXPECT_EQ(recorder_b_.of_kind(ChannelEvent::Kind::resubscribe).front().channel, "idle");
+  EXPECT_FALSE(b->healthy());
+  redis_.resume();
+  // Redis answers again: the hub's resubscribe goes through.
+  b->node_unsubscribe("idle");
+  ASSERT_TRUE(recorder_b_.wait_until([&] {
+    const EngineErrc e = subscribe_sync(*b, "idle");
+    if (e != EngineErrc::ok) b->node_unsubscribe("idle");
+    return e == EngineErrc::ok;
+  }, 10s));
+  b->stop();
+}
+
 TEST_F(RedisNodes, StopFailsPendingAndRefusesLaterCalls) {
   auto a = node("a", recorder_a_);
   redis_.pause();

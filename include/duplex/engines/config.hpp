@@ -24,6 +24,10 @@ struct RedisConfig {
   std::chrono::milliseconds command_timeout{5000};  // a command unanswered this long fails and drops the connection
   std::chrono::milliseconds reconnect_min{100};     // backoff after a lost connection, doubling with jitter
   std::chrono::milliseconds reconnect_max{5000};
+  // Pub/sub connections PING this often; unanswered within command_timeout
+  // the connection drops and its channels' subscribers resubscribe (a
+  // paused Redis or a partition, noticed with nothing else to send). 0: off.
+  std::chrono::milliseconds pubsub_ping_interval{2000};
   Seconds presence_ttl{60};        // entries of dead nodes vanish after this; refreshed every third of it
   Seconds history_meta_ttl{0};     // channel epoch/offset kept this long after the last publish (0 = forever)
   Seconds node_ttl{10};            // a node missing heartbeats this long leaves the registry
