@@ -608,6 +608,9 @@ TEST(ConfigErrors, CrossFieldRules) {
             Problems{"[engine.redis] address \"localhost\" is not host:port"});
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = []\n"),
             Problems{"[engine.redis] addresses must list at least one host:port"});
+  EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\npubsub_ping_interval = \"50ms\"\n"),
+            Problems{"[engine.redis] pubsub_ping_interval must be 0 (off) or at least 100ms"});
+  EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\npubsub_ping_interval = 0\n").empty());
   EXPECT_EQ(problems_of("[engine]\ntype = \"nats\"\n[engine.nats]\nurl = \"tcp://x:4222\"\n"),
             Problems{"[engine.nats] url must start with nats://, not \"tcp://x:4222\""});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = [\"127.0.0.1:7001\", \"[::1]:7002\"]\n").empty());
