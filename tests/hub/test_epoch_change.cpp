@@ -8,8 +8,12 @@
 
 #include <unistd.h>
 
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "../engines/nats_server.hpp"
 #include "../engines/redis_server.hpp"
 #include "transport_client.hpp"
 
@@ -50,19 +54,30 @@ void evict_channel_metadata(const duplex::test::RedisServer& redis, const std::s
   redis.query({"CONFIG", "SET", "maxmemory", "0"});  // what comes next is stored again
 }
 
-class EpochChange : public ::testing::TestWithParam<Reset> {};
+// Both compositions that keep history in Redis: fan-out over Redis pub/sub
+// (the publish script sees the new epoch) and over NATS (the reorder stage
+// does). JetStream's lost store: JetStreamNodes.* in tests/engines.
+struct EpochCase {
+  std::string broker;  // "redis" or "nats"
+  Reset reset;
+};
+
+class EpochChange : public ::testing::TestWithParam<EpochCase> {};
 
 TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) {
-  if (::access("/usr/bin/redis-server", X_OK) != 0) GTEST_SKIP() << "no redis-server";
+  const Reset reset = GetParam().reset;
   duplex::test::RedisServer redis;
+  std::optional<duplex::test::NatsServer> nats;
+  if (GetParam().broker == "nats") nats.emplace();
   auto node_config = [&](const std::string& name) {
     hub::HubConfig c = test_config();
     c.node_name = name;
-    c.engine.type = "redis";
+    c.engine.type = GetParam().broker;
     c.engine.redis.addresses = {redis.address()};
     c.engine.redis.prefix = "epoch-change";
+    if (nats) c.engine.nats.url = nats->url();
     // Only the expiry case lets the metadata expire by itself.
-    c.engine.redis.history_meta_ttl = std::chrono::seconds(GetParam() == Reset::metadata_expiry ? 2 : 0);
+    c.engine.redis.history_meta_ttl = std::chrono::seconds(reset == Reset::metadata_expiry ? 2 : 0);
     return c;
   };
   Server a(node_config("node-a")), b(node_config("node-b"));
@@ -82,7 +97,7 @@ TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) 
   for (auto* c : {on_a.get(), on_b.get()})
     for (std::uint64_t offset = 1; offset <= 5; ++offset) ASSERT_EQ(c->next("message")->u64("offset"), offset);
 
-  switch (GetParam()) {
+  switch (reset) {
     case Reset::metadata_expiry:
       std::this_thread::sleep_for(3500ms);  // idle past history_meta_ttl: the channel's epoch and top expire
       break;
@@ -93,7 +108,7 @@ TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) 
       evict_channel_metadata(redis, "epoch-change:meta:" + channel);
       break;
     case Reset::restart_empty:
-      redis.restart_empty();  // the pub/sub connections drop too
+      redis.restart_empty();  // Redis' pub/sub connections drop too; NATS' do not
       break;
   }
   for (int i = 1; i <= 10; ++i) api_publish(i % 2 ? a : b, channel, i);
@@ -119,16 +134,25 @@ TEST_P(EpochChange, EverySubscriberOnEveryNodeIsToldAndRecoversWithTheNewEpoch) 
   for (auto* c : {on_a.get(), on_b.get()}) EXPECT_EQ(c->next("message")->u64("offset"), 11u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Redis, EpochChange,
-                         ::testing::Values(Reset::metadata_expiry, Reset::flushall, Reset::eviction, Reset::restart_empty),
-                         [](const ::testing::TestParamInfo<Reset>& param_info) -> std::string {
-                           switch (param_info.param) {
-                             case Reset::metadata_expiry: return "MetadataExpiry";
-                             case Reset::flushall: return "Flushall";
-                             case Reset::eviction: return "Eviction";
-                             case Reset::restart_empty: return "RestartWithoutData";
-                           }
-                           return "?";
-                         });
+std::vector<EpochCase> epoch_cases() {
+  std::vector<EpochCase> cases;
+  for (const char* broker : {"redis", "nats"})
+    for (Reset reset : {Reset::metadata_expiry, Reset::flushall, Reset::eviction, Reset::restart_empty})
+      cases.push_back({broker, reset});
+  return cases;
+}
+
+std::string case_name(const ::testing::TestParamInfo<EpochCase>& info) {
+  const std::string broker = info.param.broker == "redis" ? "RedisPubSub" : "Nats";
+  switch (info.param.reset) {
+    case Reset::metadata_expiry: return broker + "MetadataExpiry";
+    case Reset::flushall: return broker + "Flushall";
+    case Reset::eviction: return broker + "Eviction";
+    case Reset::restart_empty: return broker + "RestartWithoutData";
+  }
+  return broker;
+}
+
+INSTANTIATE_TEST_SUITE_P(RedisHistory, EpochChange, ::testing::ValuesIn(epoch_cases()), case_name);
 
 }  // namespace
