@@ -221,6 +221,8 @@ std::vector<ConfigField> make_fields() {
        "NATS server(s), comma-separated for a cluster"},
       {"engine.nats.subject_prefix", DUPLEX_REF(engine.nats.subject_prefix), K::string, R::restart, 0, 0, {},
        "subjects are <prefix>.ch.<channel>"},
+      {"engine.nats.ping_interval", DUPLEX_REF(engine.nats.ping_interval), K::millis, R::restart, 100, 600'000, {},
+       "every NATS connection PINGs this often; three unanswered: dropped, subscribers resubscribe, reconnected"},
       {"engine.nats.reorder_window", DUPLEX_REF(engine.nats.reorder_window), K::millis, R::restart, 1, 60'000, {},
        "wait this long for an offset that arrives out of order"},
       {"engine.nats.max_held", DUPLEX_REF(engine.nats.max_held), K::integer, R::restart, 1, 10'000'000, {},

@@ -667,7 +667,7 @@ void JetStreamStorage::start() {
     if (s == NATS_OK) s = r;
   };
   check(set_connection_options(opts, split_urls(options_.url), options_.name, options_.connect_timeout,
-                               options_.reconnect_wait, std::chrono::milliseconds(2000)));
+                               options_.reconnect_wait, options_.ping_interval));
   // With a connected callback the first connect retries in the background
   // (without one, nats.c would retry inside natsConnection_Connect, for ever).
   check(natsOptions_SetRetryOnFailedConnect(

@@ -70,6 +70,7 @@ struct JetStreamOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds request_timeout{5000};
   std::chrono::milliseconds reconnect_wait{250};
+  std::chrono::milliseconds ping_interval{2000};  // three unanswered drop the connection
   std::chrono::seconds history_meta_ttl{0};
   std::chrono::seconds presence_ttl{60};
   std::chrono::seconds node_ttl{10};

@@ -26,6 +26,7 @@ detail::NatsBrokerOptions broker_options(const NatsConfig& config) {
   detail::NatsBrokerOptions options;
   options.url = config.url;
   options.subject_prefix = config.subject_prefix;
+  options.ping_interval = config.ping_interval;
   return options;
 }
 
@@ -33,6 +34,7 @@ detail::JetStreamOptions jetstream_options(const NatsConfig& config) {
   detail::JetStreamOptions options;
   options.url = config.url;
   options.subject_prefix = config.subject_prefix;
+  options.ping_interval = config.ping_interval;
   options.storage = config.jetstream_storage;
   options.replicas = config.jetstream_replicas;
   options.request_timeout = config.request_timeout;

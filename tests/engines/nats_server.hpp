@@ -68,7 +68,13 @@ class NatsServer {
   void log_to(std::string path) { log_ = std::move(path); }
 
   // SIGKILL and wait: connections drop at once, in-flight messages are lost.
-  void kill() { process_.signal_and_wait(SIGKILL); }
+  void kill() {
+    process_.signal(SIGCONT);
+    process_.signal_and_wait(SIGKILL);
+  }
+  // SIGSTOP: the server keeps its sockets and answers nothing (as across a partition).
+  void pause() { process_.signal(SIGSTOP); }
+  void resume() { process_.signal(SIGCONT); }
   void stop() { process_.signal_and_wait(SIGTERM); }
 
  private:

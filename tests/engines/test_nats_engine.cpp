@@ -16,6 +16,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,9 +83,9 @@ class NatsEngineTest : public ::testing::Test {
     return o;
   }
 
-  Node& add_node(const std::string& name) {
+  Node& add_node(const std::string& name, std::optional<NatsEngineOptions> with = std::nullopt) {
     auto node = std::make_unique<Node>();
-    node->engine = std::make_unique<NatsEngine>(options());
+    node->engine = std::make_unique<NatsEngine>(with ? std::move(*with) : options());
     node->engine->set_deliver(node->events.callback());
     node->engine->set_node_name(name);
     Node* raw = node.get();
@@ -269,6 +270,46 @@ TEST_F(NatsEngineTest, MissedAndReorderedOffsetsAreRepaired) {
   EXPECT_TRUE(wait_for([&] { return a.engine->ordering_stats().reordered >= 1; }, 2s));
   EXPECT_EQ(a.engine->ordering_stats().fills, fills_before);
   bypass.stop();
+}
+
+// A NATS server that goes silent (SIGSTOP here; a partition from it looks
+// the same) is noticed by a node that only listens: its pings go
+// unanswered, the connection is dropped as stale and every subscribed
+// channel is told to resubscribe. Once the server answers again the node
+// reconnects and live delivery resumes.
+TEST_F(NatsEngineTest, APausedNatsServerIsNoticedThroughPingsAndDeliveryResumes) {
+  NatsEngineOptions quick = options();
+  quick.nats.ping_interval = 200ms;
+  Node& listener = add_node("node-b", quick);
+  Node& publisher = add_node("node-a", quick);
+  ASSERT_EQ(subscribe_sync(*listener.engine, "quiet"), EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*publisher.engine, anonymous("quiet", "\"1\"")).error, EngineErrc::ok);
+  ASSERT_TRUE(listener.events.wait_until([&] { return listener.events.offsets("quiet").size() == 1; }));
+  std::this_thread::sleep_for(1s);  // pings answered: nothing happens while the server answers
+  ASSERT_EQ(listener.events.count(ChannelEvent::Kind::resubscribe, "quiet"), 0u);
+
+  nats.pause();
+  const auto paused = std::chrono::steady_clock::now();
+  ASSERT_TRUE(listener.events.wait_until(
+      [&] { return listener.events.count(ChannelEvent::Kind::resubscribe, "quiet") > 0; }, 10s))
+      << "the silent server was never noticed";
+  EXPECT_LT(std::chrono::steady_clock::now() - paused, 3s) << "about four ping intervals, plus slack";
+  EXPECT_FALSE(listener.engine->healthy());
+  nats.resume();
+
+  ASSERT_TRUE(wait_for([&] { return listener.engine->healthy() && publisher.engine->healthy(); }, 15s));
+  // As the hub does for each subscriber: unsubscribe, subscribe again.
+  listener.engine->node_unsubscribe("quiet");
+  ASSERT_TRUE(wait_for([&] {
+    const EngineErrc e = subscribe_sync(*listener.engine, "quiet");
+    if (e != EngineErrc::ok) listener.engine->node_unsubscribe("quiet");
+    return e == EngineErrc::ok;
+  }, 10s));
+  ASSERT_EQ(publish_sync(*publisher.engine, anonymous("quiet", "\"2\"")).error, EngineErrc::ok);
+  EXPECT_TRUE(listener.events.wait_until([&] {
+    const auto offsets = listener.events.offsets("quiet");
+    return !offsets.empty() && offsets.back() == 2;
+  }));
 }
 
 TEST_F(NatsEngineTest, NatsServerRestartMidStreamResubscribesThenDeliveryResumes) {

@@ -65,6 +65,9 @@ struct RedisConfig {
 struct NatsConfig {
   std::string url = "nats://127.0.0.1:4222";  // comma-separated for a cluster
   std::string subject_prefix = "duplex";
+  // Every connection PINGs this often; three unanswered drop it (the
+  // channels' subscribers resubscribe) and it reconnects.
+  std::chrono::milliseconds ping_interval{2000};
   std::chrono::milliseconds reorder_window{500};  // wait this long for an offset that arrives out of order
   std::size_t max_held = 10'000;  // publications held per channel meanwhile; more: its subscribers resubscribe
   std::string storage = "redis";  // "redis" ([engine.redis]) or "jetstream"
