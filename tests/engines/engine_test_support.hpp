@@ -212,6 +212,20 @@ inline engines::EngineErrc subscribe_sync(engines::Engine& engine, const std::st
                                           [&](auto done) { engine.node_subscribe(channel, std::move(done)); });
 }
 
+// Subscribes the node to `channel` until the engine accepts it (its backend
+// is back), as the hub does for subscribers told to resubscribe; each
+// refused attempt is balanced with node_unsubscribe, as the hub balances it.
+inline bool subscribe_when_up(engines::Engine& engine, const std::string& channel,
+                              std::chrono::milliseconds within = 10s) {
+  return wait_for(
+      [&] {
+        const engines::EngineErrc e = subscribe_sync(engine, channel);
+        if (e != engines::EngineErrc::ok) engine.node_unsubscribe(channel);
+        return e == engines::EngineErrc::ok;
+      },
+      within);
+}
+
 inline std::vector<hub::ClientInfo> presence_sync(engines::Engine& engine, const std::string& channel) {
   return wait_result<std::vector<hub::ClientInfo>>("presence",
                                                    [&](auto done) { engine.presence(channel, std::move(done)); });

@@ -300,11 +300,7 @@ TEST_F(NatsEngineTest, APausedNatsServerIsNoticedThroughPingsAndDeliveryResumes)
   ASSERT_TRUE(wait_for([&] { return listener.engine->healthy() && publisher.engine->healthy(); }, 15s));
   // As the hub does for each subscriber: unsubscribe, subscribe again.
   listener.engine->node_unsubscribe("quiet");
-  ASSERT_TRUE(wait_for([&] {
-    const EngineErrc e = subscribe_sync(*listener.engine, "quiet");
-    if (e != EngineErrc::ok) listener.engine->node_unsubscribe("quiet");
-    return e == EngineErrc::ok;
-  }, 10s));
+  ASSERT_TRUE(subscribe_when_up(*listener.engine, "quiet", 10s));
   ASSERT_EQ(publish_sync(*publisher.engine, anonymous("quiet", "\"2\"")).error, EngineErrc::ok);
   EXPECT_TRUE(listener.events.wait_until([&] {
     const auto offsets = listener.events.offsets("quiet");

@@ -523,11 +523,7 @@ TEST_F(RedisNodes, KilledRedisFailsPublishesResubscribesAndRecoversWithoutLosing
   redis_.start();  // same port and dir: the append-only file comes back
   // Clients retry: node_subscribe succeeds once the connection is back.
   ASSERT_TRUE(recorder_b_.wait_until([&] { return b->healthy() && a->healthy(); }, 5s));
-  ASSERT_TRUE(recorder_b_.wait_until([&] {
-    const EngineErrc e = subscribe_sync(*b, "live");
-    if (e != EngineErrc::ok) b->node_unsubscribe("live");
-    return e == EngineErrc::ok;
-  }, 5s));
+  ASSERT_TRUE(subscribe_when_up(*b, "live", 5s));
   const std::size_t delivered_before = recorder_b_.offsets("live").size();
   std::this_thread::sleep_for(300ms);
   running = false;
@@ -620,11 +616,7 @@ TEST_F(RedisNodes, PausedRedisFailsUnconfirmedSubscriptions) {
   EXPECT_LT(took, 2500ms);
   b->node_unsubscribe("quiet");
   redis_.resume();
-  ASSERT_TRUE(recorder_b_.wait_until([&] {
-    const EngineErrc e = subscribe_sync(*b, "quiet");
-    if (e != EngineErrc::ok) b->node_unsubscribe("quiet");
-    return e == EngineErrc::ok;
-  }, 10s));
+  ASSERT_TRUE(subscribe_when_up(*b, "quiet", 10s));
   b->stop();
 }
 
@@ -668,11 +660,7 @@ TEST_F(RedisNodes, APausedRedisIsNoticedByAnIdleSubscriptionThroughItsPings) {
   redis_.resume();
   // Redis answers again: the hub's resubscribe goes through.
   b->node_unsubscribe("idle");
-  ASSERT_TRUE(recorder_b_.wait_until([&] {
-    const EngineErrc e = subscribe_sync(*b, "idle");
-    if (e != EngineErrc::ok) b->node_unsubscribe("idle");
-    return e == EngineErrc::ok;
-  }, 10s));
+  ASSERT_TRUE(subscribe_when_up(*b, "idle", 10s));
   b->stop();
 }
 
@@ -732,11 +720,7 @@ TEST_F(RedisNodes, RedisDownAtStartFailsThenConnects) {
   redis_.start();
   ASSERT_TRUE(recorder_a_.wait_until([&] { return publish_sync(*a, message("c", "2")).error == EngineErrc::ok; }, 10s));
   // The pub/sub connections come up on their own schedule: retry like a client.
-  ASSERT_TRUE(recorder_a_.wait_until([&] {
-    const EngineErrc e = subscribe_sync(*a, "c");
-    if (e != EngineErrc::ok) a->node_unsubscribe("c");
-    return e == EngineErrc::ok;
-  }, 10s));
+  ASSERT_TRUE(subscribe_when_up(*a, "c", 10s));
   a->stop();
 }
 

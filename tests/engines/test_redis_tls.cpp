@@ -159,11 +159,7 @@ TEST_F(RedisTlsContract, RecoversAfterRedisRestarts) {
   ASSERT_TRUE(recorder_.wait_until([&] { return !recorder_.of_kind(ChannelEvent::Kind::resubscribe).empty(); }, 5s));
   engine_->node_unsubscribe("live");
   ASSERT_TRUE(recorder_.wait_until([&] { return engine_->healthy(); }, 5s));
-  ASSERT_TRUE(recorder_.wait_until([&] {
-    const EngineErrc e = subscribe_sync(*engine_, "live");
-    if (e != EngineErrc::ok) engine_->node_unsubscribe("live");
-    return e == EngineErrc::ok;
-  }, 5s));
+  ASSERT_TRUE(subscribe_when_up(*engine_, "live", 5s));
   const PublishResult after = publish_sync(*engine_, message("live", "2"));
   ASSERT_EQ(after.error, EngineErrc::ok) << after.message;
   EXPECT_EQ(after.position.offset, 2u) << "the append-only file came back";
