@@ -64,12 +64,9 @@ std::optional<std::uint64_t> parse_u64(const char* text) {
   return value;
 }
 
-// One stored message of a channel: its stream sequence, epoch and offset
-// (0: the epoch marker), and the publication when offset > 0.
-struct Stored {
-  std::uint64_t seq = 0;
-  std::string epoch;
-  std::uint64_t offset = 0;
+// One stored message of a channel: where it puts the channel's top, and
+// the publication when offset > 0.
+struct Stored : JetStreamTop {
   std::optional<Publication> publication;
 };
 
@@ -257,11 +254,7 @@ struct JetStreamStorage::Blocking {
   // The channel's top as this worker knows it, or as the stream says.
   std::string top_of(const std::string& stream, const std::string& subject, std::optional<Stored>& out) {
     if (auto it = worker.last.find(subject); it != worker.last.end()) {
-      Stored known;
-      known.seq = it->second.seq;
-      known.offset = it->second.offset;
-      known.epoch = it->second.epoch;
-      out = std::move(known);
+      out = Stored{it->second, std::nullopt};
       return {};
     }
     std::string error = read_message(stream, subject, 0, out);
@@ -269,9 +262,9 @@ struct JetStreamStorage::Blocking {
     return error;
   }
 
-  void remember(const std::string& subject, const Stored& top) {
+  void remember(const std::string& subject, const JetStreamTop& top) {
     if (worker.last.size() >= kMaxCached && !worker.last.count(subject)) worker.last.clear();
-    worker.last[subject] = Worker::Last{top.seq, top.offset, top.epoch};
+    worker.last[subject] = top;
   }
 
   // --- publish
@@ -311,7 +304,7 @@ struct JetStreamStorage::Blocking {
       Appended appended = append(subject, epoch, publication.offset, redis_wire::encode_entry(publication), top, id);
       switch (appended.outcome) {
         case Append::stored: {
-          remember(subject, Stored{appended.seq, epoch, publication.offset, std::nullopt});
+          remember(subject, Stored{{appended.seq, epoch, publication.offset}, std::nullopt});
           if (publication.offset % kTrimEvery == 0) trim(subject, request.history.size + 1);
           out.epoch = epoch;
           out.result.position = StreamPosition{epoch, publication.offset};
@@ -386,7 +379,7 @@ struct JetStreamStorage::Blocking {
       // One marker per channel however many nodes race to write it.
       Appended marker = append(subject, epoch, 0, std::string(), std::nullopt, "m/" + subject);
       if (marker.outcome == Append::stored) {
-        top = Stored{marker.seq, epoch, 0, std::nullopt};
+        top = Stored{{marker.seq, epoch, 0}, std::nullopt};
         remember(subject, top);
         return {};
       }

@@ -76,6 +76,14 @@ struct JetStreamOptions {
   std::chrono::seconds node_ttl{10};
 };
 
+// Where a channel's stream ends: the stream sequence of its last message,
+// that message's epoch and offset (0: the epoch marker).
+struct JetStreamTop {
+  std::uint64_t seq = 0;
+  std::string epoch;
+  std::uint64_t offset = 0;
+};
+
 class JetStreamStorage final : public ChannelStores {
  public:
   static constexpr std::size_t kWorkers = 4;
@@ -123,13 +131,8 @@ class JetStreamStorage final : public ChannelStores {
     bool stopping = false;
     std::thread thread;
     // The last message of each channel this worker published or read
-    // (subject -> stream sequence, offset, epoch); bounded, cleared when full.
-    struct Last {
-      std::uint64_t seq = 0;
-      std::uint64_t offset = 0;
-      std::string epoch;
-    };
-    std::unordered_map<std::string, Last> last;
+    // (subject -> its top); bounded, cleared when full.
+    std::unordered_map<std::string, JetStreamTop> last;
   };
   struct Blocking;  // the nats.c calls, on a worker
 
