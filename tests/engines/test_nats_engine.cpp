@@ -32,6 +32,7 @@
 #include "nats_server.hpp"
 #include "redis_server.hpp"
 #include "redis_wire.hpp"
+#include "tcp_proxy.hpp"
 
 namespace {
 
@@ -306,6 +307,34 @@ TEST_F(NatsEngineTest, APausedNatsServerIsNoticedThroughPingsAndDeliveryResumes)
     const auto offsets = listener.events.offsets("quiet");
     return !offsets.empty() && offsets.back() == 2;
   }));
+}
+
+// A partition between one node and Redis while NATS still reaches it: live
+// delivery over NATS goes on (consecutive offsets need no history read),
+// nobody is told anything, and only that node's publishes fail, until the
+// link heals.
+TEST_F(NatsEngineTest, APartitionOfOneNodeFromRedisLeavesItsLiveDeliveryOverNats) {
+  TcpProxy link(redis.port());
+  NatsEngineOptions cut_options = options();
+  cut_options.redis.addresses = {link.address()};
+  cut_options.redis.command_timeout = 800ms;
+  Node& cut = add_node("cut", cut_options);
+  Node& spared = add_node("spared");
+  ASSERT_EQ(subscribe_sync(*cut.engine, "split"), EngineErrc::ok);
+  ASSERT_EQ(subscribe_sync(*spared.engine, "split"), EngineErrc::ok);
+
+  link.partition();
+  for (int i = 1; i <= 3; ++i)
+    ASSERT_EQ(publish_sync(*spared.engine, anonymous("split", "\"" + std::to_string(i) + "\"")).error, EngineErrc::ok);
+  ASSERT_TRUE(cut.events.wait_until([&] { return cut.events.offsets("split") == range(1, 3); }, 5s))
+      << "live delivery over NATS stopped with Redis out of reach";
+  const PublishResult refused = publish_sync(*cut.engine, anonymous("elsewhere", "\"x\""));
+  EXPECT_EQ(refused.error, EngineErrc::unavailable) << refused.message;
+  EXPECT_EQ(cut.events.count(ChannelEvent::Kind::resubscribe, "split"), 0u) << "nothing was missed";
+
+  link.heal();
+  ASSERT_TRUE(wait_for([&] { return publish_sync(*cut.engine, anonymous("split", "\"4\"")).error == EngineErrc::ok; }));
+  EXPECT_TRUE(spared.events.wait_until([&] { return spared.events.offsets("split") == range(1, 4); }));
 }
 
 TEST_F(NatsEngineTest, NatsServerRestartMidStreamResubscribesThenDeliveryResumes) {

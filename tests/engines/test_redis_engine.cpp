@@ -26,6 +26,7 @@
 #include "engine_test_support.hpp"
 #include "redis_server.hpp"
 #include "redis_wire.hpp"
+#include "tcp_proxy.hpp"
 
 namespace {
 
@@ -662,6 +663,55 @@ TEST_F(RedisNodes, APausedRedisIsNoticedByAnIdleSubscriptionThroughItsPings) {
   b->node_unsubscribe("idle");
   ASSERT_TRUE(subscribe_when_up(*b, "idle", 10s));
   b->stop();
+}
+
+// A partition between one node and Redis (a relay that stops relaying and
+// holds the connections): the cut-off node's subscribers are told within a
+// ping interval and a command timeout and its publishes fail; the other
+// node notices nothing. Once the link heals the cut-off node subscribes
+// again, history has what it missed, and delivery is live again.
+TEST_F(RedisNodes, APartitionOfOneNodeTellsItsSubscribersAndSparesTheOtherNode) {
+  TcpProxy link(redis_.port());
+  auto make = [&](const std::string& name, Recorder& recorder, const std::string& address) {
+    RedisEngineOptions options = options_for({address}, clock_.function());
+    options.config.pubsub_ping_interval = 200ms;
+    auto engine = std::make_unique<RedisEngine>(std::move(options));
+    engine->set_deliver(recorder.callback());
+    engine->set_node_name(name);
+    return engine;
+  };
+  auto cut = make("cut", recorder_a_, link.address());
+  auto spared = make("spared", recorder_b_, redis_.address());
+  ASSERT_EQ(subscribe_sync(*cut, "split"), EngineErrc::ok);
+  ASSERT_EQ(subscribe_sync(*spared, "split"), EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*spared, message("split", "1")).error, EngineErrc::ok);
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return recorder_a_.offsets("split") == range(1, 1); }));
+
+  link.partition();
+  ASSERT_TRUE(recorder_a_.wait_until([&] { return recorder_a_.count(ChannelEvent::Kind::resubscribe, "split") > 0; }, 5s))
+      << "the cut-off node's subscribers were never told";
+  // (Its own channel: a command held across the partition may still be
+  // applied when the link heals, as across a real one.)
+  const PublishResult refused = publish_sync(*cut, message("elsewhere", "x"));
+  EXPECT_EQ(refused.error, EngineErrc::unavailable) << refused.message;
+  for (int i = 2; i <= 4; ++i)
+    ASSERT_EQ(publish_sync(*spared, message("split", std::to_string(i))).error, EngineErrc::ok);
+  ASSERT_TRUE(recorder_b_.wait_until([&] { return recorder_b_.offsets("split") == range(1, 4); }));
+  EXPECT_EQ(recorder_b_.count(ChannelEvent::Kind::resubscribe, "split"), 0u) << "the other node noticed nothing";
+
+  link.heal();
+  cut->node_unsubscribe("split");
+  ASSERT_TRUE(subscribe_when_up(*cut, "split"));
+  HistoryResult missed;  // its command connection may still be reconnecting: a read fails until it is back
+  ASSERT_TRUE(wait_for([&] { return (missed = history_sync(*cut, newest("split", 10))).error == EngineErrc::ok; }));
+  EXPECT_EQ(offsets_of(missed), range(1, 4)) << "what it missed is in history";
+  ASSERT_EQ(publish_sync(*spared, message("split", "5")).error, EngineErrc::ok);
+  EXPECT_TRUE(recorder_a_.wait_until([&] {
+    const auto offsets = recorder_a_.offsets("split");
+    return !offsets.empty() && offsets.back() == 5;
+  }));
+  cut->stop();
+  spared->stop();
 }
 
 TEST_F(RedisNodes, StopFailsPendingAndRefusesLaterCalls) {
