@@ -70,21 +70,27 @@ class TcpProxy {
         }
       }
       if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (relaying) relay(fds, buffer);
+      // After relaying: the pairs polled are the first ones, an accepted one joins at the end.
       if (fds[0].revents & POLLIN) accept_one();
-      if (!relaying) continue;
-      std::vector<std::size_t> closed;
-      for (std::size_t i = 0; i < pairs_.size(); ++i) {
-        const auto [client, server] = pairs_[i];
-        bool open = true;
-        if (fds[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) open = pump(client, server, buffer);
-        if (open && fds[2 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) open = pump(server, client, buffer);
-        if (!open) closed.push_back(i);
-      }
-      for (auto it = closed.rbegin(); it != closed.rend(); ++it) {
-        ::close(pairs_[*it].first);
-        ::close(pairs_[*it].second);
-        pairs_.erase(pairs_.begin() + static_cast<std::ptrdiff_t>(*it));
-      }
+    }
+  }
+
+  // The pairs polled in `fds` (after the listener), in order.
+  void relay(const std::vector<pollfd>& fds, std::vector<char>& buffer) {
+    const std::size_t polled = (fds.size() - 1) / 2;
+    std::vector<std::size_t> closed;
+    for (std::size_t i = 0; i < polled; ++i) {
+      const auto [client, server] = pairs_[i];
+      bool open = true;
+      if (fds[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) open = pump(client, server, buffer);
+      if (open && fds[2 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) open = pump(server, client, buffer);
+      if (!open) closed.push_back(i);
+    }
+    for (auto it = closed.rbegin(); it != closed.rend(); ++it) {
+      ::close(pairs_[*it].first);
+      ::close(pairs_[*it].second);
+      pairs_.erase(pairs_.begin() + static_cast<std::ptrdiff_t>(*it));
     }
   }
 
