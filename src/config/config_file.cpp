@@ -422,7 +422,6 @@ void check_namespace(std::string_view name, const NamespaceOptions& ns, const Hu
                        " exceeds limits.max_history_size = " + std::to_string(limits.max_history_size));
 }
 
-
 // engine.broker and engine.history name the engine by its parts. A file that
 // also sets engine.type (or engine.nats.storage, for a NATS engine) must
 // agree with them: two different answers are an error, not a precedence rule.

@@ -12,13 +12,13 @@ std::string_view default_history(std::string_view broker) {
   return "redis";  // redis, nats: their history in Redis
 }
 
+bool node_local(std::string_view history) { return history == "sqlite" || history == "memory"; }
+
 std::string_view default_broker(std::string_view history) {
-  if (history == "sqlite" || history == "memory") return "local";
+  if (node_local(history)) return "local";
   if (history == "jetstream") return "nats";
   return "redis";
 }
-
-bool node_local(std::string_view history) { return history == "sqlite" || history == "memory"; }
 
 }  // namespace
 

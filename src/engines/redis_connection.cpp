@@ -72,8 +72,6 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-// A pub/sub message or (un)subscribe confirmation, which answers no command
-// of its own (RESP2: an array whose first element names its kind).
 // The answer to PING on a subscribed connection (RESP2: ["pong", ""]), or
 // +PONG once the last unsubscribe left subscribed mode.
 bool is_pong(const redisReply* reply) {
@@ -82,6 +80,8 @@ bool is_pong(const redisReply* reply) {
          iequals(std::string_view(reply->element[0]->str, reply->element[0]->len), "pong");
 }
 
+// A pub/sub message or (un)subscribe confirmation, which answers no command
+// of its own (RESP2: an array whose first element names its kind).
 bool is_push(const redisReply* reply) {
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING)
     return false;
