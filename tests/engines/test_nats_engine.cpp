@@ -337,6 +337,54 @@ TEST_F(NatsEngineTest, APartitionOfOneNodeFromRedisLeavesItsLiveDeliveryOverNats
   EXPECT_TRUE(spared.events.wait_until([&] { return spared.events.offsets("split") == range(1, 4); }));
 }
 
+// The same partition, and a publication lost in transit while it lasts:
+// offset 4 reaches Redis but never NATS (a Redis engine on the same prefix
+// stores it), offset 5 travels over NATS. The spared node fills 4 from
+// history; the cut-off node cannot read history, so its subscribers are
+// told to resubscribe rather than left without 4. After the heal they
+// resubscribe, as the hub does, and live delivery is back.
+TEST_F(NatsEngineTest, AGapOnANodePartitionedFromRedisTellsItsSubscribersWhileTheOtherNodeFillsIt) {
+  TcpProxy link(redis.port());
+  NatsEngineOptions cut_options = options();
+  cut_options.redis.addresses = {link.address()};
+  cut_options.redis.command_timeout = 800ms;
+  Node& cut = add_node("cut", cut_options);
+  Node& spared = add_node("spared");
+  ASSERT_EQ(subscribe_sync(*cut.engine, "gap"), EngineErrc::ok);
+  ASSERT_EQ(subscribe_sync(*spared.engine, "gap"), EngineErrc::ok);
+  for (int i = 1; i <= 3; ++i)
+    ASSERT_EQ(publish_sync(*spared.engine, anonymous("gap", "\"" + std::to_string(i) + "\"")).error, EngineErrc::ok);
+  ASSERT_TRUE(cut.events.wait_until([&] { return cut.events.offsets("gap") == range(1, 3); }));
+
+  RedisEngineOptions bypass_options;
+  bypass_options.config = options().redis;
+  RedisEngine bypass(std::move(bypass_options));
+  bypass.set_deliver([](const ChannelEvent&) {});
+
+  link.partition();
+  ASSERT_EQ(publish_sync(bypass, anonymous("gap", "\"only in redis\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*spared.engine, anonymous("gap", "\"over nats\"")).error, EngineErrc::ok);
+  EXPECT_TRUE(spared.events.wait_until([&] { return spared.events.offsets("gap") == range(1, 5); }))
+      << "the node that reaches Redis fills the gap";
+  ASSERT_TRUE(cut.events.wait_until([&] { return cut.events.count(ChannelEvent::Kind::resubscribe, "gap") > 0; }, 5s))
+      << "a gap the cut-off node cannot fill went unannounced";
+  EXPECT_EQ(cut.events.offsets("gap"), range(1, 3)) << "5 must not be delivered without 4";
+  EXPECT_EQ(spared.events.count(ChannelEvent::Kind::resubscribe, "gap"), 0u);
+
+  link.heal();
+  cut.engine->node_unsubscribe("gap");
+  ASSERT_TRUE(wait_for([&] { return subscribe_sync(*cut.engine, "gap") == EngineErrc::ok; }));
+  const HistoryResult recovered = top_sync(*cut.engine, "gap");
+  ASSERT_EQ(recovered.error, EngineErrc::ok) << recovered.message;
+  EXPECT_EQ(recovered.top.offset, 5u) << "the history the hub reads on resubscribe holds 4 and 5";
+  ASSERT_EQ(publish_sync(*spared.engine, anonymous("gap", "\"6\"")).error, EngineErrc::ok);
+  EXPECT_TRUE(cut.events.wait_until([&] {
+    const auto offsets = cut.events.offsets("gap");
+    return !offsets.empty() && offsets.back() == 6;
+  }));
+  bypass.stop();
+}
+
 TEST_F(NatsEngineTest, NatsServerRestartMidStreamResubscribesThenDeliveryResumes) {
   Node& a = add_node("node-a");
   Node& b = add_node("node-b");
