@@ -98,6 +98,26 @@ class NatsEngineTest : public ::testing::Test {
     return *nodes.back();
   }
 
+  // A node whose Redis connections go through `link` (a partition cuts only it
+  // off); commands time out within a second once the link is cut.
+  Node& add_node_behind(const TcpProxy& link, const std::string& name) {
+    NatsEngineOptions o = options();
+    o.redis.addresses = {link.address()};
+    o.redis.command_timeout = 800ms;
+    return add_node(name, std::move(o));
+  }
+
+  // A Redis engine on the nodes' Redis and prefix: what it publishes is
+  // stored in history but never travels over NATS (a publication the NATS
+  // nodes lost in transit).
+  std::unique_ptr<RedisEngine> bypass_engine() const {
+    RedisEngineOptions o;
+    o.config = options().redis;
+    auto engine = std::make_unique<RedisEngine>(std::move(o));
+    engine->set_deliver([](const ChannelEvent&) {});
+    return engine;
+  }
+
   void TearDown() override {
     // Engines first (they close their connections), then the servers.
     for (auto& node : nodes)
@@ -219,16 +239,12 @@ TEST_F(NatsEngineTest, MissedAndReorderedOffsetsAreRepaired) {
   ASSERT_EQ(subscribe_sync(*a.engine, "lost"), EngineErrc::ok);
   ASSERT_EQ(subscribe_sync(*a.engine, "swap"), EngineErrc::ok);
 
-  // A Redis engine on the same Redis and prefix stores publications that
-  // never travel over NATS: for the NATS nodes they are lost messages.
-  RedisEngineOptions redis_options;
-  redis_options.config = options().redis;
-  RedisEngine bypass(std::move(redis_options));
-  bypass.set_deliver([](const ChannelEvent&) {});
+  // Publications that never travel over NATS: lost messages for the nodes.
+  auto bypass = bypass_engine();
 
   // Offset 1 only in Redis, offset 2 over NATS: node A holds 2, fills 1
   // from history after the reorder window, delivers 1, 2.
-  ASSERT_EQ(publish_sync(bypass, anonymous("gap", "\"only in redis\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*bypass, anonymous("gap", "\"only in redis\"")).error, EngineErrc::ok);
   ASSERT_EQ(publish_sync(*b.engine, anonymous("gap", "\"over nats\"")).error, EngineErrc::ok);
   ASSERT_TRUE(a.events.wait_until([&] { return a.events.offsets("gap").size() >= 2; }));
   EXPECT_EQ(a.events.offsets("gap"), range(1, 2));
@@ -239,7 +255,7 @@ TEST_F(NatsEngineTest, MissedAndReorderedOffsetsAreRepaired) {
 
   // The missing offset is no longer in history (trimmed to 1 entry): the
   // gap cannot be filled, the channel's subscribers must resubscribe.
-  ASSERT_EQ(publish_sync(bypass, anonymous("lost", "\"gone\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*bypass, anonymous("lost", "\"gone\"")).error, EngineErrc::ok);
   ASSERT_EQ(publish_sync(*b.engine, anonymous("lost", "\"trims\"", keep(1))).error, EngineErrc::ok);
   ASSERT_TRUE(a.events.wait_until([&] { return a.events.count(ChannelEvent::Kind::resubscribe, "lost") > 0; }));
   EXPECT_TRUE(a.events.offsets("lost").empty());
@@ -270,7 +286,7 @@ TEST_F(NatsEngineTest, MissedAndReorderedOffsetsAreRepaired) {
   EXPECT_EQ(a.events.offsets("swap"), (std::vector<std::uint64_t>{top.offset + 1, top.offset + 2}));
   EXPECT_TRUE(wait_for([&] { return a.engine->ordering_stats().reordered >= 1; }, 2s));
   EXPECT_EQ(a.engine->ordering_stats().fills, fills_before);
-  bypass.stop();
+  bypass->stop();
 }
 
 // A NATS server that goes silent (SIGSTOP here; a partition from it looks
@@ -315,10 +331,7 @@ TEST_F(NatsEngineTest, APausedNatsServerIsNoticedThroughPingsAndDeliveryResumes)
 // link heals.
 TEST_F(NatsEngineTest, APartitionOfOneNodeFromRedisLeavesItsLiveDeliveryOverNats) {
   TcpProxy link(redis.port());
-  NatsEngineOptions cut_options = options();
-  cut_options.redis.addresses = {link.address()};
-  cut_options.redis.command_timeout = 800ms;
-  Node& cut = add_node("cut", cut_options);
+  Node& cut = add_node_behind(link, "cut");
   Node& spared = add_node("spared");
   ASSERT_EQ(subscribe_sync(*cut.engine, "split"), EngineErrc::ok);
   ASSERT_EQ(subscribe_sync(*spared.engine, "split"), EngineErrc::ok);
@@ -345,10 +358,7 @@ TEST_F(NatsEngineTest, APartitionOfOneNodeFromRedisLeavesItsLiveDeliveryOverNats
 // resubscribe, as the hub does, and live delivery is back.
 TEST_F(NatsEngineTest, AGapOnANodePartitionedFromRedisTellsItsSubscribersWhileTheOtherNodeFillsIt) {
   TcpProxy link(redis.port());
-  NatsEngineOptions cut_options = options();
-  cut_options.redis.addresses = {link.address()};
-  cut_options.redis.command_timeout = 800ms;
-  Node& cut = add_node("cut", cut_options);
+  Node& cut = add_node_behind(link, "cut");
   Node& spared = add_node("spared");
   ASSERT_EQ(subscribe_sync(*cut.engine, "gap"), EngineErrc::ok);
   ASSERT_EQ(subscribe_sync(*spared.engine, "gap"), EngineErrc::ok);
@@ -356,13 +366,10 @@ TEST_F(NatsEngineTest, AGapOnANodePartitionedFromRedisTellsItsSubscribersWhileTh
     ASSERT_EQ(publish_sync(*spared.engine, anonymous("gap", "\"" + std::to_string(i) + "\"")).error, EngineErrc::ok);
   ASSERT_TRUE(cut.events.wait_until([&] { return cut.events.offsets("gap") == range(1, 3); }));
 
-  RedisEngineOptions bypass_options;
-  bypass_options.config = options().redis;
-  RedisEngine bypass(std::move(bypass_options));
-  bypass.set_deliver([](const ChannelEvent&) {});
+  auto bypass = bypass_engine();
 
   link.partition();
-  ASSERT_EQ(publish_sync(bypass, anonymous("gap", "\"only in redis\"")).error, EngineErrc::ok);
+  ASSERT_EQ(publish_sync(*bypass, anonymous("gap", "\"only in redis\"")).error, EngineErrc::ok);
   ASSERT_EQ(publish_sync(*spared.engine, anonymous("gap", "\"over nats\"")).error, EngineErrc::ok);
   EXPECT_TRUE(spared.events.wait_until([&] { return spared.events.offsets("gap") == range(1, 5); }))
       << "the node that reaches Redis fills the gap";
@@ -382,7 +389,7 @@ TEST_F(NatsEngineTest, AGapOnANodePartitionedFromRedisTellsItsSubscribersWhileTh
     const auto offsets = cut.events.offsets("gap");
     return !offsets.empty() && offsets.back() == 6;
   }));
-  bypass.stop();
+  bypass->stop();
 }
 
 TEST_F(NatsEngineTest, NatsServerRestartMidStreamResubscribesThenDeliveryResumes) {
