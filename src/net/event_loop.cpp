@@ -53,7 +53,7 @@ EventLoop* EventLoop::live(std::uint32_t id) {
   return nullptr;
 }
 
-EventLoop::EventLoop(std::size_t read_buffer_size, IoBackend io)
+EventLoop::EventLoop(std::size_t read_buffer_size, IoBackend io, RingBuffers ring_buffers)
     : read_buffer_(new std::uint8_t[read_buffer_size]),
       read_buffer_size_(read_buffer_size),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
@@ -69,7 +69,7 @@ EventLoop::EventLoop(std::size_t read_buffer_size, IoBackend io)
   if (io == IoBackend::automatic) io = resolve_automatic();
   if (io != IoBackend::epoll) {
     std::string why_not;
-    ring_ = IoRing::open(IoRing::Sizes{}, why_not);
+    ring_ = IoRing::open(ring_buffers, why_not);
     if (!ring_) {
       if (io == IoBackend::io_uring) {
         ::close(wake_.fd);

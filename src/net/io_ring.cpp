@@ -14,13 +14,13 @@
 
 namespace duplex::net::detail {
 
-std::unique_ptr<IoRing> IoRing::open(const Sizes& sizes, std::string& why_not) {
+std::unique_ptr<IoRing> IoRing::open(const RingBuffers& buffers, std::string& why_not) {
   // See the header: the ring's creator is a thread that ends here.
   std::unique_ptr<IoRing> ring;
   std::exception_ptr error;
   std::thread creator([&] {
     try {
-      ring = open_on_this_thread(sizes, why_not);
+      ring = open_on_this_thread(buffers, why_not);
     } catch (...) {
       error = std::current_exception();
     }
@@ -30,16 +30,21 @@ std::unique_ptr<IoRing> IoRing::open(const Sizes& sizes, std::string& why_not) {
   return ring;
 }
 
-std::unique_ptr<IoRing> IoRing::open_on_this_thread(const Sizes& sizes, std::string& why_not) {
-  if (sizes.buffers == 0 || (sizes.buffers & (sizes.buffers - 1)) != 0 || sizes.buffers > 32768)
-    throw std::invalid_argument("io_uring: the receive buffer count must be a power of two up to 32768");
+std::unique_ptr<IoRing> IoRing::open_on_this_thread(const RingBuffers& buffers, std::string& why_not) {
+  if (buffers.count < 16 || (buffers.count & (buffers.count - 1)) != 0 || buffers.count > 32768)
+    throw std::invalid_argument("io_uring: the receive buffer count must be a power of two from 16 to 32768, not " +
+                                std::to_string(buffers.count));
+  if (buffers.size < 1024 || buffers.size > (1u << 20))
+    throw std::invalid_argument("io_uring: the receive buffer size must be 1KiB..1MiB, not " +
+                                std::to_string(buffers.size) + " bytes");
   std::unique_ptr<IoRing> r(new IoRing);
-  r->sizes_ = sizes;
+  r->layout_ = buffers;
+  const auto buffer_bytes = static_cast<unsigned>(buffers.size);
   io_uring_params params{};
   params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
                  IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_R_DISABLED;
-  params.cq_entries = sizes.entries * 4;
-  int rc = io_uring_queue_init_params(sizes.entries, &r->ring_, &params);
+  params.cq_entries = entries * 4;
+  int rc = io_uring_queue_init_params(entries, &r->ring_, &params);
   if (rc < 0) {
     why_not = std::string("io_uring_setup: ") + std::strerror(-rc);
     return nullptr;
@@ -51,7 +56,7 @@ std::unique_ptr<IoRing> IoRing::open_on_this_thread(const Sizes& sizes, std::str
   }
   // The provided-buffer ring: liburing 2.3 has no io_uring_setup_buf_ring, so
   // map it and register it by hand (what that helper does).
-  r->buf_ring_bytes_ = sizeof(io_uring_buf) * sizes.buffers;
+  r->buf_ring_bytes_ = sizeof(io_uring_buf) * buffers.count;
   void* mem = ::mmap(nullptr, r->buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) {
     why_not = std::string("io_uring: mmap of the buffer ring: ") + std::strerror(errno);
@@ -61,7 +66,7 @@ std::unique_ptr<IoRing> IoRing::open_on_this_thread(const Sizes& sizes, std::str
   io_uring_buf_ring_init(r->buf_ring_);
   io_uring_buf_reg reg{};
   reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
-  reg.ring_entries = sizes.buffers;
+  reg.ring_entries = buffers.count;
   reg.bgid = buffer_group;
   rc = io_uring_register_buf_ring(&r->ring_, &reg, 0);
   if (rc < 0) {
@@ -69,12 +74,12 @@ std::unique_ptr<IoRing> IoRing::open_on_this_thread(const Sizes& sizes, std::str
     return nullptr;
   }
   // Pages of the buffers are touched only when the kernel first fills them.
-  r->buffers_.reset(new std::uint8_t[std::size_t{sizes.buffers} * sizes.buffer_size]);
-  const int mask = io_uring_buf_ring_mask(sizes.buffers);
-  for (unsigned i = 0; i < sizes.buffers; ++i)
-    io_uring_buf_ring_add(r->buf_ring_, r->buffers_.get() + std::size_t{i} * sizes.buffer_size, sizes.buffer_size,
+  r->buffers_.reset(new std::uint8_t[std::size_t{buffers.count} * buffers.size]);
+  const int mask = io_uring_buf_ring_mask(buffers.count);
+  for (unsigned i = 0; i < buffers.count; ++i)
+    io_uring_buf_ring_add(r->buf_ring_, r->buffers_.get() + std::size_t{i} * buffers.size, buffer_bytes,
                           static_cast<unsigned short>(i), mask, static_cast<int>(i));
-  io_uring_buf_ring_advance(r->buf_ring_, static_cast<int>(sizes.buffers));
+  io_uring_buf_ring_advance(r->buf_ring_, static_cast<int>(buffers.count));
   // A sparse registered-file table with a slot per possible descriptor
   // (the open-file limit, at most 65,536: 8 bytes each in the kernel).
   // Without one (an old kernel, no memory) descriptors are looked up per request.
@@ -206,8 +211,8 @@ void IoRing::submit() {
 
 void IoRing::recycle(std::uint32_t cqe_flags) {
   const auto bid = static_cast<unsigned short>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
-  io_uring_buf_ring_add(buf_ring_, buffers_.get() + std::size_t{bid} * sizes_.buffer_size, sizes_.buffer_size, bid,
-                        io_uring_buf_ring_mask(sizes_.buffers), 0);
+  io_uring_buf_ring_add(buf_ring_, buffers_.get() + std::size_t{bid} * layout_.size,
+                        static_cast<unsigned>(layout_.size), bid, io_uring_buf_ring_mask(layout_.count), 0);
   io_uring_buf_ring_advance(buf_ring_, 1);
 }
 

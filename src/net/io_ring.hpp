@@ -22,6 +22,8 @@
 #include <string>
 #include <thread>
 
+#include "duplex/net/options.hpp"
+
 namespace duplex::net::detail {
 
 // What a completion tagged Op::handler goes to: the owner of a request
@@ -47,16 +49,12 @@ class IoRing {
     return reinterpret_cast<std::uintptr_t>(owner) | static_cast<std::uint64_t>(op);
   }
 
-  struct Sizes {
-    unsigned entries = 4096;        // submission queue; the completion queue is 4× as large
-    unsigned buffers = 1024;        // provided receive buffers (a power of two)
-    unsigned buffer_size = 4096;    // bytes each
-  };
+  static constexpr unsigned entries = 4096;  // submission queue; the completion queue is 4× as large
 
   // A ring, or null with `why_not` set (no io_uring in this kernel, disabled
   // by sysctl kernel.io_uring_disabled, refused by a seccomp filter, out of
   // locked memory, or a kernel without provided-buffer rings).
-  static std::unique_ptr<IoRing> open(const Sizes& sizes, std::string& why_not);
+  static std::unique_ptr<IoRing> open(const RingBuffers& buffers, std::string& why_not);
   ~IoRing();
   IoRing(const IoRing&) = delete;
   IoRing& operator=(const IoRing&) = delete;
@@ -127,7 +125,7 @@ class IoRing {
 
   // The receive buffer a completion names (IORING_CQE_F_BUFFER in flags).
   std::uint8_t* buffer(std::uint32_t cqe_flags) const {
-    return buffers_.get() + std::size_t{cqe_flags >> IORING_CQE_BUFFER_SHIFT} * sizes_.buffer_size;
+    return buffers_.get() + std::size_t{cqe_flags >> IORING_CQE_BUFFER_SHIFT} * layout_.size;
   }
   // Gives a receive buffer back to the kernel once its bytes are consumed.
   void recycle(std::uint32_t cqe_flags);
@@ -138,14 +136,14 @@ class IoRing {
  private:
   IoRing() = default;
   // open's work, on the calling thread.
-  static std::unique_ptr<IoRing> open_on_this_thread(const Sizes& sizes, std::string& why_not);
+  static std::unique_ptr<IoRing> open_on_this_thread(const RingBuffers& buffers, std::string& why_not);
   io_uring_sqe* next_sqe();
 
   io_uring ring_{};
   bool ring_ready_ = false;
   bool enabled_ = false;
   std::thread::id submitter_;
-  Sizes sizes_;
+  RingBuffers layout_;
   io_uring_buf_ring* buf_ring_ = nullptr;
   std::size_t buf_ring_bytes_ = 0;
   std::unique_ptr<std::uint8_t[]> buffers_;

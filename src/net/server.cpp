@@ -91,7 +91,7 @@ Server::Server(ServerOptions options, Handlers handlers) : options_(std::move(op
   // tables); do it now rather than in the first client's handshake.
   (void)protocol::compute_accept_key("dGhlIHNhbXBsZSBub25jZQ==");
   unsigned n = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<EventLoop>(options_.read_buffer_size, options_.io));
+  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<EventLoop>(options_.read_buffer_size, options_.io, options_.ring_buffers));
 }
 
 Server::~Server() {

@@ -53,15 +53,17 @@ std::string payload_for(int i, std::size_t size) {
 
 // Echoes through a server and a client on `io`; returns what the client got
 // back, concatenated, after sending `count` messages of `size` bytes.
-std::string echo_round_trip(net::IoBackend io, std::size_t size, int count, net::IoBackend& server_io) {
+std::string echo_round_trip(net::IoBackend io, std::size_t size, int count, net::IoBackend& server_io,
+                            net::RingBuffers ring_buffers = {}) {
   net::ServerOptions options;
   options.io = io;
+  options.ring_buffers = ring_buffers;
   options.websocket.max_message_size = 64u << 20;
   options.max_send_buffer = 64u << 20;
   test_support::TestServer server(options);
   server_io = server.server().loops().front()->io();
 
-  net::EventLoop loop(512u << 10, io);
+  net::EventLoop loop(512u << 10, io, ring_buffers);
   std::string received;
   int replies = 0;
   std::promise<void> done;
@@ -250,6 +252,37 @@ TEST(IoBackend, AConnectionEndedInTheLoopsLastTurnIsFreedWhenTheLoopIsDestroyedE
     }
     EXPECT_EQ(net::Connection::alive(), before) << "round " << round;
   }
+}
+
+// The smallest ring (16 buffers of 1 KiB) on both ends: a 3 MiB message
+// takes thousands of buffers, so receives run out of them (ENOBUFS) and are
+// re-armed over and over; every byte still comes back, in order.
+TEST(IoBackend, TheSmallestReceiveRingStillEchoesLargeAndManyMessages) {
+  if (!io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  const net::RingBuffers smallest{16, 1024};
+  net::IoBackend server_io{};
+  std::string got = echo_round_trip(net::IoBackend::io_uring, 3u << 20, 3, server_io, smallest);
+  EXPECT_EQ(server_io, net::IoBackend::io_uring);
+  EXPECT_TRUE(got == expected(3u << 20, 3)) << "got " << got.size() << " bytes";
+  got = echo_round_trip(net::IoBackend::io_uring, 37, 20000, server_io, smallest);
+  EXPECT_TRUE(got == expected(37, 20000)) << "got " << got.size() << " bytes";
+}
+
+TEST(IoBackend, AReceiveRingLayoutOutOfRangeIsRefusedNamingTheValue) {
+  if (!io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  const auto refusal = [](net::RingBuffers layout) -> std::string {
+    try {
+      net::EventLoop loop(4096, net::IoBackend::io_uring, layout);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(refusal({24, 4096}), "io_uring: the receive buffer count must be a power of two from 16 to 32768, not 24");
+  EXPECT_EQ(refusal({8, 4096}), "io_uring: the receive buffer count must be a power of two from 16 to 32768, not 8");
+  EXPECT_EQ(refusal({512, 512}), "io_uring: the receive buffer size must be 1KiB..1MiB, not 512 bytes");
+  EXPECT_EQ(refusal({512, (1u << 20) + 1}), "io_uring: the receive buffer size must be 1KiB..1MiB, not 1048577 bytes");
+  EXPECT_EQ(refusal({32768, 1024}), "accepted");
 }
 
 class RingEcho : public ::testing::TestWithParam<net::IoBackend> {};

@@ -51,8 +51,10 @@ class EventLoop {
 
   // `io`: automatic takes io_uring where it works here (see IoBackend);
   // io_uring asked for explicitly and unavailable throws std::runtime_error
-  // saying why.
-  explicit EventLoop(std::size_t read_buffer_size = 512u << 10, IoBackend io = IoBackend::automatic);
+  // saying why. `ring_buffers` (io_uring only): a count that is not a power
+  // of two or sizes out of their ranges throw std::invalid_argument.
+  explicit EventLoop(std::size_t read_buffer_size = 512u << 10, IoBackend io = IoBackend::automatic,
+                     RingBuffers ring_buffers = {});
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;

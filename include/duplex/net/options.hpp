@@ -36,6 +36,15 @@ const char* to_string(IoBackend io);
 // "auto", "epoll" or "io_uring"; nullopt for anything else.
 std::optional<IoBackend> parse_io_backend(std::string_view name);
 
+// io_uring: the loop's provided receive buffers. Each completion fills at
+// most one, so a message larger than a buffer costs a completion (and a
+// copy into the message) per buffer. Pages are touched only as buffers are
+// first used; count × size is the most a loop holds (4 MiB by default).
+struct RingBuffers {
+  unsigned count = 1024;            // a power of two, 16..32768
+  std::size_t size = 4u << 10;      // bytes each, 1 KiB..1 MiB
+};
+
 struct TlsOptions {
   std::string cert_file;          // server: PEM chain; client: optional client cert
   std::string key_file;
@@ -93,6 +102,7 @@ struct ServerOptions {
   BackpressurePolicy backpressure = BackpressurePolicy::close;
   std::size_t read_buffer_size = 512u << 10;  // one per loop, shared by all its connections
   IoBackend io = IoBackend::automatic;        // every loop of the server
+  RingBuffers ring_buffers;                   // per loop, on io_uring
   std::vector<std::string> subprotocols;  // supported, in no particular order
   protocol::HttpLimits http;
   protocol::Limits websocket;

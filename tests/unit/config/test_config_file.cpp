@@ -312,7 +312,9 @@ TEST(ConfigFields, ChoicesMapOntoEnumsInOrder) {
 TEST(ConfigFields, EveryMemberHasARow) {
   // Members that are a section, or not settable from the file, are counted by hand.
   EXPECT_EQ(member_count<HubConfig>(), rows_in("") + 10);  // + the 8 sections, namespace_defaults, namespaces
-  EXPECT_EQ(member_count<net::ServerOptions>(), rows_in("server") + 5 + 1);  // + 5 sections, subprotocols (set by duplex serve)
+  // + 5 sections, subprotocols (set by duplex serve); ring_buffers is one
+  // member with a row per field (io_uring_buffers, io_uring_buffer_size).
+  EXPECT_EQ(member_count<net::ServerOptions>(), rows_in("server") + 5 + 1 - member_count<net::RingBuffers>() + 1);
   EXPECT_EQ(member_count<protocol::HttpLimits>(), rows_in("server.http") + 1);  // + max_body_bytes (built in)
   EXPECT_EQ(member_count<protocol::Limits>(), rows_in("server.websocket"));
   EXPECT_EQ(member_count<net::Timeouts>(), rows_in("server.timeouts"));
@@ -428,6 +430,8 @@ TEST(ConfigFile, SizesAcceptBytesAndBinaryUnits) {
 [server]
 max_send_buffer = 4096
 read_buffer_size = "1MiB"
+io_uring_buffers = 64
+io_uring_buffer_size = "64KiB"
 [server.websocket]
 max_frame_size = "64 KiB"
 max_message_size = "1GiB"
@@ -436,6 +440,8 @@ max_data_bytes = "100B"
 )", "t.toml");
   EXPECT_EQ(c.server.max_send_buffer, 4096u);
   EXPECT_EQ(c.server.read_buffer_size, 1u << 20);
+  EXPECT_EQ(c.server.ring_buffers.count, 64u);
+  EXPECT_EQ(c.server.ring_buffers.size, 64u << 10);
   EXPECT_EQ(c.server.websocket.max_frame_size, 64u << 10);
   EXPECT_EQ(c.server.websocket.max_message_size, 1u << 30);
   EXPECT_EQ(c.limits.max_data_bytes, 100u);
@@ -563,6 +569,10 @@ TEST(ConfigErrors, BadDurationsAndSizes) {
             "string like \"512B\", \"64KiB\", \"1MiB\", \"1GiB\")");
   EXPECT_EQ(parse_error("[server]\nread_buffer_size = \"2GiB\"\n"),
             "t.toml:2:20: server.read_buffer_size: 2GiB is out of range (4KiB..64MiB)");
+  EXPECT_EQ(parse_error("[server]\nio_uring_buffer_size = \"512B\"\n"),
+            "t.toml:2:24: server.io_uring_buffer_size: 512B is out of range (1KiB..1MiB)");
+  EXPECT_EQ(parse_error("[server]\nio_uring_buffers = 8\n"),
+            "t.toml:2:20: server.io_uring_buffers: 8 is out of range (16..32768)");
 }
 
 TEST(ConfigErrors, TomlSyntaxErrorsCarryLineAndColumn) {
@@ -611,6 +621,9 @@ TEST(ConfigErrors, CrossFieldRules) {
   EXPECT_EQ(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\npubsub_ping_interval = \"50ms\"\n"),
             Problems{"[engine.redis] pubsub_ping_interval must be 0 (off) or at least 100ms"});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\npubsub_ping_interval = 0\n").empty());
+  EXPECT_EQ(problems_of("[server]\nio_uring_buffers = 1000\n"),
+            Problems{"[server] io_uring_buffers must be a power of two from 16 to 32768, not 1000"});
+  EXPECT_TRUE(problems_of("[server]\nio_uring_buffers = 32768\nio_uring_buffer_size = \"1MiB\"\n").empty());
   EXPECT_EQ(problems_of("[engine]\ntype = \"nats\"\n[engine.nats]\nurl = \"tcp://x:4222\"\n"),
             Problems{"[engine.nats] url must start with nats://, not \"tcp://x:4222\""});
   EXPECT_TRUE(problems_of("[engine]\ntype = \"redis\"\n[engine.redis]\naddresses = [\"127.0.0.1:7001\", \"[::1]:7002\"]\n").empty());
