@@ -40,9 +40,9 @@ std::optional<IoBackend> parse_io_backend(std::string_view name);
 // most one, so a message larger than a buffer costs a completion (and a
 // copy into the message) per buffer: 16 KiB brings a 16 KiB message in two
 // where 4 KiB took five. Pages are touched only as buffers are first used;
-// count × size is the most a loop holds (8 MiB by default).
+// count × size is the most a loop holds (4 MiB by default).
 struct RingBuffers {
-  unsigned count = 512;             // a power of two, 16..32768
+  unsigned count = 256;             // a power of two, 16..32768
   std::size_t size = 16u << 10;     // bytes each, 1 KiB..1 MiB
 };
 
