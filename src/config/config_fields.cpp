@@ -74,9 +74,11 @@ std::vector<ConfigField> make_fields() {
        "one per event loop, shared by its connections"},
       {"server.io", DUPLEX_REF(server.io), K::choice, R::restart, 0, 0, {"auto", "epoll", "io_uring"},
        "event loop backend: auto (DUPLEX_IO decides; unset: io_uring where the kernel allows it, else epoll), epoll or io_uring"},
-      {"server.io_uring_buffers", DUPLEX_REF(server.ring_buffers.count), K::integer, R::restart, 16, 32768, {},
+      {"server.io_uring_buffers", DUPLEX_REF(server.ring_buffers.count), K::integer, R::restart,
+       net::RingBuffers::min_count, net::RingBuffers::max_count, {},
        "io_uring: provided receive buffers per event loop (a power of two)"},
-      {"server.io_uring_buffer_size", DUPLEX_REF(server.ring_buffers.size), K::size, R::restart, 1 * kib, 1 * mib, {},
+      {"server.io_uring_buffer_size", DUPLEX_REF(server.ring_buffers.size), K::size, R::restart,
+       net::RingBuffers::min_size, net::RingBuffers::max_size, {},
        "io_uring: bytes per receive buffer; a message larger than one costs a completion per buffer"},
 
       {"server.http.max_line_bytes", DUPLEX_REF(server.http.max_line_bytes), K::size, R::restart, 256, 1 * mib, {},

@@ -561,8 +561,11 @@ std::vector<std::string> config_problems(const HubConfig& config) {
     problems.push_back("server.threads = " + std::to_string(config.server.threads) + " is above 256");
   if (config.server.http.max_line_bytes > config.server.http.max_head_bytes)
     problems.push_back("[server.http] max_line_bytes exceeds max_head_bytes");
-  if (const unsigned n = config.server.ring_buffers.count; (n & (n - 1)) != 0)
-    problems.push_back("[server] io_uring_buffers must be a power of two from 16 to 32768, not " + std::to_string(n));
+  if (!config.server.ring_buffers.count_valid())
+    problems.push_back("[server] io_uring_buffers must be a power of two from " +
+                       std::to_string(net::RingBuffers::min_count) + " to " +
+                       std::to_string(net::RingBuffers::max_count) + ", not " +
+                       std::to_string(config.server.ring_buffers.count));
   const std::string& type = config.engine.type;
   if (type != "sqlite" && type != "memory" && type != "redis" && type != "nats")
     problems.push_back("engine.type must be \"sqlite\", \"memory\", \"redis\" or \"nats\", not " + quoted(type));

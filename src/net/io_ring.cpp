@@ -31,15 +31,17 @@ std::unique_ptr<IoRing> IoRing::open(const RingBuffers& buffers, std::string& wh
 }
 
 std::unique_ptr<IoRing> IoRing::open_on_this_thread(const RingBuffers& buffers, std::string& why_not) {
-  if (buffers.count < 16 || (buffers.count & (buffers.count - 1)) != 0 || buffers.count > 32768)
-    throw std::invalid_argument("io_uring: the receive buffer count must be a power of two from 16 to 32768, not " +
-                                std::to_string(buffers.count));
-  if (buffers.size < 1024 || buffers.size > (1u << 20))
-    throw std::invalid_argument("io_uring: the receive buffer size must be 1KiB..1MiB, not " +
+  if (!buffers.count_valid())
+    throw std::invalid_argument("io_uring: the receive buffer count must be a power of two from " +
+                                std::to_string(RingBuffers::min_count) + " to " +
+                                std::to_string(RingBuffers::max_count) + ", not " + std::to_string(buffers.count));
+  if (!buffers.size_valid())
+    throw std::invalid_argument("io_uring: the receive buffer size must be " +
+                                std::to_string(RingBuffers::min_size >> 10) + "KiB.." +
+                                std::to_string(RingBuffers::max_size >> 20) + "MiB, not " +
                                 std::to_string(buffers.size) + " bytes");
   std::unique_ptr<IoRing> r(new IoRing);
   r->layout_ = buffers;
-  const auto buffer_bytes = static_cast<unsigned>(buffers.size);
   io_uring_params params{};
   params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
                  IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_R_DISABLED;
@@ -77,8 +79,8 @@ std::unique_ptr<IoRing> IoRing::open_on_this_thread(const RingBuffers& buffers, 
   r->buffers_.reset(new std::uint8_t[std::size_t{buffers.count} * buffers.size]);
   const int mask = io_uring_buf_ring_mask(buffers.count);
   for (unsigned i = 0; i < buffers.count; ++i)
-    io_uring_buf_ring_add(r->buf_ring_, r->buffers_.get() + std::size_t{i} * buffers.size, buffer_bytes,
-                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+    io_uring_buf_ring_add(r->buf_ring_, r->buffer_at(i), r->buffer_bytes(), static_cast<unsigned short>(i), mask,
+                          static_cast<int>(i));
   io_uring_buf_ring_advance(r->buf_ring_, static_cast<int>(buffers.count));
   // A sparse registered-file table with a slot per possible descriptor
   // (the open-file limit, at most 65,536: 8 bytes each in the kernel).
@@ -211,8 +213,7 @@ void IoRing::submit() {
 
 void IoRing::recycle(std::uint32_t cqe_flags) {
   const auto bid = static_cast<unsigned short>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
-  io_uring_buf_ring_add(buf_ring_, buffers_.get() + std::size_t{bid} * layout_.size,
-                        static_cast<unsigned>(layout_.size), bid, io_uring_buf_ring_mask(layout_.count), 0);
+  io_uring_buf_ring_add(buf_ring_, buffer_at(bid), buffer_bytes(), bid, io_uring_buf_ring_mask(layout_.count), 0);
   io_uring_buf_ring_advance(buf_ring_, 1);
 }
 

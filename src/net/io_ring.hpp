@@ -124,9 +124,7 @@ class IoRing {
   }
 
   // The receive buffer a completion names (IORING_CQE_F_BUFFER in flags).
-  std::uint8_t* buffer(std::uint32_t cqe_flags) const {
-    return buffers_.get() + std::size_t{cqe_flags >> IORING_CQE_BUFFER_SHIFT} * layout_.size;
-  }
+  std::uint8_t* buffer(std::uint32_t cqe_flags) const { return buffer_at(cqe_flags >> IORING_CQE_BUFFER_SHIFT); }
   // Gives a receive buffer back to the kernel once its bytes are consumed.
   void recycle(std::uint32_t cqe_flags);
 
@@ -138,6 +136,8 @@ class IoRing {
   // open's work, on the calling thread.
   static std::unique_ptr<IoRing> open_on_this_thread(const RingBuffers& buffers, std::string& why_not);
   io_uring_sqe* next_sqe();
+  std::uint8_t* buffer_at(unsigned id) const { return buffers_.get() + std::size_t{id} * layout_.size; }
+  unsigned buffer_bytes() const { return static_cast<unsigned>(layout_.size); }  // max_size fits
 
   io_uring ring_{};
   bool ring_ready_ = false;

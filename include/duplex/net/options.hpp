@@ -1,5 +1,6 @@
 // Every tunable of the WebSocket server and client, with its default, in one place.
 #pragma once
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -42,8 +43,14 @@ std::optional<IoBackend> parse_io_backend(std::string_view name);
 // where 4 KiB took five. Pages are touched only as buffers are first used;
 // count × size is the most a loop holds (4 MiB by default).
 struct RingBuffers {
-  unsigned count = 256;             // a power of two, 16..32768
-  std::size_t size = 16u << 10;     // bytes each, 1 KiB..1 MiB
+  static constexpr unsigned min_count = 16;
+  static constexpr unsigned max_count = 32768;       // a buffer id is 16 bits
+  static constexpr std::size_t min_size = 1u << 10;
+  static constexpr std::size_t max_size = 1u << 20;  // the kernel's length field is 32 bits; this is a sane cap
+  unsigned count = 256;                              // a power of two, min_count..max_count
+  std::size_t size = 16u << 10;                      // bytes each, min_size..max_size
+  bool count_valid() const { return count >= min_count && count <= max_count && std::has_single_bit(count); }
+  bool size_valid() const { return size >= min_size && size <= max_size; }
 };
 
 struct TlsOptions {
