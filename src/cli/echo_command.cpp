@@ -82,6 +82,8 @@ struct EchoArgs {
   std::string io = "auto";
   std::string max_send_buffer = std::to_string(net::ServerOptions{}.max_send_buffer);  // the library's 1 MiB
   std::string max_message_size;  // empty: the largest the send buffer can echo
+  unsigned ring_buffers = net::RingBuffers{}.count;
+  std::string ring_buffer_size = std::to_string(net::RingBuffers{}.size);
   std::vector<std::string> subprotocols;
   unsigned ping_interval_s = 30;
   bool broadcast = false;
@@ -91,6 +93,22 @@ struct EchoArgs {
   int level = 6;
   std::size_t deflate_min_size = 64;
 };
+
+// --io-uring-buffers and --io-uring-buffer-size, within RingBuffers' bounds.
+bool parse_ring_flags(const EchoArgs& args, net::RingBuffers& out, std::string& error) {
+  out.count = args.ring_buffers;
+  if (!out.count_valid()) {
+    error = "--io-uring-buffers " + std::to_string(args.ring_buffers) + ": must be a power of two from " +
+            std::to_string(net::RingBuffers::min_count) + " to " + std::to_string(net::RingBuffers::max_count);
+    return false;
+  }
+  std::uint64_t size = 0;
+  if (!parse_size_flag("--io-uring-buffer-size", args.ring_buffer_size, net::RingBuffers::min_size,
+                       net::RingBuffers::max_size, size, error))
+    return false;
+  out.size = static_cast<std::size_t>(size);
+  return true;
+}
 
 // --broadcast: a message received on path P goes to every connection on P.
 // Each loop keeps its own subscriber lists (touched only by its thread); a
@@ -206,6 +224,15 @@ std::function<int()> add_echo_command(CLI::App& app) {
                   "epoll), epoll or io_uring (an error where io_uring is unavailable)")
       ->check(CLI::IsMember({"auto", "epoll", "io_uring"}))
       ->capture_default_str();
+  cmd->add_option("--io-uring-buffers", args->ring_buffers,
+                  "io_uring: provided receive buffers per event loop, a power of two from 16 to 32768 (the hub's "
+                  "server.io_uring_buffers)")
+      ->capture_default_str();
+  cmd->add_option("--io-uring-buffer-size", args->ring_buffer_size,
+                  "io_uring: bytes per receive buffer, 1KiB..1MiB; a frame larger than one is assembled from "
+                  "several (server.io_uring_buffer_size)")
+      ->type_name("SIZE")
+      ->capture_default_str();
   cmd->add_flag("--reuse-port", args->reuse_port,
                 "Share the port with other processes that also pass --reuse-port (SO_REUSEPORT; the kernel "
                 "spreads connections). Without it, a port in use is an error");
@@ -269,6 +296,10 @@ std::function<int()> add_echo_command(CLI::App& app) {
     options.threads = args->threads;
     options.io = *net::parse_io_backend(args->io);
     options.reuse_port = args->reuse_port;
+    if (!parse_ring_flags(*args, options.ring_buffers, error)) {
+      std::fprintf(stderr, "duplex echo: %s\n", error.c_str());
+      return 2;
+    }
     options.tls.cert_file = args->tls_cert;
     options.tls.key_file = args->tls_key;
     std::uint64_t send_buffer = 0, max_message = 0;

@@ -306,6 +306,25 @@ TEST(CliHelp, EchoDeflateShowsOffAsTheDefault) {
   EXPECT_NE(help.output.find("off (the default: --deflate omitted)"), std::string::npos) << help.output;
 }
 
+// The receive ring's layout is a flag of echo as of serve's config; a layout
+// the ring cannot take exits 2 naming the flag and the value, before binding.
+TEST(CliEcho, ARingLayoutOutOfRangeExits2NamingTheFlag) {
+  const Outcome count = run_duplex({"echo", "--listen", "127.0.0.1:0", "--io-uring-buffers", "24"});
+  EXPECT_EQ(count.exit_code, 2) << count.output;
+  EXPECT_NE(count.output.find("--io-uring-buffers 24: must be a power of two from 16 to 32768"), std::string::npos)
+      << count.output;
+  const Outcome size = run_duplex({"echo", "--listen", "127.0.0.1:0", "--io-uring-buffer-size", "2MiB"});
+  EXPECT_EQ(size.exit_code, 2) << size.output;
+  EXPECT_NE(size.output.find("--io-uring-buffer-size 2MiB: must be between 1024 and 1048576 bytes"),
+            std::string::npos)
+      << size.output;
+}
+
+TEST(CliEcho, ARingLayoutInRangeServes) {
+  EchoProcess echo({"--listen", "127.0.0.1:0", "--io-uring-buffers", "16", "--io-uring-buffer-size", "64KiB"});
+  EXPECT_NE(echo.port(), 0) << echo.line();
+}
+
 // The start-up line says how many loops run, not the "0 = one per core" it was given.
 TEST(CliServeStart, LogsTheNumberOfLoopsRunning) {
   const auto dir = scratch_dir("loops");
