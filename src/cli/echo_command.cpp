@@ -98,8 +98,7 @@ struct EchoArgs {
 bool parse_ring_flags(const EchoArgs& args, net::RingBuffers& out, std::string& error) {
   out.count = args.ring_buffers;
   if (!out.count_valid()) {
-    error = "--io-uring-buffers " + std::to_string(args.ring_buffers) + ": must be a power of two from " +
-            std::to_string(net::RingBuffers::min_count) + " to " + std::to_string(net::RingBuffers::max_count);
+    error = "--io-uring-buffers " + std::to_string(args.ring_buffers) + ": must be " + net::RingBuffers::count_rule();
     return false;
   }
   std::uint64_t size = 0;

@@ -562,9 +562,7 @@ std::vector<std::string> config_problems(const HubConfig& config) {
   if (config.server.http.max_line_bytes > config.server.http.max_head_bytes)
     problems.push_back("[server.http] max_line_bytes exceeds max_head_bytes");
   if (!config.server.ring_buffers.count_valid())
-    problems.push_back("[server] io_uring_buffers must be a power of two from " +
-                       std::to_string(net::RingBuffers::min_count) + " to " +
-                       std::to_string(net::RingBuffers::max_count) + ", not " +
+    problems.push_back("[server] io_uring_buffers must be " + net::RingBuffers::count_rule() + ", not " +
                        std::to_string(config.server.ring_buffers.count));
   const std::string& type = config.engine.type;
   if (type != "sqlite" && type != "memory" && type != "redis" && type != "nats")

@@ -32,9 +32,8 @@ std::unique_ptr<IoRing> IoRing::open(const RingBuffers& buffers, std::string& wh
 
 std::unique_ptr<IoRing> IoRing::open_on_this_thread(const RingBuffers& buffers, std::string& why_not) {
   if (!buffers.count_valid())
-    throw std::invalid_argument("io_uring: the receive buffer count must be a power of two from " +
-                                std::to_string(RingBuffers::min_count) + " to " +
-                                std::to_string(RingBuffers::max_count) + ", not " + std::to_string(buffers.count));
+    throw std::invalid_argument("io_uring: the receive buffer count must be " + RingBuffers::count_rule() +
+                                ", not " + std::to_string(buffers.count));
   if (!buffers.size_valid())
     throw std::invalid_argument("io_uring: the receive buffer size must be " +
                                 std::to_string(RingBuffers::min_size >> 10) + "KiB.." +

@@ -22,6 +22,10 @@ const char* to_string(IoBackend io) {
   return "?";
 }
 
+std::string RingBuffers::count_rule() {
+  return "a power of two from " + std::to_string(min_count) + " to " + std::to_string(max_count);
+}
+
 std::optional<IoBackend> parse_io_backend(std::string_view name) {
   if (name == "auto") return IoBackend::automatic;
   if (name == "epoll") return IoBackend::epoll;

@@ -306,8 +306,8 @@ TEST(CliHelp, EchoDeflateShowsOffAsTheDefault) {
   EXPECT_NE(help.output.find("off (the default: --deflate omitted)"), std::string::npos) << help.output;
 }
 
-// The receive ring's layout is a flag of echo as of serve's config; a layout
-// the ring cannot take exits 2 naming the flag and the value, before binding.
+// The receive ring's layout is a flag of echo, as it is a key of serve's
+// config; a layout the ring cannot take exits 2 naming the flag and the value.
 TEST(CliEcho, ARingLayoutOutOfRangeExits2NamingTheFlag) {
   const Outcome count = run_duplex({"echo", "--listen", "127.0.0.1:0", "--io-uring-buffers", "24"});
   EXPECT_EQ(count.exit_code, 2) << count.output;

@@ -50,6 +50,8 @@ struct RingBuffers {
   unsigned count = 256;                              // a power of two, min_count..max_count
   std::size_t size = 16u << 10;                      // bytes each, min_size..max_size
   bool count_valid() const { return count >= min_count && count <= max_count && std::has_single_bit(count); }
+  // What a valid count is, for messages: "a power of two from 16 to 32768".
+  static std::string count_rule();
   bool size_valid() const { return size >= min_size && size <= max_size; }
 };
 
