@@ -33,10 +33,15 @@ namespace {
 // The loop's cork buffer keeps up to this much capacity between turns: one
 // per loop, and freeing it every batch cost a page-fault storm under load.
 constexpr std::size_t keep_cork_capacity = 4u << 20;
-// Spare backlogs a loop thread keeps, and the buffer capacity each keeps
-// (a small message's frame; larger buffers go back to the allocator).
+// Spare backlogs a loop thread keeps, and the buffer capacity each keeps:
+// a small message's frame always; up to a large message's (64 KiB) while
+// the thread's spares hold less than 2 MiB of such buffers, so a loop
+// echoing 16 KiB messages on io_uring does not malloc and free one per
+// send; beyond that, larger buffers go back to the allocator.
 constexpr std::size_t spare_backlog_count = 1024;
 constexpr std::size_t spare_buffer_capacity = 2048;
+constexpr std::size_t spare_large_buffer_capacity = 64u << 10;
+constexpr std::size_t spare_large_buffer_budget = 2u << 20;
 // A TLS record's plaintext at most, and what a record adds to it at most
 // (TLS 1.3: 5-byte header, content type, 16-byte tag; TLS 1.2 with CBC and
 // an explicit IV adds more, which a reserve only has to cover roughly).
@@ -161,47 +166,59 @@ Connection::~Connection() {
   alive_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
+namespace {
+// Set once this thread's spares are destroyed (thread exit): a connection
+// finished later on the thread (a static loop, say) frees its backlog.
+thread_local bool spares_gone = false;
+
+std::size_t large_capacity(const std::string& buffer) {
+  return buffer.capacity() > spare_buffer_capacity ? buffer.capacity() : 0;
+}
+}  // namespace
+
 // A loop thread keeps the backlogs its connections gave back, buffers and
 // all: on io_uring every send of a turn takes one (its bytes stay put until
 // the completion), and allocating it each time cost a malloc and a free per
 // message. Bounded in count and in the buffer capacity kept; the loop's
 // thread only (a loop runs on one thread).
+struct Connection::SpareBacklogs {
+  std::vector<std::unique_ptr<Backlog>> list;
+  std::size_t large_bytes = 0;  // capacity of the kept buffers above spare_buffer_capacity
+  ~SpareBacklogs() { spares_gone = true; }
+};
+
+Connection::SpareBacklogs* Connection::spare_backlogs() {
+  if (spares_gone) return nullptr;
+  thread_local SpareBacklogs spares;
+  return &spares;
+}
+
 std::unique_ptr<Connection::Backlog> Connection::take_backlog() {
   auto* spares = spare_backlogs();
-  if (!spares || spares->empty()) return std::make_unique<Backlog>();
-  auto backlog = std::move(spares->back());
-  spares->pop_back();
+  if (!spares || spares->list.empty()) return std::make_unique<Backlog>();
+  auto backlog = std::move(spares->list.back());
+  spares->list.pop_back();
+  spares->large_bytes -= large_capacity(backlog->bytes) + large_capacity(backlog->in_flight);
   return backlog;
 }
 
 void Connection::give_back(std::unique_ptr<Backlog> backlog) {
   if (!backlog) return;
   auto* spares = spare_backlogs();
-  if (!spares || spares->size() >= spare_backlog_count) return;
+  if (!spares || spares->list.size() >= spare_backlog_count) return;
   for (std::string* buffer : {&backlog->bytes, &backlog->in_flight}) {
     buffer->clear();
-    if (buffer->capacity() > spare_buffer_capacity) std::string().swap(*buffer);
+    const std::size_t large = large_capacity(*buffer);
+    if (large == 0) continue;
+    if (large <= spare_large_buffer_capacity && spares->large_bytes + large <= spare_large_buffer_budget)
+      spares->large_bytes += large;
+    else
+      std::string().swap(*buffer);
   }
   backlog->sent = 0;
   backlog->owed_pong.reset();
   backlog->send_entry = nullptr;
-  spares->push_back(std::move(backlog));
-}
-
-namespace {
-// Set once this thread's spares are destroyed (thread exit): a connection
-// finished later on the thread (a static loop, say) frees its backlog.
-thread_local bool spares_gone = false;
-}  // namespace
-
-std::vector<std::unique_ptr<Connection::Backlog>>* Connection::spare_backlogs() {
-  struct Spares {
-    std::vector<std::unique_ptr<Backlog>> list;
-    ~Spares() { spares_gone = true; }
-  };
-  if (spares_gone) return nullptr;
-  thread_local Spares spares;
-  return &spares.list;
+  spares->list.push_back(std::move(backlog));
 }
 
 std::size_t Connection::buffered_amount() const {

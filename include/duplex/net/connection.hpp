@@ -328,7 +328,8 @@ class Connection : public std::enable_shared_from_this<Connection>,
   // A backlog from this thread's spares (or a new one), and one given back.
   static std::unique_ptr<Backlog> take_backlog();
   static void give_back(std::unique_ptr<Backlog> backlog);
-  static std::vector<std::unique_ptr<Backlog>>* spare_backlogs();  // null once the thread is ending
+  struct SpareBacklogs;
+  static SpareBacklogs* spare_backlogs();  // null once the thread is ending
   std::unique_ptr<Backlog> backlog_;
   int fd_ = -1;
   const std::uint32_t loop_id_;  // EventLoop::id() of loop_: found by a reference dropped on another thread
