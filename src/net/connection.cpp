@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -39,6 +40,9 @@ constexpr std::size_t keep_cork_capacity = 4u << 20;
 // echoing 16 KiB messages on io_uring does not malloc and free one per
 // send; beyond that, larger buffers go back to the allocator.
 constexpr std::size_t spare_backlog_count = 1024;
+// From this payload size on, a plain message is written from the caller's
+// bytes when nothing is queued before it (Connection::write_directly).
+constexpr std::size_t direct_write_min_payload = 16u << 10;
 constexpr std::size_t spare_buffer_capacity = 2048;
 constexpr std::size_t spare_large_buffer_capacity = 64u << 10;
 constexpr std::size_t spare_large_buffer_budget = 2u << 20;
@@ -1211,9 +1215,66 @@ SendStatus Connection::send(std::string_view payload, protocol::Opcode kind, pro
   if (!is_open()) return SendStatus::closed;
   if (config_->backpressure == BackpressurePolicy::drop && buffered_amount() > config_->max_send_buffer)
     return SendStatus::dropped;
+  if (payload.size() >= direct_write_min_payload && write_directly(payload, kind, compress)) {
+    if (!backlogged()) return SendStatus::ok;  // the kernel took it all
+    note_queued();
+    return check_backpressure();
+  }
   if (!ws_.send(output(), kind, payload, compress)) return SendStatus::closed;
   note_queued();
   return check_backpressure();
+}
+
+// A large message that goes out as it is (a server's frame, uncompressed,
+// plain TCP) with nothing owed before it but what this connection corked
+// this turn: one sendmsg of the cork, the header and the caller's bytes,
+// instead of copying the payload into the cork first (uWebSockets does the
+// same from 16 KiB). Synchronous on io_uring too: a ring send would need the
+// bytes to stay put until its completion, which the caller's do not. What
+// the kernel does not take is queued, in order, as send() would have.
+bool Connection::write_directly(std::string_view payload, protocol::Opcode kind, protocol::Compress compress) {
+  if (ssl_ || phase_ != Phase::open || write_failed_ || write_wants_read_) return false;
+  if (backlog_ && (backlogged() || !backlog_->in_flight.empty() || backlog_->owed_pong)) return false;
+  if (ring_io_ ? send_in_flight_ : !writable_) return false;
+  std::uint8_t header[protocol::max_frame_header_size];
+  const std::size_t header_size = ws_.plain_message_header(header, kind, payload.size(), compress);
+  if (header_size == 0) return false;
+  std::string* cork = loop_->corked_ == this ? &loop_->cork_ : nullptr;
+  iovec parts[3];
+  int count = 0;
+  if (cork && !cork->empty()) parts[count++] = {cork->data(), cork->size()};
+  parts[count++] = {header, header_size};
+  parts[count++] = {const_cast<char*>(payload.data()), payload.size()};
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = static_cast<std::size_t>(count);
+  ssize_t n;
+  do n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  std::size_t written = 0;
+  if (n >= 0) {
+    written = static_cast<std::size_t>(n);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    write_failed_ = true;  // reported by flush(), as a failed uncork is
+  }
+  if (cork) loop_->corked_ = nullptr;  // its bytes are written or moved to the backlog below
+  std::size_t total = 0;
+  for (int i = 0; i < count; ++i) total += parts[i].iov_len;
+  if (written < total && !write_failed_) {
+    if (!backlog_) backlog_ = take_backlog();
+    for (int i = 0; i < count; ++i) {
+      const std::size_t skip = std::min(written, parts[i].iov_len);
+      written -= skip;
+      backlog_->bytes.append(static_cast<const char*>(parts[i].iov_base) + skip, parts[i].iov_len - skip);
+    }
+    if (!ring_io_) writable_ = false;  // the kernel's buffer is full: EPOLLOUT resumes
+  }
+  if (cork) {
+    cork->clear();
+    if (cork->capacity() > keep_cork_capacity) std::string().swap(*cork);
+  }
+  if (write_failed_) note_queued();
+  return true;
 }
 
 SendStatus Connection::send_fragment(std::string_view payload, protocol::Opcode opcode, bool fin) {

@@ -479,6 +479,15 @@ bool WebSocket::send(std::string& out, Opcode kind, std::string_view payload, Co
   return true;
 }
 
+std::size_t WebSocket::plain_message_header(std::uint8_t* header, Opcode kind, std::size_t size,
+                                            Compress compress) const {
+  if (state_ != State::open || sending_fragmented_ || role_ != Role::server) return 0;
+  if (kind != Opcode::text && kind != Opcode::binary) return 0;
+  if (deflate_ && compress != Compress::no && (compress == Compress::yes || deflate_->should_compress(size)))
+    return 0;
+  return encode_frame_header(header, kind, size, {}, nullptr);
+}
+
 bool WebSocket::send_frame(std::string& out, Opcode opcode, std::string_view payload, bool fin, bool rsv1) {
   if (state_ != State::open) return false;
   if (is_control(opcode)) {

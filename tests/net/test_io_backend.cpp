@@ -15,6 +15,7 @@
 #include <future>
 #include <stdexcept>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include "duplex/duplex.hpp"
@@ -355,6 +356,51 @@ TEST_P(RingEcho, ABurstInOneTurnThatTheSocketTakesIsNotOverBudget) {
   EXPECT_EQ(b_close_code, 0) << "B was cut off as a slow consumer";
   EXPECT_EQ(messages, burst);
   EXPECT_TRUE(received == expected(size, burst)) << "got " << received.size() << " bytes";
+}
+
+// Large plain messages leave from the caller's bytes when nothing is queued
+// before them (Connection::write_directly), after what the connection
+// corked this turn; the part the kernel does not take is queued. In one
+// turn the server interleaves small frames (corked) with large ones, one of
+// them 8 MiB (more than a socket's send buffer, 4 MiB at most here), then
+// more of both behind the queued rest: the client gets every byte in order.
+TEST_P(RingEcho, LargeMessagesWrittenFromTheCallersBytesKeepTheirOrder) {
+  if (GetParam() == net::IoBackend::io_uring && !io_uring_here()) GTEST_SKIP() << "no io_uring on this machine";
+  const std::vector<std::size_t> sizes = {5, 16u << 10, 7, 64u << 10, 8u << 20, 9, 16u << 10, 11, 1u << 20, 3};
+  net::ServerOptions options;
+  options.io = GetParam();
+  options.max_send_buffer = 32u << 20;
+  std::size_t queued_after_large = 0;  // what the kernel left of the 8 MiB message, right after its send
+  net::Handlers server_handlers;
+  server_handlers.on_message = [&](net::Connection& c, protocol::Opcode, std::string_view) {
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      EXPECT_EQ(c.send_binary(payload_for(static_cast<int>(i), sizes[i])), net::SendStatus::ok) << i;
+      if (sizes[i] == (8u << 20)) queued_after_large = c.buffered_amount();
+    }
+  };
+  test_support::TestServer server(options, server_handlers);
+
+  net::EventLoop loop(512u << 10, GetParam());
+  std::vector<std::string> received;
+  net::Handlers h;
+  h.on_open = [&](net::Connection& c) { c.send_text("go"); };
+  h.on_message = [&](net::Connection& c, protocol::Opcode, std::string_view payload) {
+    received.emplace_back(payload);
+    if (received.size() == sizes.size()) c.close();
+  };
+  h.on_close = [&](net::Connection&, std::uint16_t, std::string_view) { loop.stop(); };
+  h.on_error = [&](std::string_view) { loop.stop(); };
+  net::ClientOptions client;
+  client.websocket.max_message_size = 16u << 20;
+  auto c = net::Connection::connect(loop, "ws://127.0.0.1:" + std::to_string(server.port()) + "/", client, h);
+  net::LoopTimer give_up(loop);
+  give_up.start(20s, [&] { loop.stop(); });
+  loop.run();
+  ASSERT_EQ(received.size(), sizes.size());
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    EXPECT_TRUE(received[i] == payload_for(static_cast<int>(i), sizes[i])) << "message " << i << ": "
+                                                                           << received[i].size() << " bytes";
+  EXPECT_GT(queued_after_large, 0u) << "the kernel took 8 MiB at once: the queued rest went untested";
 }
 
 // The server ends connections on its own (a close handshake, then TCP; or

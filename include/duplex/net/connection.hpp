@@ -280,6 +280,9 @@ class Connection : public std::enable_shared_from_this<Connection>,
   void reschedule_timer();
   SendStatus check_backpressure();
   void note_queued();
+  // send()'s path for a large plain message with nothing owed before it:
+  // false where it does not apply (send queues the frame instead).
+  bool write_directly(std::string_view payload, protocol::Opcode kind, protocol::Compress compress);
   long transport_read(std::uint8_t* buf, std::size_t cap, bool& want_write);
   long transport_write(const char* data, std::size_t size, bool& want_read);
   std::uint32_t now() const;

@@ -80,6 +80,14 @@ class WebSocket {
   bool send(std::string& out, Opcode kind, std::string_view payload, Compress compress = Compress::automatic);
   bool send_text(std::string& out, std::string_view payload) { return send(out, Opcode::text, payload); }
   bool send_binary(std::string& out, std::string_view payload) { return send(out, Opcode::binary, payload); }
+  // The header of the frame `send` would append for a message of `size`
+  // bytes, for a caller that then writes the payload itself, unchanged,
+  // from its own bytes (no copy into `out`). Only where the frame is just
+  // that: a server's (unmasked) frame that `send` would not compress.
+  // Writes at most max_frame_header_size bytes to `header` and returns how
+  // many; 0 where `send` must be used instead (or would refuse).
+  std::size_t plain_message_header(std::uint8_t* header, Opcode kind, std::size_t size,
+                                   Compress compress = Compress::automatic) const;
   // One frame of a fragmented message: the first with text/binary, the rest
   // with continuation; `fin` ends the message. Control frames may interleave.
   bool send_frame(std::string& out, Opcode opcode, std::string_view payload, bool fin, bool rsv1 = false);
